@@ -1,0 +1,57 @@
+//! # tandem-core
+//!
+//! The vocabulary of tandem, with no IO and no async runtime: what the network, storage and repo
+//! crates agree on.
+//!
+//! - **Identities**: [`DocumentId`] (Base58Check of random bytes), [`AutomergeUrl`] and
+//!   [`UrlHead`], [`PeerId`], [`StorageId`], [`SessionId`], [`PeerMetadata`].
+//! - **Wire messages**: [`Message`] and its CBOR codec, byte-compatible with
+//!   `@automerge/automerge-repo` 2.x ([`Message::decode`], [`Message::encode`]).
+//! - **Storage vocabulary**: [`StorageKey`], the chunk keys of a document ([`ChunkKey`]) and their
+//!   naming hashes, and the [`StorageAdapter`] trait (with a conformance suite behind the
+//!   `test-suite` feature).
+//! - **Transports**: the [`NetworkAdapter`] trait and the [`Connection`] it yields.
+//!
+//! ```
+//! use tandem_core::{AutomergeUrl, Message};
+//!
+//! // A `doc-unavailable` frame exactly as a JS sync server sends it.
+//! let frame = hex::decode(concat!(
+//!     "b9000464747970656f646f632d756e617661696c61626c656a646f63756d656e744964781c326b47",
+//!     "525572583877324b6a6148433378656b316b696a535665656568746172676574496468636c69656e",
+//!     "742d626873656e64657249646b7365727665722d70656572",
+//! ))?;
+//! let message = Message::decode(&frame)?;
+//! assert_eq!(message.type_name(), "doc-unavailable");
+//! assert_eq!(message.sender_id().as_str(), "server-peer");
+//!
+//! let url: AutomergeUrl = "automerge:2kGRUrX8w2KjaHC3xek1kijSVeee".parse()?;
+//! assert_eq!(message.document_id(), Some(url.document_id()));
+//! // Re-encoding gives back the very bytes cbor-x wrote.
+//! assert_eq!(message.encode(), frame);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod base58check;
+mod document_id;
+pub mod message;
+pub mod network;
+mod peer;
+pub mod storage;
+mod url;
+
+pub use document_id::{DocumentId, InvalidDocumentId};
+pub use message::{
+    DecodeError, DocUnavailableMessage, EmptyData, EphemeralMessage, ErrorMessage, JoinMessage,
+    Message, MessageData, PeerMessage, RemoteHeads, RemoteHeadsChangedMessage,
+    RemoteSubscriptionChangeMessage, SyncMessage, PROTOCOL_VERSION,
+};
+pub use network::{
+    Connection, Connections, LocalPeer, MessageSink, MessageStream, NetworkAdapter, NetworkError,
+    RemotePeer,
+};
+pub use peer::{PeerId, PeerMetadata, SessionId, StorageId};
+pub use storage::{
+    content_hash, heads_hash, ChunkKey, ChunkKind, StorageAdapter, StorageError, StorageKey,
+};
+pub use url::{url_heads, AutomergeUrl, InvalidUrl, UrlHead};

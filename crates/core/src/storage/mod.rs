@@ -1,0 +1,10 @@
+//! Storage vocabulary: keys, chunk names, the adapter trait, and (feature `test-suite`) the
+//! conformance suite every adapter runs.
+
+mod adapter;
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+mod key;
+
+pub use adapter::{StorageAdapter, StorageError};
+pub use key::{content_hash, heads_hash, ChunkKey, ChunkKind, StorageKey, STORAGE_ADAPTER_ID};
