@@ -202,7 +202,8 @@ fn numbers_as_floats_and_uint64_heads_are_accepted() {
 #[test]
 fn broken_frames_are_typed_errors() {
     use DecodeError::*;
-    let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+    type Expect = fn(&DecodeError) -> bool;
+    let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
         ("empty", vec![], |e| matches!(e, MalformedCbor(_))),
         ("break code", h("ffff1c"), |e| matches!(e, MalformedCbor(_))),
         ("array", h("826473796e6301"), |e| matches!(e, NotAMap)),

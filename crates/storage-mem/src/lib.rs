@@ -22,6 +22,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};

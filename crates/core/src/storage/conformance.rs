@@ -4,12 +4,8 @@
 //! store. The suite needs no async runtime of its own: concurrency is expressed with `futures`, so
 //! any executor can drive it. Failures panic with a message naming the broken rule.
 //!
-//! ```ignore
-//! #[tokio::test]
-//! async fn conforms() {
-//!     tandem_core::storage::conformance::run_all(|| MyStorage::new()).await;
-//! }
-//! ```
+//! `tandem-storage-mem`'s `tests/conformance.rs` is the model: one `#[tokio::test]` that calls
+//! `run_all(MemoryStorage::new)`, and one that proves the suite fails adapters with known bugs.
 
 use std::collections::BTreeMap;
 
