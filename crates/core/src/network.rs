@@ -142,7 +142,7 @@ impl Connection {
 /// Adapters own their reconnect policy, keepalive and framing; what reaches the repo is only ever
 /// an established connection to a known peer.
 #[async_trait]
-pub trait NetworkAdapter: Send + 'static {
+pub trait NetworkAdapter: Send + Sync + 'static {
     /// Starts the transport as `local`. Fails only if it cannot start at all (a listener that
     /// cannot bind); failures of single connections are reported on those connections.
     async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError>;

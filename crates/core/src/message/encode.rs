@@ -169,9 +169,13 @@ impl Writer {
         if value <= u64::from(u32::MAX) {
             self.head(MAJOR_UNSIGNED, value);
         } else {
-            self.0.push(FLOAT64);
-            self.0.extend_from_slice(&(value as f64).to_be_bytes());
+            self.float64(value as f64);
         }
+    }
+
+    fn float64(&mut self, value: f64) {
+        self.0.push(FLOAT64);
+        self.0.extend_from_slice(&value.to_be_bytes());
     }
 
     fn bool(&mut self, value: bool) {
@@ -221,6 +225,8 @@ impl Writer {
             .iter()
             .for_each(|head| self.text(&head.to_string()));
         self.key("timestamp");
-        self.number(remote.timestamp);
+        // Always float64: a timestamp is a JS `Date.now()`, which cbor-x writes as a double
+        // (every real one is past 2^32), and a receiver must never see an integer head change type.
+        self.float64(remote.timestamp as f64);
     }
 }
