@@ -1,9 +1,47 @@
 //! # tandem-storage-fs
 //!
-//! File storage that reads and writes the directory layout of automerge-repo's
-//! `NodeFSStorageAdapter`, with atomic, fsynced writes.
+//! [`FsStorage`]: file storage that swaps in for a directory written by automerge-repo's
+//! `NodeFSStorageAdapter` (and by the JS sync server), and the other way round: the same key
+//! lives at the same path (PROTOCOL.md §7.5). What differs is safety:
 //!
-//! **Not built yet.** This crate exports nothing until the adapter lands (see the project's file
-//! storage issue). `tandem-storage-mem` is the storage available today.
+//! - **Atomic, durable writes.** A value is written to a staging file, fsynced, renamed over its
+//!   target, and the directory is fsynced; new directories are fsynced into their parents. A
+//!   reader never sees a half-written chunk, and a `save` that returned survives `kill -9` and
+//!   power loss. Staging files live in `<base>/.tandem-tmp/`, outside every key's path, so neither
+//!   tandem nor NodeFS ever loads one as a chunk; those left by a crash are removed on open.
+//! - **Shared directories.** Several processes may use one directory: writes are whole-file
+//!   renames, staging names are unique per process, and cleanup spares the files of live writers.
+//! - **Bounded concurrency.** At most [`DEFAULT_MAX_CONCURRENCY`] file operations run at once
+//!   (configurable), so thousands of concurrent saves do not exhaust file handles.
+//! - **Refused keys.** Key parts that cannot be a safe path component are refused with
+//!   [`StorageError::InvalidKey`](tandem_core::StorageError::InvalidKey) rather than escaped,
+//!   because an escaped key would live at a path NodeFS does not know (see the `layout` rules
+//!   in [`FsStorage`]'s source): empty parts, `.`/`..`, separators, NUL, parts over 255 bytes,
+//!   and first parts shorter than three characters.
+//!
+//! The server's default directory is [`DEFAULT_DATA_DIR`] (`./tandem-data`); NodeFS's is
+//! `./automerge-repo-data`. Either can be opened.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tandem_core::{StorageAdapter, StorageKey};
+//! use tandem_storage_fs::FsStorage;
+//!
+//! let dir = std::env::temp_dir().join(format!("tandem-doc-{}", std::process::id()));
+//! let store = FsStorage::open(&dir)?;
+//! let key = StorageKey::new(["2kGRUrX8w2KjaHC3xek1kijSVeee", "snapshot", "00ff"]);
+//! store.save(&key, b"chunk".to_vec()).await?;
+//! assert!(dir.join("2k/GRUrX8w2KjaHC3xek1kijSVeee/snapshot/00ff").is_file());
+//! assert_eq!(store.load(&key).await?, Some(b"chunk".to_vec()));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
+
+mod atomic;
+mod layout;
+mod storage;
+
+pub use storage::{FsStorage, DEFAULT_DATA_DIR, DEFAULT_MAX_CONCURRENCY};

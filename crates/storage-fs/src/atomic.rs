@@ -1,0 +1,138 @@
+//! Crash-safe file replacement: stage, fsync, rename, fsync the directory.
+//!
+//! NodeFS writes chunks in place, so a crash mid-write leaves a torn chunk that a later load
+//! feeds to automerge. Here a reader (in any process) sees the old file or the new one, never a
+//! mix, and once a write returns it survives a crash of the process or the machine.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Staged files older than this belong to no running write (a write takes milliseconds), even if
+/// their process id has been reused by an unrelated process.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// The staging directory of one store: where writes put their bytes before renaming them into
+/// place. Names are `<pid>-<sequence>-<nanos>.tmp`, unique across processes sharing the store.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    dir: PathBuf,
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl Staging {
+    /// Opens (creating it if needed) the staging directory and removes what crashed writers left.
+    pub(crate) fn open(dir: PathBuf) -> io::Result<Self> {
+        create_dir_all_durable(&dir)?;
+        let staging = Staging { dir };
+        staging.remove_abandoned()?;
+        Ok(staging)
+    }
+
+    /// Deletes staged files whose writer is gone: its process no longer exists, or the file is
+    /// older than any write could take. Files of live writers in other processes are left alone.
+    fn remove_abandoned(&self) -> io::Result<()> {
+        let now = SystemTime::now();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let writer_alive = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(process_exists);
+            let age = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok());
+            if !writer_alive || age.is_some_and(|age| age > STALE_AFTER) {
+                tracing::info!(file = ?entry.path(), "removing a temporary file left by an interrupted write");
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `target` with `bytes` atomically and durably.
+    pub(crate) fn write(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
+        let staged = self.dir.join(format!(
+            "{}-{}-{}.tmp",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        let result = (|| {
+            let mut file = File::create(&staged)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            let parent = target
+                .parent()
+                .ok_or_else(|| io::Error::other("target has no parent"))?;
+            create_dir_all_durable(parent)?;
+            fs::rename(&staged, target)?;
+            sync_dir(parent)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&staged);
+        }
+        result
+    }
+}
+
+/// `mkdir -p` that fsyncs the parent of every directory it creates, so the new path survives a
+/// crash as surely as the file later renamed into it.
+pub(crate) fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d);
+        cursor = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            // Another writer (thread or process) created it first: it is theirs to sync, and ours
+            // to use.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, making the entries created, renamed or removed in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(target_os = "linux")]
+fn process_exists(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_exists(_pid: u32) -> bool {
+    // Without a portable check, assume alive and rely on the age rule.
+    true
+}

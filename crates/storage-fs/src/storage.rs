@@ -1,0 +1,277 @@
+//! [`FsStorage`]: the [`StorageAdapter`] over a directory.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tokio::sync::Semaphore;
+
+use crate::atomic::{sync_dir, Staging};
+use crate::layout::{self, PrefixPath, STAGING_DIR};
+
+/// The directory the tandem server uses when none is given.
+pub const DEFAULT_DATA_DIR: &str = "tandem-data";
+
+/// How many file operations one store runs at once unless told otherwise.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// A store in a directory laid out as automerge-repo's `NodeFSStorageAdapter` lays it out, so
+/// either can open what the other wrote. Unlike NodeFS, every write is atomic and durable when it
+/// returns (see the crate docs). Clones share the store and its concurrency bound.
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: PathBuf,
+    staging: Staging,
+    permits: Semaphore,
+}
+
+impl FsStorage {
+    /// Opens the store at `base`, creating the directory if needed and removing temporary files
+    /// that interrupted writes left behind.
+    pub fn open(base: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        Self::open_with_concurrency(base, DEFAULT_MAX_CONCURRENCY)
+    }
+
+    /// Like [`open`](Self::open), running at most `max_concurrency` file operations at once
+    /// (each holds at most one file open).
+    pub fn open_with_concurrency(
+        base: impl Into<PathBuf>,
+        max_concurrency: usize,
+    ) -> Result<Self, StorageError> {
+        let base = base.into();
+        let io_error = |source| StorageError::Io {
+            key: StorageKey::new(Vec::<String>::new()),
+            source,
+        };
+        let staging = Staging::open(base.join(STAGING_DIR)).map_err(io_error)?;
+        Ok(FsStorage {
+            inner: Arc::new(Inner {
+                base,
+                staging,
+                permits: Semaphore::new(max_concurrency.max(1)),
+            }),
+        })
+    }
+
+    /// The directory.
+    pub fn base(&self) -> &Path {
+        &self.inner.base
+    }
+
+    /// Runs blocking file work on tokio's blocking pool, within the concurrency bound.
+    async fn run<T: Send + 'static>(
+        &self,
+        key: &StorageKey,
+        work: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .unwrap_or_else(|join| {
+                Err(io::Error::other(format!(
+                    "file operation did not complete: {join}"
+                )))
+            });
+        result.map_err(|source| StorageError::Io {
+            key: key.clone(),
+            source,
+        })
+    }
+
+    fn path_of(&self, key: &StorageKey) -> Result<PathBuf, StorageError> {
+        let components = layout::key_components(key).map_err(|reason| invalid(key, reason))?;
+        Ok(layout::join(&self.inner.base, &components))
+    }
+}
+
+fn invalid(key: &StorageKey, reason: String) -> StorageError {
+    StorageError::InvalidKey {
+        key: key.clone(),
+        reason,
+    }
+}
+
+/// Whether an error means "nothing is stored there": the path is missing, or runs through a file
+/// (a longer key below an existing key's file).
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// Reads a file; a missing file (or a directory standing where a key's file would be) is no value.
+fn read_value(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if is_absent(&e) || path.is_dir() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every file below `dir`, with its components relative to `dir`, skipping `skip_top` at the top.
+fn walk(
+    dir: &Path,
+    prefix: &mut Vec<String>,
+    skip_top: Option<&str>,
+    out: &mut Vec<(Vec<String>, PathBuf)>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Missing (or removed by a concurrent remove_range): nothing there.
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            tracing::warn!(path = ?entry.path(), "skipping a file whose name is not UTF-8");
+            continue;
+        };
+        if prefix.is_empty() && skip_top == Some(name.as_str()) {
+            continue;
+        }
+        let file_type = entry.file_type()?;
+        prefix.push(name);
+        if file_type.is_dir() {
+            walk(&entry.path(), prefix, None, out)?;
+        } else if file_type.is_file() {
+            out.push((prefix.clone(), entry.path()));
+        }
+        prefix.pop();
+    }
+    Ok(())
+}
+
+/// The keys and values of the files below `dir`, whose path below the base is `dir_components`.
+fn load_tree(base: &Path, dir_components: &[String]) -> io::Result<Vec<(StorageKey, Vec<u8>)>> {
+    let dir = layout::join(base, dir_components);
+    if dir.is_file() {
+        let key = layout::key_of_relative(dir_components);
+        return Ok(key.zip(read_value(&dir)?).into_iter().collect());
+    }
+    let skip = dir_components.is_empty().then_some(STAGING_DIR);
+    let mut files = Vec::new();
+    walk(&dir, &mut dir_components.to_vec(), skip, &mut files)?;
+    let mut found = Vec::with_capacity(files.len());
+    for (components, path) in files {
+        let Some(key) = layout::key_of_relative(&components) else {
+            continue;
+        };
+        // A file removed between listing and reading was removed by a concurrent remove: skip it.
+        if let Some(value) = read_value(&path)? {
+            found.push((key, value));
+        }
+    }
+    Ok(found)
+}
+
+fn remove_path(path: &Path) -> io::Result<()> {
+    let removed = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match removed {
+        Ok(()) => path.parent().map_or(Ok(()), sync_dir),
+        Err(e) if is_absent(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl StorageAdapter for FsStorage {
+    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = match layout::key_components(key) {
+            Ok(components) => layout::join(&self.inner.base, &components),
+            // A key we refuse to write may still be a file JS wrote (`["a"]`, `["ab"]`).
+            Err(reason) => match layout::prefix_path(key) {
+                Ok(PrefixPath::ShortTopLevelFile(name)) => self.inner.base.join(name),
+                _ => return Err(invalid(key, reason)),
+            },
+        };
+        self.run(key, move |_| read_value(&path)).await
+    }
+
+    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        self.run(key, move |inner| inner.staging.write(&path, &value))
+            .await
+    }
+
+    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        self.run(key, move |_| match fs::remove_file(&path) {
+            Ok(()) => path.parent().map_or(Ok(()), sync_dir),
+            Err(e) if is_absent(&e) || path.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn load_range(
+        &self,
+        prefix: &StorageKey,
+    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+        let target = layout::prefix_path(prefix).map_err(|reason| invalid(prefix, reason))?;
+        self.run(prefix, move |inner| match target {
+            PrefixPath::Everything => load_tree(&inner.base, &[]),
+            PrefixPath::Nothing => Ok(Vec::new()),
+            PrefixPath::ShortTopLevelFile(name) => {
+                let path = inner.base.join(&name);
+                Ok(if path.is_file() {
+                    read_value(&path)?
+                        .map(|v| (StorageKey::new([name]), v))
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                })
+            }
+            // A prefix naming a file is that one key (NodeFS throws ENOTDIR here).
+            PrefixPath::Components(components) => load_tree(&inner.base, &components),
+        })
+        .await
+    }
+
+    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
+        let target = layout::prefix_path(prefix).map_err(|reason| invalid(prefix, reason))?;
+        self.run(prefix, move |inner| match target {
+            PrefixPath::Everything => {
+                for entry in fs::read_dir(&inner.base)? {
+                    let entry = entry?;
+                    if entry.file_name() != STAGING_DIR {
+                        remove_path(&entry.path())?;
+                    }
+                }
+                Ok(())
+            }
+            PrefixPath::Nothing => Ok(()),
+            PrefixPath::ShortTopLevelFile(name) => {
+                let path = inner.base.join(name);
+                if path.is_file() {
+                    remove_path(&path)?;
+                }
+                Ok(())
+            }
+            PrefixPath::Components(components) => {
+                remove_path(&layout::join(&inner.base, &components))
+            }
+        })
+        .await
+    }
+}
