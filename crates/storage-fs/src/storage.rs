@@ -96,6 +96,16 @@ impl FsStorage {
         let components = layout::key_components(key).map_err(|reason| invalid(key, reason))?;
         Ok(layout::join(&self.inner.base, &components))
     }
+
+    /// Where an existing key may be: as [`path_of`](Self::path_of), and also the top-level files
+    /// of short keys JS wrote (`["a"]`, `["ab"]`), which we read and remove but never write.
+    fn existing_path_of(&self, key: &StorageKey) -> Result<PathBuf, StorageError> {
+        self.path_of(key)
+            .or_else(|refused| match layout::prefix_path(key) {
+                Ok(PrefixPath::ShortTopLevelFile(name)) => Ok(self.inner.base.join(name)),
+                _ => Err(refused),
+            })
+    }
 }
 
 fn invalid(key: &StorageKey, reason: String) -> StorageError {
@@ -196,14 +206,7 @@ fn remove_path(path: &Path) -> io::Result<()> {
 #[async_trait]
 impl StorageAdapter for FsStorage {
     async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        let path = match layout::key_components(key) {
-            Ok(components) => layout::join(&self.inner.base, &components),
-            // A key we refuse to write may still be a file JS wrote (`["a"]`, `["ab"]`).
-            Err(reason) => match layout::prefix_path(key) {
-                Ok(PrefixPath::ShortTopLevelFile(name)) => self.inner.base.join(name),
-                _ => return Err(invalid(key, reason)),
-            },
-        };
+        let path = self.existing_path_of(key)?;
         self.run(key, move |_| read_value(&path)).await
     }
 
@@ -214,7 +217,7 @@ impl StorageAdapter for FsStorage {
     }
 
     async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        let path = self.path_of(key)?;
+        let path = self.existing_path_of(key)?;
         self.run(key, move |_| match fs::remove_file(&path) {
             Ok(()) => path.parent().map_or(Ok(()), sync_dir),
             Err(e) if is_absent(&e) || path.is_dir() => Ok(()),

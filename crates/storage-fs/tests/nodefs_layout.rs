@@ -250,6 +250,11 @@ async fn js_key_mapping_edge_cases() {
         serde_json::json!([["a"]])
     );
     assert!(store.load(&StorageKey::new(["a"])).await.unwrap().is_some());
+    store
+        .remove(&StorageKey::new(["a"]))
+        .await
+        .expect("a JS key we read, we can remove");
+    assert!(store.load(&StorageKey::new(["a"])).await.unwrap().is_none());
     // …but not written: NodeFS could not tell ["ab", "x"] from ["abx"].
     assert!(matches!(
         store.save(&StorageKey::new(["ab"]), vec![1]).await,
