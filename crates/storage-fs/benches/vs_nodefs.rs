@@ -1,0 +1,216 @@
+//! tandem-storage-fs against automerge-repo's NodeFSStorageAdapter, in one run on one machine.
+//!
+//! ```text
+//! cargo bench -p tandem-storage-fs --bench vs_nodefs            # 10,000 documents
+//! DOCS=1000 cargo bench -p tandem-storage-fs --bench vs_nodefs  # another size
+//! ```
+//!
+//! - **save**: every document's snapshot chunk, all at once, into an empty directory. tandem writes
+//!   atomically and durably (fsync); NodeFS writes in place with no fsync.
+//! - **cold load**: a fresh store on the directory NodeFS wrote; for every document, its snapshot
+//!   and incremental ranges, then an automerge `load_incremental` — what a repo does on `find`.
+//!
+//! Both sides get the same keys and bytes. Node runs the pinned packages in `tests/js`
+//! (`npm ci` there first). Prints a table with ratios (NodeFS time / tandem time: above 1 means
+//! tandem is faster) and one JSON line per measurement.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ROOT};
+use futures::future::join_all;
+use tandem_core::{ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageKey};
+use tandem_storage_fs::FsStorage;
+
+fn js_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
+}
+
+fn node(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .args(args)
+        .current_dir(js_dir())
+        .output()
+        .expect("node (Node 20) is needed");
+    assert!(
+        out.status.success(),
+        "node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from node")
+}
+
+fn cpu_ms() -> f64 {
+    // utime + stime of this process, from /proc (Linux), in milliseconds.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks * 10.0
+}
+
+/// `{title: "doc i", items: [0..9]}`, as a JS repo.create would make it.
+fn documents(count: usize) -> Vec<(StorageKey, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let mut doc = AutoCommit::new();
+            let title = doc.put_object(ROOT, "title", ObjType::Text).unwrap();
+            doc.splice_text(&title, 0, 0, &format!("doc {i}")).unwrap();
+            let items = doc.put_object(ROOT, "items", ObjType::List).unwrap();
+            for n in 0..10 {
+                doc.insert(&items, n, n as i64).unwrap();
+            }
+            let key = ChunkKey::snapshot(DocumentId::random(), &doc.get_heads()).to_storage_key();
+            (key, doc.save())
+        })
+        .collect()
+}
+
+async fn load_all(store: &FsStorage, ids: &[DocumentId]) -> usize {
+    let loads = ids.iter().map(|id| async move {
+        let mut bytes = Vec::new();
+        for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
+            for (_, chunk) in store
+                .load_range(&kind.prefix(id))
+                .await
+                .expect("load_range")
+            {
+                bytes.extend(chunk);
+            }
+        }
+        let mut doc = automerge::Automerge::new();
+        doc.load_incremental(&bytes).expect("load");
+        !doc.get_heads().is_empty()
+    });
+    join_all(loads)
+        .await
+        .into_iter()
+        .filter(|loaded| *loaded)
+        .count()
+}
+
+struct Row {
+    name: &'static str,
+    tandem_ms: f64,
+    tandem_cpu_ms: f64,
+    nodefs_ms: f64,
+    nodefs_cpu_ms: f64,
+}
+
+fn main() {
+    let count: usize = std::env::var("DOCS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(10_000);
+    assert!(
+        js_dir()
+            .join("node_modules/@automerge/automerge-repo-storage-nodefs")
+            .exists(),
+        "run `npm ci` in tests/js first"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let docs = documents(count);
+    let ids: Vec<DocumentId> = docs
+        .iter()
+        .map(|(k, _)| k.parts()[0].parse().unwrap())
+        .collect();
+
+    let corpus = work.path().join("corpus.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&corpus).unwrap());
+    for (key, bytes) in &docs {
+        writeln!(
+            file,
+            "{}",
+            serde_json::json!({"key": key.parts(), "hex": hex::encode(bytes)})
+        )
+        .unwrap();
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
+
+    let mut rows = Vec::new();
+
+    // save
+    let tandem_dir = work.path().join("tandem");
+    let (cpu0, start) = (cpu_ms(), Instant::now());
+    runtime.block_on(async {
+        let store = FsStorage::open(&tandem_dir).unwrap();
+        for result in join_all(docs.iter().map(|(k, v)| store.save(k, v.clone()))).await {
+            result.expect("save");
+        }
+    });
+    let (tandem_ms, tandem_cpu_ms) = (start.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
+    let nodefs_dir = work.path().join("nodefs");
+    let js = node(&[
+        "nodefs-bench.mjs",
+        "save",
+        nodefs_dir.to_str().unwrap(),
+        corpus.to_str().unwrap(),
+    ]);
+    rows.push(Row {
+        name: "save",
+        tandem_ms,
+        tandem_cpu_ms,
+        nodefs_ms: js["ms"].as_f64().unwrap(),
+        nodefs_cpu_ms: js["cpuMs"].as_f64().unwrap(),
+    });
+
+    // cold load, both from the directory NodeFS wrote
+    let (cpu0, start) = (cpu_ms(), Instant::now());
+    let loaded =
+        runtime.block_on(async { load_all(&FsStorage::open(&nodefs_dir).unwrap(), &ids).await });
+    let (tandem_ms, tandem_cpu_ms) = (start.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
+    assert_eq!(loaded, count, "tandem loaded every document");
+    let js = node(&["nodefs-bench.mjs", "load", nodefs_dir.to_str().unwrap()]);
+    assert_eq!(
+        js["docs"].as_u64(),
+        Some(count as u64),
+        "NodeFS loaded every document"
+    );
+    rows.push(Row {
+        name: "cold load",
+        tandem_ms,
+        tandem_cpu_ms,
+        nodefs_ms: js["ms"].as_f64().unwrap(),
+        nodefs_cpu_ms: js["cpuMs"].as_f64().unwrap(),
+    });
+
+    println!(
+        "\n{count} documents, {} bytes each on average",
+        docs.iter().map(|(_, v)| v.len()).sum::<usize>() / count
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "", "tandem ms", "tandem cpu", "NodeFS ms", "NodeFS cpu", "NodeFS/tandem"
+    );
+    for r in &rows {
+        println!(
+            "{:<10} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>13.2}x",
+            r.name,
+            r.tandem_ms,
+            r.tandem_cpu_ms,
+            r.nodefs_ms,
+            r.nodefs_cpu_ms,
+            r.nodefs_ms / r.tandem_ms
+        );
+    }
+    for r in &rows {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "storage-fs-vs-nodefs", "scenario": r.name, "docs": count,
+                "tandem_ms": r.tandem_ms, "tandem_cpu_ms": r.tandem_cpu_ms,
+                "nodefs_ms": r.nodefs_ms, "nodefs_cpu_ms": r.nodefs_cpu_ms, "ratio": r.nodefs_ms / r.tandem_ms})
+        );
+    }
+}
