@@ -61,9 +61,35 @@ impl Staging {
         Ok(())
     }
 
-    /// Replaces `target` with `bytes` atomically and durably.
-    pub(crate) fn write(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
-        let staged = self.dir.join(format!(
+    /// The staging directory.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `bytes` to a new staging file, without syncing, and returns its path: the first
+    /// half of a group-committed save. Also creates the target's directories, here where saves
+    /// run in parallel, so the committer only renames (empty directories are harmless if the save
+    /// never commits).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn stage(&self, target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let staged = self.staged_name();
+        let written = File::create(&staged).and_then(|mut file| file.write_all(bytes));
+        match written {
+            Ok(()) => Ok(staged),
+            Err(e) => {
+                let _ = fs::remove_file(&staged);
+                Err(e)
+            }
+        }
+    }
+
+    /// A staging file name no other write, in this process or another, uses.
+    fn staged_name(&self) -> PathBuf {
+        self.dir.join(format!(
             "{}-{}-{}.tmp",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed),
@@ -71,7 +97,14 @@ impl Staging {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_nanos()
-        ));
+        ))
+    }
+
+    /// Replaces `target` with `bytes` atomically and durably, syncing this one file and its
+    /// directories (the path where group commit is not available).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    pub(crate) fn write(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
+        let staged = self.staged_name();
         let result = (|| {
             let mut file = File::create(&staged)?;
             file.write_all(bytes)?;

@@ -4,10 +4,12 @@
 //! `NodeFSStorageAdapter` (and by the JS sync server), and the other way round: the same key
 //! lives at the same path (PROTOCOL.md §7.5). What differs is safety:
 //!
-//! - **Atomic, durable writes.** A value is written to a staging file, fsynced, renamed over its
-//!   target, and the directory is fsynced; new directories are fsynced into their parents. A
-//!   reader never sees a half-written chunk, and a `save` that returned survives `kill -9` and
-//!   power loss. Staging files live in `<base>/.tandem-tmp/`, outside every key's path, so neither
+//! - **Atomic, durable writes.** A value is written to a staging file, made durable, renamed over
+//!   its target, and the rename is made durable before `save` returns. A reader never sees a
+//!   half-written chunk, and a `save` that returned survives `kill -9` and power loss. On Linux,
+//!   concurrent saves are group-committed: one committer thread makes each batch durable with two
+//!   `syncfs` calls, staged data before the renames and the renames after, instead of several
+//!   fsyncs per save. Elsewhere each save fsyncs its own file and directories. Staging files live in `<base>/.tandem-tmp/`, outside every key's path, so neither
 //!   tandem nor NodeFS ever loads one as a chunk; those left by a crash are removed on open.
 //! - **Shared directories.** Several processes may use one directory: writes are whole-file
 //!   renames, staging names are unique per process, and cleanup spares the files of live writers.
@@ -41,6 +43,8 @@
 #![warn(missing_docs)]
 
 mod atomic;
+#[cfg(target_os = "linux")]
+mod group_commit;
 mod layout;
 mod storage;
 
