@@ -13,23 +13,21 @@ use tandem::{
     AutomergeUrl, ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageId, StorageKey,
 };
 
-/// Loads a document as automerge-repo does: every snapshot, then every incremental, as one
-/// concatenation given to `load_incremental`.
+/// Loads a document through tandem's loader, from both chunk ranges.
 async fn load(store: &FsStorage, id: &DocumentId) -> automerge::Automerge {
-    let mut bytes = Vec::new();
-    for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
-        for (_, chunk) in store
-            .load_range(&kind.prefix(id))
+    let mut chunks = store
+        .load_range(&ChunkKind::Snapshot.prefix(id))
+        .await
+        .expect("load_range");
+    chunks.extend(
+        store
+            .load_range(&ChunkKind::Incremental.prefix(id))
             .await
-            .expect("load_range")
-        {
-            bytes.extend(chunk);
-        }
-    }
-    assert!(!bytes.is_empty(), "{id} has chunks");
-    let mut doc = automerge::Automerge::new();
-    doc.load_incremental(&bytes).expect("chunks load");
-    doc
+            .expect("load_range"),
+    );
+    let loaded = tandem::persistence::load_document(id, chunks);
+    assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
+    loaded.document.unwrap_or_else(|| panic!("{id} has chunks"))
 }
 
 fn hex_heads(heads: &[automerge::ChangeHash]) -> Json {

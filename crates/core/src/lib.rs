@@ -10,6 +10,8 @@
 //! - **Storage vocabulary**: [`StorageKey`], the chunk keys of a document ([`ChunkKey`]) and their
 //!   naming hashes, and the [`StorageAdapter`] trait (with a conformance suite behind the
 //!   `test-suite` feature).
+//! - **Persistence decisions** ([`persistence`]): loading a document from its chunks and deciding
+//!   what each save writes and removes, with no IO.
 //! - **Transports**: the [`NetworkAdapter`] trait and the [`Connection`] it yields.
 //!
 //! ```
@@ -39,6 +41,7 @@ mod document_id;
 pub mod message;
 pub mod network;
 mod peer;
+pub mod persistence;
 pub mod storage;
 mod url;
 

@@ -8,7 +8,9 @@
 //! - **save**: every document's snapshot chunk, all at once, into an empty directory. tandem writes
 //!   atomically and durably (fsync); NodeFS writes in place with no fsync.
 //! - **cold load**: a fresh store on the directory NodeFS wrote; for every document, its snapshot
-//!   and incremental ranges, then an automerge `load_incremental` — what a repo does on `find`.
+//!   and incremental ranges, then `tandem_core::persistence::load_document` (one strict automerge
+//!   load of the chunks) — what a repo does on `find`. NodeFS's side runs automerge-repo's own
+//!   steps: `loadRange` twice and `loadIncremental`.
 //!
 //! Both sides get the same keys and bytes. Node runs the pinned packages in `tests/js`
 //! (`npm ci` there first). Prints a table with ratios (NodeFS time / tandem time: above 1 means
@@ -76,19 +78,19 @@ fn documents(count: usize) -> Vec<(StorageKey, Vec<u8>)> {
 
 async fn load_all(store: &FsStorage, ids: &[DocumentId]) -> usize {
     let loads = ids.iter().map(|id| async move {
-        let mut bytes = Vec::new();
-        for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
-            for (_, chunk) in store
-                .load_range(&kind.prefix(id))
+        let mut chunks = store
+            .load_range(&ChunkKind::Snapshot.prefix(id))
+            .await
+            .expect("load_range");
+        chunks.extend(
+            store
+                .load_range(&ChunkKind::Incremental.prefix(id))
                 .await
-                .expect("load_range")
-            {
-                bytes.extend(chunk);
-            }
-        }
-        let mut doc = automerge::Automerge::new();
-        doc.load_incremental(&bytes).expect("load");
-        !doc.get_heads().is_empty()
+                .expect("load_range"),
+        );
+        tandem_core::persistence::load_document(id, chunks)
+            .document
+            .is_some()
     });
     join_all(loads)
         .await

@@ -65,19 +65,21 @@ fn lay_out(dir: &Path, files: &[Value]) {
     }
 }
 
-/// Loads a document the way automerge-repo does: snapshots, then incrementals, concatenated.
+/// Loads a document through tandem's loader, from both chunk ranges.
 async fn load_document(store: &FsStorage, id: &DocumentId) -> Option<Automerge> {
-    let mut bytes = Vec::new();
-    for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
-        for (_, chunk) in store.load_range(&kind.prefix(id)).await.unwrap() {
-            bytes.extend(chunk);
-        }
-    }
-    (!bytes.is_empty()).then(|| {
-        let mut doc = Automerge::new();
-        doc.load_incremental(&bytes).expect("chunks load");
-        doc
-    })
+    let mut chunks = store
+        .load_range(&ChunkKind::Snapshot.prefix(id))
+        .await
+        .unwrap();
+    chunks.extend(
+        store
+            .load_range(&ChunkKind::Incremental.prefix(id))
+            .await
+            .unwrap(),
+    );
+    let loaded = tandem_core::persistence::load_document(id, chunks);
+    assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
+    loaded.document
 }
 
 #[tokio::test]

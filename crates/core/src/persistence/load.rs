@@ -1,0 +1,108 @@
+//! Loading a document from its snapshot and incremental chunks.
+
+use automerge::{Automerge, LoadOptions, OnPartialLoad, VerificationMode};
+
+use super::ChunkLedger;
+use crate::{ChunkKey, ChunkKind, DocumentId, StorageKey};
+
+/// A chunk automerge could not read (truncated, torn by a non-atomic writer, or not a chunk).
+#[derive(Debug)]
+pub struct CorruptChunk {
+    /// Where it is stored.
+    pub key: StorageKey,
+    /// What automerge said.
+    pub error: automerge::AutomergeError,
+}
+
+/// What storage held of a document.
+#[derive(Debug)]
+pub struct LoadedDocument {
+    /// The document, if any chunk held at least one change.
+    pub document: Option<Automerge>,
+    /// The chunks that were merged into it, for later save decisions.
+    pub ledger: ChunkLedger,
+    /// Chunks that could not be read. They stay out of the ledger, so no compaction ever deletes
+    /// them: a chunk that was not merged is never removed.
+    pub corrupt: Vec<CorruptChunk>,
+}
+
+/// Builds a document from its chunks, as automerge-repo does: snapshots first, then incrementals
+/// (any order within each; automerge holds changes back until their dependencies arrive).
+///
+/// Unlike automerge-repo, which loads one concatenation and fails whole on one bad chunk, each
+/// chunk is loaded on its own, so one corrupt chunk costs only itself. Keys that are not snapshot
+/// or incremental chunks of `document_id` are ignored.
+pub fn load_document(
+    document_id: &DocumentId,
+    chunks: Vec<(StorageKey, Vec<u8>)>,
+) -> LoadedDocument {
+    let mut parsed: Vec<(ChunkKey, StorageKey, Vec<u8>)> = chunks
+        .into_iter()
+        .filter_map(|(key, bytes)| {
+            let chunk = ChunkKey::parse(&key)?;
+            let wanted = &chunk.document_id == document_id && chunk.kind != ChunkKind::SyncState;
+            wanted.then_some((chunk, key, bytes))
+        })
+        .collect();
+    // Snapshots first: they carry most of the history, so incrementals rarely wait on deps.
+    parsed.sort_by_key(|(chunk, _, _)| chunk.kind != ChunkKind::Snapshot);
+
+    let mut ledger = ChunkLedger::new(document_id.clone());
+    let mut corrupt = Vec::new();
+    // The common case, every chunk whole: one strict parse of the concatenation.
+    let all: Vec<u8> = parsed
+        .iter()
+        .flat_map(|(_, _, bytes)| bytes.iter().copied())
+        .collect();
+    let document = match strict_load(&all) {
+        Ok(document) => {
+            for (chunk, _, bytes) in &parsed {
+                ledger.record_known(chunk.clone(), bytes.len());
+            }
+            document
+        }
+        // Something is broken: find what, chunk by chunk, and load the rest.
+        Err(_) => {
+            let mut document = Automerge::new();
+            for (chunk, key, bytes) in parsed {
+                match check_whole(&bytes).and_then(|()| document.load_incremental(&bytes)) {
+                    Ok(_) => ledger.record_known(chunk, bytes.len()),
+                    // tandem-core does no logging; the driver logs what `corrupt` reports.
+                    Err(error) => corrupt.push(CorruptChunk { key, error }),
+                }
+            }
+            document
+        }
+    };
+    let heads = document.get_heads();
+    let document = (!heads.is_empty()).then_some(document);
+    ledger.set_saved_heads(heads);
+    LoadedDocument {
+        document,
+        ledger,
+        corrupt,
+    }
+}
+
+/// Loads `bytes` refusing anything partial: `load_incremental` keeps what it could parse of a
+/// torn chunk and says nothing, which would hide corruption.
+fn strict_load(bytes: &[u8]) -> Result<Automerge, automerge::AutomergeError> {
+    Automerge::load_with_options(
+        bytes,
+        LoadOptions::new()
+            .on_partial_load(OnPartialLoad::Error)
+            .verification_mode(VerificationMode::Check),
+    )
+}
+
+/// Whether one chunk parses whole. Loaded alone, an incremental chunk usually lacks the changes it
+/// depends on (they are in other chunks); that is not corruption, only a torn or foreign chunk is.
+fn check_whole(bytes: &[u8]) -> Result<(), automerge::AutomergeError> {
+    match strict_load(bytes) {
+        Ok(_)
+        | Err(automerge::AutomergeError::MissingDeps | automerge::AutomergeError::ChangeGraph(_)) => {
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
