@@ -9,23 +9,13 @@ use automerge::{AutoCommit, ObjType, ROOT};
 use common::{doc_to_json, node_json};
 use serde_json::{json, Value as Json};
 use tandem::storage_fs::FsStorage;
-use tandem::{
-    AutomergeUrl, ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageId, StorageKey,
-};
+use tandem::{AutomergeUrl, ChunkKey, DocumentId, StorageAdapter, StorageId, StorageKey};
 
 /// Loads a document through tandem's loader, from both chunk ranges.
 async fn load(store: &FsStorage, id: &DocumentId) -> automerge::Automerge {
-    let mut chunks = store
-        .load_range(&ChunkKind::Snapshot.prefix(id))
+    let loaded = tandem::persistence::load_from_storage(store, id)
         .await
         .expect("load_range");
-    chunks.extend(
-        store
-            .load_range(&ChunkKind::Incremental.prefix(id))
-            .await
-            .expect("load_range"),
-    );
-    let loaded = tandem::persistence::load_document(id, chunks);
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document.unwrap_or_else(|| panic!("{id} has chunks"))
 }

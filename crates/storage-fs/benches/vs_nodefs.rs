@@ -24,7 +24,7 @@ use std::time::Instant;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT};
 use futures::future::join_all;
-use tandem_core::{ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageKey};
+use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageKey};
 use tandem_storage_fs::FsStorage;
 
 fn js_dir() -> std::path::PathBuf {
@@ -78,19 +78,10 @@ fn documents(count: usize) -> Vec<(StorageKey, Vec<u8>)> {
 
 async fn load_all(store: &FsStorage, ids: &[DocumentId]) -> usize {
     let loads = ids.iter().map(|id| async move {
-        let mut chunks = store
-            .load_range(&ChunkKind::Snapshot.prefix(id))
+        let loaded = tandem_core::persistence::load_from_storage(store, id)
             .await
             .expect("load_range");
-        chunks.extend(
-            store
-                .load_range(&ChunkKind::Incremental.prefix(id))
-                .await
-                .expect("load_range"),
-        );
-        tandem_core::persistence::load_document(id, chunks)
-            .document
-            .is_some()
+        loaded.document.is_some()
     });
     join_all(loads)
         .await

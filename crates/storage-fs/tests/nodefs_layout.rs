@@ -6,7 +6,7 @@ use std::path::Path;
 
 use automerge::{Automerge, ChangeHash};
 use serde_json::Value;
-use tandem_core::{ChunkKind, DocumentId, StorageAdapter, StorageKey};
+use tandem_core::{DocumentId, StorageAdapter, StorageKey};
 use tandem_storage_fs::FsStorage;
 
 fn fixture(name: &str) -> Value {
@@ -67,17 +67,9 @@ fn lay_out(dir: &Path, files: &[Value]) {
 
 /// Loads a document through tandem's loader, from both chunk ranges.
 async fn load_document(store: &FsStorage, id: &DocumentId) -> Option<Automerge> {
-    let mut chunks = store
-        .load_range(&ChunkKind::Snapshot.prefix(id))
+    let loaded = tandem_core::persistence::load_from_storage(store, id)
         .await
         .unwrap();
-    chunks.extend(
-        store
-            .load_range(&ChunkKind::Incremental.prefix(id))
-            .await
-            .unwrap(),
-    );
-    let loaded = tandem_core::persistence::load_document(id, chunks);
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document
 }

@@ -3,7 +3,7 @@
 use automerge::{Automerge, LoadOptions, OnPartialLoad, VerificationMode};
 
 use super::ChunkLedger;
-use crate::{ChunkKey, ChunkKind, DocumentId, StorageKey};
+use crate::{ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageError, StorageKey};
 
 /// A chunk automerge could not read (truncated, torn by a non-atomic writer, or not a chunk).
 #[derive(Debug)]
@@ -82,6 +82,24 @@ pub fn load_document(
         ledger,
         corrupt,
     }
+}
+
+/// Reads a document's snapshot and incremental ranges from `storage` and loads them with
+/// [`load_document`]: what a repo does when it finds a document. Runtime-agnostic; it only
+/// awaits the adapter.
+pub async fn load_from_storage<S: StorageAdapter + ?Sized>(
+    storage: &S,
+    document_id: &DocumentId,
+) -> Result<LoadedDocument, StorageError> {
+    let mut chunks = storage
+        .load_range(&ChunkKind::Snapshot.prefix(document_id))
+        .await?;
+    chunks.extend(
+        storage
+            .load_range(&ChunkKind::Incremental.prefix(document_id))
+            .await?,
+    );
+    Ok(load_document(document_id, chunks))
 }
 
 /// Loads `bytes` refusing anything partial: `load_incremental` keeps what it could parse of a

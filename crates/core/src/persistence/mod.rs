@@ -2,12 +2,12 @@
 //! deciding what each save writes and removes (PROTOCOL.md §7.3, §7.4).
 //!
 //! The driver (the repo runtime) reads `load_range([doc, "snapshot"])` and
-//! `load_range([doc, "incremental"])`, hands the chunks to [`load_document`], and keeps the
-//! returned [`ChunkLedger`]. On each save it asks the ledger for a [`SavePlan`], performs it
+//! `load_range([doc, "incremental"])`, hands the chunks to [`load_document`] (or lets
+//! [`load_from_storage`] do both), and keeps the returned [`ChunkLedger`]. On each save it asks the ledger for a [`SavePlan`], performs it
 //! (write first; remove obsolete chunks only once the write is durable), then records it.
 
 mod load;
 mod plan;
 
-pub use load::{load_document, CorruptChunk, LoadedDocument};
+pub use load::{load_document, load_from_storage, CorruptChunk, LoadedDocument};
 pub use plan::{should_compact, ChunkLedger, SavePlan, COMPACTION_FLOOR};
