@@ -37,26 +37,7 @@ impl Staging {
     fn remove_abandoned(&self) -> io::Result<()> {
         let now = SystemTime::now();
         for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let writer_alive = name
-                .to_str()
-                .and_then(|n| n.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(process_exists);
-            let age = entry
-                .metadata()?
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok());
-            if !writer_alive || age.is_some_and(|age| age > STALE_AFTER) {
-                tracing::info!(file = ?entry.path(), "removing a temporary file left by an interrupted write");
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            remove_if_abandoned(&entry?.path(), now)?;
         }
         Ok(())
     }
@@ -124,6 +105,32 @@ impl Staging {
     }
 }
 
+/// Deletes one staged file if its writer is gone. Another process sharing the store may rename or
+/// remove the file at any moment (its commit, or its own cleanup), so a file that vanishes
+/// meanwhile is simply done with, never an error.
+fn remove_if_abandoned(path: &Path, now: SystemTime) -> io::Result<()> {
+    let writer_alive = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(process_exists);
+    let modified = match fs::metadata(path) {
+        Ok(metadata) => metadata.modified().ok(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let age = modified.and_then(|m| now.duration_since(m).ok());
+    if writer_alive && !age.is_some_and(|age| age > STALE_AFTER) {
+        return Ok(());
+    }
+    tracing::info!(file = ?path, "removing a temporary file left by an interrupted write");
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// `mkdir -p` that fsyncs the parent of every directory it creates, so the new path survives a
 /// crash as surely as the file later renamed into it.
 pub(crate) fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
@@ -168,4 +175,30 @@ fn process_exists(pid: u32) -> bool {
 fn process_exists(_pid: u32) -> bool {
     // Without a portable check, assume alive and rely on the age rule.
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_file_that_vanishes_during_cleanup_is_not_an_error() {
+        let dir = std::env::temp_dir().join(format!("tandem-vanish-{}", std::process::id()));
+        let gone = dir.join("1-0-0.tmp");
+        assert!(remove_if_abandoned(&gone, SystemTime::now()).is_ok());
+    }
+
+    #[test]
+    fn cleanup_spares_live_writers_and_removes_dead_ones() {
+        let dir = std::env::temp_dir().join(format!("tandem-cleanup-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let live = dir.join(format!("{}-0-0.tmp", std::process::id()));
+        let dead = dir.join(format!("{}-0-0.tmp", u32::MAX));
+        fs::write(&live, b"in flight").unwrap();
+        fs::write(&dead, b"abandoned").unwrap();
+        Staging::open(dir.clone()).unwrap();
+        assert!(live.exists(), "a live writer's file is spared");
+        assert!(!dead.exists(), "a dead writer's file is removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
