@@ -43,6 +43,7 @@ pub mod network;
 mod peer;
 pub mod persistence;
 pub mod storage;
+pub mod sync;
 mod url;
 
 pub use document_id::{DocumentId, InvalidDocumentId};

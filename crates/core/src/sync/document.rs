@@ -1,0 +1,399 @@
+//! One document's synchronisation with its peers (PROTOCOL.md §5.1–§5.4, §5.6–§5.7).
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+
+use super::HandleState;
+use crate::{
+    DocUnavailableMessage, DocumentId, Message, MessageData, PeerId, PeerMetadata, StorageId,
+    SyncMessage,
+};
+
+/// What we believe a peer holds of the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerStatus {
+    /// Nothing heard yet.
+    Unknown,
+    /// It has the document (it sent heads, or we sent it ours).
+    Has,
+    /// It asked for the document with `request`.
+    Wants,
+    /// It said `doc-unavailable`, or was told so.
+    Unavailable,
+}
+
+/// A sync message that could not be applied. The message is dropped; the peer and the document
+/// carry on.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// `data` is not an automerge sync message.
+    #[error("undecodable sync message: {0}")]
+    Decode(#[from] automerge::sync::ReadMessageError),
+    /// automerge refused the message's changes.
+    #[error("sync message rejected: {0}")]
+    Apply(#[from] automerge::AutomergeError),
+}
+
+/// What the driver must do after a step.
+#[derive(Debug, Default)]
+pub struct SyncOutput {
+    /// Messages to send, each to its `target_id`.
+    pub messages: Vec<Message>,
+    /// Sync states to persist, keyed by the peer's storage id (PROTOCOL.md §5.7): only peers that
+    /// advertised a storage id and are not ephemeral appear here.
+    pub sync_states: Vec<(StorageId, Vec<u8>)>,
+    /// Heads a peer with a storage id was learned to hold (for `remote-heads` events, §5.8).
+    pub remote_heads: Vec<(StorageId, Vec<ChangeHash>)>,
+    /// The handle's new state, when it changed.
+    pub state_change: Option<HandleState>,
+    /// Whether a received message changed the document.
+    pub document_changed: bool,
+}
+
+impl SyncOutput {
+    fn merge(&mut self, other: SyncOutput) {
+        self.messages.extend(other.messages);
+        self.sync_states.extend(other.sync_states);
+        self.remote_heads.extend(other.remote_heads);
+        if other.state_change.is_some() {
+            self.state_change = other.state_change;
+        }
+        self.document_changed |= other.document_changed;
+    }
+}
+
+#[derive(Debug)]
+struct PeerSync {
+    state: sync::State,
+    status: PeerStatus,
+    /// Set for peers whose sync state we persist: a storage id and not ephemeral.
+    persist_as: Option<StorageId>,
+    /// Set for peers with a storage id, whose heads we report.
+    storage_id: Option<StorageId>,
+    reported_heads: Option<Vec<ChangeHash>>,
+}
+
+/// The synchronizer of one document: its handle state, and per peer in its sync set an automerge
+/// sync state and a [`PeerStatus`].
+///
+/// The driver decides *whether* a peer joins the set (share policy, §5.5) and calls
+/// [`add_peer`](Self::add_peer); this type decides *what* is sent. While the handle is
+/// [`Loading`](HandleState::Loading) peers are registered silently; [`finish_loading`]
+/// (Self::finish_loading) starts the conversation with all of them at once, so a document is
+/// declared unavailable only after every peer that could have it was asked.
+#[derive(Debug)]
+pub struct DocumentSync {
+    document_id: DocumentId,
+    local_peer: PeerId,
+    state: HandleState,
+    peers: HashMap<PeerId, PeerSync>,
+    /// Sync states of peers that left, for when they come back (§5.6).
+    parked: HashMap<PeerId, sync::State>,
+    /// Peers that sent `sync` or `request` for this document: the share policy lets them sync it
+    /// when `access` allows, even if it is not announced to them.
+    asked_by: HashSet<PeerId>,
+}
+
+impl DocumentSync {
+    /// A synchronizer for `document_id` owned by `local_peer`, starting in `state` (`Loading`
+    /// for a find, `Ready` for a document created or imported here).
+    pub fn new(document_id: DocumentId, local_peer: PeerId, state: HandleState) -> Self {
+        DocumentSync {
+            document_id,
+            local_peer,
+            state,
+            peers: HashMap::new(),
+            parked: HashMap::new(),
+            asked_by: HashSet::new(),
+        }
+    }
+
+    /// The document.
+    pub fn document_id(&self) -> &DocumentId {
+        &self.document_id
+    }
+
+    /// The handle's state.
+    pub fn state(&self) -> HandleState {
+        self.state
+    }
+
+    /// Sets a state the driver decides on its own (`Deleted`, `Unloaded`, `Loading` on reload).
+    pub fn set_state(&mut self, state: HandleState) {
+        self.state = state;
+    }
+
+    /// The peers in the document's sync set.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    /// Whether `peer` is in the sync set.
+    pub fn has_peer(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// What we believe `peer` holds, if it is in the sync set.
+    pub fn peer_status(&self, peer: &PeerId) -> Option<PeerStatus> {
+        self.peers.get(peer).map(|p| p.status)
+    }
+
+    /// Whether `peer` ever sent `sync` or `request` for this document.
+    pub fn was_asked_by(&self, peer: &PeerId) -> bool {
+        self.asked_by.contains(peer)
+    }
+
+    /// Whether a sync state for `peer` is kept in memory (so the driver need not read storage).
+    pub fn remembers(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer) || self.parked.contains_key(peer)
+    }
+
+    /// Adds `peer` to the sync set and, unless still loading, sends it what it lacks (or a
+    /// `request` if we have nothing). `stored` is the sync state persisted for the peer, if the
+    /// driver read one; a state remembered from an earlier connection wins over it. Either way
+    /// only the shared heads survive a reconnect, as in automerge-repo.
+    pub fn add_peer(
+        &mut self,
+        document: &Automerge,
+        peer: PeerId,
+        metadata: &PeerMetadata,
+        stored: Option<sync::State>,
+    ) -> SyncOutput {
+        if self.peers.contains_key(&peer) {
+            return SyncOutput::default();
+        }
+        let previous = self.parked.remove(&peer).or(stored);
+        let state = previous
+            .and_then(|state| sync::State::decode(&state.encode()).ok())
+            .unwrap_or_default();
+        let persist_as = (!metadata.is_ephemeral)
+            .then(|| metadata.storage_id.clone())
+            .flatten();
+        self.peers.insert(
+            peer.clone(),
+            PeerSync {
+                state,
+                status: PeerStatus::Unknown,
+                persist_as,
+                storage_id: metadata.storage_id.clone(),
+                reported_heads: None,
+            },
+        );
+        if self.state == HandleState::Loading {
+            return SyncOutput::default();
+        }
+        let mut out = SyncOutput::default();
+        self.send_to(document, &peer, &mut out);
+        out.merge(self.check_unavailable());
+        out
+    }
+
+    /// Takes `peer` out of the sync set (it disconnected, or the share policy no longer allows
+    /// it); its sync state is kept for a reconnect.
+    pub fn remove_peer(&mut self, peer: &PeerId) -> SyncOutput {
+        if let Some(gone) = self.peers.remove(peer) {
+            self.parked.insert(peer.clone(), gone.state);
+        }
+        // A peer we were waiting on is gone: maybe nobody left can have the document.
+        self.check_unavailable()
+    }
+
+    /// Storage has been read: `Ready` if it held the document, otherwise `Requesting` from every
+    /// peer in the set (and `Unavailable` at once if there is none).
+    pub fn finish_loading(&mut self, document: &Automerge) -> SyncOutput {
+        let mut out = SyncOutput::default();
+        let next = if document.get_heads().is_empty() {
+            HandleState::Requesting
+        } else {
+            HandleState::Ready
+        };
+        self.state = next;
+        out.state_change = Some(next);
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.send_to(document, &peer, &mut out);
+        }
+        out.merge(self.check_unavailable());
+        out
+    }
+
+    /// The find timeout passed without an answer: a document still requested is unavailable.
+    pub fn find_timed_out(&mut self) -> SyncOutput {
+        let mut out = SyncOutput::default();
+        if matches!(self.state, HandleState::Requesting | HandleState::Loading) {
+            self.state = HandleState::Unavailable;
+            out.state_change = Some(HandleState::Unavailable);
+        }
+        out
+    }
+
+    /// Applies a `sync` (or, with `request`, a `request`) from `from`, replies, and passes any
+    /// new changes on to the other peers at once. While loading, the message is applied and its
+    /// sender's status noted, but the reply waits for [`finish_loading`](Self::finish_loading):
+    /// a peer that asked is then answered as an asker, not sent a `request` of its own. `from` joins the sync set if it was not in it
+    /// (the driver has checked `access`); `stored` is its persisted sync state, as for
+    /// [`add_peer`](Self::add_peer).
+    pub fn receive_sync(
+        &mut self,
+        document: &mut Automerge,
+        from: &PeerId,
+        metadata: &PeerMetadata,
+        stored: Option<sync::State>,
+        data: &[u8],
+        request: bool,
+    ) -> Result<SyncOutput, SyncError> {
+        let message = sync::Message::decode(data)?;
+        let mut out = SyncOutput::default();
+        if matches!(self.state, HandleState::Deleted | HandleState::Unloaded) {
+            return Ok(out);
+        }
+        self.asked_by.insert(from.clone());
+        if !self.peers.contains_key(from) {
+            // Registered without sending: the reply below is the first message.
+            let loading = std::mem::replace(&mut self.state, HandleState::Loading);
+            self.add_peer(document, from.clone(), metadata, stored);
+            self.state = loading;
+        }
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Ok(out);
+        };
+        if request {
+            peer.status = PeerStatus::Wants;
+        }
+        // An empty message (what a peer without the document sends) is not a claim to have it.
+        if !message.heads.is_empty() {
+            peer.status = PeerStatus::Has;
+        }
+        let heads_before = document.get_heads();
+        document.receive_sync_message(&mut peer.state, message)?;
+        if let Some(storage_id) = &peer.persist_as {
+            out.sync_states
+                .push((storage_id.clone(), peer.state.encode()));
+        }
+        if let (Some(storage_id), Some(their_heads)) = (&peer.storage_id, &peer.state.their_heads) {
+            if peer.reported_heads.as_ref() != Some(their_heads) {
+                peer.reported_heads = Some(their_heads.clone());
+                out.remote_heads
+                    .push((storage_id.clone(), their_heads.clone()));
+            }
+        }
+        let changed = document.get_heads() != heads_before;
+        out.document_changed = changed;
+        if self.state == HandleState::Loading {
+            // Applied and remembered; `finish_loading` answers every peer at once.
+            return Ok(out);
+        }
+        if changed && self.state != HandleState::Ready {
+            self.state = HandleState::Ready;
+            out.state_change = Some(HandleState::Ready);
+        }
+        if changed {
+            let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+            for peer in peers {
+                self.send_to(document, &peer, &mut out);
+            }
+        } else {
+            self.send_to(document, from, &mut out);
+        }
+        out.merge(self.check_unavailable());
+        Ok(out)
+    }
+
+    /// `from` does not have the document.
+    pub fn receive_doc_unavailable(&mut self, from: &PeerId) -> SyncOutput {
+        if let Some(peer) = self.peers.get_mut(from) {
+            peer.status = PeerStatus::Unavailable;
+        }
+        self.check_unavailable()
+    }
+
+    /// The document changed here (a local edit, a merge, an import): every peer gets the new
+    /// changes, and a handle that was not ready becomes ready.
+    pub fn document_changed(&mut self, document: &Automerge) -> SyncOutput {
+        let mut out = SyncOutput::default();
+        if matches!(self.state, HandleState::Deleted | HandleState::Unloaded) {
+            return out;
+        }
+        if self.state != HandleState::Ready && !document.get_heads().is_empty() {
+            self.state = HandleState::Ready;
+            out.state_change = Some(HandleState::Ready);
+        }
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.send_to(document, &peer, &mut out);
+        }
+        out
+    }
+
+    /// Generates the next message for `peer`, labelled `request` or `sync` (§5.2).
+    fn send_to(&mut self, document: &Automerge, peer_id: &PeerId, out: &mut SyncOutput) {
+        let someone_has = self.peers.values().any(|p| p.status == PeerStatus::Has);
+        let ready = self.state == HandleState::Ready;
+        let Some(peer) = self.peers.get_mut(peer_id) else {
+            return;
+        };
+        let Some(message) = document.generate_sync_message(&mut peer.state) else {
+            return;
+        };
+        let have_heads = !document.get_heads().is_empty();
+        let request = !ready
+            && !have_heads
+            && peer.state.shared_heads.is_empty()
+            && !someone_has
+            && peer.status == PeerStatus::Unknown;
+        if have_heads {
+            peer.status = PeerStatus::Has;
+        }
+        let Ok(data) = MessageData::new(message.encode()) else {
+            return; // automerge never encodes a message as zero bytes
+        };
+        let message = SyncMessage {
+            sender_id: self.local_peer.clone(),
+            target_id: peer_id.clone(),
+            document_id: self.document_id.clone(),
+            data,
+        };
+        out.messages.push(if request {
+            Message::Request(message)
+        } else {
+            Message::Sync(message)
+        });
+    }
+
+    /// §5.4: while the document is wanted but missing, once every peer in the set is unavailable
+    /// or itself wants it, the askers are told `doc-unavailable` and the handle is unavailable.
+    fn check_unavailable(&mut self) -> SyncOutput {
+        let mut out = SyncOutput::default();
+        if !matches!(
+            self.state,
+            HandleState::Requesting | HandleState::Unavailable
+        ) {
+            return out;
+        }
+        let nobody_has = self
+            .peers
+            .values()
+            .all(|p| matches!(p.status, PeerStatus::Unavailable | PeerStatus::Wants));
+        if !nobody_has {
+            return out;
+        }
+        for (peer_id, peer) in &mut self.peers {
+            if peer.status == PeerStatus::Wants {
+                peer.status = PeerStatus::Unavailable;
+                out.messages
+                    .push(Message::DocUnavailable(DocUnavailableMessage {
+                        sender_id: self.local_peer.clone(),
+                        target_id: peer_id.clone(),
+                        document_id: self.document_id.clone(),
+                    }));
+            }
+        }
+        if self.state != HandleState::Unavailable {
+            self.state = HandleState::Unavailable;
+            out.state_change = Some(HandleState::Unavailable);
+        }
+        out
+    }
+}

@@ -1,0 +1,20 @@
+//! The per-document synchronisation decisions of a repo, with no IO (PROTOCOL.md §5, §6.1).
+//!
+//! A repo keeps one [`DocumentSync`] per document it holds. The driver feeds it what happened —
+//! a peer joined the document, a `sync`/`request`/`doc-unavailable` arrived, the document changed
+//! locally, loading finished, the find timed out — together with the document itself, and gets
+//! back a [`SyncOutput`]: the messages to send, the sync states to persist, the remote heads
+//! learned and the handle state to publish. Nothing here sleeps, spawns or reads a clock, so a
+//! test can step two synchronizers against each other message by message.
+//!
+//! [`EphemeralDedup`] is the network-layer filter for `ephemeral` messages (§3.4): it accepts a
+//! `senderId:sessionId` stream only when its count moves forward, which is what stops forwarding
+//! loops between hubs.
+
+mod document;
+mod ephemeral;
+mod handle_state;
+
+pub use document::{DocumentSync, PeerStatus, SyncError, SyncOutput};
+pub use ephemeral::EphemeralDedup;
+pub use handle_state::HandleState;
