@@ -1,11 +1,46 @@
 //! # tandem-repo
 //!
-//! The async runtime of tandem: the `Repo` actor and its `DocHandle`s, running automerge's sync
-//! protocol per document per peer over any number of network adapters and persisting chunks
-//! through a storage adapter.
+//! The async runtime of tandem: a [`Repo`] holds Automerge documents behind [`DocHandle`]s,
+//! loads and saves them through a [`StorageAdapter`](tandem_core::StorageAdapter), and runs
+//! automerge's sync protocol for each document with each connected peer, over any number of
+//! [`NetworkAdapter`](tandem_core::NetworkAdapter)s — wire-compatible with automerge-repo 2.x.
 //!
-//! **Not built yet.** This crate exists so that the workspace has its final shape; it exports
-//! nothing until the runtime lands (see the project's repo issue). Use `tandem-core` for the
-//! vocabulary that is ready today.
+//! ## How it runs
+//!
+//! - The **hub** task owns connections and the table of documents. It routes each incoming
+//!   message to one document and never does document work itself.
+//! - Each document has a **worker** task driving a sans-IO
+//!   [`DocumentSync`](tandem_core::sync::DocumentSync): it applies sync messages, answers,
+//!   forwards changes to the other peers at once, and saves on a debounce. One busy document
+//!   never delays another.
+//! - Each connection has a reader (frames → hub, bounded: a slow repo pushes back on its peers)
+//!   and a writer (outbox → transport). Workers never wait on a peer; a peer that stops reading
+//!   is disconnected once its outbox holds [`MAX_QUEUED_PER_PEER`] messages.
+//! - A **handle** shares the document with its worker behind a lock; reads and changes are plain
+//!   closures, and a change wakes the worker (bursts coalesce into one wake-up).
+//!
+//! Per-event work is proportional to what the event touches: a message costs one lookup and one
+//! queue send; a peer connecting costs one event per document it may be offered (none when the
+//! share policy offers it nothing).
 
 #![warn(missing_docs)]
+
+mod context;
+mod document_worker;
+mod error;
+mod events;
+mod handle;
+mod hub;
+mod initial;
+pub mod network;
+mod outbox;
+mod repo;
+mod share_policy;
+
+pub use error::{HandleError, RepoError};
+pub use events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
+pub use handle::{ChangeMetadata, DocHandle};
+pub use outbox::MAX_QUEUED_PER_PEER;
+pub use repo::{DocumentRef, Repo, RepoBuilder};
+pub use share_policy::{AskOnly, FnSharePolicy, ShareAll, SharePolicy};
+pub use tandem_core::sync::HandleState;

@@ -1,0 +1,560 @@
+//! The task that owns one document's synchronisation and persistence.
+//!
+//! Every document a repo holds has its own worker, so a large merge or a slow save of one
+//! document never delays another. The worker drives a [`DocumentSync`] (the decisions) and
+//! carries out what it returns: messages into peers' outboxes, chunks and sync states into
+//! storage, states and events onto the handle.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use automerge::sync::State as SyncState;
+use automerge::{Automerge, ChangeHash};
+use tandem_core::persistence::{load_from_storage, ChunkLedger};
+use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
+use tandem_core::{
+    ChunkKey, DocUnavailableMessage, EphemeralMessage, Message, PeerId, StorageId, StorageKey,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::context::{now_millis, RepoContext};
+use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
+use crate::handle::HandleShared;
+use crate::hub::HubEvent;
+use crate::outbox::PeerLink;
+use crate::RepoError;
+
+/// What the hub and the handles tell a worker.
+pub(crate) enum DocEvent {
+    /// A peer connected (or the worker started while it was connected): share it if the policy
+    /// says so.
+    PeerConnected(PeerLink),
+    /// A peer disconnected.
+    PeerDisconnected(PeerId),
+    /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
+    /// not be the original sender).
+    Incoming { from: PeerLink, message: Message },
+    /// `DocHandle::broadcast`: a CBOR value for the document's peers.
+    Broadcast(Vec<u8>),
+    /// Save now.
+    Flush(oneshot::Sender<Result<(), RepoError>>),
+    /// Remove the document from storage and end.
+    Delete(oneshot::Sender<()>),
+    /// Save and end (shutdown or eviction).
+    Stop(oneshot::Sender<()>),
+}
+
+/// How a worker begins.
+pub(crate) enum Start {
+    /// Find: read storage first. `after` is the previous worker of this document, still saving
+    /// after an eviction; loading waits for it.
+    Load {
+        after: Option<oneshot::Receiver<()>>,
+    },
+    /// Created or imported here: ready at once, nothing to read.
+    Created,
+}
+
+struct DocumentWorker {
+    shared: Arc<HandleShared>,
+    ctx: Arc<RepoContext>,
+    hub: mpsc::WeakSender<HubEvent>,
+    sync: DocumentSync,
+    links: HashMap<PeerId, PeerLink>,
+    ledger: ChunkLedger,
+    last_heads: Vec<ChangeHash>,
+    save_at: Option<Instant>,
+    find_deadline: Option<Instant>,
+    dirty_sync_states: HashMap<StorageId, Vec<u8>>,
+    last_activity: Instant,
+}
+
+pub(crate) fn spawn(
+    shared: Arc<HandleShared>,
+    ctx: Arc<RepoContext>,
+    hub: mpsc::WeakSender<HubEvent>,
+    inbox: mpsc::Receiver<DocEvent>,
+    start: Start,
+    peers: Vec<PeerLink>,
+) {
+    let state = match start {
+        Start::Load { .. } => HandleState::Loading,
+        Start::Created => HandleState::Ready,
+    };
+    let document_id = shared.document_id.clone();
+    let last_heads = shared.lock().get_heads();
+    let worker = DocumentWorker {
+        sync: DocumentSync::new(document_id.clone(), ctx.peer_id.clone(), state),
+        ledger: ChunkLedger::new(document_id.clone()),
+        shared,
+        ctx,
+        hub,
+        links: HashMap::new(),
+        last_heads,
+        save_at: None,
+        find_deadline: None,
+        dirty_sync_states: HashMap::new(),
+        last_activity: Instant::now(),
+    };
+    let span = tracing::debug_span!("document", id = %document_id);
+    tokio::spawn(tracing::Instrument::instrument(
+        worker.run(inbox, start, peers),
+        span,
+    ));
+}
+
+/// Far enough ahead to stand for "never" in a `sleep_until`.
+fn never() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+impl DocumentWorker {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<DocEvent>,
+        start: Start,
+        peers: Vec<PeerLink>,
+    ) {
+        match start {
+            Start::Load { after } => {
+                if let Some(previous) = after {
+                    let _ = previous.await;
+                }
+                self.load().await;
+                for link in peers {
+                    self.peer_connected(link).await;
+                }
+                // Apply what arrived while loading, then answer everyone at once: a peer that
+                // asked is answered as an asker (§5.2).
+                while let Ok(event) = inbox.try_recv() {
+                    if self.handle(event).await.is_break() {
+                        return;
+                    }
+                }
+                let out = {
+                    let doc = self.shared.lock();
+                    self.sync.finish_loading(&doc)
+                };
+                self.apply(out, None);
+            }
+            Start::Created => {
+                for link in peers {
+                    self.peer_connected(link).await;
+                }
+                self.schedule_save();
+            }
+        }
+        loop {
+            let save_at = self.save_at.unwrap_or_else(never);
+            let find_deadline = self.find_deadline.unwrap_or_else(never);
+            let idle_at = match self.ctx.timing.idle_timeout {
+                Some(idle) => self.last_activity + idle,
+                None => never(),
+            };
+            tokio::select! {
+                event = inbox.recv() => {
+                    let Some(event) = event else { break };
+                    if self.handle(event).await.is_break() {
+                        break;
+                    }
+                }
+                _ = self.shared.local_change.notified() => self.local_change(),
+                _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() => {
+                    if let Err(error) = self.save().await {
+                        warn!(%error, "save failed; will retry");
+                    }
+                }
+                _ = tokio::time::sleep_until(find_deadline), if self.find_deadline.is_some() => {
+                    self.find_deadline = None;
+                    let out = self.sync.find_timed_out();
+                    self.apply(out, None);
+                }
+                _ = tokio::time::sleep_until(idle_at), if self.ctx.timing.idle_timeout.is_some() => {
+                    self.consider_unloading();
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: DocEvent) -> ControlFlow<()> {
+        self.last_activity = Instant::now();
+        if self.sync.state() == HandleState::Deleted {
+            // Only the hub's bookkeeping can still arrive; nothing is done for a deleted doc.
+            if let DocEvent::Stop(reply) | DocEvent::Delete(reply) = event {
+                let _ = reply.send(());
+                return ControlFlow::Break(());
+            }
+            return ControlFlow::Continue(());
+        }
+        match event {
+            DocEvent::PeerConnected(link) => self.peer_connected(link).await,
+            DocEvent::PeerDisconnected(peer) => {
+                self.links.remove(&peer);
+                let out = self.sync.remove_peer(&peer);
+                self.apply(out, None);
+            }
+            DocEvent::Incoming { from, message } => self.incoming(from, message).await,
+            DocEvent::Broadcast(data) => self.broadcast(data),
+            DocEvent::Flush(reply) => {
+                let _ = reply.send(self.save().await);
+            }
+            DocEvent::Delete(reply) => {
+                self.delete().await;
+                let _ = reply.send(());
+                return ControlFlow::Break(());
+            }
+            DocEvent::Stop(reply) => {
+                self.catch_up_local();
+                if let Err(error) = self.save().await {
+                    warn!(%error, "final save failed");
+                }
+                self.publish(HandleState::Unloaded);
+                let _ = reply.send(());
+                if let Some(hub) = self.hub.upgrade() {
+                    let _ = hub
+                        .send(HubEvent::Unloaded(self.shared.document_id.clone()))
+                        .await;
+                }
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Reads the document's chunks and merges them into the handle's document.
+    async fn load(&mut self) {
+        let Some(storage) = self.ctx.storage.clone() else {
+            return;
+        };
+        let document_id = self.shared.document_id.clone();
+        match load_from_storage(storage.as_ref(), &document_id).await {
+            Ok(loaded) => {
+                for chunk in &loaded.corrupt {
+                    warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
+                }
+                if let Some(mut stored) = loaded.document {
+                    let mut doc = self.shared.lock();
+                    if let Err(error) = doc.merge(&mut stored) {
+                        warn!(%error, "stored document could not be merged");
+                    }
+                    self.last_heads = doc.get_heads();
+                }
+                self.ledger = loaded.ledger;
+            }
+            Err(error) => warn!(%error, "reading the document from storage failed"),
+        }
+    }
+
+    async fn peer_connected(&mut self, link: PeerLink) {
+        let peer = link.peer_id.clone();
+        self.links.insert(peer.clone(), link.clone());
+        if self.sync.has_peer(&peer) {
+            return;
+        }
+        let document_id = &self.shared.document_id;
+        let policy = &self.ctx.policy;
+        let share = policy.announce(&peer, Some(document_id)).await
+            || (self.sync.was_asked_by(&peer) && policy.access(&peer, document_id).await);
+        if !share {
+            return;
+        }
+        let stored = self.stored_sync_state(&link).await;
+        let out = {
+            let doc = self.shared.lock();
+            self.sync.add_peer(&doc, peer, &link.metadata, stored)
+        };
+        self.apply(out, None);
+    }
+
+    async fn incoming(&mut self, from: PeerLink, message: Message) {
+        let peer = from.peer_id.clone();
+        self.links.insert(peer.clone(), from.clone());
+        let document_id = self.shared.document_id.clone();
+        // Access is checked when a peer first touches the document; once in the sync set it
+        // stays allowed until it leaves.
+        let needs_access = matches!(
+            message,
+            Message::Sync(_) | Message::Request(_) | Message::Ephemeral(_)
+        ) && !self.sync.has_peer(&peer);
+        if needs_access && !self.ctx.policy.access(&peer, &document_id).await {
+            debug!(%peer, "access denied");
+            from.outbox
+                .send(Message::DocUnavailable(DocUnavailableMessage {
+                    sender_id: self.ctx.peer_id.clone(),
+                    target_id: peer,
+                    document_id,
+                }));
+            return;
+        }
+        match message {
+            Message::Sync(ref m) | Message::Request(ref m) => {
+                let request = matches!(message, Message::Request(_));
+                let stored = if self.sync.remembers(&peer) {
+                    None
+                } else {
+                    self.stored_sync_state(&from).await
+                };
+                self.catch_up_local();
+                let result = {
+                    let mut doc = self.shared.lock();
+                    self.sync.receive_sync(
+                        &mut doc,
+                        &peer,
+                        &from.metadata,
+                        stored,
+                        m.data.as_bytes(),
+                        request,
+                    )
+                };
+                match result {
+                    Ok(out) => self.apply(out, Some(&peer)),
+                    Err(error) => warn!(%peer, %error, "dropping a sync message"),
+                }
+            }
+            Message::DocUnavailable(_) => {
+                let out = self.sync.receive_doc_unavailable(&peer);
+                self.apply(out, None);
+            }
+            Message::Ephemeral(m) => self.ephemeral_received(&peer, m),
+            other => debug!(kind = other.type_name(), "not a document message; ignored"),
+        }
+    }
+
+    fn ephemeral_received(&mut self, hop: &PeerId, message: EphemeralMessage) {
+        // JS receivers drop values that are not CBOR; so do we, before anyone sees them.
+        if ciborium::from_reader::<ciborium::Value, _>(message.data.as_bytes()).is_err() {
+            warn!(peer = %hop, "ephemeral data is not CBOR; dropped");
+            return;
+        }
+        let _ = self.shared.ephemeral.send(EphemeralEvent {
+            sender_id: message.sender_id.clone(),
+            data: message.data.as_bytes().to_vec(),
+        });
+        // Forward to the document's other peers, keeping sender, session and count. Neither the
+        // original sender nor the hop it came from gets it back (JS echoes to the hop).
+        for peer in self.sync.peers() {
+            if peer == &message.sender_id || peer == hop {
+                continue;
+            }
+            if let Some(link) = self.links.get(peer) {
+                let mut forward = message.clone();
+                forward.target_id = peer.clone();
+                link.outbox.send(Message::Ephemeral(forward));
+            }
+        }
+    }
+
+    fn broadcast(&mut self, data: Vec<u8>) {
+        let Ok(data) = tandem_core::MessageData::new(data) else {
+            return; // CBOR never encodes a value as zero bytes
+        };
+        for peer in self.sync.peers() {
+            if let Some(link) = self.links.get(peer) {
+                link.outbox.send(Message::Ephemeral(EphemeralMessage {
+                    sender_id: self.ctx.peer_id.clone(),
+                    target_id: peer.clone(),
+                    document_id: self.shared.document_id.clone(),
+                    data: data.clone(),
+                    count: self.ctx.next_ephemeral_count(),
+                    session_id: self.ctx.session_id.clone(),
+                }));
+            }
+        }
+    }
+
+    /// A local change happened (or several: notifications coalesce): tell the peers.
+    fn local_change(&mut self) {
+        let out = {
+            let doc = self.shared.lock();
+            if doc.get_heads() == self.last_heads {
+                return;
+            }
+            self.sync.document_changed(&doc)
+        };
+        self.apply(out, None);
+        self.after_change(ChangeOrigin::Local);
+    }
+
+    /// Local changes not yet announced go out before a remote change is applied, so that each
+    /// change event names the right origin.
+    fn catch_up_local(&mut self) {
+        let pending = self.shared.lock().get_heads() != self.last_heads;
+        if pending {
+            self.local_change();
+        }
+    }
+
+    fn apply(&mut self, out: SyncOutput, origin: Option<&PeerId>) {
+        for message in out.messages {
+            let target = message.target_id().cloned();
+            match target.and_then(|t| self.links.get(&t)) {
+                Some(link) => link.outbox.send(message),
+                None => debug!(kind = message.type_name(), "peer gone; message dropped"),
+            }
+        }
+        if !out.sync_states.is_empty() {
+            self.dirty_sync_states.extend(out.sync_states);
+            self.schedule_save();
+        }
+        for (storage_id, heads) in out.remote_heads {
+            let event = RemoteHeadsEvent {
+                storage_id: storage_id.clone(),
+                heads,
+                timestamp: now_millis(),
+            };
+            self.shared
+                .remote_heads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(storage_id, event.clone());
+            let _ = self.shared.remote_heads_events.send(event);
+        }
+        // The change event goes out before the state: whoever waited for `Ready` and then
+        // subscribes must not see the change that made the document ready.
+        if out.document_changed {
+            let origin = origin.map_or(ChangeOrigin::Local, |p| ChangeOrigin::Peer(p.clone()));
+            self.after_change(origin);
+        }
+        if let Some(state) = out.state_change {
+            self.publish(state);
+        }
+    }
+
+    fn publish(&mut self, state: HandleState) {
+        self.find_deadline = match state {
+            HandleState::Requesting => Some(Instant::now() + self.ctx.timing.find_timeout),
+            _ => None,
+        };
+        self.shared.state.send_replace(state);
+    }
+
+    fn after_change(&mut self, origin: ChangeOrigin) {
+        let (heads, patches) = {
+            let doc = self.shared.lock();
+            let heads = doc.get_heads();
+            if heads == self.last_heads {
+                return;
+            }
+            // Patches cost a diff; only compute them for someone listening.
+            let patches = if self.shared.changes.receiver_count() > 0 {
+                doc.diff(&self.last_heads, &heads)
+            } else {
+                Vec::new()
+            };
+            (heads, patches)
+        };
+        self.last_heads = heads.clone();
+        let _ = self.shared.changes.send(DocumentChange {
+            heads,
+            patches: patches.into(),
+            origin,
+        });
+        self.schedule_save();
+    }
+
+    fn schedule_save(&mut self) {
+        if self.ctx.storage.is_some() && self.save_at.is_none() {
+            self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
+        }
+    }
+
+    /// Writes what changed since the last save: a chunk (incremental or compacting snapshot) and
+    /// the sync states of peers that moved. On failure the save stays pending and is retried.
+    async fn save(&mut self) -> Result<(), RepoError> {
+        self.save_at = None;
+        let Some(storage) = self.ctx.storage.clone() else {
+            return Ok(());
+        };
+        let plan = {
+            let doc = self.shared.lock();
+            self.ledger.plan_save(&doc)
+        };
+        let result = async {
+            if let Some(plan) = plan {
+                storage.save(&plan.key, plan.bytes.clone()).await?;
+                // Only once the new chunk is durable may the chunks it replaces go.
+                for key in &plan.obsolete {
+                    if let Err(error) = storage.remove(key).await {
+                        warn!(?key, %error, "could not remove a compacted chunk; it stays");
+                    }
+                }
+                self.ledger.record_saved(&plan);
+            }
+            let document_id = self.shared.document_id.clone();
+            for (storage_id, bytes) in std::mem::take(&mut self.dirty_sync_states) {
+                let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
+                if let Err(error) = storage.save(&key, bytes.clone()).await {
+                    self.dirty_sync_states.insert(storage_id, bytes);
+                    return Err(error);
+                }
+            }
+            Ok::<(), tandem_core::StorageError>(())
+        }
+        .await;
+        if let Err(error) = result {
+            self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    async fn stored_sync_state(&self, link: &PeerLink) -> Option<SyncState> {
+        let storage = self.ctx.storage.as_ref()?;
+        if link.metadata.is_ephemeral {
+            return None;
+        }
+        let storage_id = link.metadata.storage_id.as_ref()?;
+        let key =
+            ChunkKey::sync_state(self.shared.document_id.clone(), storage_id).to_storage_key();
+        match storage.load(&key).await {
+            Ok(Some(bytes)) => match SyncState::decode(&bytes) {
+                Ok(state) => Some(state),
+                Err(error) => {
+                    warn!(?key, %error, "stored sync state is corrupt; starting afresh");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                warn!(?key, %error, "could not read a sync state");
+                None
+            }
+        }
+    }
+
+    async fn delete(&mut self) {
+        self.save_at = None;
+        self.dirty_sync_states.clear();
+        self.sync.set_state(HandleState::Deleted);
+        *self.shared.lock() = Automerge::new();
+        self.publish(HandleState::Deleted);
+        if let Some(storage) = &self.ctx.storage {
+            let prefix = StorageKey::document(&self.shared.document_id);
+            if let Err(error) = storage.remove_range(&prefix).await {
+                warn!(%error, "could not remove the deleted document from storage");
+            }
+        }
+    }
+
+    /// Asks the hub to unload this document if nobody but the repo holds its handle and nothing
+    /// happened for the idle time. The hub decides (it alone hands out handles).
+    fn consider_unloading(&mut self) {
+        let Some(idle) = self.ctx.timing.idle_timeout else {
+            return;
+        };
+        if self.last_activity.elapsed() < idle {
+            return;
+        }
+        self.last_activity = Instant::now();
+        // The worker and the hub each hold one reference; anything more is a user's handle.
+        let unheld = Arc::strong_count(&self.shared) <= 2;
+        if unheld && self.sync.state().is_settled() {
+            if let Some(hub) = self.hub.upgrade() {
+                let _ = hub.try_send(HubEvent::Idle(self.shared.document_id.clone()));
+            }
+        }
+    }
+}

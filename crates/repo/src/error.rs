@@ -1,0 +1,64 @@
+//! What can go wrong when using a repo or a handle.
+
+use tandem_core::sync::HandleState;
+use tandem_core::{DocumentId, InvalidDocumentId, InvalidUrl, StorageError};
+
+/// An error from [`Repo`](crate::Repo).
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The text is neither an Automerge URL nor a document id.
+    #[error("not a document id or URL: {0}")]
+    InvalidId(#[from] InvalidDocumentId),
+    /// The URL is malformed.
+    #[error(transparent)]
+    InvalidUrl(#[from] InvalidUrl),
+    /// No storage and no peer has the document (or every peer refused to share it).
+    #[error("document {0} is unavailable")]
+    Unavailable(DocumentId),
+    /// The document was deleted.
+    #[error("document {0} was deleted")]
+    Deleted(DocumentId),
+    /// The document is on its denylist.
+    #[error("document {0} is denied")]
+    Denied(DocumentId),
+    /// Bytes given to `import` are not an Automerge document.
+    #[error("not an automerge document: {0}")]
+    InvalidDocument(#[from] automerge::AutomergeError),
+    /// Initial content could not be turned into a document.
+    #[error("initial content is not a map: {0}")]
+    InvalidInitialContent(String),
+    /// The storage adapter failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A network adapter could not start.
+    #[error(transparent)]
+    Network(#[from] tandem_core::NetworkError),
+    /// The repo has shut down.
+    #[error("the repo has shut down")]
+    Shutdown,
+}
+
+/// An error from [`DocHandle`](crate::DocHandle).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Reading and changing need a ready document.
+    #[error("document {document_id} is {state}, not ready")]
+    NotReady {
+        /// The document.
+        document_id: DocumentId,
+        /// Its state.
+        state: HandleState,
+    },
+    /// automerge refused the operation.
+    #[error(transparent)]
+    Automerge(#[from] automerge::AutomergeError),
+    /// A value given to `broadcast` could not be CBOR-encoded.
+    #[error("cannot encode ephemeral value: {0}")]
+    Encode(String),
+    /// The document's worker has stopped (the repo shut down).
+    #[error("the repo has shut down")]
+    Shutdown,
+    /// Waiting took longer than allowed.
+    #[error("timed out waiting for document {0}")]
+    Timeout(DocumentId),
+}

@@ -1,0 +1,66 @@
+//! What a handle reports as it happens: changes, ephemeral messages, remote heads.
+
+use std::sync::Arc;
+
+use automerge::{ChangeHash, Patch};
+use futures::Stream;
+use tandem_core::{PeerId, StorageId};
+use tokio::sync::broadcast;
+
+/// Where a change came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    /// A handle of this repo (`change`, `merge`, `import_into`).
+    Local,
+    /// A sync message from this peer.
+    Peer(PeerId),
+}
+
+/// The document changed.
+#[derive(Debug, Clone)]
+pub struct DocumentChange {
+    /// The heads after the change.
+    pub heads: Vec<ChangeHash>,
+    /// What changed, as automerge patches against the previous heads.
+    pub patches: Arc<[Patch]>,
+    /// Who made it.
+    pub origin: ChangeOrigin,
+}
+
+/// An ephemeral message for the document.
+#[derive(Debug, Clone)]
+pub struct EphemeralEvent {
+    /// The original sender (preserved across forwarding).
+    pub sender_id: PeerId,
+    /// The CBOR-encoded value; see [`decode`](EphemeralEvent::decode).
+    pub data: Vec<u8>,
+}
+
+/// The heads a remote storage holds of the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHeadsEvent {
+    /// The remote storage.
+    pub storage_id: StorageId,
+    /// Its heads.
+    pub heads: Vec<ChangeHash>,
+    /// When they were learned, in milliseconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// A stream over a broadcast receiver that skips what it missed (with a warning) instead of
+/// ending.
+pub(crate) fn broadcast_stream<T: Clone + Send + 'static>(
+    rx: broadcast::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "event stream fell behind; skipped events");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

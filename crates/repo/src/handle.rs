@@ -1,0 +1,364 @@
+//! [`DocHandle`]: one document of a repo, shared by everyone who found it (PROTOCOL.md §6.2).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use automerge::transaction::Transaction;
+use automerge::{Automerge, ChangeHash, Patch, PatchLog, ReadDoc};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tandem_core::sync::HandleState;
+use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+
+use crate::document_worker::DocEvent;
+use crate::events::{
+    broadcast_stream, ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent,
+};
+use crate::hub::{Command, HubEvent};
+use crate::HandleError;
+
+/// A document of a [`Repo`](crate::Repo): its state, its content, and its traffic.
+///
+/// Cheap to clone (all clones are the same handle), `Send + Sync`. Reads and changes run
+/// closures against the document under a lock held only for the closure; the repo's worker for
+/// the document then sends the new changes to peers and schedules a save.
+///
+/// A handle nobody holds any more may be saved and unloaded after the repo's idle time;
+/// finding the document again reloads it.
+#[derive(Clone)]
+pub struct DocHandle {
+    pub(crate) shared: Arc<HandleShared>,
+}
+
+/// What the handle, its clones and the document's worker share.
+pub(crate) struct HandleShared {
+    pub(crate) document_id: DocumentId,
+    pub(crate) doc: Mutex<Automerge>,
+    pub(crate) state: watch::Sender<HandleState>,
+    /// Signalled after each local change; permits coalesce, so a burst is one wake-up.
+    pub(crate) local_change: Notify,
+    pub(crate) changes: broadcast::Sender<DocumentChange>,
+    pub(crate) ephemeral: broadcast::Sender<EphemeralEvent>,
+    pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
+    pub(crate) remote_heads_events: broadcast::Sender<RemoteHeadsEvent>,
+    pub(crate) worker: mpsc::Sender<DocEvent>,
+    pub(crate) hub: mpsc::WeakSender<HubEvent>,
+}
+
+const EVENT_BUFFER: usize = 256;
+
+impl HandleShared {
+    pub(crate) fn new(
+        document_id: DocumentId,
+        doc: Automerge,
+        state: HandleState,
+        worker: mpsc::Sender<DocEvent>,
+        hub: mpsc::WeakSender<HubEvent>,
+    ) -> Self {
+        HandleShared {
+            document_id,
+            doc: Mutex::new(doc),
+            state: watch::channel(state).0,
+            local_change: Notify::new(),
+            changes: broadcast::channel(EVENT_BUFFER).0,
+            ephemeral: broadcast::channel(EVENT_BUFFER).0,
+            remote_heads: Mutex::new(HashMap::new()),
+            remote_heads_events: broadcast::channel(EVENT_BUFFER).0,
+            worker,
+            hub,
+        }
+    }
+
+    /// The document, even if a closure panicked while holding it (automerge rolls back an
+    /// unfinished transaction when it is dropped, so the document is consistent).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Automerge> {
+        self.doc
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A change's author and the like, decoded from the change (automerge-repo's `metadata()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMetadata {
+    /// The change's hash.
+    pub hash: ChangeHash,
+    /// The actor that made it, as hex.
+    pub actor: String,
+    /// Its sequence number for that actor.
+    pub seq: u64,
+    /// Seconds since the Unix epoch, as the author's clock said (0 if not recorded).
+    pub time: i64,
+    /// The commit message, if any.
+    pub message: Option<String>,
+    /// The changes it depends on.
+    pub deps: Vec<ChangeHash>,
+}
+
+impl std::fmt::Debug for DocHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocHandle")
+            .field("document_id", &self.shared.document_id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl DocHandle {
+    /// The document's id.
+    pub fn document_id(&self) -> &DocumentId {
+        &self.shared.document_id
+    }
+
+    /// `automerge:<id>`.
+    pub fn url(&self) -> AutomergeUrl {
+        self.shared.document_id.url()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> HandleState {
+        *self.shared.state.borrow()
+    }
+
+    /// A receiver of state changes (it sees the current state first).
+    pub fn states(&self) -> watch::Receiver<HandleState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Whether the document can be read and changed.
+    pub fn is_ready(&self) -> bool {
+        self.state() == HandleState::Ready
+    }
+
+    /// Waits until the handle is ready. Fails if it is deleted or unavailable.
+    pub async fn when_ready(&self) -> Result<(), HandleError> {
+        let mut states = self.states();
+        let state = states
+            .wait_for(|s| s.is_settled())
+            .await
+            .map(|s| *s)
+            .map_err(|_| HandleError::Shutdown)?;
+        match state {
+            HandleState::Ready => Ok(()),
+            state => Err(self.not_ready(state)),
+        }
+    }
+
+    /// Waits, at most `timeout`, until the state satisfies `accept`; returns the state reached.
+    pub async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(HandleState) -> bool,
+    ) -> Result<HandleState, HandleError> {
+        let mut states = self.states();
+        let waited = tokio::time::timeout(timeout, async {
+            states.wait_for(|s| accept(*s)).await.map(|s| *s)
+        })
+        .await;
+        match waited {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(_)) => Err(HandleError::Shutdown),
+            Err(_) => Err(HandleError::Timeout(self.document_id().clone())),
+        }
+    }
+
+    fn not_ready(&self, state: HandleState) -> HandleError {
+        HandleError::NotReady {
+            document_id: self.shared.document_id.clone(),
+            state,
+        }
+    }
+
+    fn ready_doc(&self) -> Result<MutexGuard<'_, Automerge>, HandleError> {
+        let state = self.state();
+        if state != HandleState::Ready {
+            return Err(self.not_ready(state));
+        }
+        Ok(self.shared.lock())
+    }
+
+    /// Reads the document. The lock is held for the closure: keep it short.
+    pub fn with_doc<R>(&self, read: impl FnOnce(&Automerge) -> R) -> Result<R, HandleError> {
+        let doc = self.ready_doc()?;
+        Ok(read(&doc))
+    }
+
+    /// Changes the document in one transaction and returns the closure's result. The change
+    /// reaches connected peers as soon as the document's worker runs.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use automerge::{transaction::Transactable, ReadDoc, ROOT};
+    /// let repo = tandem_repo::Repo::builder().start().await?;
+    /// let handle = repo.create_empty().await?;
+    /// handle.change(|tx| tx.put(ROOT, "title", "hello"))??;
+    /// let title = handle.with_doc(|doc| doc.get(ROOT, "title").ok().flatten().map(|(v, _)| v.to_string()))?;
+    /// assert_eq!(title.as_deref(), Some("\"hello\""));
+    /// repo.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn change<R>(
+        &self,
+        change: impl FnOnce(&mut Transaction<'_>) -> R,
+    ) -> Result<R, HandleError> {
+        let result = {
+            let mut doc = self.ready_doc()?;
+            let mut tx = doc.transaction();
+            let result = change(&mut tx);
+            tx.commit();
+            result
+        };
+        self.shared.local_change.notify_one();
+        Ok(result)
+    }
+
+    /// Changes the document as it was at `heads` (the change is concurrent with everything after
+    /// them); returns the closure's result and the document's heads afterwards.
+    pub fn change_at<R>(
+        &self,
+        heads: &[ChangeHash],
+        change: impl FnOnce(&mut Transaction<'_>) -> R,
+    ) -> Result<(R, Vec<ChangeHash>), HandleError> {
+        let outcome = {
+            let mut doc = self.ready_doc()?;
+            let mut tx = doc
+                .transaction_at(PatchLog::inactive(), heads)
+                .map_err(|e| HandleError::Encode(e.to_string()))?;
+            let result = change(&mut tx);
+            tx.commit();
+            (result, doc.get_heads())
+        };
+        self.shared.local_change.notify_one();
+        Ok(outcome)
+    }
+
+    /// The current heads.
+    pub fn heads(&self) -> Result<Vec<ChangeHash>, HandleError> {
+        self.with_doc(|doc| doc.get_heads())
+    }
+
+    /// The current heads in their URL (Base58Check) form.
+    pub fn url_heads(&self) -> Result<Vec<UrlHead>, HandleError> {
+        self.with_doc(|doc| url_heads(&doc.get_heads()))
+    }
+
+    /// A read-only copy of the document as it was at `heads`.
+    pub fn view(&self, heads: &[ChangeHash]) -> Result<Automerge, HandleError> {
+        let doc = self.ready_doc()?;
+        Ok(doc.fork_at(heads)?)
+    }
+
+    /// Every change hash, in causal order.
+    pub fn history(&self) -> Result<Vec<ChangeHash>, HandleError> {
+        self.with_doc(|doc| doc.get_changes(&[]).iter().map(|c| c.hash()).collect())
+    }
+
+    /// The patches that turn the document at `from` into the document at `to`.
+    pub fn diff(&self, from: &[ChangeHash], to: &[ChangeHash]) -> Result<Vec<Patch>, HandleError> {
+        self.with_doc(|doc| doc.diff(from, to))
+    }
+
+    /// Who made a change, when, and with what message.
+    pub fn metadata(&self, hash: &ChangeHash) -> Result<Option<ChangeMetadata>, HandleError> {
+        self.with_doc(|doc| {
+            doc.get_change_by_hash(hash).map(|change| ChangeMetadata {
+                hash: change.hash(),
+                actor: change.actor_id().to_hex_string(),
+                seq: change.seq(),
+                time: change.timestamp(),
+                message: change.message().map(str::to_owned),
+                deps: change.deps().to_vec(),
+            })
+        })
+    }
+
+    /// Merges `other`'s document (another ready handle) into this one.
+    pub fn merge(&self, other: &DocHandle) -> Result<(), HandleError> {
+        // Copy first so that the two locks are never held together.
+        let mut theirs = other.with_doc(|doc| doc.clone())?;
+        {
+            let mut doc = self.ready_doc()?;
+            doc.merge(&mut theirs)?;
+        }
+        self.shared.local_change.notify_one();
+        Ok(())
+    }
+
+    /// Changes as they happen: new heads, the patches, and who made them. A receiver that falls
+    /// more than 256 events behind skips the oldest.
+    pub fn changes(&self) -> impl Stream<Item = DocumentChange> + Send + 'static {
+        broadcast_stream(self.shared.changes.subscribe())
+    }
+
+    /// Ephemeral messages from peers.
+    pub fn ephemeral_messages(&self) -> impl Stream<Item = EphemeralEvent> + Send + 'static {
+        broadcast_stream(self.shared.ephemeral.subscribe())
+    }
+
+    /// Sends `value`, CBOR-encoded, to every peer syncing this document. Not stored.
+    pub async fn broadcast<T: Serialize>(&self, value: &T) -> Result<(), HandleError> {
+        let mut data = Vec::new();
+        ciborium::into_writer(value, &mut data).map_err(|e| HandleError::Encode(e.to_string()))?;
+        self.shared
+            .worker
+            .send(DocEvent::Broadcast(data))
+            .await
+            .map_err(|_| HandleError::Shutdown)
+    }
+
+    /// The heads a remote storage was last known to hold of this document.
+    pub fn remote_heads(&self, storage_id: &StorageId) -> Option<RemoteHeadsEvent> {
+        let known = self
+            .shared
+            .remote_heads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.get(storage_id).cloned()
+    }
+
+    /// Remote heads as they are learned.
+    pub fn remote_heads_changes(&self) -> impl Stream<Item = RemoteHeadsEvent> + Send + 'static {
+        broadcast_stream(self.shared.remote_heads_events.subscribe())
+    }
+
+    /// Deletes the document here: removes it from storage and marks this handle deleted. Peers
+    /// are not told (there is no such message).
+    pub async fn delete(&self) -> Result<(), crate::RepoError> {
+        let hub = self
+            .shared
+            .hub
+            .upgrade()
+            .ok_or(crate::RepoError::Shutdown)?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        hub.send(HubEvent::Command(Command::Delete {
+            document_id: self.shared.document_id.clone(),
+            reply,
+        }))
+        .await
+        .map_err(|_| crate::RepoError::Shutdown)?;
+        done.await.map_err(|_| crate::RepoError::Shutdown)
+    }
+}
+
+impl DocumentChange {
+    /// Whether this change was made through a handle of this repo.
+    pub fn is_local(&self) -> bool {
+        self.origin == ChangeOrigin::Local
+    }
+}
+
+impl EphemeralEvent {
+    /// Decodes the CBOR value.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandleError> {
+        ciborium::from_reader(self.data.as_slice()).map_err(|e| HandleError::Encode(e.to_string()))
+    }
+
+    /// The original sender.
+    pub fn sender(&self) -> &PeerId {
+        &self.sender_id
+    }
+}

@@ -1,0 +1,437 @@
+//! The repo's central task: it owns the connections and the table of documents, and routes.
+//!
+//! The hub does no document work. It turns an incoming message into one send to one document's
+//! worker, a connection into one `PeerConnected` per document the peer could be offered, and a
+//! command into a worker spawn or a fan-out of acknowledgements. Everything slow (applying sync
+//! messages, saving, share-policy calls) happens in the workers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use automerge::Automerge;
+use futures::{SinkExt, StreamExt};
+use tandem_core::sync::{EphemeralDedup, HandleState};
+use tandem_core::{Connection, DocUnavailableMessage, DocumentId, Message, PeerId, PeerMetadata};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::context::RepoContext;
+use crate::document_worker::{self, DocEvent, Start};
+use crate::handle::{DocHandle, HandleShared};
+use crate::outbox::{outbox, OutboxReceiver, PeerLink};
+use crate::RepoError;
+
+/// Queue depth of the hub's inbox and of each document worker's inbox: a full queue makes the
+/// sender (a connection reader, the hub) wait, which pushes back on the network.
+pub(crate) const QUEUE_DEPTH: usize = 1024;
+
+pub(crate) type ConnectionId = u64;
+
+pub(crate) enum HubEvent {
+    Command(Command),
+    Connected(Connection),
+    Incoming(ConnectionId, Message),
+    Disconnected(ConnectionId),
+    /// A worker found its document unheld and idle.
+    Idle(DocumentId),
+    /// A worker stopped after an eviction.
+    Unloaded(DocumentId),
+}
+
+pub(crate) enum Command {
+    Create {
+        document_id: DocumentId,
+        document: Box<Automerge>,
+        reply: oneshot::Sender<DocHandle>,
+    },
+    Find {
+        document_id: DocumentId,
+        reply: oneshot::Sender<DocHandle>,
+    },
+    Delete {
+        document_id: DocumentId,
+        reply: oneshot::Sender<()>,
+    },
+    Flush {
+        documents: Option<Vec<DocumentId>>,
+        reply: oneshot::Sender<Result<(), RepoError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct ConnectionEntry {
+    id: ConnectionId,
+    link: PeerLink,
+    /// Whether the share policy offers this peer anything unprompted (`announce(peer, None)`).
+    announce_any: bool,
+}
+
+pub(crate) struct Hub {
+    ctx: Arc<RepoContext>,
+    inbox: mpsc::Receiver<HubEvent>,
+    me: mpsc::WeakSender<HubEvent>,
+    documents: HashMap<DocumentId, DocHandle>,
+    /// Workers of evicted documents still saving; a new worker for the id waits for them.
+    unloading: HashMap<DocumentId, oneshot::Receiver<()>>,
+    connections: HashMap<PeerId, ConnectionEntry>,
+    connection_peers: HashMap<ConnectionId, PeerId>,
+    next_connection: ConnectionId,
+    dedup: EphemeralDedup,
+    peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        ctx: Arc<RepoContext>,
+        inbox: mpsc::Receiver<HubEvent>,
+        me: mpsc::WeakSender<HubEvent>,
+        peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
+    ) -> Hub {
+        Hub {
+            ctx,
+            inbox,
+            me,
+            documents: HashMap::new(),
+            unloading: HashMap::new(),
+            connections: HashMap::new(),
+            connection_peers: HashMap::new(),
+            next_connection: 0,
+            dedup: EphemeralDedup::default(),
+            peers,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        while let Some(event) = self.inbox.recv().await {
+            match event {
+                HubEvent::Command(Command::Shutdown { reply }) => {
+                    self.shutdown().await;
+                    let _ = reply.send(());
+                    return;
+                }
+                HubEvent::Command(command) => self.command(command).await,
+                HubEvent::Connected(connection) => self.connected(connection).await,
+                HubEvent::Incoming(id, message) => self.incoming(id, message).await,
+                HubEvent::Disconnected(id) => self.disconnected(id).await,
+                HubEvent::Idle(document_id) => self.idle(document_id).await,
+                HubEvent::Unloaded(document_id) => {
+                    self.unloading.remove(&document_id);
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Create {
+                document_id,
+                document,
+                reply,
+            } => {
+                let handle = self.spawn(document_id, *document, Start::Created);
+                let _ = reply.send(handle);
+            }
+            Command::Find { document_id, reply } => {
+                let handle = match self.documents.get(&document_id) {
+                    Some(handle) => handle.clone(),
+                    None => self.spawn_loader(document_id),
+                };
+                let _ = reply.send(handle);
+            }
+            Command::Delete { document_id, reply } => {
+                let handle = match self.documents.remove(&document_id) {
+                    Some(handle) => handle,
+                    // Not in memory: a short-lived worker removes it from storage.
+                    None => self.spawn_loader(document_id.clone()),
+                };
+                self.documents.remove(&document_id);
+                if handle
+                    .shared
+                    .worker
+                    .send(DocEvent::Delete(reply))
+                    .await
+                    .is_err()
+                {
+                    warn!(%document_id, "worker gone before delete");
+                }
+            }
+            Command::Flush { documents, reply } => {
+                let targets: Vec<DocHandle> = match documents {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|id| self.documents.get(id).cloned())
+                        .collect(),
+                    None => self.documents.values().cloned().collect(),
+                };
+                let mut acks = Vec::with_capacity(targets.len());
+                for handle in targets {
+                    let (tx, rx) = oneshot::channel();
+                    if handle.shared.worker.send(DocEvent::Flush(tx)).await.is_ok() {
+                        acks.push(rx);
+                    }
+                }
+                // Waiting is the caller's business, not the hub's.
+                tokio::spawn(async move {
+                    let mut result = Ok(());
+                    for ack in acks {
+                        match ack.await {
+                            Ok(Err(error)) if result.is_ok() => result = Err(error),
+                            _ => {}
+                        }
+                    }
+                    let _ = reply.send(result);
+                });
+            }
+            Command::Shutdown { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    fn spawn_loader(&mut self, document_id: DocumentId) -> DocHandle {
+        let after = self.unloading.remove(&document_id);
+        self.spawn(document_id, Automerge::new(), Start::Load { after })
+    }
+
+    fn spawn(&mut self, document_id: DocumentId, document: Automerge, start: Start) -> DocHandle {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let state = match start {
+            Start::Load { .. } => HandleState::Loading,
+            Start::Created => HandleState::Ready,
+        };
+        let shared = Arc::new(HandleShared::new(
+            document_id.clone(),
+            document,
+            state,
+            tx,
+            self.me.clone(),
+        ));
+        let peers = self
+            .connections
+            .values()
+            .filter(|c| c.announce_any)
+            .map(|c| c.link.clone())
+            .collect();
+        document_worker::spawn(
+            shared.clone(),
+            self.ctx.clone(),
+            self.me.clone(),
+            rx,
+            start,
+            peers,
+        );
+        let handle = DocHandle { shared };
+        self.documents.insert(document_id, handle.clone());
+        handle
+    }
+
+    async fn connected(&mut self, connection: Connection) {
+        let Connection {
+            remote,
+            outgoing,
+            incoming,
+        } = connection;
+        let peer = remote.peer_id.clone();
+        if peer == self.ctx.peer_id {
+            warn!(%peer, "a peer claims our own id; refusing it");
+            return;
+        }
+        // A second connection from one peer id takes over, as on a JS server.
+        if let Some(old) = self.connections.remove(&peer) {
+            info!(%peer, "peer reconnected; closing its previous connection");
+            old.link.outbox.close();
+            self.connection_peers.remove(&old.id);
+            self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
+                .await;
+        }
+        let id = self.next_connection;
+        self.next_connection += 1;
+        let (outbox, outbox_rx) = outbox();
+        let link = PeerLink {
+            peer_id: peer.clone(),
+            metadata: remote.metadata.clone(),
+            outbox,
+        };
+        tokio::spawn(write_connection(outbox_rx, outgoing));
+        if let Some(hub) = self.me.upgrade() {
+            tokio::spawn(read_connection(id, link.clone(), incoming, hub));
+        }
+        let announce_any = self.ctx.policy.announce(&peer, None).await;
+        info!(%peer, announce_any, "peer connected");
+        self.connections.insert(
+            peer.clone(),
+            ConnectionEntry {
+                id,
+                link: link.clone(),
+                announce_any,
+            },
+        );
+        self.connection_peers.insert(id, peer.clone());
+        self.peers.send_modify(|peers| {
+            peers.insert(peer.clone(), remote.metadata.clone());
+        });
+        if announce_any {
+            self.tell_all(|| DocEvent::PeerConnected(link.clone()))
+                .await;
+        }
+    }
+
+    async fn disconnected(&mut self, id: ConnectionId) {
+        let Some(peer) = self.connection_peers.remove(&id) else {
+            return; // an older connection of a peer that has since reconnected
+        };
+        if let Some(entry) = self.connections.remove(&peer) {
+            entry.link.outbox.close();
+        }
+        info!(%peer, "peer disconnected");
+        self.peers.send_modify(|peers| {
+            peers.remove(&peer);
+        });
+        self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
+            .await;
+    }
+
+    /// Sends an event to every document's worker.
+    async fn tell_all(&mut self, event: impl Fn() -> DocEvent) {
+        let mut gone = Vec::new();
+        for (id, handle) in &self.documents {
+            if handle.shared.worker.send(event()).await.is_err() {
+                gone.push(id.clone());
+            }
+        }
+        for id in gone {
+            self.documents.remove(&id);
+        }
+    }
+
+    async fn incoming(&mut self, connection: ConnectionId, message: Message) {
+        let Some(peer) = self.connection_peers.get(&connection).cloned() else {
+            return;
+        };
+        let Some(entry) = self.connections.get(&peer) else {
+            return;
+        };
+        let link = entry.link.clone();
+        // Only ephemeral messages are relayed with their original sender; anything else must
+        // come from the peer itself.
+        let own = matches!(
+            message,
+            Message::Sync(_) | Message::Request(_) | Message::DocUnavailable(_)
+        );
+        if own && message.sender_id() != &peer {
+            warn!(%peer, claimed = %message.sender_id(), "peer lies about its id; disconnecting it");
+            link.outbox.close();
+            return;
+        }
+        let Some(document_id) = message.document_id().cloned() else {
+            debug!(%peer, kind = message.type_name(), "message ignored");
+            return;
+        };
+        if self.ctx.denylist.contains(&document_id) {
+            if matches!(message, Message::Sync(_) | Message::Request(_)) {
+                link.outbox
+                    .send(Message::DocUnavailable(DocUnavailableMessage {
+                        sender_id: self.ctx.peer_id.clone(),
+                        target_id: peer,
+                        document_id,
+                    }));
+            }
+            return;
+        }
+        if let Message::Ephemeral(m) = &message {
+            if !self.dedup.accept(&m.sender_id, &m.session_id, m.count) {
+                return;
+            }
+        }
+        let handle = match self.documents.get(&document_id) {
+            Some(handle) => handle.clone(),
+            // A doc-unavailable for a document we are not looking for answers nothing.
+            None if matches!(message, Message::DocUnavailable(_)) => return,
+            None => self.spawn_loader(document_id.clone()),
+        };
+        let event = DocEvent::Incoming {
+            from: link,
+            message,
+        };
+        if handle.shared.worker.send(event).await.is_err() {
+            self.documents.remove(&document_id);
+        }
+    }
+
+    async fn idle(&mut self, document_id: DocumentId) {
+        let Some(handle) = self.documents.get(&document_id) else {
+            return;
+        };
+        // Ours, the worker's, and the one in this function: nobody else holds it.
+        if Arc::strong_count(&handle.shared) > 2 {
+            return;
+        }
+        let Some(handle) = self.documents.remove(&document_id) else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if handle.shared.worker.send(DocEvent::Stop(tx)).await.is_ok() {
+            // The worker saves and reports `Unloaded`; until then a new worker for this id
+            // waits on `rx` before reading storage.
+            debug!(%document_id, "unloading idle document");
+            self.unloading.insert(document_id, rx);
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let mut acks = Vec::new();
+        for (_, handle) in self.documents.drain() {
+            let (tx, rx) = oneshot::channel();
+            if handle.shared.worker.send(DocEvent::Stop(tx)).await.is_ok() {
+                acks.push(rx);
+            }
+        }
+        for ack in acks {
+            let _ = ack.await;
+        }
+        for (_, entry) in self.connections.drain() {
+            entry.link.outbox.close();
+        }
+        self.peers.send_modify(|peers| peers.clear());
+    }
+}
+
+/// Drains a connection's outbox into its sink; closes the sink when the outbox closes.
+async fn write_connection(mut outbox: OutboxReceiver, mut sink: tandem_core::MessageSink) {
+    while let Some(message) = outbox.recv().await {
+        if let Err(error) = sink.send(message).await {
+            debug!(%error, "connection write failed");
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Feeds a connection's messages to the hub until it ends or is closed.
+async fn read_connection(
+    id: ConnectionId,
+    link: PeerLink,
+    mut incoming: tandem_core::MessageStream,
+    hub: mpsc::Sender<HubEvent>,
+) {
+    let closed = link.outbox.clone();
+    loop {
+        let next = tokio::select! {
+            next = incoming.next() => next,
+            _ = closed.closed() => None,
+        };
+        match next {
+            Some(Ok(message)) => {
+                if hub.send(HubEvent::Incoming(id, message)).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(error)) => {
+                warn!(peer = %link.peer_id, %error, "connection failed");
+                break;
+            }
+            None => break,
+        }
+    }
+    let _ = hub.send(HubEvent::Disconnected(id)).await;
+}

@@ -1,0 +1,515 @@
+//! [`Repo`]: the documents of one process, their storage and their peers (PROTOCOL.md §6.3).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use automerge::transaction::Transaction;
+use automerge::Automerge;
+use futures::StreamExt;
+use tandem_core::sync::HandleState;
+use tandem_core::{
+    AutomergeUrl, DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageAdapter,
+    StorageId, StorageKey,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::context::{RepoContext, Timing};
+use crate::hub::{Command, Hub, HubEvent, QUEUE_DEPTH};
+use crate::initial::document_from_json;
+use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
+
+/// Anything that names a document: a [`DocumentId`], an [`AutomergeUrl`], or text holding
+/// either (`automerge:…`, a bare Base58Check id, or a legacy UUID).
+pub trait DocumentRef {
+    /// The document id, or why the text is not one.
+    fn to_document_id(&self) -> Result<DocumentId, RepoError>;
+}
+
+impl DocumentRef for DocumentId {
+    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
+        Ok(self.clone())
+    }
+}
+
+impl DocumentRef for AutomergeUrl {
+    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
+        Ok(self.document_id().clone())
+    }
+}
+
+impl DocumentRef for str {
+    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
+        if self.starts_with("automerge:") {
+            let url: AutomergeUrl = self.parse()?;
+            return Ok(url.document_id().clone());
+        }
+        Ok(DocumentId::interpret(self)?)
+    }
+}
+
+impl DocumentRef for String {
+    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
+        self.as_str().to_document_id()
+    }
+}
+
+impl<T: DocumentRef + ?Sized> DocumentRef for &T {
+    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
+        (**self).to_document_id()
+    }
+}
+
+/// Configures and starts a [`Repo`].
+pub struct RepoBuilder {
+    storage: Option<Arc<dyn StorageAdapter>>,
+    networks: Vec<Box<dyn NetworkAdapter>>,
+    peer_id: Option<PeerId>,
+    policy: Arc<dyn SharePolicy>,
+    denylist: HashSet<DocumentId>,
+    timing: Timing,
+    is_ephemeral: bool,
+}
+
+impl std::fmt::Debug for RepoBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoBuilder")
+            .field("peer_id", &self.peer_id)
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RepoBuilder {
+    fn default() -> Self {
+        RepoBuilder {
+            storage: None,
+            networks: Vec::new(),
+            peer_id: None,
+            policy: Arc::new(ShareAll),
+            denylist: HashSet::new(),
+            timing: Timing {
+                save_debounce: Duration::from_millis(100),
+                find_timeout: Duration::from_secs(60),
+                idle_timeout: None,
+            },
+            is_ephemeral: false,
+        }
+    }
+}
+
+impl RepoBuilder {
+    /// Where documents are kept. Without storage, documents live only in memory and peers.
+    pub fn storage(mut self, storage: impl StorageAdapter) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Like [`storage`](Self::storage), for a store shared with other owners.
+    pub fn shared_storage(mut self, storage: Arc<dyn StorageAdapter>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// A transport; call once per adapter. More can be added later with [`Repo::add_network`].
+    pub fn network(mut self, adapter: impl NetworkAdapter) -> Self {
+        self.networks.push(Box::new(adapter));
+        self
+    }
+
+    /// Our name on the network (default: a random `peer-…` id, unique per repo).
+    pub fn peer_id(mut self, peer_id: impl Into<PeerId>) -> Self {
+        self.peer_id = Some(peer_id.into());
+        self
+    }
+
+    /// Who gets which documents (default [`ShareAll`]).
+    pub fn share_policy(mut self, policy: impl SharePolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Documents this repo never serves nor fetches.
+    pub fn denylist(mut self, documents: impl IntoIterator<Item = DocumentId>) -> Self {
+        self.denylist.extend(documents);
+        self
+    }
+
+    /// How long after a change its save starts (default 100 ms); changes meanwhile join it.
+    pub fn save_debounce(mut self, delay: Duration) -> Self {
+        self.timing.save_debounce = delay;
+        self
+    }
+
+    /// How long a find waits for an answer from peers (default 60 s).
+    pub fn find_timeout(mut self, timeout: Duration) -> Self {
+        self.timing.find_timeout = timeout;
+        self
+    }
+
+    /// Unload documents that nobody holds a handle to after `idle` without activity (saved
+    /// first; a later find reloads them). Default: keep everything.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.timing.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Tell peers we keep nothing, so they do not persist sync state for us.
+    pub fn ephemeral(mut self, is_ephemeral: bool) -> Self {
+        self.is_ephemeral = is_ephemeral;
+        self
+    }
+
+    /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
+    /// the network adapters. Call within a tokio runtime.
+    pub async fn start(self) -> Result<Repo, RepoError> {
+        let storage_id = match &self.storage {
+            Some(storage) => Some(storage_id(storage.as_ref()).await?),
+            None => None,
+        };
+        let ctx = Arc::new(RepoContext::new(
+            self.peer_id.unwrap_or_else(PeerId::random),
+            storage_id,
+            self.is_ephemeral,
+            self.storage,
+            self.policy,
+            self.denylist,
+            self.timing,
+        ));
+        let (hub_tx, hub_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (peers_tx, peers_rx) = watch::channel(BTreeMap::new());
+        let hub = Hub::new(ctx.clone(), hub_rx, hub_tx.downgrade(), peers_tx);
+        let hub_task = tokio::spawn(hub.run());
+        let repo = Repo {
+            inner: Arc::new(RepoInner {
+                ctx,
+                hub: hub_tx,
+                peers: peers_rx,
+                tasks: Mutex::new(vec![hub_task]),
+            }),
+        };
+        for adapter in self.networks {
+            repo.add_network_boxed(adapter).await?;
+        }
+        Ok(repo)
+    }
+}
+
+/// Reads the store's id, or creates and persists one before anyone is told (unlike JS, where
+/// two racing calls can produce two ids).
+async fn storage_id(storage: &dyn StorageAdapter) -> Result<StorageId, RepoError> {
+    let key = StorageKey::storage_adapter_id();
+    if let Some(bytes) = storage.load(&key).await? {
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.is_empty() => return Ok(StorageId::from(text)),
+            _ => warn!("stored storage id is not text; making a new one"),
+        }
+    }
+    let id = StorageId::random();
+    storage.save(&key, id.as_str().as_bytes().to_vec()).await?;
+    Ok(id)
+}
+
+/// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
+/// with every connected peer the share policy allows, saved as they change.
+///
+/// Cheap to clone; all clones are one repo. Call [`shutdown`](Repo::shutdown) to flush and stop.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use automerge::{transaction::Transactable, ROOT};
+/// use tandem_repo::{network::memory, Repo};
+///
+/// let (left, right, _link) = memory::pair();
+/// let alice = Repo::builder().network(left).start().await?;
+/// let bob = Repo::builder().network(right).start().await?;
+///
+/// let doc = alice.create_empty().await?;
+/// doc.change(|tx| tx.put(ROOT, "greeting", "hi"))??;
+///
+/// bob.wait_for_peer(alice.peer_id(), std::time::Duration::from_secs(5)).await?;
+/// let found = bob.find(doc.url()).await?;
+/// assert_eq!(found.heads()?, doc.heads()?);
+/// # alice.shutdown().await; bob.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Repo {
+    inner: Arc<RepoInner>,
+}
+
+struct RepoInner {
+    ctx: Arc<RepoContext>,
+    hub: mpsc::Sender<HubEvent>,
+    peers: watch::Receiver<BTreeMap<PeerId, PeerMetadata>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for RepoInner {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("peer_id", &self.inner.ctx.peer_id)
+            .field("storage_id", &self.inner.ctx.storage_id)
+            .finish()
+    }
+}
+
+impl Repo {
+    /// A builder with automerge-repo's defaults.
+    pub fn builder() -> RepoBuilder {
+        RepoBuilder::default()
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.inner.ctx.peer_id
+    }
+
+    /// Our storage's id, if we have storage; advertised to peers.
+    pub fn storage_id(&self) -> Option<&StorageId> {
+        self.inner.ctx.storage_id.as_ref()
+    }
+
+    /// Connected peers and what they said about themselves.
+    pub fn peers(&self) -> BTreeMap<PeerId, PeerMetadata> {
+        self.inner.peers.borrow().clone()
+    }
+
+    /// A receiver that sees the set of connected peers change.
+    pub fn peer_changes(&self) -> watch::Receiver<BTreeMap<PeerId, PeerMetadata>> {
+        self.inner.peers.clone()
+    }
+
+    /// Waits until `peer` is connected.
+    pub async fn wait_for_peer(&self, peer: &PeerId, timeout: Duration) -> Result<(), RepoError> {
+        let mut peers = self.peer_changes();
+        let waited = tokio::time::timeout(timeout, async {
+            peers.wait_for(|p| p.contains_key(peer)).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(RepoError::Shutdown),
+            Err(_) => Err(RepoError::Network(tandem_core::NetworkError::Other(
+                format!("peer {peer} did not connect within {timeout:?}"),
+            ))),
+        }
+    }
+
+    /// Starts another transport.
+    pub async fn add_network(&self, adapter: impl NetworkAdapter) -> Result<(), RepoError> {
+        self.add_network_boxed(Box::new(adapter)).await
+    }
+
+    async fn add_network_boxed(&self, adapter: Box<dyn NetworkAdapter>) -> Result<(), RepoError> {
+        let ctx = &self.inner.ctx;
+        let local = LocalPeer {
+            peer_id: ctx.peer_id.clone(),
+            metadata: PeerMetadata {
+                storage_id: ctx.storage_id.clone(),
+                is_ephemeral: ctx.is_ephemeral,
+            },
+        };
+        let mut connections = adapter.start(local).await?;
+        let hub = self.inner.hub.downgrade();
+        let task = tokio::spawn(async move {
+            while let Some(connection) = connections.next().await {
+                let Some(hub) = hub.upgrade() else { return };
+                if hub.send(HubEvent::Connected(connection)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        Ok(())
+    }
+
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RepoError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .hub
+            .send(HubEvent::Command(make(reply)))
+            .await
+            .map_err(|_| RepoError::Shutdown)?;
+        answer.await.map_err(|_| RepoError::Shutdown)
+    }
+
+    /// A new document holding `document`'s history, under a new random id. A document with no
+    /// changes gets one empty change, so that its heads are never empty (an empty document looks
+    /// absent to peers).
+    pub async fn create(&self, mut document: Automerge) -> Result<DocHandle, RepoError> {
+        if document.get_heads().is_empty() {
+            document.empty_commit(Default::default());
+        }
+        self.register(DocumentId::random(), document).await
+    }
+
+    /// A new document with one empty change.
+    pub async fn create_empty(&self) -> Result<DocHandle, RepoError> {
+        self.create(Automerge::new()).await
+    }
+
+    /// A new document whose first change is made by `init`.
+    pub async fn create_with<R>(
+        &self,
+        init: impl FnOnce(&mut Transaction<'_>) -> R,
+    ) -> Result<(DocHandle, R), RepoError> {
+        let mut document = Automerge::new();
+        let mut tx = document.transaction();
+        let result = init(&mut tx);
+        tx.commit();
+        Ok((self.create(document).await?, result))
+    }
+
+    /// A new document holding a serde value that serializes as a map (like `Automerge.from`):
+    /// strings become text objects, arrays lists, maps maps.
+    pub async fn create_from<T: serde::Serialize>(
+        &self,
+        value: &T,
+    ) -> Result<DocHandle, RepoError> {
+        let json = serde_json::to_value(value)
+            .map_err(|e| RepoError::InvalidInitialContent(e.to_string()))?;
+        self.create(document_from_json(&json)?).await
+    }
+
+    async fn register(
+        &self,
+        document_id: DocumentId,
+        document: Automerge,
+    ) -> Result<DocHandle, RepoError> {
+        self.command(|reply| Command::Create {
+            document_id,
+            document: Box::new(document),
+            reply,
+        })
+        .await
+    }
+
+    /// The handle of a document in whatever state it is (loading, requesting, …), without
+    /// waiting: watch [`DocHandle::states`] for progress.
+    pub async fn find_with_progress(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
+        let document_id = id.to_document_id()?;
+        if self.inner.ctx.denylist.contains(&document_id) {
+            return Err(RepoError::Denied(document_id));
+        }
+        self.command(|reply| Command::Find { document_id, reply })
+            .await
+    }
+
+    /// A document from memory, storage or peers, once it is ready. With no storage copy and no
+    /// peer to ask it is [`Unavailable`](RepoError::Unavailable) at once; otherwise when every
+    /// peer asked has said so, or after the find timeout.
+    pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
+        let handle = self.find_with_progress(id).await?;
+        let mut states = handle.states();
+        let state = *states
+            .wait_for(|s| s.is_settled())
+            .await
+            .map_err(|_| RepoError::Shutdown)?;
+        match state {
+            HandleState::Ready => Ok(handle),
+            HandleState::Deleted => Err(RepoError::Deleted(handle.document_id().clone())),
+            _ => Err(RepoError::Unavailable(handle.document_id().clone())),
+        }
+    }
+
+    /// Deletes a document here: from memory and storage. Peers keep their copies.
+    pub async fn delete(&self, id: impl DocumentRef) -> Result<(), RepoError> {
+        let document_id = id.to_document_id()?;
+        self.command(|reply| Command::Delete { document_id, reply })
+            .await
+    }
+
+    /// A new document (new id) with a copy of `handle`'s history.
+    pub async fn clone_doc(&self, handle: &DocHandle) -> Result<DocHandle, RepoError> {
+        let document = handle
+            .with_doc(|doc| doc.clone())
+            .map_err(|_| RepoError::Unavailable(handle.document_id().clone()))?;
+        self.create(document).await
+    }
+
+    /// A new document (new id) from saved bytes.
+    pub async fn import(&self, bytes: &[u8]) -> Result<DocHandle, RepoError> {
+        self.create(Automerge::load(bytes)?).await
+    }
+
+    /// Merges saved bytes into the document `id` (found or not): they should share history.
+    /// A document that was unavailable becomes ready.
+    pub async fn import_into(
+        &self,
+        id: impl DocumentRef,
+        bytes: &[u8],
+    ) -> Result<DocHandle, RepoError> {
+        let mut incoming = Automerge::load(bytes)?;
+        let handle = self.find_with_progress(id).await?;
+        handle.shared.lock().merge(&mut incoming)?;
+        handle.shared.local_change.notify_one();
+        Ok(handle)
+    }
+
+    /// The document's saved form (`Automerge.save`).
+    pub async fn export(&self, id: impl DocumentRef) -> Result<Vec<u8>, RepoError> {
+        let handle = self.find(id).await?;
+        handle
+            .with_doc(|doc| doc.save())
+            .map_err(|_| RepoError::Unavailable(handle.document_id().clone()))
+    }
+
+    /// Saves every document in memory now. Documents that are not ready have nothing to save
+    /// and do not make this fail (unlike JS).
+    pub async fn flush(&self) -> Result<(), RepoError> {
+        self.command(|reply| Command::Flush {
+            documents: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Saves the given documents now.
+    pub async fn flush_documents(
+        &self,
+        ids: impl IntoIterator<Item = DocumentId>,
+    ) -> Result<(), RepoError> {
+        let documents = Some(ids.into_iter().collect());
+        self.command(|reply| Command::Flush { documents, reply })
+            .await?
+    }
+
+    /// Saves everything, closes every connection and stops every task. Later calls fail with
+    /// [`RepoError::Shutdown`].
+    pub async fn shutdown(&self) {
+        let _ = self.command(|reply| Command::Shutdown { reply }).await;
+        for task in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Who gets which documents (PROTOCOL.md §5.5).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tandem_core::{DocumentId, PeerId};
+
+/// Decides which peers are offered which documents, and which may have them at all.
+///
+/// - `announce(peer, Some(doc))`: push `doc` to `peer` unprompted (when either side connects or
+///   the document is created or found).
+/// - `announce(peer, None)`: whether `peer` is offered documents at all. A repo asks this once
+///   per connection; `false` spares it one call per document it holds (what a sync server with
+///   thousands of documents wants) and marks the peer as not "generous" for remote-heads gossip.
+/// - `access(peer, doc)`: whether `peer` may sync `doc` when it asks. A refusal is answered with
+///   `doc-unavailable`, exactly as if the document did not exist here.
+///
+/// A peer that asked for a document and has access keeps getting its changes even when it is not
+/// announced. The default (both always true) is automerge-repo's; a server usually wants
+/// [`AskOnly`].
+#[async_trait]
+pub trait SharePolicy: Send + Sync + 'static {
+    /// Whether to offer `document` (or, with `None`, anything) to `peer` unprompted.
+    async fn announce(&self, _peer: &PeerId, _document: Option<&DocumentId>) -> bool {
+        true
+    }
+
+    /// Whether `peer` may sync `document`.
+    async fn access(&self, _peer: &PeerId, _document: &DocumentId) -> bool {
+        true
+    }
+}
+
+/// Offer every document to every peer (automerge-repo's default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShareAll;
+
+#[async_trait]
+impl SharePolicy for ShareAll {}
+
+/// Offer nothing unprompted; sync what peers ask for (`sharePolicy: async () => false`, the
+/// usual sync-server setting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AskOnly;
+
+#[async_trait]
+impl SharePolicy for AskOnly {
+    async fn announce(&self, _peer: &PeerId, _document: Option<&DocumentId>) -> bool {
+        false
+    }
+}
+
+/// A policy from two plain functions, for the common case where the decision needs no IO.
+///
+/// ```
+/// use tandem_repo::{FnSharePolicy, SharePolicy};
+/// let policy = FnSharePolicy::new(
+///     |_peer, _doc| false,                      // announce nothing
+///     |peer, _doc| peer.as_str() != "mallory", // everyone but mallory may ask
+/// );
+/// # futures::executor::block_on(async {
+/// assert!(!policy.access(&"mallory".into(), &tandem_core::DocumentId::random()).await);
+/// # });
+/// ```
+pub struct FnSharePolicy {
+    announce: AnnounceFn,
+    access: AccessFn,
+}
+
+type AnnounceFn = Arc<dyn Fn(&PeerId, Option<&DocumentId>) -> bool + Send + Sync>;
+type AccessFn = Arc<dyn Fn(&PeerId, &DocumentId) -> bool + Send + Sync>;
+
+impl FnSharePolicy {
+    /// A policy calling `announce` and `access`.
+    pub fn new(
+        announce: impl Fn(&PeerId, Option<&DocumentId>) -> bool + Send + Sync + 'static,
+        access: impl Fn(&PeerId, &DocumentId) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        FnSharePolicy {
+            announce: Arc::new(announce),
+            access: Arc::new(access),
+        }
+    }
+}
+
+impl std::fmt::Debug for FnSharePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnSharePolicy").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SharePolicy for FnSharePolicy {
+    async fn announce(&self, peer: &PeerId, document: Option<&DocumentId>) -> bool {
+        (self.announce)(peer, document)
+    }
+
+    async fn access(&self, peer: &PeerId, document: &DocumentId) -> bool {
+        (self.access)(peer, document)
+    }
+}

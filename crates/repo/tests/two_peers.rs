@@ -1,0 +1,170 @@
+//! Two repos over an in-memory link: find, concurrent edits of every data type, ephemeral.
+
+mod common;
+
+use automerge::transaction::Transactable;
+use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
+use common::*;
+use futures::StreamExt;
+use tandem_repo::{ChangeOrigin, HandleState, Repo};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_created_on_one_peer_is_found_on_the_other() {
+    let (a, b, _link) = connected(Repo::builder(), Repo::builder()).await;
+    let doc = a
+        .create_from(&serde_json::json!({"title": "hello", "n": 3}))
+        .await
+        .unwrap();
+    let found = b.find(doc.url()).await.unwrap();
+    assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
+    let title = found
+        .with_doc(|d| {
+            let (_, text) = d.get(ROOT, "title").unwrap().unwrap();
+            d.text(&text).unwrap()
+        })
+        .unwrap();
+    assert_eq!(title, "hello");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_of_maps_lists_text_and_counters_converge() {
+    let (a, b, _link) = connected(Repo::builder(), Repo::builder()).await;
+    let (doc_a, (list, text)) = a
+        .create_with(|tx| {
+            let list = tx.put_object(ROOT, "list", ObjType::List).unwrap();
+            let text = tx.put_object(ROOT, "text", ObjType::Text).unwrap();
+            tx.splice_text(&text, 0, 0, "hello").unwrap();
+            tx.put(ROOT, "count", ScalarValue::counter(0)).unwrap();
+            (list, text)
+        })
+        .await
+        .unwrap();
+    let doc_b = b.find(doc_a.document_id()).await.unwrap();
+    for round in 0..20i64 {
+        let (list_a, text_a) = (list.clone(), text.clone());
+        doc_a
+            .change(move |tx| {
+                tx.put(ROOT, format!("a{round}"), round).unwrap();
+                tx.insert(&list_a, 0, round).unwrap();
+                tx.splice_text(&text_a, 0, 0, "A").unwrap();
+                tx.increment(ROOT, "count", 1).unwrap();
+            })
+            .unwrap();
+        let (list_b, text_b) = (list.clone(), text.clone());
+        doc_b
+            .change(move |tx| {
+                tx.put(ROOT, format!("b{round}"), round).unwrap();
+                tx.insert(&list_b, 0, -round).unwrap();
+                tx.splice_text(&text_b, 5, 0, "B").unwrap();
+                tx.increment(ROOT, "count", 10).unwrap();
+            })
+            .unwrap();
+        if round % 5 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let heads = wait_converged(&[doc_a.clone(), doc_b.clone()]).await;
+    assert_eq!(heads.len(), 2, "one head per concurrent writer");
+    let read = |h: &tandem_repo::DocHandle| {
+        h.with_doc(|d| {
+            let count = d.get(ROOT, "count").unwrap().unwrap().0.to_string();
+            (
+                d.keys(ROOT).count(),
+                d.length(&list),
+                d.text(&text).unwrap(),
+                count,
+            )
+        })
+        .unwrap()
+    };
+    let (keys, len, text_value, count) = read(&doc_a);
+    assert_eq!(read(&doc_b), (keys, len, text_value.clone(), count.clone()));
+    assert_eq!(keys, 3 + 40);
+    assert_eq!(len, 40);
+    assert_eq!(text_value.len(), 5 + 40);
+    assert_eq!(count, "Counter: 220");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_events_name_their_origin() {
+    let (a, b, _link) = connected(Repo::builder(), Repo::builder()).await;
+    let doc_a = a.create_empty().await.unwrap();
+    let doc_b = b.find(doc_a.url()).await.unwrap();
+    let mut events_b = Box::pin(doc_b.changes());
+    let mut events_a = Box::pin(doc_a.changes());
+    doc_a.change(|tx| tx.put(ROOT, "k", "v").unwrap()).unwrap();
+    let local = tokio::time::timeout(PATIENCE, events_a.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(local.is_local());
+    let remote = tokio::time::timeout(PATIENCE, events_b.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(remote.origin, ChangeOrigin::Peer(a.peer_id().clone()));
+    assert_eq!(remote.heads, doc_a.heads().unwrap());
+    assert!(!remote.patches.is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_travel_both_ways() {
+    let (a, b, _link) = connected(Repo::builder(), Repo::builder()).await;
+    let doc_a = a.create_empty().await.unwrap();
+    let doc_b = b.find(doc_a.url()).await.unwrap();
+    let mut at_a = Box::pin(doc_a.ephemeral_messages());
+    let mut at_b = Box::pin(doc_b.ephemeral_messages());
+    doc_a
+        .broadcast(&serde_json::json!({"cursor": 1}))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(PATIENCE, at_b.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.sender(), a.peer_id());
+    assert_eq!(
+        got.decode::<serde_json::Value>().unwrap(),
+        serde_json::json!({"cursor": 1})
+    );
+    doc_b.broadcast(&"hi back").await.unwrap();
+    let got = tokio::time::timeout(PATIENCE, at_a.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.decode::<String>().unwrap(), "hi back");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_catches_up_when_restored() {
+    let (a, b, link) = connected(Repo::builder(), Repo::builder()).await;
+    let doc_a = a.create_empty().await.unwrap();
+    let doc_b = b.find(doc_a.url()).await.unwrap();
+    link.cut();
+    let mut peers = a.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| p.is_empty()))
+        .await
+        .unwrap()
+        .unwrap();
+    doc_a
+        .change(|tx| tx.put(ROOT, "offline", 1).unwrap())
+        .unwrap();
+    doc_b
+        .change(|tx| tx.put(ROOT, "offline-b", 2).unwrap())
+        .unwrap();
+    link.restore();
+    wait_connected(&a, &b).await;
+    let heads = wait_converged(&[doc_a.clone(), doc_b.clone()]).await;
+    assert_eq!(heads.len(), 2);
+    assert_eq!(doc_b.state(), HandleState::Ready);
+    a.shutdown().await;
+    b.shutdown().await;
+}
