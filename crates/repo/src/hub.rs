@@ -59,6 +59,9 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Documents {
+        reply: oneshot::Sender<Vec<DocumentId>>,
+    },
 }
 
 struct ConnectionEntry {
@@ -184,7 +187,13 @@ impl Hub {
                     let _ = reply.send(result);
                 });
             }
-            Command::Shutdown { .. } => unreachable!("handled by run"),
+            Command::Documents { reply } => {
+                let _ = reply.send(self.documents.keys().cloned().collect());
+            }
+            Command::Shutdown { reply } => {
+                // `run` handles shutdown before dispatching here; answer anyway.
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -362,7 +371,7 @@ impl Hub {
         let Some(handle) = self.documents.get(&document_id) else {
             return;
         };
-        // Ours, the worker's, and the one in this function: nobody else holds it.
+        // One reference is ours, one the worker's: any other is a user's handle.
         if Arc::strong_count(&handle.shared) > 2 {
             return;
         }

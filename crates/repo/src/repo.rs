@@ -467,6 +467,16 @@ impl Repo {
         let handle = self.find_with_progress(id).await?;
         handle.shared.lock().merge(&mut incoming)?;
         handle.shared.local_change.notify_one();
+        // The worker may have settled as unavailable just before the merge; it turns ready when
+        // it sees the change.
+        let mut states = handle.states();
+        let state = *states
+            .wait_for(|s| matches!(s, HandleState::Ready | HandleState::Deleted))
+            .await
+            .map_err(|_| RepoError::Shutdown)?;
+        if state == HandleState::Deleted {
+            return Err(RepoError::Deleted(handle.document_id().clone()));
+        }
         Ok(handle)
     }
 
@@ -476,6 +486,11 @@ impl Repo {
         handle
             .with_doc(|doc| doc.save())
             .map_err(|_| RepoError::Unavailable(handle.document_id().clone()))
+    }
+
+    /// The documents held in memory now (loaded, being found, or ready; not unloaded ones).
+    pub async fn documents(&self) -> Result<Vec<DocumentId>, RepoError> {
+        self.command(|reply| Command::Documents { reply }).await
     }
 
     /// Saves every document in memory now. Documents that are not ready have nothing to save
