@@ -24,6 +24,26 @@ pub use tandem_core::*;
 #[cfg(feature = "repo")]
 pub use tandem_repo as repo;
 
+#[cfg(feature = "repo")]
+pub use tandem_repo::{
+    AskOnly, DocHandle, FnSharePolicy, HandleState, Repo, RepoBuilder, RepoError, ShareAll,
+    SharePolicy,
+};
+
+/// Transports: the [`NetworkAdapter`] vocabulary and, with the `repo` feature, the in-memory
+/// links of [`network::memory`].
+///
+/// ```
+/// # #[cfg(feature = "repo")] {
+/// let (left, right, link) = tandem::network::memory::pair();
+/// # drop((left, right, link)); }
+/// ```
+pub mod network {
+    pub use tandem_core::network::*;
+    #[cfg(feature = "repo")]
+    pub use tandem_repo::network::memory;
+}
+
 /// In-memory storage (`tandem-storage-mem`).
 #[cfg(feature = "storage-mem")]
 pub use tandem_storage_mem as storage_mem;

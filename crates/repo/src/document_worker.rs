@@ -45,6 +45,9 @@ pub(crate) enum DocEvent {
     Delete(oneshot::Sender<()>),
     /// Save and end (shutdown or eviction).
     Stop(oneshot::Sender<()>),
+    /// The application looks for this document: peers may be asked for it even if the share
+    /// policy does not offer them documents.
+    WantedLocally,
 }
 
 /// How a worker begins.
@@ -53,6 +56,8 @@ pub(crate) enum Start {
     /// after an eviction; loading waits for it.
     Load {
         after: Option<oneshot::Receiver<()>>,
+        /// Found through the repo's API rather than for a peer.
+        wanted_locally: bool,
     },
     /// Created or imported here: ready at once, nothing to read.
     Created,
@@ -70,6 +75,7 @@ struct DocumentWorker {
     find_deadline: Option<Instant>,
     dirty_sync_states: HashMap<StorageId, Vec<u8>>,
     last_activity: Instant,
+    wanted_locally: bool,
 }
 
 pub(crate) fn spawn(
@@ -98,6 +104,13 @@ pub(crate) fn spawn(
         find_deadline: None,
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
+        wanted_locally: matches!(
+            start,
+            Start::Load {
+                wanted_locally: true,
+                ..
+            }
+        ),
     };
     let span = tracing::debug_span!("document", id = %document_id);
     tokio::spawn(tracing::Instrument::instrument(
@@ -119,7 +132,7 @@ impl DocumentWorker {
         peers: Vec<PeerLink>,
     ) {
         match start {
-            Start::Load { after } => {
+            Start::Load { after, .. } => {
                 if let Some(previous) = after {
                     let _ = previous.await;
                 }
@@ -198,6 +211,7 @@ impl DocumentWorker {
             }
             DocEvent::Incoming { from, message } => self.incoming(from, message).await,
             DocEvent::Broadcast(data) => self.broadcast(data),
+            DocEvent::WantedLocally => self.wanted_locally = true,
             DocEvent::Flush(reply) => {
                 let _ = reply.send(self.save().await);
             }
@@ -256,8 +270,12 @@ impl DocumentWorker {
         }
         let document_id = &self.shared.document_id;
         let policy = &self.ctx.policy;
+        // Offered if announced; asked for if we lack it and look for it; synced on if the peer
+        // asked before. The last two only with access.
+        let missing = self.sync.state() != HandleState::Ready;
         let share = policy.announce(&peer, Some(document_id)).await
-            || (self.sync.was_asked_by(&peer) && policy.access(&peer, document_id).await);
+            || ((self.sync.was_asked_by(&peer) || (self.wanted_locally && missing))
+                && policy.access(&peer, document_id).await);
         if !share {
             return;
         }

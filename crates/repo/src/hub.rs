@@ -5,7 +5,7 @@
 //! command into a worker spawn or a fan-out of acknowledgements. Everything slow (applying sync
 //! messages, saving, share-policy calls) happens in the workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::Automerge;
@@ -78,6 +78,9 @@ pub(crate) struct Hub {
     documents: HashMap<DocumentId, DocHandle>,
     /// Workers of evicted documents still saving; a new worker for the id waits for them.
     unloading: HashMap<DocumentId, oneshot::Receiver<()>>,
+    /// Documents found through this repo's API (not only for a peer): any peer may be asked for
+    /// them, whatever the share policy offers it.
+    wanted: HashSet<DocumentId>,
     connections: HashMap<PeerId, ConnectionEntry>,
     connection_peers: HashMap<ConnectionId, PeerId>,
     next_connection: ConnectionId,
@@ -98,6 +101,7 @@ impl Hub {
             me,
             documents: HashMap::new(),
             unloading: HashMap::new(),
+            wanted: HashSet::new(),
             connections: HashMap::new(),
             connection_peers: HashMap::new(),
             next_connection: 0,
@@ -121,6 +125,9 @@ impl Hub {
                 HubEvent::Idle(document_id) => self.idle(document_id).await,
                 HubEvent::Unloaded(document_id) => {
                     self.unloading.remove(&document_id);
+                    if !self.documents.contains_key(&document_id) {
+                        self.wanted.remove(&document_id);
+                    }
                 }
             }
         }
@@ -137,13 +144,31 @@ impl Hub {
                 let _ = reply.send(handle);
             }
             Command::Find { document_id, reply } => {
+                let newly_wanted = self.wanted.insert(document_id.clone());
                 let handle = match self.documents.get(&document_id) {
-                    Some(handle) => handle.clone(),
+                    Some(handle) => {
+                        let handle = handle.clone();
+                        if newly_wanted {
+                            // Found here before only for a peer: now every peer may be asked.
+                            let links: Vec<PeerLink> =
+                                self.connections.values().map(|c| c.link.clone()).collect();
+                            let _ = handle.shared.worker.send(DocEvent::WantedLocally).await;
+                            for link in links {
+                                let _ = handle
+                                    .shared
+                                    .worker
+                                    .send(DocEvent::PeerConnected(link))
+                                    .await;
+                            }
+                        }
+                        handle
+                    }
                     None => self.spawn_loader(document_id),
                 };
                 let _ = reply.send(handle);
             }
             Command::Delete { document_id, reply } => {
+                self.wanted.remove(&document_id);
                 let handle = match self.documents.remove(&document_id) {
                     Some(handle) => handle,
                     // Not in memory: a short-lived worker removes it from storage.
@@ -199,7 +224,15 @@ impl Hub {
 
     fn spawn_loader(&mut self, document_id: DocumentId) -> DocHandle {
         let after = self.unloading.remove(&document_id);
-        self.spawn(document_id, Automerge::new(), Start::Load { after })
+        let wanted_locally = self.wanted.contains(&document_id);
+        self.spawn(
+            document_id,
+            Automerge::new(),
+            Start::Load {
+                after,
+                wanted_locally,
+            },
+        )
     }
 
     fn spawn(&mut self, document_id: DocumentId, document: Automerge, start: Start) -> DocHandle {
@@ -215,10 +248,19 @@ impl Hub {
             tx,
             self.me.clone(),
         ));
+        // A document we look for may be asked of any peer; otherwise only peers that may be
+        // offered documents are candidates.
+        let any_peer = matches!(
+            start,
+            Start::Load {
+                wanted_locally: true,
+                ..
+            }
+        );
         let peers = self
             .connections
             .values()
-            .filter(|c| c.announce_any)
+            .filter(|c| any_peer || c.announce_any)
             .map(|c| c.link.clone())
             .collect();
         document_worker::spawn(
@@ -282,6 +324,20 @@ impl Hub {
         if announce_any {
             self.tell_all(|| DocEvent::PeerConnected(link.clone()))
                 .await;
+        } else {
+            // Offered nothing, but it may have what we are looking for.
+            let wanted: Vec<DocHandle> = self
+                .wanted
+                .iter()
+                .filter_map(|id| self.documents.get(id).cloned())
+                .collect();
+            for handle in wanted {
+                let _ = handle
+                    .shared
+                    .worker
+                    .send(DocEvent::PeerConnected(link.clone()))
+                    .await;
+            }
         }
     }
 
