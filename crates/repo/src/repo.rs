@@ -226,10 +226,10 @@ async fn storage_id(storage: &dyn StorageAdapter) -> Result<StorageId, RepoError
 /// let alice = Repo::builder().network(left).start().await?;
 /// let bob = Repo::builder().network(right).start().await?;
 ///
-/// let doc = alice.create_empty().await?;
-/// doc.change(|tx| tx.put(ROOT, "greeting", "hi"))??;
+/// let (doc, _) = alice.create_with(|tx| tx.put(ROOT, "greeting", "hi")).await?;
 ///
 /// bob.wait_for_peer(alice.peer_id(), std::time::Duration::from_secs(5)).await?;
+/// // Ready once bob holds what alice had when asked; later changes follow as they are made.
 /// let found = bob.find(doc.url()).await?;
 /// assert_eq!(found.heads()?, doc.heads()?);
 /// # alice.shutdown().await; bob.shutdown().await;
