@@ -52,6 +52,9 @@ pub enum HandleError {
     /// automerge refused the operation.
     #[error(transparent)]
     Automerge(#[from] automerge::AutomergeError),
+    /// `change_at` could not start its transaction.
+    #[error("cannot change at the given heads: {0}")]
+    ChangeAt(String),
     /// A value given to `broadcast` could not be CBOR-encoded.
     #[error("cannot encode ephemeral value: {0}")]
     Encode(String),

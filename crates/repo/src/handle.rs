@@ -227,7 +227,7 @@ impl DocHandle {
             let mut doc = self.ready_doc()?;
             let mut tx = doc
                 .transaction_at(PatchLog::inactive(), heads)
-                .map_err(|e| HandleError::Encode(e.to_string()))?;
+                .map_err(|e| HandleError::ChangeAt(e.to_string()))?;
             let result = change(&mut tx);
             tx.commit();
             (result, doc.get_heads())

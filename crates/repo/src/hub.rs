@@ -171,10 +171,13 @@ impl Hub {
                 self.wanted.remove(&document_id);
                 let handle = match self.documents.remove(&document_id) {
                     Some(handle) => handle,
-                    // Not in memory: a short-lived worker removes it from storage.
-                    None => self.spawn_loader(document_id.clone()),
+                    // Not in memory: a short-lived worker (never listed) removes it from storage.
+                    None => {
+                        let handle = self.spawn_loader(document_id.clone());
+                        self.documents.remove(&document_id);
+                        handle
+                    }
                 };
-                self.documents.remove(&document_id);
                 if handle
                     .shared
                     .worker

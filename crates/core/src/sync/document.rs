@@ -329,17 +329,19 @@ impl DocumentSync {
 
     /// Generates the next message for `peer`, labelled `request` or `sync` (§5.2).
     fn send_to(&mut self, document: &Automerge, peer_id: &PeerId, out: &mut SyncOutput) {
-        let someone_has = self.peers.values().any(|p| p.status == PeerStatus::Has);
         let ready = self.state == HandleState::Ready;
+        let have_heads = !document.get_heads().is_empty();
+        // Only a document we lack can be requested; only then is the peer set consulted, so
+        // announcing a change to n peers stays O(n).
+        let could_request = !ready && !have_heads;
+        let someone_has = could_request && self.peers.values().any(|p| p.status == PeerStatus::Has);
         let Some(peer) = self.peers.get_mut(peer_id) else {
             return;
         };
         let Some(message) = document.generate_sync_message(&mut peer.state) else {
             return;
         };
-        let have_heads = !document.get_heads().is_empty();
-        let request = !ready
-            && !have_heads
+        let request = could_request
             && peer.state.shared_heads.is_empty()
             && !someone_has
             && peer.status == PeerStatus::Unknown;
