@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
+use crate::gossip::Gossip;
 use crate::SharePolicy;
 
 /// Tunables, with automerge-repo's defaults.
@@ -29,6 +30,8 @@ pub(crate) struct RepoContext {
     pub(crate) denylist: HashSet<DocumentId>,
     pub(crate) timing: Timing,
     pub(crate) session_id: SessionId,
+    /// Remote-heads gossip, when enabled (off by default, as in JS).
+    pub(crate) gossip: Option<Gossip>,
     ephemeral_count: AtomicU64,
 }
 
@@ -42,8 +45,10 @@ impl RepoContext {
         policy: Arc<dyn SharePolicy>,
         denylist: HashSet<DocumentId>,
         timing: Timing,
+        gossip: bool,
     ) -> Self {
         RepoContext {
+            gossip: gossip.then(|| Gossip::new(peer_id.clone())),
             peer_id,
             storage_id,
             is_ephemeral,

@@ -14,7 +14,8 @@ use automerge::{Automerge, ChangeHash};
 use tandem_core::persistence::{load_from_storage, ChunkLedger};
 use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
 use tandem_core::{
-    ChunkKey, DocUnavailableMessage, EphemeralMessage, Message, PeerId, StorageId, StorageKey,
+    ChunkKey, DocUnavailableMessage, EphemeralMessage, Message, PeerId, RemoteHeads, StorageId,
+    StorageKey,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -48,6 +49,8 @@ pub(crate) enum DocEvent {
     /// The application looks for this document: peers may be asked for it even if the share
     /// policy does not offer them documents.
     WantedLocally,
+    /// Gossip told us the heads a storage we subscribed to holds.
+    GossipedHeads(StorageId, RemoteHeads),
 }
 
 /// How a worker begins.
@@ -203,13 +206,24 @@ impl DocumentWorker {
             return ControlFlow::Continue(());
         }
         match event {
-            DocEvent::PeerConnected(link) => self.peer_connected(link).await,
+            DocEvent::PeerConnected(link) => {
+                let peer = link.peer_id.clone();
+                let known = self.sync.has_peer(&peer);
+                self.peer_connected(link).await;
+                self.opened_by(&peer, known);
+            }
             DocEvent::PeerDisconnected(peer) => {
                 self.links.remove(&peer);
                 let out = self.sync.remove_peer(&peer);
                 self.apply(out, None);
             }
-            DocEvent::Incoming { from, message } => self.incoming(from, message).await,
+            DocEvent::Incoming { from, message } => {
+                let peer = from.peer_id.clone();
+                let known = self.sync.has_peer(&peer);
+                self.incoming(from, message).await;
+                self.opened_by(&peer, known);
+            }
+            DocEvent::GossipedHeads(storage_id, heads) => self.gossiped_heads(storage_id, heads),
             DocEvent::Broadcast(data) => self.broadcast(data),
             DocEvent::WantedLocally => self.wanted_locally = true,
             DocEvent::Flush(reply) => {
@@ -236,6 +250,48 @@ impl DocumentWorker {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// Gossip hears of peers that start syncing this document: they may want its remote heads.
+    fn opened_by(&self, peer: &PeerId, known_before: bool) {
+        if let Some(gossip) = &self.ctx.gossip {
+            if !known_before && self.sync.has_peer(peer) {
+                gossip.peer_opened(peer, &self.shared.document_id);
+            }
+        }
+    }
+
+    fn gossiped_heads(&mut self, storage_id: StorageId, remote: RemoteHeads) {
+        let heads: Result<Vec<ChangeHash>, _> =
+            remote.heads.iter().map(ChangeHash::try_from).collect();
+        let Ok(heads) = heads else {
+            warn!(%storage_id, "gossiped heads are not change hashes; ignored");
+            return;
+        };
+        self.record_remote_heads(RemoteHeadsEvent {
+            storage_id,
+            heads,
+            timestamp: remote.timestamp,
+        });
+    }
+
+    /// Keeps the newest heads per storage on the handle and tells its listeners.
+    fn record_remote_heads(&mut self, event: RemoteHeadsEvent) {
+        {
+            let mut known = self
+                .shared
+                .remote_heads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if known
+                .get(&event.storage_id)
+                .is_some_and(|old| old.timestamp > event.timestamp)
+            {
+                return;
+            }
+            known.insert(event.storage_id.clone(), event.clone());
+        }
+        let _ = self.shared.remote_heads_events.send(event);
     }
 
     /// Reads the document's chunks and merges them into the handle's document.
@@ -418,17 +474,15 @@ impl DocumentWorker {
             self.schedule_save();
         }
         for (storage_id, heads) in out.remote_heads {
-            let event = RemoteHeadsEvent {
-                storage_id: storage_id.clone(),
+            let timestamp = now_millis();
+            if let Some(gossip) = &self.ctx.gossip {
+                gossip.direct_heads(&self.shared.document_id, &storage_id, &heads, timestamp);
+            }
+            self.record_remote_heads(RemoteHeadsEvent {
+                storage_id,
                 heads,
-                timestamp: now_millis(),
-            };
-            self.shared
-                .remote_heads
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(storage_id, event.clone());
-            let _ = self.shared.remote_heads_events.send(event);
+                timestamp,
+            });
         }
         // The change event goes out before the state: whoever waited for `Ready` and then
         // subscribes must not see the change that made the document ready.

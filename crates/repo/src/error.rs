@@ -33,6 +33,9 @@ pub enum RepoError {
     /// A network adapter could not start.
     #[error(transparent)]
     Network(#[from] tandem_core::NetworkError),
+    /// A URL names heads the document does not have (or not yet).
+    #[error("document {0} does not have the heads its URL names")]
+    UnknownHeads(DocumentId),
     /// The repo has shut down.
     #[error("the repo has shut down")]
     Shutdown,
@@ -61,6 +64,9 @@ pub enum HandleError {
     /// The document's worker has stopped (the repo shut down).
     #[error("the repo has shut down")]
     Shutdown,
+    /// A view (a handle at fixed heads) cannot be changed.
+    #[error("{0} is a read-only view")]
+    ReadOnly(tandem_core::AutomergeUrl),
     /// Waiting took longer than allowed.
     #[error("timed out waiting for document {0}")]
     Timeout(DocumentId),

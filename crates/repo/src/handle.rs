@@ -31,6 +31,14 @@ use crate::HandleError;
 #[derive(Clone)]
 pub struct DocHandle {
     pub(crate) shared: Arc<HandleShared>,
+    /// For a view ([`DocHandle::at`]): the document frozen at fixed heads.
+    pub(crate) view: Option<Arc<FrozenView>>,
+}
+
+/// A document as it was at some heads: what a view handle reads.
+pub(crate) struct FrozenView {
+    heads: Vec<ChangeHash>,
+    doc: Automerge,
 }
 
 /// What the handle, its clones and the document's worker share.
@@ -113,9 +121,33 @@ impl DocHandle {
         &self.shared.document_id
     }
 
-    /// `automerge:<id>`.
+    /// `automerge:<id>`, or `automerge:<id>#<heads>` for a view.
     pub fn url(&self) -> AutomergeUrl {
-        self.shared.document_id.url()
+        match &self.view {
+            Some(view) => {
+                AutomergeUrl::with_heads(self.shared.document_id.clone(), url_heads(&view.heads))
+            }
+            None => self.shared.document_id.url(),
+        }
+    }
+
+    /// A read-only handle on the document as it was at `heads` (automerge-repo's
+    /// `handle.view(heads)`; also what [`Repo::find`](crate::Repo::find) returns for a URL with
+    /// heads). It reads the same content forever; changing it is an error.
+    pub fn at(&self, heads: &[ChangeHash]) -> Result<DocHandle, HandleError> {
+        let doc = self.ready_doc()?.fork_at(heads)?;
+        Ok(DocHandle {
+            shared: self.shared.clone(),
+            view: Some(Arc::new(FrozenView {
+                heads: heads.to_vec(),
+                doc,
+            })),
+        })
+    }
+
+    /// The fixed heads of a view handle; `None` for a live handle.
+    pub fn view_heads(&self) -> Option<&[ChangeHash]> {
+        self.view.as_ref().map(|v| v.heads.as_slice())
     }
 
     /// The current state.
@@ -165,6 +197,14 @@ impl DocHandle {
         }
     }
 
+    /// Changes go through live handles only.
+    fn live(&self) -> Result<(), HandleError> {
+        match &self.view {
+            Some(_) => Err(HandleError::ReadOnly(self.url())),
+            None => Ok(()),
+        }
+    }
+
     fn not_ready(&self, state: HandleState) -> HandleError {
         HandleError::NotReady {
             document_id: self.shared.document_id.clone(),
@@ -173,6 +213,7 @@ impl DocHandle {
     }
 
     fn ready_doc(&self) -> Result<MutexGuard<'_, Automerge>, HandleError> {
+        self.live()?;
         let state = self.state();
         if state != HandleState::Ready {
             return Err(self.not_ready(state));
@@ -182,6 +223,9 @@ impl DocHandle {
 
     /// Reads the document. The lock is held for the closure: keep it short.
     pub fn with_doc<R>(&self, read: impl FnOnce(&Automerge) -> R) -> Result<R, HandleError> {
+        if let Some(view) = &self.view {
+            return Ok(read(&view.doc));
+        }
         let doc = self.ready_doc()?;
         Ok(read(&doc))
     }
@@ -248,8 +292,8 @@ impl DocHandle {
 
     /// A read-only copy of the document as it was at `heads`.
     pub fn view(&self, heads: &[ChangeHash]) -> Result<Automerge, HandleError> {
-        let doc = self.ready_doc()?;
-        Ok(doc.fork_at(heads)?)
+        self.with_doc(|doc| doc.fork_at(heads))?
+            .map_err(HandleError::from)
     }
 
     /// Every change hash, in causal order.

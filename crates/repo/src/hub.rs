@@ -274,7 +274,7 @@ impl Hub {
             start,
             peers,
         );
-        let handle = DocHandle { shared };
+        let handle = DocHandle { shared, view: None };
         self.documents.insert(document_id, handle.clone());
         handle
     }
@@ -295,6 +295,9 @@ impl Hub {
             info!(%peer, "peer reconnected; closing its previous connection");
             old.link.outbox.close();
             self.connection_peers.remove(&old.id);
+            if let Some(gossip) = &self.ctx.gossip {
+                gossip.peer_disconnected(&peer);
+            }
             self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
                 .await;
         }
@@ -321,6 +324,9 @@ impl Hub {
             },
         );
         self.connection_peers.insert(id, peer.clone());
+        if let Some(gossip) = &self.ctx.gossip {
+            gossip.peer_connected(link.clone(), announce_any);
+        }
         self.peers.send_modify(|peers| {
             peers.insert(peer.clone(), remote.metadata.clone());
         });
@@ -352,6 +358,9 @@ impl Hub {
             entry.link.outbox.close();
         }
         info!(%peer, "peer disconnected");
+        if let Some(gossip) = &self.ctx.gossip {
+            gossip.peer_disconnected(&peer);
+        }
         self.peers.send_modify(|peers| {
             peers.remove(&peer);
         });
@@ -384,11 +393,22 @@ impl Hub {
         // come from the peer itself.
         let own = matches!(
             message,
-            Message::Sync(_) | Message::Request(_) | Message::DocUnavailable(_)
+            Message::Sync(_)
+                | Message::Request(_)
+                | Message::DocUnavailable(_)
+                | Message::RemoteSubscriptionChange(_)
+                | Message::RemoteHeadsChanged(_)
         );
         if own && message.sender_id() != &peer {
             warn!(%peer, claimed = %message.sender_id(), "peer lies about its id; disconnecting it");
             link.outbox.close();
+            return;
+        }
+        if matches!(
+            message,
+            Message::RemoteSubscriptionChange(_) | Message::RemoteHeadsChanged(_)
+        ) {
+            self.gossip_received(&message).await;
             return;
         }
         let Some(document_id) = message.document_id().cloned() else {
@@ -423,6 +443,27 @@ impl Hub {
         };
         if handle.shared.worker.send(event).await.is_err() {
             self.documents.remove(&document_id);
+        }
+    }
+
+    /// A gossip message: the rules answer peers directly; heads we subscribed to go to the
+    /// document's handle if it is in memory.
+    async fn gossip_received(&mut self, message: &Message) {
+        let Some(gossip) = &self.ctx.gossip else {
+            debug!(
+                kind = message.type_name(),
+                "remote-heads gossip is off; ignored"
+            );
+            return;
+        };
+        for (document_id, storage_id, heads) in gossip.receive(message) {
+            if let Some(handle) = self.documents.get(&document_id) {
+                let _ = handle
+                    .shared
+                    .worker
+                    .send(DocEvent::GossipedHeads(storage_id, heads))
+                    .await;
+            }
         }
     }
 

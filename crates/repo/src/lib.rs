@@ -29,6 +29,7 @@ mod context;
 mod document_worker;
 mod error;
 mod events;
+mod gossip;
 mod handle;
 mod hub;
 mod initial;

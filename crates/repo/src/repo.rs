@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use automerge::transaction::Transaction;
-use automerge::Automerge;
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use futures::StreamExt;
 use tandem_core::sync::HandleState;
 use tandem_core::{
@@ -26,6 +26,11 @@ use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
 pub trait DocumentRef {
     /// The document id, or why the text is not one.
     fn to_document_id(&self) -> Result<DocumentId, RepoError>;
+
+    /// The heads a URL names (`automerge:<id>#<heads>`), if any.
+    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
+        Ok(None)
+    }
 }
 
 impl DocumentRef for DocumentId {
@@ -38,6 +43,10 @@ impl DocumentRef for AutomergeUrl {
     fn to_document_id(&self) -> Result<DocumentId, RepoError> {
         Ok(self.document_id().clone())
     }
+
+    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
+        Ok(self.change_hashes()?)
+    }
 }
 
 impl DocumentRef for str {
@@ -48,17 +57,33 @@ impl DocumentRef for str {
         }
         Ok(DocumentId::interpret(self)?)
     }
+
+    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
+        if self.starts_with("automerge:") {
+            let url: AutomergeUrl = self.parse()?;
+            return DocumentRef::heads(&url);
+        }
+        Ok(None)
+    }
 }
 
 impl DocumentRef for String {
     fn to_document_id(&self) -> Result<DocumentId, RepoError> {
         self.as_str().to_document_id()
     }
+
+    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
+        self.as_str().heads()
+    }
 }
 
 impl<T: DocumentRef + ?Sized> DocumentRef for &T {
     fn to_document_id(&self) -> Result<DocumentId, RepoError> {
         (**self).to_document_id()
+    }
+
+    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
+        (**self).heads()
     }
 }
 
@@ -71,6 +96,7 @@ pub struct RepoBuilder {
     denylist: HashSet<DocumentId>,
     timing: Timing,
     is_ephemeral: bool,
+    gossip: bool,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -96,6 +122,7 @@ impl Default for RepoBuilder {
                 idle_timeout: None,
             },
             is_ephemeral: false,
+            gossip: false,
         }
     }
 }
@@ -162,6 +189,15 @@ impl RepoBuilder {
         self
     }
 
+    /// Takes part in remote-heads gossip (PROTOCOL.md §5.8): relays subscriptions and heads
+    /// records between peers, and lets [`Repo::subscribe_to_remotes`] learn the heads of storages
+    /// this repo never meets directly. Off by default, as in automerge-repo; gossip messages are
+    /// ignored while it is off.
+    pub fn remote_heads_gossip(mut self, enabled: bool) -> Self {
+        self.gossip = enabled;
+        self
+    }
+
     /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
     /// the network adapters. Call within a tokio runtime.
     pub async fn start(self) -> Result<Repo, RepoError> {
@@ -177,6 +213,7 @@ impl RepoBuilder {
             self.policy,
             self.denylist,
             self.timing,
+            self.gossip,
         ));
         let (hub_tx, hub_rx) = mpsc::channel(QUEUE_DEPTH);
         let (peers_tx, peers_rx) = watch::channel(BTreeMap::new());
@@ -274,6 +311,24 @@ impl Repo {
     /// A builder with automerge-repo's defaults.
     pub fn builder() -> RepoBuilder {
         RepoBuilder::default()
+    }
+
+    /// Asks to learn which heads these storages hold of the documents we share, through peers
+    /// that sync with them: each handle then reports them in [`DocHandle::remote_heads`] and
+    /// [`DocHandle::remote_heads_changes`]. Needs [`RepoBuilder::remote_heads_gossip`]; without
+    /// it this does nothing (with a warning), as in JS.
+    pub fn subscribe_to_remotes(&self, storages: impl IntoIterator<Item = StorageId>) {
+        match &self.inner.ctx.gossip {
+            Some(gossip) => gossip.subscribe(storages.into_iter().collect()),
+            None => warn!("subscribe_to_remotes: remote-heads gossip is not enabled"),
+        }
+    }
+
+    /// Stops learning the heads of these storages (peers that relay them for others go on).
+    pub fn unsubscribe_from_remotes(&self, storages: impl IntoIterator<Item = StorageId>) {
+        if let Some(gossip) = &self.inner.ctx.gossip {
+            gossip.unsubscribe(storages.into_iter().collect());
+        }
     }
 
     /// Our peer id.
@@ -421,8 +476,10 @@ impl Repo {
 
     /// A document from memory, storage or peers, once it is ready. With no storage copy and no
     /// peer to ask it is [`Unavailable`](RepoError::Unavailable) at once; otherwise when every
-    /// peer asked has said so, or after the find timeout.
+    /// peer asked has said so, or after the find timeout. A URL with heads gives a read-only
+    /// view at those heads ([`DocHandle::at`]).
     pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
+        let heads = id.heads()?;
         let handle = self.find_with_progress(id).await?;
         let mut states = handle.states();
         let state = *states
@@ -430,7 +487,20 @@ impl Repo {
             .await
             .map_err(|_| RepoError::Shutdown)?;
         match state {
-            HandleState::Ready => Ok(handle),
+            HandleState::Ready => match heads {
+                None => Ok(handle),
+                Some(heads) => {
+                    let missing = handle
+                        .with_doc(|doc| heads.iter().any(|h| doc.get_change_by_hash(h).is_none()))
+                        .map_err(|_| RepoError::Unavailable(handle.document_id().clone()))?;
+                    if missing {
+                        return Err(RepoError::UnknownHeads(handle.document_id().clone()));
+                    }
+                    handle
+                        .at(&heads)
+                        .map_err(|_| RepoError::UnknownHeads(handle.document_id().clone()))
+                }
+            },
             HandleState::Deleted => Err(RepoError::Deleted(handle.document_id().clone())),
             _ => Err(RepoError::Unavailable(handle.document_id().clone())),
         }

@@ -10,11 +10,16 @@
 //! [`EphemeralDedup`] is the network-layer filter for `ephemeral` messages (§3.4): it accepts a
 //! `senderId:sessionId` stream only when its count moves forward, which is what stops forwarding
 //! loops between hubs.
+//!
+//! [`RemoteHeadsGossip`] is the repo-wide state of remote-heads gossip (§5.8): who subscribed to
+//! which storage ids, and which heads to relay to whom.
 
 mod document;
 mod ephemeral;
+mod gossip;
 mod handle_state;
 
 pub use document::{DocumentSync, PeerStatus, SyncError, SyncOutput};
 pub use ephemeral::EphemeralDedup;
+pub use gossip::{GossipOutput, RemoteHeadsGossip};
 pub use handle_state::HandleState;

@@ -125,7 +125,10 @@ fn connect(state: &mut LinkState) {
         let mut cut = state.cut.subscribe();
         let incoming = std::mem::replace(&mut end.incoming, Box::pin(futures::stream::empty()));
         end.incoming = Box::pin(incoming.take_until(async move {
-            let _ = cut.wait_for(|cut| *cut).await;
+            // A dropped `Link` can no longer cut: the connection then lasts.
+            if cut.wait_for(|cut| *cut).await.is_err() {
+                futures::future::pending::<()>().await;
+            }
         }));
     }
     let _ = left.connections.unbounded_send(at_left);
