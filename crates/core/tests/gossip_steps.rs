@@ -78,6 +78,14 @@ fn a_subscriber_hears_the_heads_its_server_sees() {
     assert_eq!(r.heads, h.iter().map(UrlHead::from).collect::<Vec<_>>());
     assert_eq!(r.timestamp, 1_000);
 
+    // Heads seen again within the same millisecond still count as news.
+    let out = server.direct_heads(&doc, &writer, &h, 1_000);
+    assert_eq!(
+        deliver(&out, &client_id, &mut client).heads_changed.len(),
+        1
+    );
+    assert_eq!(client.known_heads(&doc, &writer).unwrap().timestamp, 1_001);
+
     // Later heads go straight out; an older record is ignored by the client.
     let out = server.direct_heads(&doc, &writer, &h, 2_000);
     assert_eq!(targets(&out, "remote-heads-changed"), ["client"]);

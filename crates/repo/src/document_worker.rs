@@ -49,6 +49,9 @@ pub(crate) enum DocEvent {
     /// The application looks for this document: peers may be asked for it even if the share
     /// policy does not offer them documents.
     WantedLocally,
+    /// The application looks for the document again: if it is unavailable, ask the peers again.
+    /// Answered once the request is out (the state is `Requesting` or settled again).
+    RequestAgain(oneshot::Sender<()>),
     /// Gossip told us the heads a storage we subscribed to holds.
     GossipedHeads(StorageId, RemoteHeads),
 }
@@ -224,6 +227,14 @@ impl DocumentWorker {
                 self.opened_by(&peer, known);
             }
             DocEvent::GossipedHeads(storage_id, heads) => self.gossiped_heads(storage_id, heads),
+            DocEvent::RequestAgain(reply) => {
+                let out = {
+                    let doc = self.shared.lock();
+                    self.sync.request_again(&doc)
+                };
+                self.apply(out, None);
+                let _ = reply.send(());
+            }
             DocEvent::Broadcast(data) => self.broadcast(data),
             DocEvent::WantedLocally => self.wanted_locally = true,
             DocEvent::Flush(reply) => {
@@ -262,17 +273,10 @@ impl DocumentWorker {
     }
 
     fn gossiped_heads(&mut self, storage_id: StorageId, remote: RemoteHeads) {
-        let heads: Result<Vec<ChangeHash>, _> =
-            remote.heads.iter().map(ChangeHash::try_from).collect();
-        let Ok(heads) = heads else {
-            warn!(%storage_id, "gossiped heads are not change hashes; ignored");
-            return;
-        };
-        self.record_remote_heads(RemoteHeadsEvent {
-            storage_id,
-            heads,
-            timestamp: remote.timestamp,
-        });
+        match RemoteHeadsEvent::from_gossip(storage_id, &remote) {
+            Some(event) => self.record_remote_heads(event),
+            None => warn!("gossiped heads are not change hashes; ignored"),
+        }
     }
 
     /// Keeps the newest heads per storage on the handle and tells its listeners.

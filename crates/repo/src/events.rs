@@ -47,6 +47,26 @@ pub struct RemoteHeadsEvent {
     pub timestamp: u64,
 }
 
+impl RemoteHeadsEvent {
+    /// Heads as gossip carries them (Base58Check); `None` if one is not a change hash.
+    pub(crate) fn from_gossip(
+        storage_id: StorageId,
+        remote: &tandem_core::RemoteHeads,
+    ) -> Option<RemoteHeadsEvent> {
+        let heads = remote
+            .heads
+            .iter()
+            .map(ChangeHash::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        Some(RemoteHeadsEvent {
+            storage_id,
+            heads,
+            timestamp: remote.timestamp,
+        })
+    }
+}
+
 /// A stream over a broadcast receiver that skips what it missed (with a warning) instead of
 /// ending.
 pub(crate) fn broadcast_stream<T: Clone + Send + 'static>(

@@ -96,6 +96,15 @@ impl Gossip {
         self.with(|inner| (inner.rules.unsubscribe(storages), ()))
     }
 
+    /// Heads of subscribed storages already learned for `document`, to seed a new handle.
+    pub(crate) fn subscribed_heads(&self, document: &DocumentId) -> Vec<(StorageId, RemoteHeads)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .rules
+            .subscribed_heads(document)
+    }
+
     /// A gossip message from a peer; returns the heads a local handle should learn.
     pub(crate) fn receive(&self, message: &Message) -> Vec<GossipedHeads> {
         self.with(|inner| {

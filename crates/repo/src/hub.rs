@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::RepoContext;
 use crate::document_worker::{self, DocEvent, Start};
+use crate::events::RemoteHeadsEvent;
 use crate::handle::{DocHandle, HandleShared};
 use crate::outbox::{outbox, OutboxReceiver, PeerLink};
 use crate::RepoError;
@@ -251,6 +252,18 @@ impl Hub {
             tx,
             self.me.clone(),
         ));
+        if let Some(gossip) = &self.ctx.gossip {
+            // Gossip may have told us about the document before anyone opened it here.
+            let mut known = shared
+                .remote_heads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (storage_id, heads) in gossip.subscribed_heads(&document_id) {
+                if let Some(event) = RemoteHeadsEvent::from_gossip(storage_id.clone(), &heads) {
+                    known.insert(storage_id, event);
+                }
+            }
+        }
         // A document we look for may be asked of any peer; otherwise only peers that may be
         // offered documents are candidates.
         let any_peer = matches!(

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::context::{RepoContext, Timing};
+use crate::document_worker::DocEvent;
 use crate::hub::{Command, Hub, HubEvent, QUEUE_DEPTH};
 use crate::initial::document_from_json;
 use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
@@ -481,6 +482,19 @@ impl Repo {
     pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
         let heads = id.heads()?;
         let handle = self.find_with_progress(id).await?;
+        if handle.state() == HandleState::Unavailable {
+            // Asked again by the application: peers that lacked it may have it now.
+            let (tx, rx) = oneshot::channel();
+            if handle
+                .shared
+                .worker
+                .send(DocEvent::RequestAgain(tx))
+                .await
+                .is_ok()
+            {
+                let _ = rx.await;
+            }
+        }
         let mut states = handle.states();
         let state = *states
             .wait_for(|s| s.is_settled())

@@ -301,6 +301,31 @@ impl DocumentSync {
         Ok(out)
     }
 
+    /// The application looks for a document that is unavailable: ask every peer again (one
+    /// that said it lacks the document may have it by now). Anything else is left as it is.
+    pub fn request_again(&mut self, document: &Automerge) -> SyncOutput {
+        let mut out = SyncOutput::default();
+        if self.state != HandleState::Unavailable || !document.get_heads().is_empty() {
+            return out;
+        }
+        self.state = HandleState::Requesting;
+        out.state_change = Some(HandleState::Requesting);
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in &peers {
+            if let Some(p) = self.peers.get_mut(peer) {
+                if p.status == PeerStatus::Unavailable {
+                    p.status = PeerStatus::Unknown;
+                }
+                // We hold nothing, so a fresh sync state loses nothing, and it makes automerge
+                // speak again to a peer it considers up to date.
+                p.state = sync::State::new();
+            }
+            self.send_to(document, peer, &mut out);
+        }
+        out.merge(self.check_unavailable());
+        out
+    }
+
     /// `from` does not have the document.
     pub fn receive_doc_unavailable(&mut self, from: &PeerId) -> SyncOutput {
         if let Some(peer) = self.peers.get_mut(from) {

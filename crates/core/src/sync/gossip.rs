@@ -64,6 +64,19 @@ impl RemoteHeadsGossip {
         self.known.get(document)?.get(storage)
     }
 
+    /// What we know of `document` at the storages this repo subscribed to: what its handle
+    /// should report when it is opened.
+    pub fn subscribed_heads(&self, document: &DocumentId) -> Vec<(StorageId, RemoteHeads)> {
+        let Some(storages) = self.known.get(document) else {
+            return Vec::new();
+        };
+        storages
+            .iter()
+            .filter(|(storage, _)| self.ours.contains(*storage))
+            .map(|(storage, heads)| (storage.clone(), heads.clone()))
+            .collect()
+    }
+
     /// The application wants the heads of these storages: generous peers are asked to relay.
     pub fn subscribe(&mut self, storages: impl IntoIterator<Item = StorageId>) -> GossipOutput {
         let added: Vec<StorageId> = storages
@@ -163,17 +176,18 @@ impl RemoteHeadsGossip {
         heads: &[ChangeHash],
         now: u64,
     ) -> GossipOutput {
+        let entry = self.known.entry(document.clone()).or_default();
+        // Receivers keep only strictly newer records, and two observations can fall in one
+        // millisecond: each new one is stamped after the last.
+        let timestamp = match entry.get(storage) {
+            Some(old) if old.timestamp >= now => old.timestamp + 1,
+            _ => now,
+        };
         let record = RemoteHeads {
             heads: url_heads(heads),
-            timestamp: now,
+            timestamp,
         };
-        let entry = self.known.entry(document.clone()).or_default();
-        match entry.get(storage) {
-            Some(old) if old.timestamp > now => {}
-            _ => {
-                entry.insert(storage.clone(), record.clone());
-            }
-        }
+        entry.insert(storage.clone(), record.clone());
         let mut out = GossipOutput::default();
         for peer in self.subscribers_with(storage, document) {
             out.messages

@@ -1,0 +1,416 @@
+//! The server side: accept sockets, answer `join`, hand each client to the repo (§2.3).
+//!
+//! [`WebSocketServer`] listens on a TCP port of its own and also answers plain HTTP `GET`s (for
+//! health probes). [`WebSocketAcceptor`] is the same server without a listener, for applications
+//! that already run an HTTP server: they upgrade the request themselves and pass the raw socket
+//! to [`WebSocketAcceptor::accept_upgraded`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tandem_core::{
+    Connection, Connections, LocalPeer, Message, NetworkAdapter, NetworkError, PeerId,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use crate::handshake::{answer_join, ServerDecision};
+use crate::http::{plain_response, read_request, switching_protocols, UpgradeRequest};
+use crate::socket::{connection, Side};
+
+/// The default largest frame a server accepts: 64 MiB. automerge-repo's `ws` server allows
+/// 100 MiB; a whole large document in one sync message fits in 64 MiB, and a hostile client
+/// cannot make us buffer more.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// What the application's upgrade hook decides about a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// Let it join under any peer id.
+    Anyone,
+    /// Let it join only as this peer id (so nobody else can take that id over).
+    As(PeerId),
+    /// Refuse the upgrade with `401 Unauthorized` and this text.
+    Refuse(String),
+}
+
+/// The application's say on who may connect, from the HTTP upgrade request (headers, query
+/// token…).
+#[async_trait]
+pub trait Authenticate: Send + Sync + 'static {
+    /// Decides about one upgrade request.
+    async fn authenticate(&self, request: &UpgradeRequest) -> Authentication;
+}
+
+/// Server tunables.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Largest frame (and message) accepted; a bigger one closes that socket. Default
+    /// [`DEFAULT_MAX_FRAME`].
+    pub max_frame_size: usize,
+    /// Ping interval; a socket that has not answered the previous ping is dropped. Default 5 s,
+    /// as in JS.
+    pub keepalive_interval: Duration,
+    /// Time from TCP accept to a completed `join`; slower sockets are closed. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Sockets allowed in the handshake at once; more wait for a slot (default 1024).
+    pub max_pending_handshakes: usize,
+    /// The upgrade hook; `None` lets anyone in.
+    pub authenticate: Option<Arc<dyn Authenticate>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame_size: DEFAULT_MAX_FRAME,
+            keepalive_interval: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 1024,
+            authenticate: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_frame_size", &self.max_frame_size)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
+            .field("authenticate", &self.authenticate.is_some())
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_frame_size(Some(self.max_frame_size))
+            .max_message_size(Some(self.max_frame_size))
+    }
+}
+
+/// A WebSocket server on its own TCP listener, as a [`NetworkAdapter`]. `GET` requests that are
+/// not upgrades get `200 tandem is running`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tandem_net_ws::{ServerConfig, WebSocketServer};
+/// let server = WebSocketServer::bind("127.0.0.1:3030", ServerConfig::default()).await?;
+/// println!("listening on {}", server.local_addr()?);
+/// let repo = tandem_repo::Repo::builder().network(server).start().await?;
+/// # Ok(()) }
+/// ```
+pub struct WebSocketServer {
+    listener: TcpListener,
+    acceptor: WebSocketAcceptor,
+    adapter: AcceptorAdapter,
+}
+
+impl std::fmt::Debug for WebSocketServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketServer")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketServer {
+    /// Binds the listener (use port 0 for any free port).
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: ServerConfig,
+    ) -> Result<WebSocketServer, NetworkError> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::from_listener(listener, config))
+    }
+
+    /// Serves on a listener the application bound.
+    pub fn from_listener(listener: TcpListener, config: ServerConfig) -> WebSocketServer {
+        let (adapter, acceptor) = WebSocketAcceptor::new(config);
+        WebSocketServer {
+            listener,
+            acceptor,
+            adapter,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, NetworkError> {
+        Ok(self.listener.local_addr()?)
+    }
+}
+
+#[async_trait]
+impl NetworkAdapter for WebSocketServer {
+    async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError> {
+        let WebSocketServer {
+            listener,
+            acceptor,
+            adapter,
+        } = *self;
+        let connections = Box::new(adapter).start(local).await?;
+        let slots = Arc::new(Semaphore::new(acceptor.inner.config.max_pending_handshakes));
+        let stopped = acceptor.inner.connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stopped.closed() => return, // the repo is gone
+                };
+                let (stream, addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait a little, keep serving.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    if let Err(error) = acceptor.accept_tcp(stream).await {
+                        debug!(%addr, %error, "socket closed during the handshake");
+                    }
+                });
+            }
+        });
+        Ok(connections)
+    }
+}
+
+/// A server without a listener: hand it sockets that your own HTTP server upgraded.
+///
+/// [`WebSocketAcceptor::new`] returns the adapter to give the repo and the acceptor to keep in
+/// the HTTP route. Sockets accepted before the repo starts wait for it.
+#[derive(Clone)]
+pub struct WebSocketAcceptor {
+    inner: Arc<AcceptorInner>,
+}
+
+struct AcceptorInner {
+    config: ServerConfig,
+    local: watch::Receiver<Option<LocalPeer>>,
+    connections: mpsc::Sender<Connection>,
+}
+
+/// The [`NetworkAdapter`] half of a [`WebSocketAcceptor`].
+pub struct AcceptorAdapter {
+    local: watch::Sender<Option<LocalPeer>>,
+    connections: mpsc::Receiver<Connection>,
+}
+
+impl std::fmt::Debug for AcceptorAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptorAdapter").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl NetworkAdapter for AcceptorAdapter {
+    async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError> {
+        self.local.send_replace(Some(local));
+        let AcceptorAdapter { local, connections } = *self;
+        // The sender lives as long as the stream, so waiting acceptors see the local peer.
+        Ok(Box::pin(futures::stream::unfold(
+            (connections, local),
+            |(mut rx, local)| async move { rx.recv().await.map(|c| (c, (rx, local))) },
+        )))
+    }
+}
+
+impl std::fmt::Debug for WebSocketAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketAcceptor")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl WebSocketAcceptor {
+    /// An acceptor and the adapter that delivers its connections to a repo.
+    pub fn new(config: ServerConfig) -> (AcceptorAdapter, WebSocketAcceptor) {
+        let (local_tx, local_rx) = watch::channel(None);
+        let (tx, rx) = mpsc::channel(64);
+        (
+            AcceptorAdapter {
+                local: local_tx,
+                connections: rx,
+            },
+            WebSocketAcceptor {
+                inner: Arc::new(AcceptorInner {
+                    config,
+                    local: local_rx,
+                    connections: tx,
+                }),
+            },
+        )
+    }
+
+    /// The configuration (for the frame limit an HTTP framework should apply, say).
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Serves one raw TCP connection: a health `GET` or a WebSocket upgrade, then the `join`.
+    pub async fn accept_tcp(&self, mut stream: TcpStream) -> Result<(), NetworkError> {
+        stream.set_nodelay(true)?;
+        let config = &self.inner.config;
+        let head = tokio::time::timeout(config.handshake_timeout, read_request(&mut stream)).await;
+        let (request, rest) = match head {
+            Err(_) => return Err(NetworkError::Handshake("no request in time".into())),
+            Ok(Err(error)) => {
+                let _ = stream
+                    .write_all(&plain_response("400 Bad Request", "bad request\n"))
+                    .await;
+                return Err(NetworkError::Handshake(error.to_string()));
+            }
+            Ok(Ok(head)) => head,
+        };
+        if !request.is_websocket_upgrade() {
+            let response = if request.method == "GET" {
+                plain_response("200 OK", "tandem is running\n")
+            } else {
+                plain_response("405 Method Not Allowed", "only GET\n")
+            };
+            stream.write_all(&response).await?;
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        let authenticated = match self.authenticate(&request).await {
+            Authentication::Refuse(why) => {
+                let _ = stream
+                    .write_all(&plain_response("401 Unauthorized", &format!("{why}\n")))
+                    .await;
+                return Err(NetworkError::Handshake(format!("refused: {why}")));
+            }
+            Authentication::As(peer) => Some(peer),
+            Authentication::Anyone => None,
+        };
+        stream.write_all(&switching_protocols(&request)).await?;
+        let ws = WebSocketStream::from_partially_read(
+            stream,
+            rest,
+            Role::Server,
+            Some(config.websocket()),
+        )
+        .await;
+        self.serve(ws, authenticated).await
+    }
+
+    /// Serves a socket an HTTP framework has already upgraded (the `101` is sent): waits for the
+    /// `join` and hands the client to the repo. `authenticated` binds the socket to one peer id,
+    /// as [`Authentication::As`] does.
+    pub async fn accept_upgraded<S>(
+        &self,
+        io: S,
+        authenticated: Option<PeerId>,
+    ) -> Result<(), NetworkError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(self.inner.config.websocket()))
+                .await;
+        self.serve(ws, authenticated).await
+    }
+
+    async fn authenticate(&self, request: &UpgradeRequest) -> Authentication {
+        match &self.inner.config.authenticate {
+            Some(hook) => hook.authenticate(request).await,
+            None => Authentication::Anyone,
+        }
+    }
+
+    async fn serve<S>(
+        &self,
+        mut ws: WebSocketStream<S>,
+        authenticated: Option<PeerId>,
+    ) -> Result<(), NetworkError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.inner.config;
+        let local = self.local().await?;
+        let first =
+            match tokio::time::timeout(config.handshake_timeout, first_message(&mut ws)).await {
+                Err(_) => {
+                    let _ = ws.close(None).await;
+                    return Err(NetworkError::Handshake("no join in time".into()));
+                }
+                Ok(Err(error)) => {
+                    let _ = ws.close(None).await;
+                    return Err(error);
+                }
+                Ok(Ok(first)) => first,
+            };
+        match answer_join(&local, &first, authenticated.as_ref()) {
+            ServerDecision::Reject { reply, reason } => {
+                warn!(%reason, "join refused");
+                if let Some(reply) = reply {
+                    let _ = futures::SinkExt::send(&mut ws, Frame::binary(reply.encode())).await;
+                }
+                let _ = ws.close(None).await;
+                Err(NetworkError::Handshake(reason))
+            }
+            ServerDecision::Accept { remote, reply } => {
+                // `peer` goes out before anything the repo says (§2.4: a JS client drops replies
+                // to a peer it has not registered).
+                futures::SinkExt::send(&mut ws, Frame::binary(reply.encode()))
+                    .await
+                    .map_err(|e| NetworkError::Other(e.to_string()))?;
+                info!(peer = %remote.peer_id, "client joined");
+                let side = Side::Server {
+                    keepalive: config.keepalive_interval,
+                };
+                let (connection, _finished) = connection(ws, remote, side);
+                self.inner
+                    .connections
+                    .send(connection)
+                    .await
+                    .map_err(|_| NetworkError::Closed)
+            }
+        }
+    }
+
+    async fn local(&self) -> Result<LocalPeer, NetworkError> {
+        let mut local = self.inner.local.clone();
+        let ready = local
+            .wait_for(|l| l.is_some())
+            .await
+            .map_err(|_| NetworkError::Closed)?;
+        ready.clone().ok_or(NetworkError::Closed)
+    }
+}
+
+/// The first message on a server socket, which must be a decodable `join`.
+async fn first_message<S>(ws: &mut WebSocketStream<S>) -> Result<Message, NetworkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        match ws.next().await {
+            None => return Err(NetworkError::Closed),
+            Some(Err(error)) => return Err(NetworkError::Handshake(error.to_string())),
+            Some(Ok(Frame::Binary(bytes))) => return Ok(Message::decode(&bytes)?),
+            Some(Ok(Frame::Text(_))) => {
+                return Err(NetworkError::Handshake("text frame before join".into()))
+            }
+            Some(Ok(Frame::Close(_))) => return Err(NetworkError::Closed),
+            Some(Ok(_)) => continue, // pings and pongs
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One established WebSocket, after the handshake, turned into a repo [`Connection`].
+//!
+//! Two tasks per socket. The reader decodes binary frames into messages for the repo, drops
+//! frames that claim another sender than the socket's peer, and notes pongs. The writer encodes
+//! the repo's messages as binary frames and, on a server, pings every keepalive interval and
+//! drops a socket that did not answer the previous ping. Either task ending ends the other, and
+//! the repo sees the peer disconnect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tandem_core::{Connection, Message, NetworkError, RemotePeer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+/// Messages queued for one socket before the repo's writer waits.
+const QUEUE: usize = 64;
+
+/// Which end of the socket we are: servers are strict, clients forgiving, as in JS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A frame that is not a message closes the socket; pings go out every interval.
+    Server { keepalive: Duration },
+    /// A frame that is not a message is logged and ignored; pings are only answered.
+    Client,
+}
+
+/// Runs the socket's tasks and returns the repo's view of it, and a receiver that turns `true`
+/// once the socket is finished.
+pub(crate) fn connection<S>(
+    ws: WebSocketStream<S>,
+    remote: RemotePeer,
+    side: Side,
+) -> (Connection, watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::channel::<Message>(QUEUE);
+    let (in_tx, in_rx) = mpsc::channel::<Result<Message, NetworkError>>(QUEUE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pump = Pump {
+        side,
+        alive: Arc::new(AtomicBool::new(true)),
+        stop_tx,
+        stop: stop_rx.clone(),
+        remote: remote.clone(),
+    };
+    tokio::spawn(write_frames(sink, out_rx, pump.clone()));
+    tokio::spawn(read_frames(stream, in_tx, pump));
+    let outgoing = futures::sink::unfold(out_tx, |tx, message: Message| async move {
+        tx.send(message).await.map_err(|_| NetworkError::Closed)?;
+        Ok::<_, NetworkError>(tx)
+    });
+    let incoming = futures::stream::unfold(in_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let finished = stop_rx.clone();
+    let connection = Connection {
+        remote,
+        outgoing: Box::pin(outgoing),
+        incoming: Box::pin(incoming),
+    };
+    (connection, finished)
+}
+
+/// What the reader and the writer of one socket share.
+#[derive(Clone)]
+struct Pump {
+    side: Side,
+    /// A pong arrived since the last ping.
+    alive: Arc<AtomicBool>,
+    /// Set by whichever task finishes first.
+    stop_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    remote: RemotePeer,
+}
+
+async fn write_frames<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Frame>,
+    mut outgoing: mpsc::Receiver<Message>,
+    pump: Pump,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Pump {
+        side,
+        alive,
+        stop_tx,
+        mut stop,
+        remote,
+    } = pump;
+    let keepalive = match side {
+        Side::Server { keepalive } => Some(keepalive),
+        Side::Client => None,
+    };
+    let mut ticks = keepalive.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    loop {
+        tokio::select! {
+            message = outgoing.recv() => {
+                let Some(message) = message else {
+                    // The repo let go of the peer: say goodbye properly.
+                    let _ = sink.send(Frame::Close(None)).await;
+                    break;
+                };
+                if let Err(error) = sink.send(Frame::binary(message.encode())).await {
+                    debug!(peer = %remote.peer_id, %error, "websocket write failed");
+                    break;
+                }
+            }
+            _ = tick(&mut ticks) => {
+                if !alive.swap(false, Ordering::Relaxed) {
+                    info!(peer = %remote.peer_id, "no pong since the last ping; dropping the socket");
+                    break;
+                }
+                if sink.send(Frame::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+}
+
+/// Resolves once either task has finished the socket.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => futures::future::pending().await,
+    }
+}
+
+async fn read_frames<S>(
+    mut stream: SplitStream<WebSocketStream<S>>,
+    incoming: mpsc::Sender<Result<Message, NetworkError>>,
+    pump: Pump,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Pump {
+        side,
+        alive,
+        stop_tx,
+        mut stop,
+        remote,
+    } = pump;
+    let strict = matches!(side, Side::Server { .. });
+    let peer = &remote.peer_id;
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = stopped(&mut stop) => break,
+        };
+        let bytes = match frame {
+            None => break,
+            Some(Err(error)) => {
+                // Includes frames over the size limit and protocol violations.
+                warn!(%peer, %error, "websocket read failed; closing the socket");
+                break;
+            }
+            Some(Ok(Frame::Binary(bytes))) => bytes,
+            Some(Ok(Frame::Text(text))) if strict => {
+                // JS servers feed text to the CBOR decoder, which fails: the socket closes.
+                warn!(%peer, len = text.len(), "text frame; closing the socket");
+                break;
+            }
+            Some(Ok(Frame::Text(_))) => {
+                warn!(%peer, "text frame ignored");
+                continue;
+            }
+            Some(Ok(Frame::Pong(_))) => {
+                alive.store(true, Ordering::Relaxed);
+                continue;
+            }
+            Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => continue, // pongs are automatic
+            Some(Ok(Frame::Close(_))) => break,
+        };
+        let message = match Message::decode(&bytes) {
+            Ok(message) => message,
+            Err(error) if strict => {
+                warn!(%peer, %error, "undecodable frame; closing the socket");
+                break;
+            }
+            Err(error) => {
+                warn!(%peer, %error, "undecodable frame ignored");
+                continue;
+            }
+        };
+        if message.is_handshake() {
+            debug!(%peer, kind = message.type_name(), "handshake message after the handshake; ignored");
+            continue;
+        }
+        // A client's socket speaks for the peer that joined on it and nobody else (§2.3). A
+        // server relays other peers' ephemeral messages under their ids, so clients accept any.
+        if strict && message.sender_id() != peer {
+            debug!(%peer, claimed = %message.sender_id(), "frame from another sender; dropped");
+            continue;
+        }
+        if incoming.send(Ok(message)).await.is_err() {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+}

@@ -1,0 +1,349 @@
+//! tandem clients and a tandem server over real loopback sockets: sync through the server,
+//! reconnecting after a restart, health probes, and clients that misbehave.
+
+use std::time::Duration;
+
+use automerge::sync::SyncDoc;
+use automerge::{transaction::Transactable, ReadDoc, ROOT};
+use futures::{SinkExt, StreamExt};
+use tandem_core::{DocumentId, Message, PeerId, PeerMetadata, SyncMessage};
+use tandem_net_ws::{
+    ClientConfig, ConnectionState, ServerConfig, WebSocketClient, WebSocketServer,
+};
+use tandem_repo::{AskOnly, Repo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn server_with(config: ServerConfig) -> (Repo, String) {
+    let server = WebSocketServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let repo = Repo::builder()
+        .share_policy(AskOnly)
+        .network(server)
+        .start()
+        .await
+        .unwrap();
+    (repo, format!("ws://{addr}"))
+}
+
+async fn client(url: &str) -> (Repo, tokio::sync::watch::Receiver<ConnectionState>) {
+    let adapter = WebSocketClient::new(url, fast_retry()).unwrap();
+    let states = adapter.states();
+    let repo = Repo::builder().network(adapter).start().await.unwrap();
+    (repo, states)
+}
+
+fn fast_retry() -> ClientConfig {
+    ClientConfig {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..ClientConfig::default()
+    }
+}
+
+async fn online(states: &mut tokio::sync::watch::Receiver<ConnectionState>) {
+    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s == ConnectionState::Online))
+        .await
+        .expect("never online")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_share_a_document_through_the_server() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let (alice, mut alice_state) = client(&url).await;
+    let (bob, mut bob_state) = client(&url).await;
+    online(&mut alice_state).await;
+    online(&mut bob_state).await;
+
+    let doc = alice
+        .create_from(&serde_json::json!({"title": "hello", "items": [1, 2, 3]}))
+        .await
+        .unwrap();
+    // A sync server does not ask its clients for documents: bob can find it once it is there.
+    let on_server = server.find(doc.url()).await.unwrap();
+    assert_eq!(on_server.heads().unwrap(), doc.heads().unwrap());
+    let found = bob.find(doc.url()).await.unwrap();
+    assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
+
+    // Edits flow both ways through the server.
+    found
+        .change(|tx| tx.put(ROOT, "title", "hello from bob"))
+        .unwrap()
+        .unwrap();
+    let target = found.heads().unwrap();
+    let mut changes = Box::pin(doc.changes());
+    tokio::time::timeout(PATIENCE, async {
+        while doc.heads().unwrap() != target {
+            changes.next().await;
+        }
+    })
+    .await
+    .expect("alice never saw bob's edit");
+    let title = doc
+        .with_doc(|d| d.get(ROOT, "title").unwrap().unwrap().0.to_string())
+        .unwrap();
+    assert_eq!(title, "\"hello from bob\"");
+
+    for repo in [alice, bob, server] {
+        repo.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnects_after_the_server_restarts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let start_server = |listener| async move {
+        Repo::builder()
+            .share_policy(AskOnly)
+            .network(WebSocketServer::from_listener(
+                listener,
+                ServerConfig::default(),
+            ))
+            .start()
+            .await
+            .unwrap()
+    };
+    let server = start_server(listener).await;
+    let (alice, mut states) = client(&format!("ws://{addr}")).await;
+    online(&mut states).await;
+    let server_peer = server.peer_id().clone();
+    server.shutdown().await;
+    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s != ConnectionState::Online))
+        .await
+        .expect("never noticed the server went away")
+        .unwrap();
+    let mut peers = alice.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.contains_key(&server_peer)))
+        .await
+        .expect("the old server stayed a peer")
+        .unwrap();
+
+    // The old server lets go of the port as its accept loop notices the repo is gone.
+    let listener = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the port was never free again");
+    let server = start_server(listener).await;
+    online(&mut states).await;
+    alice
+        .wait_for_peer(server.peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    alice.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_get_is_answered_as_a_health_probe() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let addr = url.trim_start_matches("ws://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("tandem is running\n"), "{response}");
+    server.shutdown().await;
+}
+
+/// A raw WebSocket that has joined as `peer`.
+async fn joined(
+    url: &str,
+    peer: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: PeerId::from(peer),
+        metadata: PeerMetadata::default(),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    let answer = next_message(&mut ws).await.expect("no answer to join");
+    assert_eq!(answer.type_name(), "peer");
+    ws
+}
+
+/// The next repo message on a raw socket; `None` once it closes.
+async fn next_message<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Message>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Frame::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+                Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .expect("socket neither answered nor closed")
+}
+
+/// Whether the server closes the socket after `frame` (waiting for the close, with a timeout).
+async fn closes_after(url: &str, frame: Frame) -> bool {
+    let mut ws = joined(url, "mallory").await;
+    ws.send(frame).await.unwrap();
+    next_message(&mut ws).await.is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_the_offending_socket() {
+    let config = ServerConfig {
+        max_frame_size: 64 * 1024,
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    let (honest, mut states) = client(&url).await;
+    online(&mut states).await;
+
+    // Not CBOR; CBOR that is not a map (array, number, string); a map without a type; text.
+    for bytes in [
+        vec![0xff, 0x00, 0x13],
+        vec![0x83, 0x01, 0x02, 0x03],
+        vec![0x18, 0x2a],
+        vec![0x63, b'a', b'b', b'c'],
+        vec![0xa1, 0x61, b'x', 0x01],
+    ] {
+        assert!(
+            closes_after(&url, Frame::binary(bytes.clone())).await,
+            "{bytes:?}"
+        );
+    }
+    assert!(closes_after(&url, Frame::text("{\"type\":\"join\"}")).await);
+    // A frame over the limit.
+    assert!(closes_after(&url, Frame::binary(vec![0u8; 65 * 1024])).await);
+
+    // A spoofed sender is dropped, not obeyed: asking under another id gets no answer, and
+    // the socket stays usable.
+    let mut ws = joined(&url, "mallory").await;
+    let document_id = DocumentId::random();
+    let mut empty = automerge::sync::State::new();
+    let request = automerge::AutoCommit::new()
+        .sync()
+        .generate_sync_message(&mut empty)
+        .unwrap()
+        .encode();
+    let spoofed = Message::Request(SyncMessage {
+        sender_id: PeerId::from("alice"),
+        target_id: server.peer_id().clone(),
+        document_id: document_id.clone(),
+        data: tandem_core::MessageData::new(request.clone()).unwrap(),
+    });
+    ws.send(Frame::binary(spoofed.encode())).await.unwrap();
+    let honest_request = Message::Request(SyncMessage {
+        sender_id: PeerId::from("mallory"),
+        target_id: server.peer_id().clone(),
+        document_id: document_id.clone(),
+        data: tandem_core::MessageData::new(request).unwrap(),
+    });
+    ws.send(Frame::binary(honest_request.encode()))
+        .await
+        .unwrap();
+    // As from a JS server: an empty `sync`, then `doc-unavailable` — to mallory, on a socket
+    // that is still open (had the spoofed frame reached the repo, it would have cut mallory off).
+    loop {
+        let answer = next_message(&mut ws).await.expect("closed");
+        assert_eq!(answer.target_id(), Some(&PeerId::from("mallory")));
+        if answer.type_name() == "doc-unavailable" {
+            break;
+        }
+        assert_eq!(answer.type_name(), "sync");
+    }
+
+    // A socket that never joins is closed after the handshake timeout.
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert!(next_message(&mut silent).await.is_none());
+    // Garbage instead of HTTP gets a 400 and a close.
+    let mut raw = tokio::net::TcpStream::connect(url.trim_start_matches("ws://"))
+        .await
+        .unwrap();
+    raw.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, raw.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 400"));
+
+    // Through all of it the honest client stayed connected and is served.
+    assert_eq!(*states.borrow(), ConnectionState::Online);
+    let (doc, _) = honest
+        .create_with(|tx| tx.put(ROOT, "still", "here"))
+        .await
+        .unwrap();
+    let on_server = server.find(doc.url()).await.unwrap();
+    assert_eq!(on_server.heads().unwrap(), doc.heads().unwrap());
+    honest.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupported_version_is_refused_and_not_retried() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let join = Message::Join(tandem_core::JoinMessage {
+        sender_id: PeerId::from("future"),
+        peer_metadata: PeerMetadata::default(),
+        supported_protocol_versions: Some(vec!["2".into()]),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    let answer = next_message(&mut ws).await.expect("no answer");
+    match answer {
+        Message::Error(e) => assert_eq!(e.message, "unsupported protocol version"),
+        other => panic!("expected error, got {other:?}"),
+    }
+    assert!(next_message(&mut ws).await.is_none(), "the server closes");
+    assert!(server.peers().is_empty(), "no phantom peer, unlike JS");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gives_up_after_the_configured_attempts() {
+    // A port nobody listens on: bind, note the port, close.
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let adapter = WebSocketClient::new(
+        format!("ws://{addr}"),
+        ClientConfig {
+            give_up_after: Some(3),
+            ..fast_retry()
+        },
+    )
+    .unwrap();
+    let mut states = adapter.states();
+    let repo = Repo::builder().network(adapter).start().await.unwrap();
+    let state = tokio::time::timeout(
+        PATIENCE,
+        states.wait_for(|s| matches!(s, ConnectionState::Stopped(_))),
+    )
+    .await
+    .expect("never gave up")
+    .unwrap()
+    .clone();
+    assert_eq!(
+        state,
+        ConnectionState::Stopped("gave up after 3 failed attempts".into())
+    );
+    repo.shutdown().await;
+}
