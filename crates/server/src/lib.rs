@@ -1,0 +1,152 @@
+//! # tandem-server
+//!
+//! A sync server that automerge-repo clients (JS or Rust) use as they would the JS
+//! `automerge-repo-sync-server`: WebSocket on one port, documents kept in a directory in the
+//! NodeFS layout (so it can take over a JS server's directory), served to whoever asks and
+//! announced to nobody.
+//!
+//! The binary parses [`Options`] and calls [`run`]; tests and embedding programs call
+//! [`Server::start`] and [`Server::shutdown`].
+
+#![warn(missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tandem_net_ws::{ServerConfig, WebSocketServer, DEFAULT_MAX_FRAME};
+use tandem_repo::{AskOnly, Repo, RepoError};
+use tandem_storage_fs::FsStorage;
+use tracing::info;
+
+/// Command-line options; each can also come from the environment variable named in its help.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tandem-server", version, about)]
+pub struct Options {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "TANDEM_PORT", default_value_t = 3030)]
+    pub port: u16,
+    /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
+    #[arg(long, env = "TANDEM_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Directory for documents (NodeFS layout: a JS sync server's directory works as is).
+    #[arg(long, env = "TANDEM_DATA_DIR", default_value = "./tandem-data")]
+    pub data_dir: PathBuf,
+    /// Keep documents in memory only (nothing survives a restart).
+    #[arg(long, env = "TANDEM_MEMORY", conflicts_with = "data_dir")]
+    pub memory: bool,
+    /// Largest WebSocket frame accepted, in bytes; a bigger one closes that socket.
+    #[arg(long, env = "TANDEM_MAX_FRAME_SIZE", default_value_t = DEFAULT_MAX_FRAME)]
+    pub max_frame_size: usize,
+    /// Relay remote-heads gossip between clients (automerge-repo's `enableRemoteHeadsGossiping`).
+    #[arg(long, env = "TANDEM_REMOTE_HEADS_GOSSIP")]
+    pub remote_heads_gossip: bool,
+    /// Seconds an unused document stays in memory before it is saved and unloaded.
+    #[arg(long, env = "TANDEM_IDLE_SECONDS", default_value_t = 300)]
+    pub idle_seconds: u64,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        source: tandem_core::NetworkError,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot use data directory {path}: {source}")]
+    Storage {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: tandem_core::StorageError,
+    },
+    /// The repo could not start.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    repo: Repo,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Opens storage, binds the port and starts serving.
+    pub async fn start(options: &Options) -> Result<Server, ServerError> {
+        let address = format!("{}:{}", options.host, options.port);
+        let config = ServerConfig {
+            max_frame_size: options.max_frame_size,
+            ..ServerConfig::default()
+        };
+        let listener = WebSocketServer::bind(address.as_str(), config)
+            .await
+            .map_err(|source| ServerError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { address, source })?;
+        let mut builder = Repo::builder()
+            // A public sync server announces nothing and serves whoever asks.
+            .share_policy(AskOnly)
+            .remote_heads_gossip(options.remote_heads_gossip)
+            .idle_timeout(Duration::from_secs(options.idle_seconds))
+            .network(listener);
+        if !options.memory {
+            let storage =
+                FsStorage::open(&options.data_dir).map_err(|source| ServerError::Storage {
+                    path: options.data_dir.clone(),
+                    source,
+                })?;
+            builder = builder.shared_storage(Arc::new(storage));
+        }
+        let repo = builder.start().await?;
+        info!(
+            address = %local_addr,
+            storage = if options.memory { "memory".to_owned() } else { options.data_dir.display().to_string() },
+            peer_id = %repo.peer_id(),
+            "tandem-server listening"
+        );
+        Ok(Server { repo, local_addr })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The repo it serves.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Stops accepting, saves every document, closes every socket.
+    pub async fn shutdown(self) {
+        self.repo.shutdown().await;
+    }
+}
+
+/// Runs the server until `stop` resolves, then shuts it down cleanly. Prints the WebSocket URL
+/// on stdout once it listens (scripts and tests read it to learn a port chosen with `--port 0`).
+pub async fn run(
+    options: Options,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let server = Server::start(&options).await?;
+    println!("listening on ws://{}", server.local_addr());
+    stop.await;
+    info!("shutting down: saving documents and closing sockets");
+    server.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
