@@ -1,0 +1,162 @@
+// A JS automerge-repo peer over WebSocket, for tandem's interop tests. Prints one JSON line per
+// result on stdout; logs go to stderr.
+//
+//   node ws-peer.mjs create <ws-url>              create the rich document, wait for the server's
+//                                                 ack, print {url, heads, content}
+//   node ws-peer.mjs find <ws-url> <doc-url>      print {heads, content}
+//   node ws-peer.mjs missing <ws-url>             find an unknown document: print {ms, error}
+//   node ws-peer.mjs edit <ws-url> <doc-url> <n>  make n sequential changes (counter += 1, text
+//                                                 appended), each acked; print {heads, content}
+//   node ws-peer.mjs big <ws-url> <bytes>         create a document holding <bytes> of text
+//   node ws-peer.mjs ephemeral <ws-url> <doc-url> broadcast {from: "js"}, print the first
+//                                                 ephemeral message received, then exit
+//   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
+//                                                 false); prints "listening on ws://…"
+//
+// Content is printed "tagged" so that Rust can compare types, not only JSON shapes: bytes as
+// {"$bytes": [...]}, counters as {"$counter": n}, text as strings.
+import * as A from "@automerge/automerge"
+import { Repo, generateAutomergeUrl } from "@automerge/automerge-repo"
+import { WebSocketClientAdapter, WebSocketServerAdapter } from "@automerge/automerge-repo-network-websocket"
+import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
+import { WebSocketServer } from "ws"
+
+const [command, ...args] = process.argv.slice(2)
+const out = value => process.stdout.write(JSON.stringify(value) + "\n")
+
+function tagged(value) {
+  if (value instanceof Uint8Array) return { $bytes: Array.from(value) }
+  if (value instanceof A.Counter) return { $counter: value.value }
+  if (value instanceof A.RawString) return value.val
+  if (Array.isArray(value)) return value.map(tagged)
+  if (value !== null && typeof value === "object") {
+    const result = {}
+    for (const [k, v] of Object.entries(value)) result[k] = tagged(v)
+    return result
+  }
+  return value
+}
+
+async function client(url) {
+  const repo = new Repo({ network: [new WebSocketClientAdapter(url, 100)], sharePolicy: async () => true })
+  await repo.networkSubsystem.whenReady()
+  // Wait for the server to be a peer (the adapter is "ready" after 1 s even without one).
+  while (repo.peers.length === 0) await new Promise(r => repo.networkSubsystem.once("peer", r))
+  return repo
+}
+
+// Resolves once the server's storage reports holding the handle's current heads.
+async function acked(repo, handle) {
+  const storageId = Object.values(repo.peerMetadataByPeerId).find(m => m.storageId)?.storageId
+  if (!storageId) throw new Error("the server has no storage id")
+  const same = () => {
+    const info = handle.getSyncInfo(storageId)
+    const mine = handle.heads()
+    return info && info.lastHeads.length === mine.length && mine.every(h => info.lastHeads.includes(h))
+  }
+  while (!same()) await new Promise(r => handle.once("remote-heads", r))
+}
+
+const content = () => ({
+  title: "hello from js",
+  text: "some text",
+  raw: new A.RawString("a scalar string"),
+  count: new A.Counter(5),
+  int: 42,
+  negative: -7,
+  float: 3.5,
+  yes: true,
+  no: false,
+  nothing: null,
+  bytes: new Uint8Array([0, 1, 2, 250]),
+  list: [1, "two", [3], { four: 4 }],
+  nested: { deeper: { deepest: ["x"] } },
+})
+
+switch (command) {
+  case "create": {
+    const repo = await client(args[0])
+    const handle = repo.create(content())
+    await acked(repo, handle)
+    out({ url: handle.url, heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "find": {
+    const repo = await client(args[0])
+    const handle = await repo.find(args[1])
+    out({ heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "missing": {
+    const repo = await client(args[0])
+    const unknown = generateAutomergeUrl()
+    const started = Date.now()
+    let error = null
+    try {
+      await repo.find(unknown)
+    } catch (e) {
+      error = String(e.message ?? e)
+    }
+    out({ ms: Date.now() - started, error })
+    await repo.shutdown()
+    break
+  }
+  case "edit": {
+    const repo = await client(args[0])
+    const handle = await repo.find(args[1])
+    const n = Number(args[2])
+    for (let i = 0; i < n; i++) {
+      handle.change(d => {
+        d.count.increment(1)
+        A.splice(d, ["text"], d.text.length, 0, "!")
+      })
+    }
+    await acked(repo, handle)
+    out({ heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "big": {
+    const repo = await client(args[0])
+    const size = Number(args[1])
+    let text = ""
+    while (text.length < size) text += Math.random().toString(36).slice(2)
+    const handle = repo.create({ blob: text.slice(0, size) })
+    await acked(repo, handle)
+    out({ url: handle.url, heads: A.getHeads(handle.doc()), length: handle.doc().blob.length })
+    await repo.shutdown()
+    break
+  }
+  case "ephemeral": {
+    const repo = await client(args[0])
+    const handle = await repo.find(args[1])
+    const received = new Promise(r => handle.on("ephemeral-message", ({ message, senderId }) => r({ message, senderId })))
+    // Ready for the other side's message before telling it ours.
+    out({ ready: true })
+    handle.broadcast({ from: "js" })
+    out({ received: await received })
+    await repo.shutdown()
+    break
+  }
+  case "server": {
+    const [dir, port] = args
+    const wss = new WebSocketServer({ host: "127.0.0.1", port: Number(port) })
+    await new Promise(r => wss.once("listening", r))
+    const repo = new Repo({
+      network: [new WebSocketServerAdapter(wss)],
+      storage: new NodeFSStorageAdapter(dir),
+      sharePolicy: async () => false,
+    })
+    out({ listening: `ws://127.0.0.1:${wss.address().port}`, peerId: repo.peerId })
+    process.on("SIGTERM", async () => {
+      await repo.flush()
+      process.exit(0)
+    })
+    break
+  }
+  default:
+    console.error(`unknown command ${command}`)
+    process.exit(2)
+}

@@ -1,0 +1,282 @@
+//! The real JS automerge-repo 2.5.6 packages against tandem over WebSocket, both ways: JS clients
+//! against tandem-server, and tandem clients against a JS sync server (NodeFS storage,
+//! `sharePolicy: false`), as `tests/js/ws-peer.mjs` runs them.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
+use common::{doc_to_tagged_json as tagged, NodeProcess};
+use futures::StreamExt;
+use serde_json::{json, Value as Json};
+use tandem::net_ws::{ClientConfig, ConnectionState, WebSocketClient};
+use tandem::{DocHandle, Repo};
+use tandem_server::{Options, Server};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn options(data_dir: &Path) -> Options {
+    Options {
+        port: 0,
+        host: "127.0.0.1".into(),
+        data_dir: data_dir.to_path_buf(),
+        memory: false,
+        max_frame_size: tandem::net_ws::DEFAULT_MAX_FRAME,
+        remote_heads_gossip: false,
+        idle_seconds: 300,
+    }
+}
+
+async fn tandem_server(data_dir: &Path) -> (Server, String) {
+    let server = Server::start(&options(data_dir)).await.unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    (server, url)
+}
+
+/// A tandem client repo connected to `url`.
+async fn tandem_client(url: &str) -> Repo {
+    let adapter = WebSocketClient::new(url, ClientConfig::default()).unwrap();
+    let mut states = adapter.states();
+    let repo = Repo::builder().network(adapter).start().await.unwrap();
+    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s == ConnectionState::Online))
+        .await
+        .expect("never online")
+        .unwrap();
+    repo
+}
+
+/// Runs a `ws-peer.mjs` command to completion and returns its one JSON line.
+async fn js(args: &[&str]) -> Json {
+    let mut node = NodeProcess::start("ws-peer.mjs", args);
+    let out = node.next_json_async(PATIENCE).await;
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    out
+}
+
+fn hex_heads(handle: &DocHandle) -> Json {
+    json!(handle
+        .heads()
+        .unwrap()
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>())
+}
+
+/// Every kind of value a JS app stores.
+async fn create_rich(repo: &Repo) -> DocHandle {
+    let (handle, _) = repo
+        .create_with(|tx| -> Result<(), automerge::AutomergeError> {
+            let text = tx.put_object(ROOT, "text", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, "text from rust")?;
+            tx.put(ROOT, "raw", "a scalar string")?;
+            tx.put(ROOT, "count", ScalarValue::counter(7))?;
+            tx.put(ROOT, "int", 42)?;
+            tx.put(ROOT, "negative", -7)?;
+            tx.put(ROOT, "float", 2.25)?;
+            tx.put(ROOT, "yes", true)?;
+            tx.put(ROOT, "nothing", ScalarValue::Null)?;
+            tx.put(ROOT, "bytes", ScalarValue::Bytes(vec![9, 8, 7, 255]))?;
+            let list = tx.put_object(ROOT, "list", ObjType::List)?;
+            tx.insert(&list, 0, 1)?;
+            let inner = tx.insert_object(&list, 1, ObjType::Map)?;
+            tx.put(&inner, "four", 4)?;
+            let nested = tx.put_object(ROOT, "nested", ObjType::Map)?;
+            let deeper = tx.put_object(&nested, "deeper", ObjType::List)?;
+            tx.insert(&deeper, 0, "x")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    handle
+}
+
+/// Waits until `handle`'s heads are `heads` (hex strings).
+async fn wait_for_heads(handle: &DocHandle, heads: &Json) {
+    let mut changes = Box::pin(handle.changes());
+    tokio::time::timeout(PATIENCE, async {
+        while &hex_heads(handle) != heads {
+            changes.next().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never reached {heads}; at {}", hex_heads(handle)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_js_client_creates_on_tandem_server_a_tandem_client_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let created = js(&["create", &url]).await;
+    let doc_url = created["url"].as_str().unwrap();
+
+    let rust = tandem_client(&url).await;
+    let found = rust.find(doc_url).await.unwrap();
+    assert_eq!(hex_heads(&found), created["heads"]);
+    assert_eq!(found.with_doc(tagged).unwrap(), created["content"]);
+
+    // A restart of the server with persistence: a JS client finds the document again.
+    rust.shutdown().await;
+    server.shutdown().await;
+    let (server, url) = tandem_server(dir.path()).await;
+    let again = js(&["find", &url, doc_url]).await;
+    assert_eq!(again["heads"], created["heads"]);
+    assert_eq!(again["content"], created["content"]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_tandem_client_creates_a_js_client_reads_and_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    // The server has it once it holds our heads.
+    server.repo().find(doc.url()).await.unwrap();
+
+    let seen = js(&["find", &url, &doc.url().to_string()]).await;
+    assert_eq!(seen["heads"], hex_heads(&doc));
+    assert_eq!(seen["content"], doc.with_doc(tagged).unwrap());
+
+    // Concurrent edits: JS makes 2,000 sequential changes while we make our own.
+    let url_text = doc.url().to_string();
+    let mut node = NodeProcess::start("ws-peer.mjs", &["edit", &url, &url_text, "2000"]);
+    for i in 0..20 {
+        doc.change(|tx| tx.put(ROOT, format!("rust{i}"), i))
+            .unwrap()
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    let edited = node.next_json_async(PATIENCE).await;
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    assert_eq!(edited["content"]["count"], json!({"$counter": 2007}));
+    // We converge on everything JS saw plus our own changes: find the merged state.
+    let merged = tokio::time::timeout(PATIENCE, async {
+        let mut changes = Box::pin(doc.changes());
+        loop {
+            let now = doc.with_doc(tagged).unwrap();
+            let text_len = now["text"].as_str().map_or(0, str::len);
+            let rust_keys = now
+                .as_object()
+                .map_or(0, |m| m.keys().filter(|k| k.starts_with("rust")).count());
+            if now["count"] == json!({"$counter": 2007})
+                && text_len == "text from rust".len() + 2000
+                && rust_keys == 20
+            {
+                return;
+            }
+            changes.next().await;
+        }
+    })
+    .await;
+    assert!(
+        merged.is_ok(),
+        "never converged: {}",
+        doc.with_doc(tagged).unwrap()
+    );
+    rust.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_document_is_unavailable_to_js_at_once_and_a_big_one_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let missing = js(&["missing", &url]).await;
+    assert!(
+        missing["error"].as_str().unwrap().contains("unavailable"),
+        "{missing}"
+    );
+    // Not the 60 s find timeout: the server says doc-unavailable as soon as it knows.
+    assert!(missing["ms"].as_u64().unwrap() < 10_000, "{missing}");
+
+    let big = js(&["big", &url, "1000000"]).await;
+    let rust = tandem_client(&url).await;
+    let found = rust.find(big["url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(hex_heads(&found), big["heads"]);
+    let length = found
+        .with_doc(|d| {
+            let blob = d.get(ROOT, "blob").unwrap().unwrap().1;
+            d.text(&blob).unwrap().len()
+        })
+        .unwrap();
+    assert_eq!(length, 1_000_000);
+    rust.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    server.repo().find(doc.url()).await.unwrap();
+    let mut messages = Box::pin(doc.ephemeral_messages());
+
+    let mut node = NodeProcess::start("ws-peer.mjs", &["ephemeral", &url, &doc.url().to_string()]);
+    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
+    // JS's message reaches us through the server…
+    let from_js = tokio::time::timeout(PATIENCE, messages.next())
+        .await
+        .expect("no ephemeral message from JS")
+        .unwrap();
+    let value: ciborium::Value = ciborium::from_reader(from_js.data.as_slice()).unwrap();
+    assert_eq!(
+        value,
+        ciborium::Value::Map(vec![("from".into(), "js".into())])
+    );
+    // …and ours reaches JS.
+    doc.broadcast(&json!({"from": "rust"})).await.unwrap();
+    let received = node.next_json_async(PATIENCE).await;
+    assert_eq!(received["received"]["message"], json!({"from": "rust"}));
+    assert_eq!(
+        received["received"]["senderId"],
+        json!(rust.peer_id().as_str())
+    );
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    rust.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tandem_clients_sync_through_the_js_sync_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let js_server = NodeProcess::start(
+        "ws-peer.mjs",
+        &["server", dir.path().to_str().unwrap(), "0"],
+    );
+    let listening = js_server.next_json(PATIENCE);
+    let url = listening["listening"].as_str().unwrap().to_owned();
+
+    // tandem creates; JS reads through its own server.
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    let server_peer = tandem::PeerId::from(listening["peerId"].as_str().unwrap());
+    rust.wait_for_peer(&server_peer, PATIENCE).await.unwrap();
+    let server_storage = rust.peers()[&server_peer]
+        .storage_id
+        .clone()
+        .expect("the JS server has storage");
+    let mut events = Box::pin(doc.remote_heads_changes());
+    tokio::time::timeout(PATIENCE, async {
+        while doc.remote_heads(&server_storage).map(|e| e.heads) != Some(doc.heads().unwrap()) {
+            events.next().await;
+        }
+    })
+    .await
+    .expect("the JS server never acknowledged our heads");
+    let seen = js(&["find", &url, &doc.url().to_string()]).await;
+    assert_eq!(seen["content"], doc.with_doc(tagged).unwrap());
+
+    // JS creates; a second tandem client reads it through the JS server.
+    let created = js(&["create", &url]).await;
+    let other = tandem_client(&url).await;
+    let found = other.find(created["url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(found.with_doc(tagged).unwrap(), created["content"]);
+    wait_for_heads(&found, &created["heads"]).await;
+    rust.shutdown().await;
+    other.shutdown().await;
+}
