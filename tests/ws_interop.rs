@@ -45,6 +45,12 @@ async fn tandem_client(url: &str) -> Repo {
         .await
         .expect("never online")
         .unwrap();
+    // Online means the repo has been handed the connection; wait until it has registered it.
+    let mut peers = repo.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
+        .await
+        .expect("the server never became a peer")
+        .unwrap();
     repo
 }
 
