@@ -30,6 +30,8 @@ pub(crate) struct RepoContext {
     pub(crate) denylist: HashSet<DocumentId>,
     pub(crate) timing: Timing,
     pub(crate) session_id: SessionId,
+    /// Replies that acknowledge a peer's changes wait until those changes are saved.
+    pub(crate) durable_acks: bool,
     /// Remote-heads gossip, when enabled (off by default, as in JS).
     pub(crate) gossip: Option<Gossip>,
     ephemeral_count: AtomicU64,
@@ -46,9 +48,11 @@ impl RepoContext {
         denylist: HashSet<DocumentId>,
         timing: Timing,
         gossip: bool,
+        durable_acks: bool,
     ) -> Self {
         RepoContext {
             gossip: gossip.then(|| Gossip::new(peer_id.clone())),
+            durable_acks: durable_acks && storage.is_some(),
             peer_id,
             storage_id,
             is_ephemeral,

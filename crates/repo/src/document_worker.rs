@@ -82,6 +82,8 @@ struct DocumentWorker {
     dirty_sync_states: HashMap<StorageId, Vec<u8>>,
     last_activity: Instant,
     wanted_locally: bool,
+    /// Messages held until the next save completes (durable acknowledgement), in order.
+    held: Vec<Message>,
 }
 
 pub(crate) fn spawn(
@@ -110,6 +112,7 @@ pub(crate) fn spawn(
         find_deadline: None,
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
+        held: Vec::new(),
         wanted_locally: matches!(
             start,
             Start::Load {
@@ -124,6 +127,10 @@ pub(crate) fn spawn(
         span,
     ));
 }
+
+/// Events a worker applies before a save that acknowledgements wait on, so that changes
+/// arriving together are made durable together.
+const QUEUE_BATCH: usize = 256;
 
 /// Far enough ahead to stand for "never" in a `sleep_until`.
 fn never() -> Instant {
@@ -182,6 +189,15 @@ impl DocumentWorker {
                 }
                 _ = self.shared.local_change.notified() => self.local_change(),
                 _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() => {
+                    // Acknowledgements are waiting: let changes already queued join this save.
+                    if !self.held.is_empty() {
+                        for _ in 0..QUEUE_BATCH {
+                            let Ok(event) = inbox.try_recv() else { break };
+                            if self.handle(event).await.is_break() {
+                                return;
+                            }
+                        }
+                    }
                     if let Err(error) = self.save().await {
                         warn!(%error, "save failed; will retry");
                     }
@@ -466,12 +482,16 @@ impl DocumentWorker {
     }
 
     fn apply(&mut self, out: SyncOutput, origin: Option<&PeerId>) {
-        for message in out.messages {
-            let target = message.target_id().cloned();
-            match target.and_then(|t| self.links.get(&t)) {
-                Some(link) => link.outbox.send(message),
-                None => debug!(kind = message.type_name(), "peer gone; message dropped"),
+        // A peer's changes are acknowledged (and passed on) only once saved; while anything is
+        // held, later messages queue behind it so that each peer sees them in order.
+        let hold = self.ctx.durable_acks && origin.is_some() && out.document_changed;
+        if hold || !self.held.is_empty() {
+            self.held.extend(out.messages);
+            if hold {
+                self.save_at = Some(Instant::now());
             }
+        } else {
+            self.send_all(out.messages);
         }
         if !out.sync_states.is_empty() {
             self.dirty_sync_states.extend(out.sync_states);
@@ -496,6 +516,16 @@ impl DocumentWorker {
         }
         if let Some(state) = out.state_change {
             self.publish(state);
+        }
+    }
+
+    fn send_all(&self, messages: Vec<Message>) {
+        for message in messages {
+            let target = message.target_id().cloned();
+            match target.and_then(|t| self.links.get(&t)) {
+                Some(link) => link.outbox.send(message),
+                None => debug!(kind = message.type_name(), "peer gone; message dropped"),
+            }
         }
     }
 
@@ -559,6 +589,9 @@ impl DocumentWorker {
                 }
                 self.ledger.record_saved(&plan);
             }
+            // Every change is durable now: the acknowledgements may go.
+            let held = std::mem::take(&mut self.held);
+            self.send_all(held);
             let document_id = self.shared.document_id.clone();
             for (storage_id, bytes) in std::mem::take(&mut self.dirty_sync_states) {
                 let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();

@@ -98,6 +98,7 @@ pub struct RepoBuilder {
     timing: Timing,
     is_ephemeral: bool,
     gossip: bool,
+    durable_acks: bool,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -124,6 +125,7 @@ impl Default for RepoBuilder {
             },
             is_ephemeral: false,
             gossip: false,
+            durable_acks: false,
         }
     }
 }
@@ -199,6 +201,16 @@ impl RepoBuilder {
         self
     }
 
+    /// Acknowledge a peer's changes only once they are in storage: the sync reply that tells the
+    /// peer we hold its changes (what a JS app's "synced with server" indicator reads) waits
+    /// until the changes are saved, and changes that arrive meanwhile join the same save. A
+    /// crash then never loses what a peer was told is kept. Costs one storage write of latency
+    /// per round trip; off by default (JS saves up to 100 ms after acknowledging). Needs storage.
+    pub fn durable_acknowledgement(mut self, enabled: bool) -> Self {
+        self.durable_acks = enabled;
+        self
+    }
+
     /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
     /// the network adapters. Call within a tokio runtime.
     pub async fn start(self) -> Result<Repo, RepoError> {
@@ -215,6 +227,7 @@ impl RepoBuilder {
             self.denylist,
             self.timing,
             self.gossip,
+            self.durable_acks,
         ));
         let (hub_tx, hub_rx) = mpsc::channel(QUEUE_DEPTH);
         let (peers_tx, peers_rx) = watch::channel(BTreeMap::new());

@@ -108,7 +108,10 @@ impl Server {
                     path: options.data_dir.clone(),
                     source,
                 })?;
-            builder = builder.shared_storage(Arc::new(storage));
+            // A client told "synced" must never lose that change to a crash.
+            builder = builder
+                .shared_storage(Arc::new(storage))
+                .durable_acknowledgement(true);
         }
         let repo = builder.start().await?;
         info!(

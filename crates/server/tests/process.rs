@@ -11,8 +11,20 @@ use tandem_repo::Repo;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A server process, killed if a failing test leaves it running.
+struct ServerProcess(Option<Child>);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts the binary on a free port; returns the process and its WebSocket URL.
-fn start(data_dir: &std::path::Path) -> (Child, String) {
+fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
         .args(["--port", "0", "--data-dir"])
         .arg(data_dir)
@@ -36,10 +48,11 @@ fn start(data_dir: &std::path::Path) -> (Child, String) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
-    (child, url)
+    (ServerProcess(Some(child)), url)
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+fn terminate(mut server: ServerProcess) -> std::process::ExitStatus {
+    let mut child = server.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -123,4 +136,109 @@ async fn documents_survive_a_clean_restart_of_the_binary() {
     assert_eq!(kept, "\"yes\"");
     carol.shutdown().await;
     assert!(terminate(server).success());
+}
+
+fn kill_hard(server: &mut ServerProcess) {
+    if let Some(mut child) = server.0.take() {
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+}
+
+/// A client writes and records every change the server acknowledged (its storage holds our
+/// heads); the server is killed with SIGKILL at a random moment; after a restart every
+/// acknowledged change is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_changes_survive_kill_9() {
+    use automerge::ChangeHash;
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc_url = None;
+    for round in 0..3u64 {
+        let (mut server, url) = start(dir.path());
+        let writer = client(&url).await;
+        let (_, meta) = writer.peers().into_iter().next().unwrap();
+        let server_storage = meta.storage_id.expect("the server has storage");
+        let doc = match &doc_url {
+            None => {
+                let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
+                doc_url = Some(doc.url());
+                doc
+            }
+            Some(url) => writer.find(url.clone()).await.unwrap(),
+        };
+        let mut acks = Box::pin(doc.remote_heads_changes());
+        // Kill after a few acknowledged changes, at a moment chosen by the clock.
+        let (first_acks_tx, first_acks_rx) = std::sync::mpsc::channel::<()>();
+        let killer = std::thread::spawn(move || {
+            let _ = first_acks_rx.recv_timeout(PATIENCE);
+            let jitter = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+                % 40;
+            std::thread::sleep(Duration::from_millis(jitter));
+            kill_hard(&mut server);
+        });
+        let mut acknowledged: Vec<ChangeHash> = Vec::new();
+        let mut count = 0u64;
+        for i in 0..10_000u64 {
+            doc.change(|tx| tx.put(ROOT, "n", (round * 100_000 + i) as i64))
+                .unwrap()
+                .unwrap();
+            let heads = doc.heads().unwrap();
+            // Wait for this change's acknowledgement; a dead server gives none.
+            let acked = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    if let Some(remote) = doc.remote_heads(&server_storage) {
+                        if remote.heads == heads {
+                            return;
+                        }
+                    }
+                    if acks.next().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            })
+            .await;
+            if acked.is_err() {
+                break;
+            }
+            acknowledged = heads;
+            count += 1;
+            if count == 5 {
+                let _ = first_acks_tx.send(());
+            }
+        }
+        killer.join().unwrap();
+        writer.shutdown().await;
+        assert!(
+            count >= 5,
+            "round {round}: only {count} changes acknowledged"
+        );
+
+        let (server, url) = start(dir.path());
+        let reader = client(&url).await;
+        let found = reader
+            .find(doc_url.clone().unwrap())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("round {round}: {count} changes acknowledged, all lost: {e}")
+            });
+        let missing: Vec<_> = found
+            .with_doc(|d| {
+                acknowledged
+                    .iter()
+                    .filter(|h| d.get_change_by_hash(h).is_none())
+                    .copied()
+                    .collect()
+            })
+            .unwrap();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {count} changes acknowledged, lost {missing:?}"
+        );
+        reader.shutdown().await;
+        assert!(terminate(server).success());
+    }
 }
