@@ -347,3 +347,103 @@ async fn a_client_gives_up_after_the_configured_attempts() {
     );
     repo.shutdown().await;
 }
+
+/// Lets in `?token=alice-secret` as alice only; refuses everyone else.
+struct TokenAuth;
+
+#[async_trait::async_trait]
+impl tandem_net_ws::Authenticate for TokenAuth {
+    async fn authenticate(
+        &self,
+        request: &tandem_net_ws::UpgradeRequest,
+    ) -> tandem_net_ws::Authentication {
+        match request.query("token") {
+            Some("alice-secret") => tandem_net_ws::Authentication::As(PeerId::from("alice")),
+            _ => tandem_net_ws::Authentication::Refuse("token required".into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_hook_refuses_strangers_and_binds_the_identity_it_authenticated() {
+    let config = ServerConfig {
+        authenticate: Some(std::sync::Arc::new(TokenAuth)),
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    // No token: the upgrade itself is refused.
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    // alice's token, but joining as mallory: refused with `error`.
+    let with_token = format!("{url}/?token=alice-secret");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&with_token).await.unwrap();
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: PeerId::from("mallory"),
+        metadata: PeerMetadata::default(),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    assert_eq!(next_message(&mut ws).await.unwrap().type_name(), "error");
+    assert!(next_message(&mut ws).await.is_none());
+    // As alice: accepted.
+    let _alice = joined(&with_token, "alice").await;
+    server
+        .wait_for_peer(&PeerId::from("alice"), PATIENCE)
+        .await
+        .unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_join_with_the_same_peer_id_takes_over() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let mut first = joined(&url, "phone").await;
+    let _second = joined(&url, "phone").await;
+    // The first socket is closed; the peer stays connected through the second.
+    assert!(next_message(&mut first).await.is_none());
+    let mut peers = server.peer_changes();
+    tokio::time::timeout(
+        PATIENCE,
+        peers.wait_for(|p| p.contains_key(&PeerId::from("phone"))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_answering_pings_is_dropped() {
+    let config = ServerConfig {
+        keepalive_interval: Duration::from_millis(100),
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    let (honest, mut states) = client(&url).await;
+    online(&mut states).await;
+    // Joined, then never read again: pongs go out only while a socket is read.
+    let _mute = joined(&url, "mute").await;
+    let mut peers = server.peer_changes();
+    tokio::time::timeout(
+        PATIENCE,
+        peers.wait_for(|p| p.contains_key(&PeerId::from("mute"))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(
+        PATIENCE,
+        peers.wait_for(|p| !p.contains_key(&PeerId::from("mute"))),
+    )
+    .await
+    .expect("the mute socket was never dropped")
+    .unwrap();
+    // The client that answers stayed through the same pings.
+    assert!(server.peers().contains_key(honest.peer_id()));
+    assert_eq!(*states.borrow(), ConnectionState::Online);
+    honest.shutdown().await;
+    server.shutdown().await;
+}
