@@ -27,6 +27,8 @@ fn options(data_dir: &Path) -> Options {
         max_frame_size: tandem::net_ws::DEFAULT_MAX_FRAME,
         remote_heads_gossip: false,
         idle_seconds: 300,
+        tls_cert: None,
+        tls_key: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! with exponential backoff and jitter whenever the socket ends (§2.4, minus JS's fixed 5 s
 //! retry and its endless loop on a refused version).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +33,9 @@ pub struct ClientConfig {
     pub handshake_timeout: Duration,
     /// Largest frame accepted from the server (default 64 MiB).
     pub max_frame_size: usize,
+    /// TLS settings for `wss://` (see [`crate::tls::client_config`]); `None` trusts the web's
+    /// roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +46,7 @@ impl Default for ClientConfig {
             give_up_after: None,
             handshake_timeout: Duration::from_secs(10),
             max_frame_size: DEFAULT_MAX_FRAME,
+            tls: None,
         }
     }
 }
@@ -204,9 +209,11 @@ async fn connect(
     let ws_config = WebSocketConfig::default()
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size));
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true)
-        .await
-        .map_err(|e| Attempt::Failed(e.to_string()))?;
+    let connector = config.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, connector)
+            .await
+            .map_err(|e| Attempt::Failed(e.to_string()))?;
     ws.send(Frame::binary(join(local).encode()))
         .await
         .map_err(|e| Attempt::Failed(e.to_string()))?;

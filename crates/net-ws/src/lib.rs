@@ -34,9 +34,12 @@ pub mod handshake;
 mod http;
 mod server;
 mod socket;
+pub mod tls;
 
 pub use client::{ClientConfig, ClientError, ConnectionState, WebSocketClient};
 pub use http::UpgradeRequest;
+/// The rustls version the TLS settings are built with.
+pub use rustls;
 pub use server::{
     AcceptorAdapter, Authenticate, Authentication, ServerConfig, WebSocketAcceptor,
     WebSocketServer, DEFAULT_MAX_FRAME,

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub max_pending_handshakes: usize,
     /// The upgrade hook; `None` lets anyone in.
     pub authenticate: Option<Arc<dyn Authenticate>>,
+    /// TLS (`wss://`): see [`crate::tls::server_config_from_pem`]. `None` serves plain `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 1024,
             authenticate: None,
+            tls: None,
         }
     }
 }
@@ -87,6 +90,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("authenticate", &self.authenticate.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -265,9 +269,29 @@ impl WebSocketAcceptor {
         &self.inner.config
     }
 
-    /// Serves one raw TCP connection: a health `GET` or a WebSocket upgrade, then the `join`.
-    pub async fn accept_tcp(&self, mut stream: TcpStream) -> Result<(), NetworkError> {
+    /// Serves one raw TCP connection: TLS if configured, then a health `GET` or a WebSocket
+    /// upgrade, then the `join`.
+    pub async fn accept_tcp(&self, stream: TcpStream) -> Result<(), NetworkError> {
         stream.set_nodelay(true)?;
+        let config = &self.inner.config;
+        match &config.tls {
+            None => self.accept_stream(stream).await,
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                let stream =
+                    tokio::time::timeout(config.handshake_timeout, acceptor.accept(stream))
+                        .await
+                        .map_err(|_| NetworkError::Handshake("no TLS handshake in time".into()))?
+                        .map_err(|e| NetworkError::Handshake(format!("TLS: {e}")))?;
+                self.accept_stream(stream).await
+            }
+        }
+    }
+
+    async fn accept_stream<S>(&self, mut stream: S) -> Result<(), NetworkError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let config = &self.inner.config;
         let head = tokio::time::timeout(config.handshake_timeout, read_request(&mut stream)).await;
         let (request, rest) = match head {

@@ -447,3 +447,64 @@ async fn a_socket_that_stops_answering_pings_is_dropped() {
     honest.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_self_signed_certificate() {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let key = tandem_net_ws::rustls::pki_types::PrivateKeyDer::Pkcs8(
+        generated.key_pair.serialize_der().into(),
+    );
+    let config = ServerConfig {
+        tls: Some(tandem_net_ws::tls::server_config(vec![cert.clone()], key).unwrap()),
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    let url = url.replace("ws://", "wss://");
+
+    // A client that trusts the certificate syncs.
+    let trusting = WebSocketClient::new(
+        url.as_str(),
+        ClientConfig {
+            tls: Some(tandem_net_ws::tls::client_config([cert]).unwrap()),
+            ..fast_retry()
+        },
+    )
+    .unwrap();
+    let mut states = trusting.states();
+    let alice = Repo::builder().network(trusting).start().await.unwrap();
+    online(&mut states).await;
+    alice
+        .wait_for_peer(server.peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    let (doc, _) = alice
+        .create_with(|tx| tx.put(ROOT, "secret", "over tls"))
+        .await
+        .unwrap();
+    let on_server = server.find(doc.url()).await.unwrap();
+    assert_eq!(on_server.heads().unwrap(), doc.heads().unwrap());
+
+    // One that only trusts the web's roots never gets in.
+    let wary = WebSocketClient::new(
+        url.as_str(),
+        ClientConfig {
+            give_up_after: Some(2),
+            ..fast_retry()
+        },
+    )
+    .unwrap();
+    let mut wary_states = wary.states();
+    let bob = Repo::builder().network(wary).start().await.unwrap();
+    tokio::time::timeout(
+        PATIENCE,
+        wary_states.wait_for(|s| matches!(s, ConnectionState::Stopped(_))),
+    )
+    .await
+    .expect("the untrusting client kept trying")
+    .unwrap();
+    assert!(!server.peers().contains_key(bob.peer_id()));
+    for repo in [alice, bob, server] {
+        repo.shutdown().await;
+    }
+}

@@ -46,6 +46,12 @@ pub struct Options {
     /// Seconds an unused document stays in memory before it is saved and unloaded.
     #[arg(long, env = "TANDEM_IDLE_SECONDS", default_value_t = 300)]
     pub idle_seconds: u64,
+    /// PEM certificate chain: serve `wss://` (with `--tls-key`).
+    #[arg(long, env = "TANDEM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -67,6 +73,9 @@ pub enum ServerError {
         /// Why.
         source: tandem_core::StorageError,
     },
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] tandem_net_ws::tls::TlsError),
     /// The repo could not start.
     #[error(transparent)]
     Repo(#[from] RepoError),
@@ -77,14 +86,20 @@ pub enum ServerError {
 pub struct Server {
     repo: Repo,
     local_addr: SocketAddr,
+    url: String,
 }
 
 impl Server {
     /// Opens storage, binds the port and starts serving.
     pub async fn start(options: &Options) -> Result<Server, ServerError> {
         let address = format!("{}:{}", options.host, options.port);
+        let tls = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => Some(tandem_net_ws::tls::server_config_from_pem(cert, key)?),
+            _ => None,
+        };
         let config = ServerConfig {
             max_frame_size: options.max_frame_size,
+            tls,
             ..ServerConfig::default()
         };
         let listener = WebSocketServer::bind(address.as_str(), config)
@@ -120,7 +135,21 @@ impl Server {
             peer_id = %repo.peer_id(),
             "tandem-server listening"
         );
-        Ok(Server { repo, local_addr })
+        let scheme = if options.tls_cert.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        Ok(Server {
+            repo,
+            url: format!("{scheme}://{local_addr}"),
+            local_addr,
+        })
+    }
+
+    /// The URL clients connect to (`ws://…` or `wss://…`).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Where it listens.
@@ -146,7 +175,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let server = Server::start(&options).await?;
-    println!("listening on ws://{}", server.local_addr());
+    println!("listening on {}", server.url());
     stop.await;
     info!("shutting down: saving documents and closing sockets");
     server.shutdown().await;

@@ -25,9 +25,14 @@ impl Drop for ServerProcess {
 
 /// Starts the binary on a free port; returns the process and its WebSocket URL.
 fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (ServerProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
         .args(["--port", "0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -241,4 +246,41 @@ async fn acknowledged_changes_survive_kill_9() {
         reader.shutdown().await;
         assert!(terminate(server).success());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_flags_serve_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, generated.cert.pem()).unwrap();
+    std::fs::write(&key_path, generated.key_pair.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let (server, url) = start_with(
+        &data,
+        &[
+            "--tls-cert".as_ref(),
+            cert_path.as_os_str(),
+            "--tls-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
+    assert!(url.starts_with("wss://"), "{url}");
+    let config = ClientConfig {
+        tls: Some(tandem_net_ws::tls::client_config([generated.cert.der().clone()]).unwrap()),
+        ..ClientConfig::default()
+    };
+    let adapter = WebSocketClient::new(url.as_str(), config).unwrap();
+    let mut states = adapter.states();
+    let repo = Repo::builder().network(adapter).start().await.unwrap();
+    tokio::time::timeout(
+        PATIENCE,
+        states.wait_for(|s| *s == tandem_net_ws::ConnectionState::Online),
+    )
+    .await
+    .expect("never online over wss")
+    .unwrap();
+    repo.shutdown().await;
+    assert!(terminate(server).success());
 }
