@@ -87,7 +87,12 @@ async fn wait_for_remote_heads(doc: &tandem_repo::DocHandle, storage: &tandem_co
 }
 
 async fn client(url: &str) -> Repo {
-    let adapter = WebSocketClient::new(url, ClientConfig::default()).unwrap();
+    client_with(url, ClientConfig::default()).await
+}
+
+/// A client repo connected to `url`, once the server is its peer.
+async fn client_with(url: &str, config: ClientConfig) -> Repo {
+    let adapter = WebSocketClient::new(url, config).unwrap();
     let mut states = adapter.states();
     let repo = Repo::builder().network(adapter).start().await.unwrap();
     tokio::time::timeout(
@@ -271,16 +276,7 @@ async fn tls_flags_serve_wss() {
         tls: Some(tandem_net_ws::tls::client_config([generated.cert.der().clone()]).unwrap()),
         ..ClientConfig::default()
     };
-    let adapter = WebSocketClient::new(url.as_str(), config).unwrap();
-    let mut states = adapter.states();
-    let repo = Repo::builder().network(adapter).start().await.unwrap();
-    tokio::time::timeout(
-        PATIENCE,
-        states.wait_for(|s| *s == tandem_net_ws::ConnectionState::Online),
-    )
-    .await
-    .expect("never online over wss")
-    .unwrap();
+    let repo = client_with(&url, config).await;
     repo.shutdown().await;
     assert!(terminate(server).success());
 }
