@@ -288,3 +288,42 @@ async fn tandem_clients_sync_through_the_js_sync_server() {
     rust.shutdown().await;
     other.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_client_reconnects_after_tandem_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let port = server.local_addr().port();
+    let created = js(&["create", &url]).await;
+    let doc_url = created["url"].as_str().unwrap().to_owned();
+
+    let mut node = NodeProcess::start("ws-peer.mjs", &["reconnect", &url, &doc_url]);
+    assert_eq!(node.next_json_async(PATIENCE).await["phase"], "connected");
+    server.shutdown().await;
+    assert_eq!(
+        node.next_json_async(PATIENCE).await["phase"],
+        "disconnected"
+    );
+
+    // Same port again, once the old listener has let go of it.
+    let mut again = options(dir.path());
+    again.port = port;
+    let server = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match Server::start(&again).await {
+                Ok(server) => return server,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the port never came free");
+    let synced = node.next_json_async(PATIENCE).await;
+    assert_eq!(synced["phase"], "synced");
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+
+    // The change JS made after the restart is on the server.
+    let on_server = server.repo().find(doc_url.as_str()).await.unwrap();
+    assert_eq!(hex_heads(&on_server), synced["heads"]);
+    server.shutdown().await;
+}

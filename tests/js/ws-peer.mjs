@@ -10,6 +10,7 @@
 //   node ws-peer.mjs big <ws-url> <bytes>         create a document holding <bytes> of text
 //   node ws-peer.mjs ephemeral <ws-url> <doc-url> broadcast {from: "js"}, print the first
 //                                                 ephemeral message received, then exit
+//   node ws-peer.mjs reconnect <ws-url> <doc-url> follow a document across a server restart
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
@@ -137,6 +138,21 @@ switch (command) {
     out({ ready: true })
     handle.broadcast({ from: "js" })
     out({ received: await received })
+    await repo.shutdown()
+    break
+  }
+  case "reconnect": {
+    // Follows a document across a server restart: prints connected, disconnected, then synced
+    // (after a change made once the server is back has been acknowledged).
+    const repo = await client(args[0])
+    const handle = await repo.find(args[1])
+    out({ phase: "connected" })
+    await new Promise(r => repo.networkSubsystem.once("peer-disconnected", r))
+    out({ phase: "disconnected" })
+    await new Promise(r => repo.networkSubsystem.once("peer", r))
+    handle.change(d => { d.after_restart = true })
+    await acked(repo, handle)
+    out({ phase: "synced", heads: A.getHeads(handle.doc()) })
     await repo.shutdown()
     break
   }
