@@ -280,3 +280,63 @@ async fn tls_flags_serve_wss() {
     repo.shutdown().await;
     assert!(terminate(server).success());
 }
+
+/// Two server processes on one directory, each with a client editing the same document (and
+/// compacting as the changes pile up); after both stop, the directory holds the union.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_directory_and_lose_nothing() {
+    use automerge::ReadDoc;
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_url) = start(dir.path());
+    let (second, second_url) = start(dir.path());
+
+    let alice = client(&first_url).await;
+    let (doc, _) = alice
+        .create_with(|tx| tx.put(ROOT, "created", true))
+        .await
+        .unwrap();
+    let (_, meta) = alice.peers().into_iter().next().unwrap();
+    let storage = meta.storage_id.expect("storage");
+    wait_for_remote_heads(&doc, &storage).await;
+
+    // The second process loads the document from the shared directory.
+    let bob = client(&second_url).await;
+    let theirs = bob.find(doc.url()).await.unwrap();
+
+    const CHANGES: i64 = 300;
+    for i in 0..CHANGES {
+        doc.change(|tx| tx.put(ROOT, format!("a{i}"), i))
+            .unwrap()
+            .unwrap();
+        theirs
+            .change(|tx| tx.put(ROOT, format!("b{i}"), i))
+            .unwrap()
+            .unwrap();
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    wait_for_remote_heads(&doc, &storage).await;
+    wait_for_remote_heads(&theirs, &storage).await;
+    alice.shutdown().await;
+    bob.shutdown().await;
+    assert!(terminate(first).success());
+    assert!(terminate(second).success());
+
+    let store = tandem_storage_fs::FsStorage::open(dir.path()).unwrap();
+    let loaded = tandem_core::persistence::load_from_storage(&store, doc.document_id())
+        .await
+        .unwrap();
+    assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+    let union = loaded.document.expect("the document is on disk");
+    for i in 0..CHANGES {
+        assert!(
+            union.get(ROOT, format!("a{i}")).unwrap().is_some(),
+            "lost a{i}"
+        );
+        assert!(
+            union.get(ROOT, format!("b{i}")).unwrap().is_some(),
+            "lost b{i}"
+        );
+    }
+}
