@@ -327,3 +327,35 @@ async fn a_js_client_reconnects_after_tandem_server_restarts() {
     assert_eq!(hex_heads(&on_server), synced["heads"]);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_client_hears_through_tandem_server_which_heads_a_tandem_storage_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gossiping = options(dir.path());
+    gossiping.remote_heads_gossip = true;
+    let server = Server::start(&gossiping).await.unwrap();
+    let url = format!("ws://{}", server.local_addr());
+
+    // A tandem writer with storage of its own: its storage id is what JS subscribes to.
+    let adapter = WebSocketClient::new(url.as_str(), ClientConfig::default()).unwrap();
+    let writer = Repo::builder()
+        .storage(tandem::storage_mem::MemoryStorage::new())
+        .network(adapter)
+        .start()
+        .await
+        .unwrap();
+    let mut peers = writer.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
+        .await
+        .unwrap()
+        .unwrap();
+    let doc = create_rich(&writer).await;
+    let on_server = server.repo().find(doc.url()).await.unwrap();
+    wait_for_heads(&on_server, &hex_heads(&doc)).await;
+
+    let storage = writer.storage_id().unwrap().to_string();
+    let heard = js(&["gossip", &url, &doc.url().to_string(), &storage]).await;
+    assert_eq!(heard["heads"], hex_heads(&doc));
+    writer.shutdown().await;
+    server.shutdown().await;
+}

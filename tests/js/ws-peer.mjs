@@ -10,6 +10,8 @@
 //   node ws-peer.mjs big <ws-url> <bytes>         create a document holding <bytes> of text
 //   node ws-peer.mjs ephemeral <ws-url> <doc-url> broadcast {from: "js"}, print the first
 //                                                 ephemeral message received, then exit
+//   node ws-peer.mjs gossip <ws-url> <doc-url> <storage-id>
+//                                                 print the heads gossip reports for a storage
 //   node ws-peer.mjs reconnect <ws-url> <doc-url> follow a document across a server restart
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
@@ -17,7 +19,7 @@
 // Content is printed "tagged" so that Rust can compare types, not only JSON shapes: bytes as
 // {"$bytes": [...]}, counters as {"$counter": n}, text as strings.
 import * as A from "@automerge/automerge"
-import { Repo, generateAutomergeUrl } from "@automerge/automerge-repo"
+import { Repo, generateAutomergeUrl, decodeHeads } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter, WebSocketServerAdapter } from "@automerge/automerge-repo-network-websocket"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { WebSocketServer } from "ws"
@@ -38,8 +40,8 @@ function tagged(value) {
   return value
 }
 
-async function client(url) {
-  const repo = new Repo({ network: [new WebSocketClientAdapter(url, 100)], sharePolicy: async () => true })
+async function client(url, options = {}) {
+  const repo = new Repo({ network: [new WebSocketClientAdapter(url, 100)], sharePolicy: async () => true, ...options })
   await repo.networkSubsystem.whenReady()
   // Wait for the server to be a peer (the adapter is "ready" after 1 s even without one).
   while (repo.peers.length === 0) await new Promise(r => repo.networkSubsystem.once("peer", r))
@@ -153,6 +155,17 @@ switch (command) {
     handle.change(d => { d.after_restart = true })
     await acked(repo, handle)
     out({ phase: "synced", heads: A.getHeads(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "gossip": {
+    // Subscribes to a storage id it never meets and prints the heads gossip reports for it.
+    const [url, docUrl, storageId] = args
+    const repo = await client(url, { enableRemoteHeadsGossiping: true })
+    repo.subscribeToRemotes([storageId])
+    const handle = await repo.find(docUrl)
+    while (!handle.getSyncInfo(storageId)) await new Promise(r => handle.once("remote-heads", r))
+    out({ heads: decodeHeads(handle.getSyncInfo(storageId).lastHeads) })
     await repo.shutdown()
     break
   }
