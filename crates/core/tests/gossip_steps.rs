@@ -66,7 +66,7 @@ fn a_subscriber_hears_the_heads_its_server_sees() {
 
     // The server sees the writer's heads before the client opened the document: kept, not sent.
     let h = heads();
-    let out = server.direct_heads(&doc, &writer, &h, 1_000);
+    let (out, _) = server.direct_heads(&doc, &writer, &h, 1_000);
     assert!(out.messages.is_empty());
     // When the client opens the document it is told what the server knows.
     let out = server.peer_opened(&client_id, &doc);
@@ -79,7 +79,8 @@ fn a_subscriber_hears_the_heads_its_server_sees() {
     assert_eq!(r.timestamp, 1_000);
 
     // Heads seen again within the same millisecond still count as news.
-    let out = server.direct_heads(&doc, &writer, &h, 1_000);
+    let (out, stamped) = server.direct_heads(&doc, &writer, &h, 1_000);
+    assert_eq!(stamped, 1_001);
     assert_eq!(
         deliver(&out, &client_id, &mut client).heads_changed.len(),
         1
@@ -87,7 +88,7 @@ fn a_subscriber_hears_the_heads_its_server_sees() {
     assert_eq!(client.known_heads(&doc, &writer).unwrap().timestamp, 1_001);
 
     // Later heads go straight out; an older record is ignored by the client.
-    let out = server.direct_heads(&doc, &writer, &h, 2_000);
+    let (out, _) = server.direct_heads(&doc, &writer, &h, 2_000);
     assert_eq!(targets(&out, "remote-heads-changed"), ["client"]);
     assert_eq!(
         deliver(&out, &client_id, &mut client).heads_changed.len(),
@@ -188,4 +189,27 @@ fn gossip_about_unwanted_storages_is_dropped_and_wanted_gossip_is_relayed_onward
     assert!(hub.known_heads(&doc, &unwanted).is_none());
     // The same record again is not news.
     assert!(hub.receive_remote_heads(&message).messages.is_empty());
+}
+
+#[test]
+fn a_timestamp_at_the_end_of_time_does_not_overflow() {
+    let hub_id = PeerId::from("hub");
+    let mut hub = RemoteHeadsGossip::new(hub_id.clone());
+    let doc = DocumentId::random();
+    let storage = StorageId::from("s");
+    hub.subscribe([storage.clone()]);
+    hub.receive_remote_heads(&tandem_core::RemoteHeadsChangedMessage {
+        sender_id: PeerId::from("liar"),
+        target_id: hub_id,
+        document_id: doc.clone(),
+        new_heads: vec![(
+            storage.clone(),
+            RemoteHeads {
+                heads: vec![],
+                timestamp: u64::MAX,
+            },
+        )],
+    });
+    let (_, stamped) = hub.direct_heads(&doc, &storage, &heads(), 5);
+    assert_eq!(stamped, u64::MAX);
 }

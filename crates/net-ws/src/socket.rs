@@ -113,7 +113,16 @@ async fn write_frames<S>(
                     let _ = sink.send(Frame::Close(None)).await;
                     break;
                 };
-                if let Err(error) = sink.send(Frame::binary(message.encode())).await {
+                // A peer that stops reading must not keep a write (and so the pings) stuck for as
+                // long as TCP takes to give up.
+                let write = sink.send(Frame::binary(message.encode()));
+                let written = match keepalive {
+                    Some(every) => tokio::time::timeout(every * 2, write)
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())),
+                    None => write.await,
+                };
+                if let Err(error) = written {
                     debug!(peer = %remote.peer_id, %error, "websocket write failed");
                     break;
                 }

@@ -28,10 +28,17 @@ async fn server_with(config: ServerConfig) -> (Repo, String) {
     (repo, format!("ws://{addr}"))
 }
 
+/// A client repo, once it is online and has registered the server as a peer.
 async fn client(url: &str) -> (Repo, tokio::sync::watch::Receiver<ConnectionState>) {
     let adapter = WebSocketClient::new(url, fast_retry()).unwrap();
-    let states = adapter.states();
+    let mut states = adapter.states();
     let repo = Repo::builder().network(adapter).start().await.unwrap();
+    online(&mut states).await;
+    let mut peers = repo.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
+        .await
+        .expect("the server never became a peer")
+        .unwrap();
     (repo, states)
 }
 
@@ -58,6 +65,10 @@ async fn two_clients_share_a_document_through_the_server() {
     online(&mut alice_state).await;
     online(&mut bob_state).await;
 
+    server
+        .wait_for_peer(alice.peer_id(), PATIENCE)
+        .await
+        .unwrap();
     let doc = alice
         .create_from(&serde_json::json!({"title": "hello", "items": [1, 2, 3]}))
         .await

@@ -233,6 +233,8 @@ impl DocumentWorker {
             }
             DocEvent::PeerDisconnected(peer) => {
                 self.links.remove(&peer);
+                // Built against the sync state that just ended: not for its next connection.
+                self.held.retain(|m| m.target_id() != Some(&peer));
                 let out = self.sync.remove_peer(&peer);
                 self.apply(out, None);
             }
@@ -498,9 +500,12 @@ impl DocumentWorker {
             self.schedule_save();
         }
         for (storage_id, heads) in out.remote_heads {
-            let timestamp = now_millis();
+            let mut timestamp = now_millis();
             if let Some(gossip) = &self.ctx.gossip {
-                gossip.direct_heads(&self.shared.document_id, &storage_id, &heads, timestamp);
+                // The handle keeps the stamp gossip gave the record, so that the record relayed
+                // back to us later is not mistaken for newer news.
+                timestamp =
+                    gossip.direct_heads(&self.shared.document_id, &storage_id, &heads, timestamp);
             }
             self.record_remote_heads(RemoteHeadsEvent {
                 storage_id,

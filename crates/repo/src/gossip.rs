@@ -84,8 +84,8 @@ impl Gossip {
         storage: &StorageId,
         heads: &[ChangeHash],
         now: u64,
-    ) {
-        self.with(|inner| (inner.rules.direct_heads(document, storage, heads, now), ()))
+    ) -> u64 {
+        self.with(|inner| inner.rules.direct_heads(document, storage, heads, now))
     }
 
     pub(crate) fn subscribe(&self, storages: Vec<StorageId>) {

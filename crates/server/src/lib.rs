@@ -44,7 +44,8 @@ pub struct Options {
     #[arg(long, env = "TANDEM_REMOTE_HEADS_GOSSIP")]
     pub remote_heads_gossip: bool,
     /// Seconds an unused document stays in memory before it is saved and unloaded.
-    #[arg(long, env = "TANDEM_IDLE_SECONDS", default_value_t = 300)]
+    #[arg(long, env = "TANDEM_IDLE_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_seconds: u64,
     /// PEM certificate chain: serve `wss://` (with `--tls-key`).
     #[arg(long, env = "TANDEM_TLS_CERT", requires = "tls_key")]

@@ -180,6 +180,7 @@ async fn acknowledged_changes_survive_kill_9() {
         let mut acks = Box::pin(doc.remote_heads_changes());
         // Kill after a few acknowledged changes, at a moment chosen by the clock.
         let (first_acks_tx, first_acks_rx) = std::sync::mpsc::channel::<()>();
+        let (killed_tx, mut killed) = tokio::sync::watch::channel(false);
         let killer = std::thread::spawn(move || {
             let _ = first_acks_rx.recv_timeout(PATIENCE);
             let jitter = std::time::SystemTime::now()
@@ -189,6 +190,7 @@ async fn acknowledged_changes_survive_kill_9() {
                 % 40;
             std::thread::sleep(Duration::from_millis(jitter));
             kill_hard(&mut server);
+            let _ = killed_tx.send(true);
         });
         let mut acknowledged: Vec<ChangeHash> = Vec::new();
         let mut count = 0u64;
@@ -197,8 +199,8 @@ async fn acknowledged_changes_survive_kill_9() {
                 .unwrap()
                 .unwrap();
             let heads = doc.heads().unwrap();
-            // Wait for this change's acknowledgement; a dead server gives none.
-            let acked = tokio::time::timeout(Duration::from_secs(2), async {
+            // Wait for this change's acknowledgement, or for the kill, which ends the round.
+            let ack = async {
                 loop {
                     if let Some(remote) = doc.remote_heads(&server_storage) {
                         if remote.heads == heads {
@@ -209,9 +211,13 @@ async fn acknowledged_changes_survive_kill_9() {
                         std::future::pending::<()>().await;
                     }
                 }
-            })
-            .await;
-            if acked.is_err() {
+            };
+            let acked = tokio::select! {
+                _ = ack => true,
+                _ = killed.wait_for(|k| *k) => false,
+                _ = tokio::time::sleep(PATIENCE) => panic!("round {round}: no acknowledgement and no kill"),
+            };
+            if !acked {
                 break;
             }
             acknowledged = heads;

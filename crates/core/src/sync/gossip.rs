@@ -168,19 +168,21 @@ impl RemoteHeadsGossip {
     }
 
     /// A directly connected peer whose storage is `storage` has `heads` of `document`, learned
-    /// at `now` (ms since the epoch).
+    /// at `now` (ms since the epoch). Returns the messages and the timestamp the record got
+    /// (later than `now` if an earlier record was stamped at or after it).
     pub fn direct_heads(
         &mut self,
         document: &DocumentId,
         storage: &StorageId,
         heads: &[ChangeHash],
         now: u64,
-    ) -> GossipOutput {
+    ) -> (GossipOutput, u64) {
         let entry = self.known.entry(document.clone()).or_default();
         // Receivers keep only strictly newer records, and two observations can fall in one
         // millisecond: each new one is stamped after the last.
         let timestamp = match entry.get(storage) {
-            Some(old) if old.timestamp >= now => old.timestamp + 1,
+            // Saturating: a peer may have gossiped a timestamp at the end of time.
+            Some(old) if old.timestamp >= now => old.timestamp.saturating_add(1),
             _ => now,
         };
         let record = RemoteHeads {
@@ -193,7 +195,7 @@ impl RemoteHeadsGossip {
             out.messages
                 .push(self.notify(&peer, document, storage, record.clone()));
         }
-        out
+        (out, timestamp)
     }
 
     /// A `remote-subscription-change` from `message.sender_id`.
