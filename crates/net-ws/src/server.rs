@@ -17,6 +17,7 @@ use tandem_core::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
@@ -59,7 +60,8 @@ pub struct ServerConfig {
     /// Ping interval; a socket that has not answered the previous ping is dropped. Default 5 s,
     /// as in JS.
     pub keepalive_interval: Duration,
-    /// Time from TCP accept to a completed `join`; slower sockets are closed. Default 10 s.
+    /// Time from TCP accept to a completed `join`, for all the stages together (TLS, the HTTP
+    /// request, the upgrade hook, the `join`); slower sockets are closed. Default 10 s.
     pub handshake_timeout: Duration,
     /// Sockets allowed in the handshake at once; more wait for a slot (default 1024).
     pub max_pending_handshakes: usize,
@@ -180,7 +182,12 @@ impl NetworkAdapter for WebSocketServer {
                         continue;
                     }
                 };
-                let Ok(slot) = slots.clone().acquire_owned().await else {
+                // Waiting for a slot must not outlive the repo either.
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot,
+                    _ = stopped.closed() => return,
+                };
+                let Ok(slot) = slot else {
                     return;
                 };
                 let acceptor = acceptor.clone();
@@ -273,27 +280,28 @@ impl WebSocketAcceptor {
     /// upgrade, then the `join`.
     pub async fn accept_tcp(&self, stream: TcpStream) -> Result<(), NetworkError> {
         stream.set_nodelay(true)?;
-        let config = &self.inner.config;
-        match &config.tls {
-            None => self.accept_stream(stream).await,
+        // One deadline for every stage, so a slow client cannot stretch the handshake by being
+        // slow at each stage in turn.
+        let deadline = Instant::now() + self.inner.config.handshake_timeout;
+        match &self.inner.config.tls {
+            None => self.accept_stream(stream, deadline).await,
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                let stream =
-                    tokio::time::timeout(config.handshake_timeout, acceptor.accept(stream))
-                        .await
-                        .map_err(|_| NetworkError::Handshake("no TLS handshake in time".into()))?
-                        .map_err(|e| NetworkError::Handshake(format!("TLS: {e}")))?;
-                self.accept_stream(stream).await
+                let stream = timeout_at(deadline, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| NetworkError::Handshake("no TLS handshake in time".into()))?
+                    .map_err(|e| NetworkError::Handshake(format!("TLS: {e}")))?;
+                self.accept_stream(stream, deadline).await
             }
         }
     }
 
-    async fn accept_stream<S>(&self, mut stream: S) -> Result<(), NetworkError>
+    async fn accept_stream<S>(&self, mut stream: S, deadline: Instant) -> Result<(), NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.inner.config;
-        let head = tokio::time::timeout(config.handshake_timeout, read_request(&mut stream)).await;
+        let head = timeout_at(deadline, read_request(&mut stream)).await;
         let (request, rest) = match head {
             Err(_) => return Err(NetworkError::Handshake("no request in time".into())),
             Ok(Err(error)) => {
@@ -314,7 +322,10 @@ impl WebSocketAcceptor {
             let _ = stream.shutdown().await;
             return Ok(());
         }
-        let authenticated = match self.authenticate(&request).await {
+        let decision = timeout_at(deadline, self.authenticate(&request))
+            .await
+            .unwrap_or_else(|_| Authentication::Refuse("authentication took too long".into()));
+        let authenticated = match decision {
             Authentication::Refuse(why) => {
                 let _ = stream
                     .write_all(&plain_response("401 Unauthorized", &format!("{why}\n")))
@@ -332,12 +343,12 @@ impl WebSocketAcceptor {
             Some(config.websocket()),
         )
         .await;
-        self.serve(ws, authenticated).await
+        self.serve(ws, authenticated, deadline).await
     }
 
     /// Serves a socket an HTTP framework has already upgraded (the `101` is sent): waits for the
     /// `join` and hands the client to the repo. `authenticated` binds the socket to one peer id,
-    /// as [`Authentication::As`] does.
+    /// as [`Authentication::As`] does. The `join` must arrive within the handshake timeout.
     pub async fn accept_upgraded<S>(
         &self,
         io: S,
@@ -349,7 +360,8 @@ impl WebSocketAcceptor {
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(self.inner.config.websocket()))
                 .await;
-        self.serve(ws, authenticated).await
+        let deadline = Instant::now() + self.inner.config.handshake_timeout;
+        self.serve(ws, authenticated, deadline).await
     }
 
     async fn authenticate(&self, request: &UpgradeRequest) -> Authentication {
@@ -363,24 +375,24 @@ impl WebSocketAcceptor {
         &self,
         mut ws: WebSocketStream<S>,
         authenticated: Option<PeerId>,
+        deadline: Instant,
     ) -> Result<(), NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.inner.config;
         let local = self.local().await?;
-        let first =
-            match tokio::time::timeout(config.handshake_timeout, first_message(&mut ws)).await {
-                Err(_) => {
-                    let _ = ws.close(None).await;
-                    return Err(NetworkError::Handshake("no join in time".into()));
-                }
-                Ok(Err(error)) => {
-                    let _ = ws.close(None).await;
-                    return Err(error);
-                }
-                Ok(Ok(first)) => first,
-            };
+        let first = match timeout_at(deadline, first_message(&mut ws)).await {
+            Err(_) => {
+                let _ = ws.close(None).await;
+                return Err(NetworkError::Handshake("no join in time".into()));
+            }
+            Ok(Err(error)) => {
+                let _ = ws.close(None).await;
+                return Err(error);
+            }
+            Ok(Ok(first)) => first,
+        };
         match answer_join(&local, &first, authenticated.as_ref()) {
             ServerDecision::Reject { reply, reason } => {
                 warn!(%reason, "join refused");

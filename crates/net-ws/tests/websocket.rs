@@ -207,6 +207,22 @@ where
     .expect("socket neither answered nor closed")
 }
 
+/// A `request` for `document` from a peer that has nothing of it.
+fn request(sender: &str, target: &PeerId, document: &DocumentId) -> Message {
+    let mut empty = automerge::sync::State::new();
+    let data = automerge::AutoCommit::new()
+        .sync()
+        .generate_sync_message(&mut empty)
+        .expect("an empty document always has something to say")
+        .encode();
+    Message::Request(SyncMessage {
+        sender_id: PeerId::from(sender),
+        target_id: target.clone(),
+        document_id: document.clone(),
+        data: tandem_core::MessageData::new(data).unwrap(),
+    })
+}
+
 /// Whether the server closes the socket after `frame` (waiting for the close, with a timeout).
 async fn closes_after(url: &str, frame: Frame) -> bool {
     let mut ws = joined(url, "mallory").await;
@@ -246,25 +262,9 @@ async fn hostile_frames_close_only_the_offending_socket() {
     // the socket stays usable.
     let mut ws = joined(&url, "mallory").await;
     let document_id = DocumentId::random();
-    let mut empty = automerge::sync::State::new();
-    let request = automerge::AutoCommit::new()
-        .sync()
-        .generate_sync_message(&mut empty)
-        .unwrap()
-        .encode();
-    let spoofed = Message::Request(SyncMessage {
-        sender_id: PeerId::from("alice"),
-        target_id: server.peer_id().clone(),
-        document_id: document_id.clone(),
-        data: tandem_core::MessageData::new(request.clone()).unwrap(),
-    });
+    let spoofed = request("alice", server.peer_id(), &document_id);
     ws.send(Frame::binary(spoofed.encode())).await.unwrap();
-    let honest_request = Message::Request(SyncMessage {
-        sender_id: PeerId::from("mallory"),
-        target_id: server.peer_id().clone(),
-        document_id: document_id.clone(),
-        data: tandem_core::MessageData::new(request).unwrap(),
-    });
+    let honest_request = request("mallory", server.peer_id(), &document_id);
     ws.send(Frame::binary(honest_request.encode()))
         .await
         .unwrap();
@@ -411,18 +411,32 @@ async fn the_upgrade_hook_refuses_strangers_and_binds_the_identity_it_authentica
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_join_with_the_same_peer_id_takes_over() {
     let (server, url) = server_with(ServerConfig::default()).await;
+    let (doc, _) = server
+        .create_with(|tx| tx.put(ROOT, "on", "server"))
+        .await
+        .unwrap();
+    let document_id = doc.document_id().clone();
     let mut first = joined(&url, "phone").await;
-    let _second = joined(&url, "phone").await;
-    // The first socket is closed; the peer stays connected through the second.
+    let mut second = joined(&url, "phone").await;
+    // The first socket is closed; the peer is served through the second.
     assert!(next_message(&mut first).await.is_none());
-    let mut peers = server.peer_changes();
-    tokio::time::timeout(
-        PATIENCE,
-        peers.wait_for(|p| p.contains_key(&PeerId::from("phone"))),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    second
+        .send(Frame::binary(
+            request("phone", server.peer_id(), &document_id).encode(),
+        ))
+        .await
+        .unwrap();
+    let answer = next_message(&mut second)
+        .await
+        .expect("the second socket was closed");
+    match answer {
+        Message::Sync(sync) => {
+            assert_eq!(sync.document_id, document_id);
+            assert_eq!(sync.target_id, PeerId::from("phone"));
+        }
+        other => panic!("expected the document, got {other:?}"),
+    }
+    assert!(server.peers().contains_key(&PeerId::from("phone")));
     server.shutdown().await;
 }
 
@@ -518,4 +532,90 @@ async fn wss_with_a_self_signed_certificate() {
     for repo in [alice, bob, server] {
         repo.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_idle_sockets_are_cut_at_the_handshake_deadline_while_others_are_served() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    let addr = url.trim_start_matches("ws://").to_owned();
+    // 300 sockets that never say anything, and one that sends its request one byte at a time.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let dripping = tokio::spawn(async move {
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            .iter()
+            .cycle()
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return true; // cut off
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    });
+
+    // Meanwhile a client joins and is served.
+    let (honest, _states) = client(&url).await;
+    let (doc, _) = honest
+        .create_with(|tx| tx.put(ROOT, "served", true))
+        .await
+        .unwrap();
+    let on_server = tokio::time::timeout(PATIENCE, server.find(doc.url()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_server.heads().unwrap(), doc.heads().unwrap());
+
+    // Every idle socket is closed by the server (end of stream, or a reset).
+    for mut socket in idle {
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(PATIENCE, socket.read(&mut buffer))
+            .await
+            .expect("an idle socket was kept open");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert!(tokio::time::timeout(PATIENCE, dripping)
+        .await
+        .unwrap()
+        .unwrap());
+    assert_eq!(server.peers().len(), 1);
+    honest.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_timeout_covers_all_its_stages_together() {
+    let timeout = Duration::from_millis(400);
+    let config = ServerConfig {
+        handshake_timeout: timeout,
+        ..ServerConfig::default()
+    };
+    let (server, url) = server_with(config).await;
+    // The upgrade arrives within the timeout and so does the join after it, but not both.
+    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("ws://"))
+        .await
+        .unwrap();
+    tokio::time::sleep(timeout * 3 / 4).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .expect("the upgrade was refused");
+    tokio::time::sleep(timeout * 3 / 4).await;
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: PeerId::from("dawdler"),
+        metadata: PeerMetadata::default(),
+    });
+    let _ = ws.send(Frame::binary(join.encode())).await;
+    assert!(
+        next_message(&mut ws).await.is_none(),
+        "a handshake slower than the timeout was accepted"
+    );
+    assert!(server.peers().is_empty());
+    server.shutdown().await;
 }
