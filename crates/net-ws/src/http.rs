@@ -107,6 +107,19 @@ pub(crate) async fn read_request<S: AsyncRead + Unpin>(
 }
 
 /// The `101 Switching Protocols` answer to an upgrade request.
+/// The `Sec-WebSocket-Accept` value that answers a request's `Sec-WebSocket-Key` (RFC 6455
+/// §4.2.2), for applications that answer the upgrade in their own HTTP server and then hand the
+/// socket to [`WebSocketAcceptor::accept_upgraded`](crate::WebSocketAcceptor::accept_upgraded).
+///
+/// ```
+/// // The example from RFC 6455 §1.3.
+/// let accept = tandem_net_ws::websocket_accept_key("dGhlIHNhbXBsZSBub25jZQ==");
+/// assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn websocket_accept_key(sec_websocket_key: &str) -> String {
+    derive_accept_key(sec_websocket_key.as_bytes())
+}
+
 pub(crate) fn switching_protocols(request: &UpgradeRequest) -> Vec<u8> {
     let key = request.header("sec-websocket-key").unwrap_or_default();
     format!(
