@@ -223,6 +223,28 @@ fn request(sender: &str, target: &PeerId, document: &DocumentId) -> Message {
     })
 }
 
+fn cbor_map(bytes: &[u8]) -> ciborium::Value {
+    ciborium::de::from_reader(bytes).expect("a CBOR value")
+}
+
+fn cbor_bytes(value: &ciborium::Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(value, &mut bytes).expect("encodable");
+    bytes
+}
+
+/// Replaces one field of a CBOR map.
+fn set_field(map: &mut ciborium::Value, name: &str, value: ciborium::Value) {
+    let ciborium::Value::Map(entries) = map else {
+        panic!("not a map: {map:?}")
+    };
+    let entry = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .unwrap_or_else(|| panic!("no field {name}"));
+    entry.1 = value;
+}
+
 /// Whether the server closes the socket after `frame` (waiting for the close, with a timeout).
 async fn closes_after(url: &str, frame: Frame) -> bool {
     let mut ws = joined(url, "mallory").await;
@@ -255,6 +277,31 @@ async fn hostile_frames_close_only_the_offending_socket() {
         );
     }
     assert!(closes_after(&url, Frame::text("{\"type\":\"join\"}")).await);
+    // Truncated CBOR; a field of the wrong type; a document id that is not one; sync data that
+    // is not an automerge sync message.
+    let whole = request("mallory", server.peer_id(), &DocumentId::random()).encode();
+    assert!(closes_after(&url, Frame::binary(whole[..whole.len() / 2].to_vec())).await);
+    let mut wrong_type = cbor_map(&whole);
+    set_field(
+        &mut wrong_type,
+        "documentId",
+        ciborium::Value::Integer(42.into()),
+    );
+    assert!(closes_after(&url, Frame::binary(cbor_bytes(&wrong_type))).await);
+    let mut bad_id = cbor_map(&whole);
+    set_field(
+        &mut bad_id,
+        "documentId",
+        ciborium::Value::Text("not-an-id".into()),
+    );
+    assert!(closes_after(&url, Frame::binary(cbor_bytes(&bad_id))).await);
+    let mut random_data = cbor_map(&whole);
+    set_field(
+        &mut random_data,
+        "data",
+        ciborium::Value::Bytes(vec![0x42, 0x13, 0x37, 0x00, 0xff]),
+    );
+    assert!(closes_after(&url, Frame::binary(cbor_bytes(&random_data))).await);
     // A frame over the limit.
     assert!(closes_after(&url, Frame::binary(vec![0u8; 65 * 1024])).await);
 

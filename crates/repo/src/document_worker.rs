@@ -407,7 +407,12 @@ impl DocumentWorker {
                 };
                 match result {
                     Ok(out) => self.apply(out, Some(&peer)),
-                    Err(error) => warn!(%peer, %error, "dropping a sync message"),
+                    Err(error) => {
+                        // A peer that sends what automerge cannot take is broken or hostile:
+                        // it loses its connection (and may come back); nobody else notices.
+                        warn!(%peer, %error, "bad sync message; disconnecting the peer");
+                        from.outbox.close();
+                    }
                 }
             }
             Message::DocUnavailable(_) => {

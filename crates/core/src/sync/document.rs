@@ -24,8 +24,8 @@ pub enum PeerStatus {
     Unavailable,
 }
 
-/// A sync message that could not be applied. The message is dropped; the peer and the document
-/// carry on.
+/// A sync message that could not be applied. The message is dropped and the document carries
+/// on; the repo disconnects the peer that sent it.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// `data` is not an automerge sync message.
