@@ -31,6 +31,10 @@ pub struct ClientConfig {
     pub give_up_after: Option<u32>,
     /// Time from starting to connect to the server's `peer` (default 10 s).
     pub handshake_timeout: Duration,
+    /// Ping the server this often, and reconnect when nothing at all arrived from it since the
+    /// previous ping (default 15 s, so a dead server is noticed within 30 s even when TCP is not
+    /// told). `None` relies on the server's own pings and TCP.
+    pub keepalive_interval: Option<Duration>,
     /// Largest frame accepted from the server (default 64 MiB).
     pub max_frame_size: usize,
     /// TLS settings for `wss://` (see [`crate::tls::client_config`]); `None` trusts the web's
@@ -45,6 +49,7 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_secs(30),
             give_up_after: None,
             handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Some(Duration::from_secs(15)),
             max_frame_size: DEFAULT_MAX_FRAME,
             tls: None,
         }
@@ -234,7 +239,12 @@ async fn connect(
             }
         };
         match read_answer(&message) {
-            ClientOutcome::Accepted(remote) => return Ok(connection(ws, remote, Side::Client)),
+            ClientOutcome::Accepted(remote) => {
+                let side = Side::Client {
+                    keepalive: config.keepalive_interval,
+                };
+                return Ok(connection(ws, remote, side));
+            }
             ClientOutcome::Refused(why) => return Err(Attempt::Refused(why)),
             ClientOutcome::NotAnAnswer => {
                 debug!(kind = message.type_name(), "message before `peer`; dropped");

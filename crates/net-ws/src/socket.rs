@@ -1,10 +1,10 @@
 //! One established WebSocket, after the handshake, turned into a repo [`Connection`].
 //!
 //! Two tasks per socket. The reader decodes binary frames into messages for the repo, drops
-//! frames that claim another sender than the socket's peer, and notes pongs. The writer encodes
-//! the repo's messages as binary frames and, on a server, pings every keepalive interval and
-//! drops a socket that did not answer the previous ping. Either task ending ends the other, and
-//! the repo sees the peer disconnect.
+//! frames that claim another sender than the socket's peer, and notes that the other end is
+//! alive. The writer encodes the repo's messages as binary frames, pings every keepalive
+//! interval, and drops a socket from which nothing (no pong, no frame at all) arrived since the
+//! previous ping. Either task ending ends the other, and the repo sees the peer disconnect.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,10 +25,11 @@ const QUEUE: usize = 64;
 /// Which end of the socket we are: servers are strict, clients forgiving, as in JS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
-    /// A frame that is not a message closes the socket; pings go out every interval.
+    /// A frame that is not a message closes the socket.
     Server { keepalive: Duration },
-    /// A frame that is not a message is logged and ignored; pings are only answered.
-    Client,
+    /// A frame that is not a message is logged and ignored. `keepalive: None` only answers the
+    /// server's pings and never gives up on a silent server.
+    Client { keepalive: Option<Duration> },
 }
 
 /// Runs the socket's tasks and returns the repo's view of it, and a receiver that turns `true`
@@ -74,7 +75,7 @@ where
 #[derive(Clone)]
 struct Pump {
     side: Side,
-    /// A pong arrived since the last ping.
+    /// Something (a pong or any other frame) arrived since the last ping.
     alive: Arc<AtomicBool>,
     /// Set by whichever task finishes first.
     stop_tx: watch::Sender<bool>,
@@ -98,7 +99,7 @@ async fn write_frames<S>(
     } = pump;
     let keepalive = match side {
         Side::Server { keepalive } => Some(keepalive),
-        Side::Client => None,
+        Side::Client { keepalive } => keepalive,
     };
     let mut ticks = keepalive.map(|every| {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -129,7 +130,7 @@ async fn write_frames<S>(
             }
             _ = tick(&mut ticks) => {
                 if !alive.swap(false, Ordering::Relaxed) {
-                    info!(peer = %remote.peer_id, "no pong since the last ping; dropping the socket");
+                    info!(peer = %remote.peer_id, "nothing heard since the last ping; dropping the socket");
                     break;
                 }
                 if sink.send(Frame::Ping(Vec::new().into())).await.is_err() {
@@ -177,6 +178,7 @@ async fn read_frames<S>(
             frame = stream.next() => frame,
             _ = stopped(&mut stop) => break,
         };
+        alive.store(true, Ordering::Relaxed);
         let bytes = match frame {
             None => break,
             Some(Err(error)) => {
@@ -194,11 +196,8 @@ async fn read_frames<S>(
                 warn!(%peer, "text frame ignored");
                 continue;
             }
-            Some(Ok(Frame::Pong(_))) => {
-                alive.store(true, Ordering::Relaxed);
-                continue;
-            }
-            Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => continue, // pongs are automatic
+            // Pongs only prove life (noted above); pings are answered by tungstenite.
+            Some(Ok(Frame::Pong(_) | Frame::Ping(_) | Frame::Frame(_))) => continue,
             Some(Ok(Frame::Close(_))) => break,
         };
         let message = match Message::decode(&bytes) {

@@ -46,6 +46,8 @@ fn fast_retry() -> ClientConfig {
     ClientConfig {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
+        // Every test also checks that frequent client pings do not disturb a live connection.
+        keepalive_interval: Some(Duration::from_millis(50)),
         ..ClientConfig::default()
     }
 }
@@ -665,4 +667,45 @@ async fn the_handshake_timeout_covers_all_its_stages_together() {
     );
     assert!(server.peers().is_empty());
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaves_a_server_that_goes_silent() {
+    // A server that answers the join and then neither reads nor writes again, like a machine
+    // that vanished without closing its sockets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let join = next_message(&mut ws).await.expect("no join");
+        let local = tandem_core::LocalPeer {
+            peer_id: PeerId::from("frozen-server"),
+            metadata: PeerMetadata::default(),
+        };
+        let tandem_net_ws::handshake::ServerDecision::Accept { reply, .. } =
+            tandem_net_ws::handshake::answer_join(&local, &join, None)
+        else {
+            panic!("join refused")
+        };
+        ws.send(Frame::binary(reply.encode())).await.unwrap();
+        let _ = frozen_tx.send(ws); // kept open, never polled again
+        std::future::pending::<()>().await;
+    });
+    let adapter = WebSocketClient::new(format!("ws://{addr}"), fast_retry()).unwrap();
+    let mut states = adapter.states();
+    let repo = Repo::builder().network(adapter).start().await.unwrap();
+    online(&mut states).await;
+    let _frozen = frozen_rx.await.unwrap();
+    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s != ConnectionState::Online))
+        .await
+        .expect("the client stayed online with a silent server")
+        .unwrap();
+    let mut peers = repo.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| p.is_empty()))
+        .await
+        .expect("the silent server stayed a peer")
+        .unwrap();
+    repo.shutdown().await;
 }
