@@ -213,3 +213,37 @@ fn a_timestamp_at_the_end_of_time_does_not_overflow() {
     let (_, stamped) = hub.direct_heads(&doc, &storage, &heads(), 5);
     assert_eq!(stamped, u64::MAX);
 }
+
+#[test]
+fn a_forgotten_document_holds_nothing_and_is_announced_again_when_reopened() {
+    let server_id = PeerId::from("server");
+    let subscriber = PeerId::from("subscriber");
+    let writer = StorageId::from("writer-storage");
+    let mut server = RemoteHeadsGossip::new(server_id.clone());
+    let mut subscriber_side = RemoteHeadsGossip::new(subscriber.clone());
+    subscriber_side.add_generous_peer(server_id.clone());
+    let out = subscriber_side.subscribe([writer.clone()]);
+    deliver(&out, &server_id, &mut server);
+
+    let documents: Vec<DocumentId> = (0..100).map(|_| DocumentId::random()).collect();
+    for (i, document) in documents.iter().enumerate() {
+        server.peer_opened(&subscriber, document);
+        let (out, _) = server.direct_heads(document, &writer, &heads(), 1_000 + i as u64);
+        assert_eq!(targets(&out, "remote-heads-changed"), ["subscriber"]);
+    }
+    assert_eq!(server.documents_held(), 100);
+    for document in &documents {
+        server.forget_document(document);
+    }
+    assert_eq!(server.documents_held(), 0);
+    assert!(server.known_heads(&documents[0], &writer).is_none());
+
+    // Loaded again: the writer syncs, the subscriber reopens, and it hears the heads again.
+    let (out, _) = server.direct_heads(&documents[0], &writer, &heads(), 5_000);
+    assert!(
+        out.messages.is_empty(),
+        "the subscriber has not reopened it yet"
+    );
+    let out = server.peer_opened(&subscriber, &documents[0]);
+    assert_eq!(targets(&out, "remote-heads-changed"), ["subscriber"]);
+}

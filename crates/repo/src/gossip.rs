@@ -74,6 +74,14 @@ impl Gossip {
         })
     }
 
+    /// The document was unloaded or deleted: its records go.
+    pub(crate) fn forget_document(&self, document: &DocumentId) {
+        self.with(|inner| {
+            inner.rules.forget_document(document);
+            (GossipOutput::default(), ())
+        })
+    }
+
     pub(crate) fn peer_opened(&self, peer: &PeerId, document: &DocumentId) {
         self.with(|inner| (inner.rules.peer_opened(peer, document), ()))
     }

@@ -128,6 +128,9 @@ impl Hub {
                     self.unloading.remove(&document_id);
                     if !self.documents.contains_key(&document_id) {
                         self.wanted.remove(&document_id);
+                        if let Some(gossip) = &self.ctx.gossip {
+                            gossip.forget_document(&document_id);
+                        }
                     }
                 }
             }
@@ -170,6 +173,9 @@ impl Hub {
             }
             Command::Delete { document_id, reply } => {
                 self.wanted.remove(&document_id);
+                if let Some(gossip) = &self.ctx.gossip {
+                    gossip.forget_document(&document_id);
+                }
                 let handle = match self.documents.remove(&document_id) {
                     Some(handle) => handle,
                     // Not in memory: a short-lived worker (never listed) removes it from storage.

@@ -145,6 +145,24 @@ impl RemoteHeadsGossip {
         out
     }
 
+    /// Drops everything held about `document`: its known heads and which peers have it open.
+    /// The repo calls this when it unloads the document, so a server that has relayed gossip
+    /// about a million documents over its life does not hold a million records. When the
+    /// document is loaded again, its peers open it again and hear what is known by then.
+    pub fn forget_document(&mut self, document: &DocumentId) {
+        self.known.remove(document);
+        for documents in self.open.values_mut() {
+            documents.remove(document);
+        }
+    }
+
+    /// How many documents the gossip holds heads or open records of (to check it stays bounded).
+    pub fn documents_held(&self) -> usize {
+        let mut documents: HashSet<&DocumentId> = self.known.keys().collect();
+        documents.extend(self.open.values().flatten());
+        documents.len()
+    }
+
     /// `peer` now syncs `document` with us: it hears the heads of the storages it subscribed to.
     pub fn peer_opened(&mut self, peer: &PeerId, document: &DocumentId) -> GossipOutput {
         let mut out = GossipOutput::default();
