@@ -99,9 +99,14 @@ async fn a_subscriber_learns_the_heads_of_a_storage_it_never_meets() {
 #[tokio::test]
 async fn without_gossip_a_reader_only_knows_the_peers_it_syncs_with() {
     let (writer, server, reader) = three(false).await;
-    let (_doc, seen, writer_storage) = shared_draft((&writer, &server, &reader)).await;
-    // The server told the reader nothing about the writer (it would have by now: the server
-    // learned the writer's heads before the reader asked).
+    let (doc, seen, writer_storage) = shared_draft((&writer, &server, &reader)).await;
+    // A later change reaches the reader through the server. With gossip on, the server sends
+    // the writer's heads to the reader on the same ordered link before that sync message; with
+    // it off, nothing about the writer's storage ever arrives.
+    doc.change(|tx| tx.put(ROOT, "title", "final"))
+        .unwrap()
+        .unwrap();
+    wait_for_heads(&seen, &doc.heads().unwrap()).await;
     assert_eq!(seen.remote_heads(&writer_storage), None);
 
     for repo in [writer, server, reader] {
