@@ -1,7 +1,7 @@
 //! `tandem-server`: see the crate documentation and `--help`.
 
 use clap::Parser;
-use tandem_server::{run, Options};
+use tandem_server::{run, stop_signal, Options};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -20,28 +20,5 @@ async fn main() -> std::process::ExitCode {
             eprintln!("tandem-server: {error}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,0 +1,328 @@
+//! `tandem-bench`: the same scenarios against tandem-server, a samod server and the JS sync
+//! server, each started here on loopback, in one run; one table of figures and ratios, and JSON
+//! lines. See the README beside this crate.
+
+mod client;
+mod proc_stats;
+mod report;
+#[cfg(feature = "samod")]
+mod samod_server;
+mod scenarios;
+mod system;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use report::{Figure, Outcome};
+use system::{Launcher, System};
+
+/// Why a scenario has no figure.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A server could not be started or stopped.
+    #[error("server: {0}")]
+    Spawn(String),
+    /// The client failed.
+    #[error("client: {0}")]
+    Client(String),
+    /// A wait exceeded its patience.
+    #[error("stuck {0}")]
+    Stuck(String),
+    /// A document arrived wrong.
+    #[error("wrong result: {0}")]
+    Wrong(String),
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "tandem-bench", about, version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunOptions {
+    /// Servers to measure, comma-separated: tandem, samod (needs `--features samod`), js.
+    #[arg(long, value_delimiter = ',', default_values_t = default_systems())]
+    systems: Vec<String>,
+    /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data).
+    #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
+    scenarios: Vec<String>,
+    /// S1 (and S5) sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// S4 sizes: documents on the server.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
+    s4_sizes: Vec<usize>,
+    /// Every scenario at a tiny size (the smoke test).
+    #[arg(long)]
+    quick: bool,
+    /// Give up on one system's run of one scenario after this many seconds, and say so.
+    #[arg(long, default_value_t = 600)]
+    cap_seconds: u64,
+    /// Where to write JSON lines (one object per figure).
+    #[arg(long, default_value = "tandem-bench.jsonl")]
+    json: PathBuf,
+    /// The Node project with the pinned automerge-repo packages.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/js"))]
+    js_dir: PathBuf,
+}
+
+fn default_systems() -> Vec<String> {
+    let mut systems = vec!["tandem".to_owned()];
+    if cfg!(feature = "samod") {
+        systems.push("samod".to_owned());
+    }
+    systems.push("js".to_owned());
+    systems
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run tandem-server (what the bench spawns as the tandem system).
+    #[command(hide = true)]
+    ServeTandem(tandem_server::Options),
+    /// Run a samod server (what the bench spawns as the samod system).
+    #[cfg(feature = "samod")]
+    #[command(hide = true)]
+    ServeSamod {
+        /// Storage directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tandem-bench: no tokio runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::ServeTandem(options)) => {
+                tandem_server::run(options, tandem_server::stop_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            #[cfg(feature = "samod")]
+            Some(Command::ServeSamod { data_dir }) => samod_server::serve(&data_dir)
+                .await
+                .map_err(|e| e.to_string()),
+            None => run(cli.run).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tandem-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: RunOptions) -> Result<(), String> {
+    let mut systems = Vec::new();
+    for name in &options.systems {
+        systems.push(System::from_name(name).ok_or_else(|| format!("unknown system {name}"))?);
+    }
+    let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
+    let (sizes, s4_sizes, trips, readers, changes) = if options.quick {
+        (vec![20], vec![20], 10, 3, 5)
+    } else {
+        (options.sizes.clone(), options.s4_sizes.clone(), 300, 50, 50)
+    };
+    let launcher = Launcher {
+        js_dir: options.js_dir.clone(),
+    };
+    let cap = Duration::from_secs(options.cap_seconds);
+    let mut figures: Vec<Figure> = Vec::new();
+    let mut json = std::fs::File::create(&options.json)
+        .map_err(|e| format!("cannot write {}: {e}", options.json.display()))?;
+    let mut record = |figure: Figure| {
+        use std::io::Write;
+        let _ = writeln!(json, "{}", figure.to_json());
+        eprintln!("{}", figure.to_json());
+        figures.push(figure);
+    };
+
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = |name: String| -> Result<PathBuf, String> {
+        let path = scratch.path().join(name);
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+
+    for &size in &sizes {
+        if wants("floor") {
+            let outcome = match scenarios::floor::run(size) {
+                Ok(m) => Outcome::Measured(m),
+                Err(e) => Outcome::Skipped(e.to_string()),
+            };
+            record(Figure {
+                scenario: "floor",
+                size,
+                system: None,
+                outcome,
+            });
+        }
+    }
+    for &system in &systems {
+        // S1 at growing sizes; a system that misses the cap is not tried at larger ones.
+        let mut gave_up = None;
+        for &size in &sizes {
+            if !(wants("s1") || wants("s5")) {
+                break;
+            }
+            if let Some(why) = &gave_up {
+                record(Figure {
+                    scenario: "s1",
+                    size,
+                    system: Some(system),
+                    outcome: Outcome::Skipped(format!("a smaller size did not finish: {why}")),
+                });
+                continue;
+            }
+            let data = dir(format!("{}-{size}", system.name()))?;
+            let s1 = capped(cap, scenarios::bulk::run(&launcher, system, size, &data)).await;
+            let urls = match s1 {
+                Ok((m, urls)) => {
+                    record(Figure {
+                        scenario: "s1",
+                        size,
+                        system: Some(system),
+                        outcome: Outcome::Measured(m),
+                    });
+                    urls
+                }
+                Err(why) => {
+                    record(Figure {
+                        scenario: "s1",
+                        size,
+                        system: Some(system),
+                        outcome: Outcome::Skipped(why.clone()),
+                    });
+                    gave_up = Some(why);
+                    continue;
+                }
+            };
+            if wants("s5") {
+                let outcome = match capped(
+                    cap,
+                    scenarios::cold_start::run(&launcher, system, &data, &urls),
+                )
+                .await
+                {
+                    Ok(m) => Outcome::Measured(m),
+                    Err(why) => Outcome::Skipped(why),
+                };
+                record(Figure {
+                    scenario: "s5",
+                    size,
+                    system: Some(system),
+                    outcome,
+                });
+            }
+        }
+        if wants("s2") {
+            let data = dir(format!("{}-s2", system.name()))?;
+            let outcome = match capped(
+                cap,
+                scenarios::latency::run(&launcher, system, trips, &data),
+            )
+            .await
+            {
+                Ok(m) => Outcome::Measured(m),
+                Err(why) => Outcome::Skipped(why),
+            };
+            record(Figure {
+                scenario: "s2",
+                size: trips,
+                system: Some(system),
+                outcome,
+            });
+        }
+        if wants("s3") {
+            let data = dir(format!("{}-s3", system.name()))?;
+            let outcome = match capped(
+                cap,
+                scenarios::fan_out::run(&launcher, system, readers, changes, &data),
+            )
+            .await
+            {
+                Ok(m) => Outcome::Measured(m),
+                Err(why) => Outcome::Skipped(why),
+            };
+            record(Figure {
+                scenario: "s3",
+                size: readers,
+                system: Some(system),
+                outcome,
+            });
+        }
+        if wants("s4") {
+            for &documents in &s4_sizes {
+                let data = dir(format!("{}-s4-{documents}", system.name()))?;
+                let shape = if options.quick {
+                    scenarios::many::Shape {
+                        documents,
+                        clients: 4,
+                        per_client: 5,
+                    }
+                } else {
+                    scenarios::many::Shape {
+                        documents,
+                        clients: 100,
+                        per_client: 100,
+                    }
+                };
+                let outcome = match capped(
+                    cap,
+                    scenarios::many::run(&launcher, system, shape, &data),
+                )
+                .await
+                {
+                    Ok(m) => Outcome::Measured(m),
+                    Err(why) => Outcome::Skipped(why),
+                };
+                record(Figure {
+                    scenario: "s4",
+                    size: documents,
+                    system: Some(system),
+                    outcome,
+                });
+            }
+        }
+    }
+    let mut stdout = std::io::stdout();
+    report::print_table(&figures, &mut stdout).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Runs a scenario with the time cap; an error or the cap becomes the reason it was skipped.
+async fn capped<T>(
+    cap: Duration,
+    scenario: impl std::future::Future<Output = Result<T, BenchError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(cap, scenario).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("did not finish within {} s", cap.as_secs())),
+    }
+}

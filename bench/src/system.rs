@@ -1,0 +1,201 @@
+//! The servers under test, each a child process on loopback, and what it costs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::proc_stats;
+use crate::BenchError;
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    /// tandem-server with file storage (this binary, `serve-tandem`).
+    Tandem,
+    /// A samod 0.16 server with file storage (this binary, `serve-samod`).
+    Samod,
+    /// automerge-repo 2.5.6's WebSocket server with NodeFS storage, in Node.
+    Js,
+}
+
+impl System {
+    /// Its name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Tandem => "tandem",
+            System::Samod => "samod",
+            System::Js => "js",
+        }
+    }
+
+    /// Parses a name.
+    pub fn from_name(name: &str) -> Option<System> {
+        match name {
+            "tandem" => Some(System::Tandem),
+            "samod" => Some(System::Samod),
+            "js" => Some(System::Js),
+            _ => None,
+        }
+    }
+}
+
+/// Where to find what the servers need.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The Node project with the pinned automerge-repo packages (`tests/js`).
+    pub js_dir: PathBuf,
+}
+
+/// A running server process.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Which server.
+    pub system: System,
+    /// Its WebSocket URL.
+    pub url: String,
+    /// How long from spawning the process to its "listening" line.
+    pub started_in: Duration,
+    child: Child,
+    pid: u32,
+}
+
+impl Launcher {
+    /// Starts `system` on a free loopback port with its storage in `data_dir`.
+    pub async fn start(
+        &self,
+        system: System,
+        data_dir: &Path,
+    ) -> Result<RunningServer, BenchError> {
+        let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+        let mut command = match system {
+            System::Tandem => {
+                let mut c = Command::new(me);
+                c.arg("serve-tandem").arg("--data-dir").arg(data_dir);
+                c
+            }
+            System::Samod => {
+                if !cfg!(feature = "samod") {
+                    return Err(BenchError::Spawn(
+                        "samod is not built in: run with `--features samod`".into(),
+                    ));
+                }
+                let mut c = Command::new(me);
+                c.arg("serve-samod").arg("--data-dir").arg(data_dir);
+                c
+            }
+            System::Js => {
+                let script = self.js_dir.join("ws-peer.mjs");
+                if !self.js_dir.join("node_modules").exists() {
+                    return Err(BenchError::Spawn(format!(
+                        "no node_modules in {}: run `npm ci` there",
+                        self.js_dir.display()
+                    )));
+                }
+                let mut c = Command::new("node");
+                c.arg(script).arg("server").arg(data_dir).arg("0");
+                c
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let spawned = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| BenchError::Spawn(format!("{}: {e}", system.name())))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| BenchError::Spawn("the server exited at once".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Spawn("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = listening_url(&line) {
+                    return Ok(Some(url));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await
+        .map_err(|_| BenchError::Spawn(format!("{} never said where it listens", system.name())))?
+        .map_err(|e| BenchError::Spawn(e.to_string()))?
+        .ok_or_else(|| BenchError::Spawn(format!("{} exited before listening", system.name())))?;
+        let started_in = spawned.elapsed();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(RunningServer {
+            system,
+            url,
+            started_in,
+            child,
+            pid,
+        })
+    }
+}
+
+/// The URL in a server's "listening" line: `listening on ws://…` (tandem, samod) or the JSON
+/// `{"listening":"ws://…",…}` (the JS script).
+fn listening_url(line: &str) -> Option<String> {
+    if let Some(url) = line.strip_prefix("listening on ") {
+        return Some(url.trim().to_owned());
+    }
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(json.get("listening")?.as_str()?.to_owned())
+}
+
+impl RunningServer {
+    /// CPU time the server has used so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        proc_stats::cpu_time(self.pid)
+    }
+
+    /// (current, peak) resident memory in KiB.
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        proc_stats::rss_kib(self.pid)
+    }
+
+    /// SIGTERM, then wait for the exit (each server flushes its storage on SIGTERM).
+    pub async fn stop(mut self) -> Result<(), BenchError> {
+        // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BenchError::Spawn(e.to_string())),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err(BenchError::Spawn(format!(
+                    "{} did not stop within 120 s of SIGTERM",
+                    self.system.name()
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_listening_lines_are_understood() {
+        assert_eq!(
+            listening_url("listening on ws://127.0.0.1:4000").as_deref(),
+            Some("ws://127.0.0.1:4000")
+        );
+        assert_eq!(
+            listening_url(r#"{"listening":"ws://127.0.0.1:5000","peerId":"x"}"#).as_deref(),
+            Some("ws://127.0.0.1:5000")
+        );
+        assert_eq!(listening_url("starting"), None);
+    }
+}

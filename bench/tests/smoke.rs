@@ -1,0 +1,64 @@
+//! Every scenario at a tiny size against every system built in: each produces a measured
+//! figure, not a skip. (The real sizes take minutes to hours: `cargo run -p tandem-bench
+//! --release`.)
+
+use std::process::Command;
+
+#[test]
+fn every_scenario_runs_at_a_tiny_size_against_every_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("figures.jsonl");
+    let mut systems = vec!["tandem", "js"];
+    if cfg!(feature = "samod") {
+        systems.push("samod");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_tandem-bench"))
+        .args([
+            "--quick",
+            "--cap-seconds",
+            "120",
+            "--systems",
+            &systems.join(","),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("the bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    let figures: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let find = |scenario: &str, system: &str| {
+        figures
+            .iter()
+            .find(|f| f["scenario"] == scenario && f["system"] == system)
+            .unwrap_or_else(|| panic!("no {scenario} figure for {system}:\n{stdout}"))
+    };
+    let floor = find("floor", "floor");
+    assert!(floor["wall_ms"].as_f64().unwrap() > 0.0);
+    for system in systems {
+        for scenario in ["s1", "s2", "s3", "s4", "s5"] {
+            let figure = find(scenario, system);
+            assert!(
+                figure.get("skipped").is_none(),
+                "{scenario} on {system} was skipped: {figure}"
+            );
+            assert!(figure["wall_ms"].as_f64().unwrap() > 0.0, "{figure}");
+            assert!(figure["server_cpu_ms"].as_f64().is_some(), "{figure}");
+            assert!(
+                figure["server_peak_rss_kib"].as_u64().unwrap() > 0,
+                "{figure}"
+            );
+        }
+        let latency = find("s2", system);
+        assert!(latency["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    // The table names every system and gives ratios against tandem.
+    assert!(stdout.contains("tandem/js"), "{stdout}");
+    assert!(stdout.contains("tandem/floor"), "{stdout}");
+}
