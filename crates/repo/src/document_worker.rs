@@ -5,7 +5,7 @@
 //! carries out what it returns: messages into peers' outboxes, chunks and sync states into
 //! storage, states and events onto the handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -82,7 +82,10 @@ struct DocumentWorker {
     dirty_sync_states: HashMap<StorageId, Vec<u8>>,
     last_activity: Instant,
     wanted_locally: bool,
-    /// Messages held until the next save completes (durable acknowledgement), in order.
+    /// Peers whose changes are applied but not yet saved (durable acknowledgement): every
+    /// message to them waits for the save, because any of them may acknowledge those changes.
+    awaiting_save: HashSet<PeerId>,
+    /// Messages to `awaiting_save` peers, held until the save completes, in order.
     held: Vec<Message>,
 }
 
@@ -112,6 +115,7 @@ pub(crate) fn spawn(
         find_deadline: None,
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
+        awaiting_save: HashSet::new(),
         held: Vec::new(),
         wanted_locally: matches!(
             start,
@@ -190,7 +194,7 @@ impl DocumentWorker {
                 _ = self.shared.local_change.notified() => self.local_change(),
                 _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() => {
                     // Acknowledgements are waiting: let changes already queued join this save.
-                    if !self.held.is_empty() {
+                    if !self.awaiting_save.is_empty() {
                         for _ in 0..QUEUE_BATCH {
                             let Ok(event) = inbox.try_recv() else { break };
                             if self.handle(event).await.is_break() {
@@ -235,6 +239,7 @@ impl DocumentWorker {
                 self.links.remove(&peer);
                 // Built against the sync state that just ended: not for its next connection.
                 self.held.retain(|m| m.target_id() != Some(&peer));
+                self.awaiting_save.remove(&peer);
                 let out = self.sync.remove_peer(&peer);
                 self.apply(out, None);
             }
@@ -489,16 +494,25 @@ impl DocumentWorker {
     }
 
     fn apply(&mut self, out: SyncOutput, origin: Option<&PeerId>) {
-        // A peer's changes are acknowledged (and passed on) only once saved; while anything is
-        // held, later messages queue behind it so that each peer sees them in order.
-        let hold = self.ctx.durable_acks && origin.is_some() && out.document_changed;
-        if hold || !self.held.is_empty() {
-            self.held.extend(out.messages);
-            if hold {
+        // A peer's changes are acknowledged only once saved: until then every message to that
+        // peer waits (in order) for the save. Other peers hear of the changes at once; should
+        // the save never happen, the sender still has them and sends them again.
+        if self.ctx.durable_acks && out.document_changed {
+            if let Some(origin) = origin {
+                self.awaiting_save.insert(origin.clone());
                 self.save_at = Some(Instant::now());
             }
-        } else {
+        }
+        if self.awaiting_save.is_empty() {
             self.send_all(out.messages);
+        } else {
+            let (held, now): (Vec<Message>, Vec<Message>) =
+                out.messages.into_iter().partition(|m| {
+                    m.target_id()
+                        .is_some_and(|target| self.awaiting_save.contains(target))
+                });
+            self.held.extend(held);
+            self.send_all(now);
         }
         if !out.sync_states.is_empty() {
             self.dirty_sync_states.extend(out.sync_states);
@@ -600,6 +614,7 @@ impl DocumentWorker {
                 self.ledger.record_saved(&plan);
             }
             // Every change is durable now: the acknowledgements may go.
+            self.awaiting_save.clear();
             let held = std::mem::take(&mut self.held);
             self.send_all(held);
             let document_id = self.shared.document_id.clone();

@@ -1,0 +1,113 @@
+//! Durable acknowledgement: a server with storage acknowledges a peer's change only once it is
+//! saved, while other peers hear of the change at once.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use automerge::{transaction::Transactable, ROOT};
+use common::{link, wait_for_heads, PATIENCE};
+use futures::StreamExt;
+use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_repo::{AskOnly, DocHandle, Repo};
+use tandem_storage_mem::MemoryStorage;
+use tokio::sync::watch;
+
+/// Memory storage whose saves wait while the gate is shut, counting the saves waiting.
+#[derive(Clone)]
+struct GatedStorage {
+    inner: MemoryStorage,
+    open: watch::Sender<bool>,
+    waiting: watch::Sender<usize>,
+}
+
+#[async_trait]
+impl StorageAdapter for GatedStorage {
+    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
+        self.waiting.send_modify(|n| *n += 1);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+        self.waiting.send_modify(|n| *n -= 1);
+        self.inner.save(key, value).await
+    }
+    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        self.inner.remove(key).await
+    }
+    async fn load_range(
+        &self,
+        prefix: &StorageKey,
+    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+        self.inner.load_range(prefix).await
+    }
+    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
+        self.inner.remove_range(prefix).await
+    }
+}
+
+/// Whether `doc` has heard that `storage` holds its current heads.
+fn acknowledged(doc: &DocHandle, storage: &tandem_core::StorageId) -> bool {
+    doc.remote_heads(storage).map(|e| e.heads) == Some(doc.heads().unwrap())
+}
+
+async fn wait_acknowledged(doc: &DocHandle, storage: &tandem_core::StorageId) {
+    let mut events = Box::pin(doc.remote_heads_changes());
+    tokio::time::timeout(PATIENCE, async {
+        while !acknowledged(doc, storage) {
+            events.next().await;
+        }
+    })
+    .await
+    .expect("never acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_waits_for_the_save_and_other_peers_do_not() {
+    let storage = GatedStorage {
+        inner: MemoryStorage::new(),
+        open: watch::channel(true).0,
+        waiting: watch::channel(0).0,
+    };
+    let server = Repo::builder()
+        .share_policy(AskOnly)
+        .shared_storage(Arc::new(storage.clone()))
+        .durable_acknowledgement(true)
+        .start()
+        .await
+        .unwrap();
+    let server_storage = server.storage_id().unwrap().clone();
+    let writer = Repo::builder().start().await.unwrap();
+    let reader = Repo::builder().start().await.unwrap();
+    let _w = link(&writer, &server).await;
+    let _r = link(&reader, &server).await;
+
+    let (doc, _) = writer
+        .create_with(|tx| tx.put(ROOT, "n", 0))
+        .await
+        .unwrap();
+    wait_acknowledged(&doc, &server_storage).await;
+    let seen = reader.find(doc.url()).await.unwrap();
+    wait_for_heads(&seen, &doc.heads().unwrap()).await;
+
+    // The disk stalls; the writer changes the document.
+    storage.open.send_replace(false);
+    doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
+    let mut waiting = storage.waiting.subscribe();
+    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+        .await
+        .expect("the server never tried to save the change")
+        .unwrap();
+    // The reader has it while the save waits...
+    wait_for_heads(&seen, &doc.heads().unwrap()).await;
+    // ...and the writer has no acknowledgement: the save has not happened.
+    assert!(!acknowledged(&doc, &server_storage));
+
+    storage.open.send_replace(true);
+    wait_acknowledged(&doc, &server_storage).await;
+    for repo in [writer, reader, server] {
+        repo.shutdown().await;
+    }
+}
