@@ -15,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use tandem_core::{Connection, Message, NetworkError, RemotePeer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
@@ -181,6 +182,13 @@ async fn read_frames<S>(
         alive.store(true, Ordering::Relaxed);
         let bytes = match frame {
             None => break,
+            Some(Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ))) => {
+                // The other end went away without a goodbye: routine for clients that quit.
+                debug!(%peer, "connection reset without a closing handshake");
+                break;
+            }
             Some(Err(error)) => {
                 // Includes frames over the size limit and protocol violations.
                 warn!(%peer, %error, "websocket read failed; closing the socket");

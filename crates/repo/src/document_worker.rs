@@ -318,7 +318,7 @@ impl DocumentWorker {
             }
             known.insert(event.storage_id.clone(), event.clone());
         }
-        let _ = self.shared.remote_heads_events.send(event);
+        self.shared.remote_heads_events.send(event);
     }
 
     /// Reads the document's chunks and merges them into the handle's document.
@@ -435,7 +435,7 @@ impl DocumentWorker {
             warn!(peer = %hop, "ephemeral data is not CBOR; dropped");
             return;
         }
-        let _ = self.shared.ephemeral.send(EphemeralEvent {
+        self.shared.ephemeral.send(EphemeralEvent {
             sender_id: message.sender_id.clone(),
             data: message.data.as_bytes().to_vec(),
         });
@@ -577,7 +577,7 @@ impl DocumentWorker {
             (heads, patches)
         };
         self.last_heads = heads.clone();
-        let _ = self.shared.changes.send(DocumentChange {
+        self.shared.changes.send(DocumentChange {
             heads,
             patches: patches.into(),
             origin,

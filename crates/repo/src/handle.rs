@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tandem_core::sync::HandleState;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::lazy_broadcast::LazyBroadcast;
 
 use crate::document_worker::DocEvent;
 use crate::events::{
@@ -48,10 +50,10 @@ pub(crate) struct HandleShared {
     pub(crate) state: watch::Sender<HandleState>,
     /// Signalled after each local change; permits coalesce, so a burst is one wake-up.
     pub(crate) local_change: Notify,
-    pub(crate) changes: broadcast::Sender<DocumentChange>,
-    pub(crate) ephemeral: broadcast::Sender<EphemeralEvent>,
+    pub(crate) changes: LazyBroadcast<DocumentChange>,
+    pub(crate) ephemeral: LazyBroadcast<EphemeralEvent>,
     pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
-    pub(crate) remote_heads_events: broadcast::Sender<RemoteHeadsEvent>,
+    pub(crate) remote_heads_events: LazyBroadcast<RemoteHeadsEvent>,
     pub(crate) worker: mpsc::Sender<DocEvent>,
     pub(crate) hub: mpsc::WeakSender<HubEvent>,
 }
@@ -71,10 +73,10 @@ impl HandleShared {
             doc: Mutex::new(doc),
             state: watch::channel(state).0,
             local_change: Notify::new(),
-            changes: broadcast::channel(EVENT_BUFFER).0,
-            ephemeral: broadcast::channel(EVENT_BUFFER).0,
+            changes: LazyBroadcast::new(EVENT_BUFFER),
+            ephemeral: LazyBroadcast::new(EVENT_BUFFER),
             remote_heads: Mutex::new(HashMap::new()),
-            remote_heads_events: broadcast::channel(EVENT_BUFFER).0,
+            remote_heads_events: LazyBroadcast::new(EVENT_BUFFER),
             worker,
             hub,
         }

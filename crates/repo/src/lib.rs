@@ -33,6 +33,7 @@ mod gossip;
 mod handle;
 mod hub;
 mod initial;
+mod lazy_broadcast;
 pub mod network;
 mod outbox;
 mod repo;

@@ -84,10 +84,7 @@ async fn the_writer_waits_for_the_save_and_other_peers_do_not() {
     let _w = link(&writer, &server).await;
     let _r = link(&reader, &server).await;
 
-    let (doc, _) = writer
-        .create_with(|tx| tx.put(ROOT, "n", 0))
-        .await
-        .unwrap();
+    let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
     wait_acknowledged(&doc, &server_storage).await;
     let seen = reader.find(doc.url()).await.unwrap();
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
