@@ -46,11 +46,16 @@ pub async fn run(
     let urls: Vec<AutomergeUrl> = handles.iter().map(|h| h.url()).collect();
     drop(handles);
     for (batch_index, batch) in urls.chunks(BATCH).enumerate() {
+        let asked = std::time::Instant::now();
         let found = join_all(batch.iter().map(|url| b.find(url.clone()))).await;
         for (k, result) in found.into_iter().enumerate() {
             let i = batch_index * BATCH + k;
-            let doc = result
-                .map_err(|e| BenchError::Wrong(format!("B could not find document {i}: {e}")))?;
+            let doc = result.map_err(|e| {
+                BenchError::Wrong(format!(
+                    "B could not find document {i} ({:.1} s after asking): {e}",
+                    asked.elapsed().as_secs_f64()
+                ))
+            })?;
             if !doc.with_doc(|d| holds(d, i)).map_err(client)? {
                 return Err(BenchError::Wrong(format!("document {i} arrived wrong")));
             }

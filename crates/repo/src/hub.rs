@@ -70,6 +70,10 @@ struct ConnectionEntry {
     link: PeerLink,
     /// Whether the share policy offers this peer anything unprompted (`announce(peer, None)`).
     announce_any: bool,
+    /// Documents whose workers know this peer (it wrote about them, or we asked it for them),
+    /// so that its departure is told to those workers only. Unused when `announce_any`: then
+    /// every worker knows it.
+    introduced: HashSet<DocumentId>,
 }
 
 pub(crate) struct Hub {
@@ -154,8 +158,13 @@ impl Hub {
                         let handle = handle.clone();
                         if newly_wanted {
                             // Found here before only for a peer: now every peer may be asked.
-                            let links: Vec<PeerLink> =
-                                self.connections.values().map(|c| c.link.clone()).collect();
+                            let mut links: Vec<PeerLink> = Vec::new();
+                            for connection in self.connections.values_mut() {
+                                if !connection.announce_any {
+                                    connection.introduced.insert(document_id.clone());
+                                }
+                                links.push(connection.link.clone());
+                            }
                             let _ = handle.shared.worker.send(DocEvent::WantedLocally).await;
                             for link in links {
                                 let _ = handle
@@ -279,12 +288,15 @@ impl Hub {
                 ..
             }
         );
-        let peers = self
-            .connections
-            .values()
-            .filter(|c| any_peer || c.announce_any)
-            .map(|c| c.link.clone())
-            .collect();
+        let mut peers = Vec::new();
+        for connection in self.connections.values_mut() {
+            if connection.announce_any {
+                peers.push(connection.link.clone());
+            } else if any_peer {
+                connection.introduced.insert(document_id.clone());
+                peers.push(connection.link.clone());
+            }
+        }
         document_worker::spawn(
             shared.clone(),
             self.ctx.clone(),
@@ -317,8 +329,7 @@ impl Hub {
             if let Some(gossip) = &self.ctx.gossip {
                 gossip.peer_disconnected(&peer);
             }
-            self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
-                .await;
+            self.tell_departure(&peer, old).await;
         }
         let id = self.next_connection;
         self.next_connection += 1;
@@ -340,6 +351,7 @@ impl Hub {
                 id,
                 link: link.clone(),
                 announce_any,
+                introduced: HashSet::new(),
             },
         );
         self.connection_peers.insert(id, peer.clone());
@@ -359,6 +371,11 @@ impl Hub {
                 .iter()
                 .filter_map(|id| self.documents.get(id).cloned())
                 .collect();
+            if let Some(entry) = self.connections.get_mut(&peer) {
+                entry
+                    .introduced
+                    .extend(wanted.iter().map(|h| h.document_id().clone()));
+            }
             for handle in wanted {
                 let _ = handle
                     .shared
@@ -373,9 +390,7 @@ impl Hub {
         let Some(peer) = self.connection_peers.remove(&id) else {
             return; // an older connection of a peer that has since reconnected
         };
-        if let Some(entry) = self.connections.remove(&peer) {
-            entry.link.outbox.close();
-        }
+        let entry = self.connections.remove(&peer);
         info!(%peer, "peer disconnected");
         if let Some(gossip) = &self.ctx.gossip {
             gossip.peer_disconnected(&peer);
@@ -383,8 +398,34 @@ impl Hub {
         self.peers.send_modify(|peers| {
             peers.remove(&peer);
         });
-        self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
-            .await;
+        if let Some(entry) = entry {
+            entry.link.outbox.close();
+            self.tell_departure(&peer, entry).await;
+        }
+    }
+
+    /// Tells the workers that know `peer` that it is gone: every worker if the share policy
+    /// offered it everything, otherwise only those of the documents it was introduced to.
+    async fn tell_departure(&mut self, peer: &PeerId, entry: ConnectionEntry) {
+        if entry.announce_any {
+            self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
+                .await;
+            return;
+        }
+        for document_id in entry.introduced {
+            let Some(handle) = self.documents.get(&document_id) else {
+                continue; // unloaded since: its worker is gone
+            };
+            if handle
+                .shared
+                .worker
+                .send(DocEvent::PeerDisconnected(peer.clone()))
+                .await
+                .is_err()
+            {
+                self.documents.remove(&document_id);
+            }
+        }
     }
 
     /// Sends an event to every document's worker.
@@ -456,6 +497,11 @@ impl Hub {
             None if matches!(message, Message::DocUnavailable(_)) => return,
             None => self.spawn_loader(document_id.clone()),
         };
+        if let Some(entry) = self.connections.get_mut(&peer) {
+            if !entry.announce_any {
+                entry.introduced.insert(document_id.clone());
+            }
+        }
         let event = DocEvent::Incoming {
             from: link,
             message,
