@@ -26,6 +26,7 @@ use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEve
 use crate::handle::HandleShared;
 use crate::hub::HubEvent;
 use crate::outbox::PeerLink;
+use crate::save_task::{self, SaveJob, SaveOutcome};
 use crate::RepoError;
 
 /// What the hub and the handles tell a worker.
@@ -85,8 +86,13 @@ struct DocumentWorker {
     /// Peers whose changes are applied but not yet saved (durable acknowledgement): every
     /// message to them waits for the save, because any of them may acknowledge those changes.
     awaiting_save: HashSet<PeerId>,
-    /// Messages to `awaiting_save` peers, held until the save completes, in order.
+    /// Peers whose changes the save in flight is writing.
+    in_flight: HashSet<PeerId>,
+    /// Messages to `awaiting_save` and `in_flight` peers, held until their changes are saved,
+    /// in order.
     held: Vec<Message>,
+    /// The save running beside the worker, if any (one at a time).
+    saving: Option<oneshot::Receiver<SaveOutcome>>,
 }
 
 pub(crate) fn spawn(
@@ -116,7 +122,9 @@ pub(crate) fn spawn(
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
         awaiting_save: HashSet::new(),
+        in_flight: HashSet::new(),
         held: Vec::new(),
+        saving: None,
         wanted_locally: matches!(
             start,
             Start::Load {
@@ -192,7 +200,13 @@ impl DocumentWorker {
                     }
                 }
                 _ = self.shared.local_change.notified() => self.local_change(),
-                _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() => {
+                outcome = saving_done(&mut self.saving), if self.saving.is_some() => {
+                    self.saving = None;
+                    if let Err(error) = self.save_finished(outcome) {
+                        warn!(%error, "save failed; will retry");
+                    }
+                }
+                _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() && self.saving.is_none() => {
                     // Acknowledgements are waiting: let changes already queued join this save.
                     if !self.awaiting_save.is_empty() {
                         for _ in 0..QUEUE_BATCH {
@@ -202,9 +216,8 @@ impl DocumentWorker {
                             }
                         }
                     }
-                    if let Err(error) = self.save().await {
-                        warn!(%error, "save failed; will retry");
-                    }
+                    // The worker goes on serving while the disk syncs.
+                    self.start_save();
                 }
                 _ = tokio::time::sleep_until(find_deadline), if self.find_deadline.is_some() => {
                     self.find_deadline = None;
@@ -240,6 +253,7 @@ impl DocumentWorker {
                 // Built against the sync state that just ended: not for its next connection.
                 self.held.retain(|m| m.target_id() != Some(&peer));
                 self.awaiting_save.remove(&peer);
+                self.in_flight.remove(&peer);
                 let out = self.sync.remove_peer(&peer);
                 self.apply(out, None);
             }
@@ -503,13 +517,14 @@ impl DocumentWorker {
                 self.save_at = Some(Instant::now());
             }
         }
-        if self.awaiting_save.is_empty() {
+        if self.awaiting_save.is_empty() && self.in_flight.is_empty() {
             self.send_all(out.messages);
         } else {
             let (held, now): (Vec<Message>, Vec<Message>) =
                 out.messages.into_iter().partition(|m| {
-                    m.target_id()
-                        .is_some_and(|target| self.awaiting_save.contains(target))
+                    m.target_id().is_some_and(|target| {
+                        self.awaiting_save.contains(target) || self.in_flight.contains(target)
+                    })
                 });
             self.held.extend(held);
             self.send_all(now);
@@ -591,48 +606,89 @@ impl DocumentWorker {
         }
     }
 
-    /// Writes what changed since the last save: a chunk (incremental or compacting snapshot) and
-    /// the sync states of peers that moved. On failure the save stays pending and is retried.
+    /// Writes what changed since the last save and waits for it: a chunk (incremental or
+    /// compacting snapshot) and the sync states of peers that moved. On failure the save stays
+    /// pending and is retried.
     async fn save(&mut self) -> Result<(), RepoError> {
+        // A save already running lands first: plans are made one after the other.
+        if let Err(error) = self.finish_saving().await {
+            debug!(%error, "the save in flight failed; saving again");
+        }
+        self.start_save();
+        self.finish_saving().await
+    }
+
+    /// Plans the next save and starts writing it beside the worker.
+    fn start_save(&mut self) {
         self.save_at = None;
-        let Some(storage) = self.ctx.storage.clone() else {
-            return Ok(());
-        };
         let plan = {
             let doc = self.shared.lock();
             self.ledger.plan_save(&doc)
         };
-        let result = async {
-            if let Some(plan) = plan {
-                storage.save(&plan.key, plan.bytes.clone()).await?;
-                // Only once the new chunk is durable may the chunks it replaces go.
-                for key in &plan.obsolete {
-                    if let Err(error) = storage.remove(key).await {
-                        warn!(?key, %error, "could not remove a compacted chunk; it stays");
-                    }
-                }
-                self.ledger.record_saved(&plan);
-            }
-            // Every change is durable now: the acknowledgements may go.
-            self.awaiting_save.clear();
-            let held = std::mem::take(&mut self.held);
-            self.send_all(held);
-            let document_id = self.shared.document_id.clone();
-            for (storage_id, bytes) in std::mem::take(&mut self.dirty_sync_states) {
-                let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
-                if let Err(error) = storage.save(&key, bytes.clone()).await {
-                    self.dirty_sync_states.insert(storage_id, bytes);
-                    return Err(error);
-                }
-            }
-            Ok::<(), tandem_core::StorageError>(())
+        let sync_states = std::mem::take(&mut self.dirty_sync_states);
+        self.in_flight.extend(self.awaiting_save.drain());
+        let Some(storage) = self.ctx.storage.clone() else {
+            self.release_saved();
+            return;
+        };
+        if plan.is_none() && sync_states.is_empty() {
+            // Nothing new to write: whatever waited is already durable.
+            self.release_saved();
+            return;
         }
-        .await;
-        if let Err(error) = result {
+        let job = SaveJob { plan, sync_states };
+        self.saving = Some(save_task::spawn(
+            storage,
+            self.shared.document_id.clone(),
+            job,
+        ));
+    }
+
+    /// Waits for the save in flight, if any, and takes in its outcome.
+    async fn finish_saving(&mut self) -> Result<(), RepoError> {
+        match self.saving.take() {
+            None => Ok(()),
+            Some(outcome) => self.save_finished(outcome.await.ok()),
+        }
+    }
+
+    /// Takes in a save's outcome (`None`: the task ended without one).
+    fn save_finished(&mut self, outcome: Option<SaveOutcome>) -> Result<(), RepoError> {
+        let Some(outcome) = outcome else {
+            self.awaiting_save.extend(self.in_flight.drain());
+            self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
+            return Err(tandem_core::StorageError::Closed.into());
+        };
+        if let Some(plan) = &outcome.saved_plan {
+            self.ledger.record_saved(plan);
+        }
+        for (storage_id, bytes) in outcome.unsaved_sync_states {
+            // A state that moved again since is newer than the one that failed.
+            self.dirty_sync_states.entry(storage_id).or_insert(bytes);
+        }
+        if outcome.chunk_stored {
+            self.release_saved();
+        } else {
+            self.awaiting_save.extend(self.in_flight.drain());
+        }
+        if let Err(error) = outcome.result {
             self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
             return Err(error.into());
         }
         Ok(())
+    }
+
+    /// The in-flight peers' changes are durable: their acknowledgements go, except to peers
+    /// with newer changes still awaiting a save (their messages stay in order behind).
+    fn release_saved(&mut self) {
+        self.in_flight.clear();
+        let (keep, go): (Vec<Message>, Vec<Message>) =
+            std::mem::take(&mut self.held).into_iter().partition(|m| {
+                m.target_id()
+                    .is_some_and(|target| self.awaiting_save.contains(target))
+            });
+        self.held = keep;
+        self.send_all(go);
     }
 
     async fn stored_sync_state(&self, link: &PeerLink) -> Option<SyncState> {
@@ -660,6 +716,8 @@ impl DocumentWorker {
     }
 
     async fn delete(&mut self) {
+        // A write still running must not recreate a chunk after the removal below.
+        let _ = self.finish_saving().await;
         self.save_at = None;
         self.dirty_sync_states.clear();
         self.sync.set_state(HandleState::Deleted);
@@ -690,5 +748,13 @@ impl DocumentWorker {
                 let _ = hub.try_send(HubEvent::Idle(self.shared.document_id.clone()));
             }
         }
+    }
+}
+
+/// The outcome of the save in flight; pending forever when there is none.
+async fn saving_done(saving: &mut Option<oneshot::Receiver<SaveOutcome>>) -> Option<SaveOutcome> {
+    match saving {
+        Some(outcome) => outcome.await.ok(),
+        None => std::future::pending().await,
     }
 }

@@ -37,6 +37,7 @@ mod lazy_broadcast;
 pub mod network;
 mod outbox;
 mod repo;
+mod save_task;
 mod share_policy;
 
 pub use error::{HandleError, RepoError};

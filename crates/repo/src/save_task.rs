@@ -1,0 +1,94 @@
+//! One document's save, run beside its worker so the worker keeps serving peers while the disk
+//! syncs.
+//!
+//! The worker plans the save (which chunk, which chunks it makes obsolete, which sync states
+//! moved), hands the plan to [`spawn`], and carries on. The outcome comes back on a oneshot
+//! channel; only then does the worker record the chunk in its ledger and release the
+//! acknowledgements that waited for it. One save per document is in flight at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tandem_core::persistence::SavePlan;
+use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageError, StorageId};
+use tokio::sync::oneshot;
+use tracing::warn;
+
+/// What one save writes.
+pub(crate) struct SaveJob {
+    /// The new chunk, if the document changed since the last save.
+    pub plan: Option<SavePlan>,
+    /// Sync states to store, by the peer's storage id.
+    pub sync_states: HashMap<StorageId, Vec<u8>>,
+}
+
+/// How it went.
+pub(crate) struct SaveOutcome {
+    /// Whether the document's changes are durable: the chunk was stored, or there was none.
+    pub chunk_stored: bool,
+    /// The chunk's plan, present only if a chunk was durably stored.
+    pub saved_plan: Option<SavePlan>,
+    /// Sync states not stored (the chunk or one of them failed); the worker keeps them dirty.
+    pub unsaved_sync_states: HashMap<StorageId, Vec<u8>>,
+    /// The first error, if any.
+    pub result: Result<(), StorageError>,
+}
+
+/// Starts writing `job` and returns where its outcome will arrive.
+pub(crate) fn spawn(
+    storage: Arc<dyn StorageAdapter>,
+    document_id: DocumentId,
+    job: SaveJob,
+) -> oneshot::Receiver<SaveOutcome> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(write(storage.as_ref(), &document_id, job).await);
+    });
+    rx
+}
+
+async fn write(
+    storage: &dyn StorageAdapter,
+    document_id: &DocumentId,
+    job: SaveJob,
+) -> SaveOutcome {
+    let SaveJob {
+        plan,
+        mut sync_states,
+    } = job;
+    if let Some(plan) = &plan {
+        if let Err(error) = storage.save(&plan.key, plan.bytes.clone()).await {
+            return SaveOutcome {
+                chunk_stored: false,
+                saved_plan: None,
+                unsaved_sync_states: sync_states,
+                result: Err(error),
+            };
+        }
+        // Only once the new chunk is durable may the chunks it replaces go.
+        for key in &plan.obsolete {
+            if let Err(error) = storage.remove(key).await {
+                warn!(?key, %error, "could not remove a compacted chunk; it stays");
+            }
+        }
+    }
+    let mut result = Ok(());
+    let storage_ids: Vec<StorageId> = sync_states.keys().cloned().collect();
+    for storage_id in storage_ids {
+        let Some(bytes) = sync_states.remove(&storage_id) else {
+            continue;
+        };
+        let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
+        if let Err(error) = storage.save(&key, bytes.clone()).await {
+            sync_states.insert(storage_id, bytes);
+            result = Err(error);
+            break;
+        }
+    }
+    SaveOutcome {
+        chunk_stored: true,
+        saved_plan: plan,
+        unsaved_sync_states: sync_states,
+        result,
+    }
+}
