@@ -12,7 +12,7 @@ use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
 use common::{doc_to_tagged_json as tagged, NodeProcess};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
-use tandem::net_ws::{ClientConfig, ConnectionState, WebSocketClient};
+use tandem::net_ws::{ClientConfig, WebSocketClient};
 use tandem::{DocHandle, Repo};
 use tandem_server::{Options, Server};
 
@@ -41,18 +41,10 @@ async fn tandem_server(data_dir: &Path) -> (Server, String) {
 /// A tandem client repo connected to `url`.
 async fn tandem_client(url: &str) -> Repo {
     let adapter = WebSocketClient::new(url, ClientConfig::default()).unwrap();
-    let mut states = adapter.states();
     let repo = Repo::builder().network(adapter).start().await.unwrap();
-    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s == ConnectionState::Online))
+    repo.wait_for_any_peer(PATIENCE)
         .await
-        .expect("never online")
-        .unwrap();
-    // Online means the repo has been handed the connection; wait until it has registered it.
-    let mut peers = repo.peer_changes();
-    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
-        .await
-        .expect("the server never became a peer")
-        .unwrap();
+        .expect("the server never became a peer");
     repo
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tandem_core::StorageId;
-use tandem_net_ws::{ClientConfig, ConnectionState, WebSocketClient};
+use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::{DocHandle, Repo};
 
 use crate::BenchError;
@@ -16,27 +16,16 @@ pub const PATIENCE: Duration = Duration::from_secs(600);
 pub async fn connect(url: &str) -> Result<(Repo, Option<StorageId>), BenchError> {
     let adapter = WebSocketClient::new(url, ClientConfig::default())
         .map_err(|e| BenchError::Client(e.to_string()))?;
-    let mut states = adapter.states();
     let repo = Repo::builder()
         .network(adapter)
         .start()
         .await
         .map_err(|e| BenchError::Client(e.to_string()))?;
-    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s == ConnectionState::Online))
+    let (_, server) = repo
+        .wait_for_any_peer(PATIENCE)
         .await
-        .map_err(|_| BenchError::Stuck("connecting".into()))?
-        .map_err(|e| BenchError::Client(e.to_string()))?;
-    let mut peers = repo.peer_changes();
-    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
-        .await
-        .map_err(|_| BenchError::Stuck("the server never became a peer".into()))?
-        .map_err(|e| BenchError::Client(e.to_string()))?;
-    let storage = repo
-        .peers()
-        .into_values()
-        .next()
-        .and_then(|meta| meta.storage_id);
-    Ok((repo, storage))
+        .map_err(|e| BenchError::Stuck(format!("connecting: {e}")))?;
+    Ok((repo, server.storage_id))
 }
 
 /// Waits until the server holds `doc`'s current heads: its storage id's remote heads when it

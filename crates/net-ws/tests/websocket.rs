@@ -34,11 +34,9 @@ async fn client(url: &str) -> (Repo, tokio::sync::watch::Receiver<ConnectionStat
     let mut states = adapter.states();
     let repo = Repo::builder().network(adapter).start().await.unwrap();
     online(&mut states).await;
-    let mut peers = repo.peer_changes();
-    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
+    repo.wait_for_any_peer(PATIENCE)
         .await
-        .expect("the server never became a peer")
-        .unwrap();
+        .expect("the server never became a peer");
     (repo, states)
 }
 

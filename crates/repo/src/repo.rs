@@ -367,16 +367,40 @@ impl Repo {
 
     /// Waits until `peer` is connected.
     pub async fn wait_for_peer(&self, peer: &PeerId, timeout: Duration) -> Result<(), RepoError> {
+        self.wait_for_peers(timeout, &format!("peer {peer}"), |p| p.contains_key(peer))
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits until some peer is connected and returns it: for a client with one server, whose
+    /// peer id it does not know beforehand.
+    pub async fn wait_for_any_peer(
+        &self,
+        timeout: Duration,
+    ) -> Result<(PeerId, PeerMetadata), RepoError> {
+        let peers = self
+            .wait_for_peers(timeout, "any peer", |p| !p.is_empty())
+            .await?;
+        peers.into_iter().next().ok_or(RepoError::Shutdown)
+    }
+
+    /// Waits until the connected peers satisfy `ready`; returns them.
+    async fn wait_for_peers(
+        &self,
+        timeout: Duration,
+        what: &str,
+        ready: impl FnMut(&BTreeMap<PeerId, PeerMetadata>) -> bool,
+    ) -> Result<BTreeMap<PeerId, PeerMetadata>, RepoError> {
         let mut peers = self.peer_changes();
         let waited = tokio::time::timeout(timeout, async {
-            peers.wait_for(|p| p.contains_key(peer)).await.map(|_| ())
+            peers.wait_for(ready).await.map(|p| p.clone())
         })
         .await;
         match waited {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(peers)) => Ok(peers),
             Ok(Err(_)) => Err(RepoError::Shutdown),
             Err(_) => Err(RepoError::Network(tandem_core::NetworkError::Other(
-                format!("peer {peer} did not connect within {timeout:?}"),
+                format!("{what} did not connect within {timeout:?}"),
             ))),
         }
     }

@@ -19,9 +19,7 @@ use automerge::transaction::Transactable;
 use automerge::ROOT;
 use futures::StreamExt;
 use tandem_core::StorageId;
-use tandem_net_ws::{
-    ClientConfig, ConnectionState, ServerConfig, WebSocketClient, WebSocketServer,
-};
+use tandem_net_ws::{ClientConfig, ServerConfig, WebSocketClient, WebSocketServer};
 use tandem_repo::{AskOnly, DocHandle, Repo};
 use tandem_storage_fs::FsStorage;
 
@@ -130,21 +128,14 @@ async fn measure(durable: bool, clients: usize, changes: usize) -> (Duration, St
 
 async fn client(url: &str) -> Repo {
     let adapter = WebSocketClient::new(url, ClientConfig::default()).expect("url");
-    let mut states = adapter.states();
     let repo = Repo::builder()
         .network(adapter)
         .start()
         .await
         .expect("client");
-    tokio::time::timeout(PATIENCE, states.wait_for(|s| *s == ConnectionState::Online))
+    repo.wait_for_any_peer(PATIENCE)
         .await
-        .expect("never online")
-        .expect("state");
-    let mut peers = repo.peer_changes();
-    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
-        .await
-        .expect("the server never became a peer")
-        .expect("peers");
+        .expect("the server never became a peer");
     repo
 }
 

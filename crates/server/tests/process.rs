@@ -93,21 +93,10 @@ async fn client(url: &str) -> Repo {
 /// A client repo connected to `url`, once the server is its peer.
 async fn client_with(url: &str, config: ClientConfig) -> Repo {
     let adapter = WebSocketClient::new(url, config).unwrap();
-    let mut states = adapter.states();
     let repo = Repo::builder().network(adapter).start().await.unwrap();
-    tokio::time::timeout(
-        PATIENCE,
-        states.wait_for(|s| *s == tandem_net_ws::ConnectionState::Online),
-    )
-    .await
-    .expect("never online")
-    .unwrap();
-    // Online means the repo has been handed the connection; wait until it has registered it.
-    let mut peers = repo.peer_changes();
-    tokio::time::timeout(PATIENCE, peers.wait_for(|p| !p.is_empty()))
+    repo.wait_for_any_peer(PATIENCE)
         .await
-        .expect("the server never became a peer")
-        .unwrap();
+        .expect("the server never became a peer");
     repo
 }
 
