@@ -621,16 +621,17 @@ impl DocumentWorker {
     /// Plans the next save and starts writing it beside the worker.
     fn start_save(&mut self) {
         self.save_at = None;
+        self.in_flight.extend(self.awaiting_save.drain());
+        // Without storage there is nothing to plan (a plan can mean serialising the document).
+        let Some(storage) = self.ctx.storage.clone() else {
+            self.release_saved();
+            return;
+        };
         let plan = {
             let doc = self.shared.lock();
             self.ledger.plan_save(&doc)
         };
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
-        self.in_flight.extend(self.awaiting_save.drain());
-        let Some(storage) = self.ctx.storage.clone() else {
-            self.release_saved();
-            return;
-        };
         if plan.is_none() && sync_states.is_empty() {
             // Nothing new to write: whatever waited is already durable.
             self.release_saved();
