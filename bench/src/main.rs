@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand};
 use report::{Figure, Outcome};
 use system::{Launcher, System};
 
+// The allocator of the tandem-server binary, so that `serve-tandem` runs as the product does
+// (and `serve-samod` gets the same one: the two Rust servers are compared like with like).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Why a scenario has no figure.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

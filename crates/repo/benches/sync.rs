@@ -1,6 +1,8 @@
 //! Sync throughput and latency of the runtime against plain automerge in the same run.
 //!
-//! `cargo bench -p tandem-repo --bench sync` — sizes from `SIZES` (default `1000,10000,100000`).
+//! `cargo bench -p tandem-repo --bench sync` — sizes from `SIZES` (default `1000,10000,100000`);
+//! `SYNC_ONLY=1` runs only the sync comparison (for profiling); `REPEAT` (default 3) runs each
+//! side that many times, alternating, and reports the medians.
 //!
 //! - **floor**: automerge's sync protocol for the same documents, pairwise, in one thread, with
 //!   no repo around it: the least work the job can take.
@@ -10,6 +12,12 @@
 //! - **create**: time per document for the first and the last tenth of 100,000 creations.
 
 use std::time::{Duration, Instant};
+
+// The allocator tandem-server runs with. glibc's malloc grows and trims its per-thread heaps
+// over and over under this load (an mprotect and page faults per step): it doubles the repo's
+// time. Floor and repo share the allocator, so the ratio compares like with like.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use automerge::sync::{State, SyncDoc};
 use automerge::transaction::Transactable;
@@ -28,12 +36,14 @@ fn small_doc(i: i64) -> Automerge {
     doc
 }
 
-/// Plain automerge: sync each document into an empty one, message by message.
+/// Plain automerge: sync each document into an empty one, message by message. Like the repos,
+/// both sides keep what they hold: A its documents, B every copy it received (so the floor, too,
+/// pays for memory that grows rather than one document's worth reused N times).
 fn floor(n: usize) -> Duration {
-    let docs: Vec<Automerge> = (0..n as i64).map(small_doc).collect();
+    let mut docs: Vec<Automerge> = (0..n as i64).map(small_doc).collect();
+    let mut received = Vec::with_capacity(n);
     let started = Instant::now();
-    for doc in &docs {
-        let mut ours = doc.clone();
+    for ours in &mut docs {
         let mut theirs = Automerge::new();
         let (mut ours_state, mut their_state) = (State::new(), State::new());
         loop {
@@ -50,9 +60,12 @@ fn floor(n: usize) -> Duration {
                 break;
             }
         }
-        assert_eq!(theirs.get_heads(), doc.get_heads());
+        assert_eq!(theirs.get_heads(), ours.get_heads());
+        received.push(theirs);
     }
-    started.elapsed()
+    let elapsed = started.elapsed();
+    drop(received);
+    elapsed
 }
 
 async fn repo_sync(n: usize) -> Duration {
@@ -133,6 +146,11 @@ async fn creation(n: usize) -> (Duration, Duration) {
     (first / tenth as u32, last / tenth as u32)
 }
 
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::var("SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
@@ -143,20 +161,43 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // Medians of alternating runs: the machine's noise (a shared VM) hits both sides alike.
+    let repeat: usize = std::env::var("REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     println!(
-        "{:>8} {:>12} {:>12} {:>8} {:>14}",
-        "docs", "floor", "repo", "ratio", "repo per doc"
+        "{:>8} {:>12} {:>12} {:>8} {:>14} {:>14}",
+        "docs", "floor", "repo", "ratio", "floor per doc", "repo per doc"
     );
+    // One untimed round first: the first run in a process pays for cold caches and a heap
+    // that has never been touched.
+    if let Some(&smallest) = sizes.iter().min() {
+        floor(smallest);
+        runtime.block_on(async { tokio::spawn(repo_sync(smallest)).await.unwrap() });
+    }
     for &n in &sizes {
-        let floor = floor(n);
-        let repo = runtime.block_on(repo_sync(n));
+        let mut floors = Vec::with_capacity(repeat);
+        let mut repos = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            floors.push(floor(n));
+            // Inside the runtime, as an application runs: its worker threads do the waiting.
+            repos.push(runtime.block_on(async { tokio::spawn(repo_sync(n)).await.unwrap() }));
+        }
+        let (floor, repo) = (median(floors), median(repos));
         println!(
-            "{n:>8} {:>12.3?} {:>12.3?} {:>7.2}x {:>14.2?}",
+            "{n:>8} {:>12.3?} {:>12.3?} {:>7.2}x {:>14.2?} {:>14.2?}",
             floor,
             repo,
             repo.as_secs_f64() / floor.as_secs_f64(),
+            floor / n as u32,
             repo / n as u32
         );
+    }
+    // `SYNC_ONLY=1` stops here, so that a profile of the sync phase is not diluted.
+    if std::env::var_os("SYNC_ONLY").is_some() {
+        return;
     }
     let (p50, p99) = runtime.block_on(round_trip());
     println!("round trip of one change A→B: p50 {p50:.1?}, p99 {p99:.1?}");
