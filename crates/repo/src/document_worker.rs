@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use automerge::sync::State as SyncState;
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, Patch, PatchLog};
 use tandem_core::persistence::{load_from_storage, ChunkLedger};
 use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
 use tandem_core::{
@@ -93,6 +93,9 @@ struct DocumentWorker {
     held: Vec<Message>,
     /// The save running beside the worker, if any (one at a time).
     saving: Option<oneshot::Receiver<SaveOutcome>>,
+    /// Patches of the change just applied or announced, logged while it was made, for the
+    /// change event that follows, with the heads they lead to.
+    logged_patches: Option<(Vec<ChangeHash>, Vec<Patch>)>,
 }
 
 pub(crate) fn spawn(
@@ -125,6 +128,7 @@ pub(crate) fn spawn(
         in_flight: HashSet::new(),
         held: Vec::new(),
         saving: None,
+        logged_patches: None,
         wanted_locally: matches!(
             start,
             Start::Load {
@@ -413,16 +417,26 @@ impl DocumentWorker {
                     self.stored_sync_state(&from).await
                 };
                 self.catch_up_local();
+                // Patches for listeners are logged while the change is applied: a diff
+                // afterwards would walk the whole document for every change.
+                let listened = self.shared.changes.receiver_count() > 0;
+                let mut patch_log = PatchLog::new(listened);
                 let result = {
                     let mut doc = self.shared.lock();
-                    self.sync.receive_sync(
+                    let result = self.sync.receive_sync_logging(
                         &mut doc,
                         &peer,
                         &from.metadata,
                         stored,
                         m.data.as_bytes(),
                         request,
-                    )
+                        &mut patch_log,
+                    );
+                    if listened && matches!(&result, Ok(out) if out.document_changed) {
+                        self.logged_patches =
+                            Some((doc.get_heads(), doc.make_patches(&mut patch_log)));
+                    }
+                    result
                 };
                 match result {
                     Ok(out) => self.apply(out, Some(&peer)),
@@ -489,8 +503,17 @@ impl DocumentWorker {
     fn local_change(&mut self) {
         let out = {
             let doc = self.shared.lock();
+            let logged = self
+                .shared
+                .local_patches
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
             if doc.get_heads() == self.last_heads {
                 return;
+            }
+            if let Some(logged) = logged.filter(|l| l.from == self.last_heads) {
+                self.logged_patches = Some((logged.to, logged.patches));
             }
             self.sync.document_changed(&doc)
         };
@@ -577,17 +600,21 @@ impl DocumentWorker {
     }
 
     fn after_change(&mut self, origin: ChangeOrigin) {
+        let logged = self.logged_patches.take();
         let (heads, patches) = {
             let doc = self.shared.lock();
             let heads = doc.get_heads();
             if heads == self.last_heads {
                 return;
             }
-            // Patches cost a diff; only compute them for someone listening.
-            let patches = if self.shared.changes.receiver_count() > 0 {
-                doc.diff(&self.last_heads, &heads)
-            } else {
-                Vec::new()
+            // Patches logged as the change was applied lead from `last_heads` (local changes
+            // were announced first) to the heads logged with them; if the application changed
+            // the document since, or nothing was logged, they cost a diff, computed only for
+            // someone listening.
+            let patches = match logged {
+                Some((logged_heads, patches)) if logged_heads == heads => patches,
+                _ if self.shared.changes.receiver_count() > 0 => doc.diff(&self.last_heads, &heads),
+                _ => Vec::new(),
             };
             (heads, patches)
         };

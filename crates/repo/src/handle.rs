@@ -56,6 +56,16 @@ pub(crate) struct HandleShared {
     pub(crate) remote_heads_events: LazyBroadcast<RemoteHeadsEvent>,
     pub(crate) worker: mpsc::Sender<DocEvent>,
     pub(crate) hub: mpsc::WeakSender<HubEvent>,
+    /// Patches of local changes, logged as they were made while someone listened, for the
+    /// worker's next change event (taken under the document's lock).
+    pub(crate) local_patches: Mutex<Option<LoggedPatches>>,
+}
+
+/// Patches that lead from one set of heads to another.
+pub(crate) struct LoggedPatches {
+    pub(crate) from: Vec<ChangeHash>,
+    pub(crate) to: Vec<ChangeHash>,
+    pub(crate) patches: Vec<Patch>,
 }
 
 const EVENT_BUFFER: usize = 256;
@@ -79,6 +89,24 @@ impl HandleShared {
             remote_heads_events: LazyBroadcast::new(EVENT_BUFFER),
             worker,
             hub,
+            local_patches: Mutex::new(None),
+        }
+    }
+
+    /// Notes a local change's patches (called with the document locked). They extend what is
+    /// pending if they continue it; otherwise they replace it, and the worker, seeing that they
+    /// do not start at its last heads, diffs instead.
+    fn log_local_patches(&self, from: Vec<ChangeHash>, to: Vec<ChangeHash>, patches: Vec<Patch>) {
+        let mut pending = self
+            .local_patches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match pending.as_mut() {
+            Some(logged) if logged.to == from => {
+                logged.to = to;
+                logged.patches.extend(patches);
+            }
+            _ => *pending = Some(LoggedPatches { from, to, patches }),
         }
     }
 
@@ -253,10 +281,37 @@ impl DocHandle {
     ) -> Result<R, HandleError> {
         let result = {
             let mut doc = self.ready_doc()?;
-            let mut tx = doc.transaction();
-            let result = change(&mut tx);
-            tx.commit();
-            result
+            if self.shared.changes.receiver_count() == 0 {
+                let mut tx = doc.transaction();
+                let result = change(&mut tx);
+                tx.commit();
+                result
+            } else {
+                // Someone listens: log the patches now, in proportion to the change, rather
+                // than have the worker diff the whole document afterwards.
+                let from = doc.get_heads();
+                let logged = match doc.transaction_log_patches(PatchLog::active()) {
+                    Ok(mut tx) => {
+                        let result = change(&mut tx);
+                        Ok((result, tx.commit().1))
+                    }
+                    Err(_) => Err(change),
+                };
+                let (result, mut log) = match logged {
+                    Ok(logged) => logged,
+                    // A fresh log always fits; should it not, the worker diffs.
+                    Err(change) => {
+                        let mut tx = doc.transaction();
+                        let result = change(&mut tx);
+                        tx.commit();
+                        (result, PatchLog::inactive())
+                    }
+                };
+                let patches = doc.make_patches(&mut log);
+                self.shared
+                    .log_local_patches(from, doc.get_heads(), patches);
+                result
+            }
         };
         self.shared.local_change.notify_one();
         Ok(result)

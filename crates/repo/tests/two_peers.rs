@@ -3,7 +3,7 @@
 mod common;
 
 use automerge::transaction::Transactable;
-use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
+use automerge::{ObjType, Patch, PatchAction, ReadDoc, ScalarValue, ROOT};
 use common::*;
 use futures::StreamExt;
 use tandem_repo::{ChangeOrigin, HandleState, Repo};
@@ -110,6 +110,86 @@ async fn change_events_name_their_origin() {
     assert_eq!(remote.origin, ChangeOrigin::Peer(a.peer_id().clone()));
     assert_eq!(remote.heads, doc_a.heads().unwrap());
     assert!(!remote.patches.is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Patches with those that commute (other objects, other keys of a map) put in one order, so
+/// that a log and a diff of the same change compare equal; the order of patches to one sequence
+/// or one map key is kept.
+fn in_commuting_order(mut patches: Vec<Patch>) -> Vec<Patch> {
+    patches.sort_by_cached_key(|patch| {
+        let key = match &patch.action {
+            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => key.clone(),
+            _ => String::new(),
+        };
+        (format!("{:?}", patch.obj), key)
+    });
+    patches
+}
+
+/// Patches of local and remote changes are logged as the changes are made (not diffed
+/// afterwards): they must say what a diff between the event's heads says, change after change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_patches_match_a_diff() {
+    let (a, b, _link) = connected(Repo::builder(), Repo::builder()).await;
+    let doc_a = a.create_empty().await.unwrap();
+    let doc_b = b.find(doc_a.url()).await.unwrap();
+    let mut events_a = Box::pin(doc_a.changes());
+    let mut events_b = Box::pin(doc_b.changes());
+    let mut before_a = doc_a.heads().unwrap();
+    let (list, text) = doc_a
+        .change(|tx| {
+            let list = tx.put_object(ROOT, "list", ObjType::List).unwrap();
+            let text = tx.put_object(ROOT, "text", ObjType::Text).unwrap();
+            (list, text)
+        })
+        .unwrap();
+    let mut before = doc_b.heads().unwrap();
+    for i in 0..20i64 {
+        doc_a
+            .change(|tx| {
+                tx.put(ROOT, "n", i).unwrap();
+                tx.insert(&list, 0, i).unwrap();
+                tx.splice_text(&text, 0, 0, "ab").unwrap();
+                if i % 3 == 2 {
+                    tx.delete(&list, 1).unwrap();
+                }
+            })
+            .unwrap();
+        let target = doc_a.heads().unwrap();
+        loop {
+            let event = tokio::time::timeout(PATIENCE, events_a.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(event.is_local());
+            assert_eq!(
+                in_commuting_order(event.patches.to_vec()),
+                in_commuting_order(doc_a.diff(&before_a, &event.heads).unwrap()),
+                "local change {i}"
+            );
+            before_a = event.heads.clone();
+            if event.heads == target {
+                break;
+            }
+        }
+        loop {
+            let event = tokio::time::timeout(PATIENCE, events_b.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                in_commuting_order(event.patches.to_vec()),
+                in_commuting_order(doc_b.diff(&before, &event.heads).unwrap()),
+                "remote change {i}"
+            );
+            before = event.heads.clone();
+            if event.heads == target {
+                break;
+            }
+        }
+    }
     a.shutdown().await;
     b.shutdown().await;
 }

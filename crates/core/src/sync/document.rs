@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, PatchLog};
 
 use super::HandleState;
 use crate::{
@@ -244,6 +244,32 @@ impl DocumentSync {
         data: &[u8],
         request: bool,
     ) -> Result<SyncOutput, SyncError> {
+        let mut patch_log = PatchLog::inactive();
+        self.receive_sync_logging(
+            document,
+            from,
+            metadata,
+            stored,
+            data,
+            request,
+            &mut patch_log,
+        )
+    }
+
+    /// [`receive_sync`](Self::receive_sync), recording what the message changed in `patch_log`
+    /// (turn it into patches with `Automerge::make_patches`). That costs in proportion to the
+    /// change, where `Automerge::diff` afterwards costs in proportion to the whole document.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive_sync_logging(
+        &mut self,
+        document: &mut Automerge,
+        from: &PeerId,
+        metadata: &PeerMetadata,
+        stored: Option<sync::State>,
+        data: &[u8],
+        request: bool,
+        patch_log: &mut PatchLog,
+    ) -> Result<SyncOutput, SyncError> {
         let message = sync::Message::decode(data)?;
         let mut out = SyncOutput::default();
         if matches!(self.state, HandleState::Deleted | HandleState::Unloaded) {
@@ -267,7 +293,7 @@ impl DocumentSync {
             peer.status = PeerStatus::Has;
         }
         let heads_before = document.get_heads();
-        document.receive_sync_message(&mut peer.state, message)?;
+        document.receive_sync_message_log_patches(&mut peer.state, message, patch_log)?;
         if let Some(storage_id) = &peer.persist_as {
             out.sync_states
                 .push((storage_id.clone(), peer.state.encode()));
