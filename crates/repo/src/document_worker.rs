@@ -37,8 +37,9 @@ pub(crate) enum DocEvent {
     /// A peer disconnected.
     PeerDisconnected(PeerId),
     /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
-    /// not be the original sender).
-    Incoming { from: PeerLink, message: Message },
+    /// not be the original sender). Boxed: a worker's queue allocates room for 32 events at
+    /// once, and this, the largest, would make that room 4.6 KiB for every loaded document.
+    Incoming(Box<(PeerLink, Message)>),
     /// `DocHandle::broadcast`: a CBOR value for the document's peers.
     Broadcast(Vec<u8>),
     /// Save now.
@@ -261,7 +262,8 @@ impl DocumentWorker {
                 let out = self.sync.remove_peer(&peer);
                 self.apply(out, None);
             }
-            DocEvent::Incoming { from, message } => {
+            DocEvent::Incoming(incoming) => {
+                let (from, message) = *incoming;
                 let peer = from.peer_id.clone();
                 let known = self.sync.has_peer(&peer);
                 self.incoming(from, message).await;

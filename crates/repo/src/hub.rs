@@ -502,10 +502,7 @@ impl Hub {
                 entry.introduced.insert(document_id.clone());
             }
         }
-        let event = DocEvent::Incoming {
-            from: link,
-            message,
-        };
+        let event = DocEvent::Incoming(Box::new((link, message)));
         if handle.shared.worker.send(event).await.is_err() {
             self.documents.remove(&document_id);
         }
