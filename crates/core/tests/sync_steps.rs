@@ -323,3 +323,49 @@ fn garbage_sync_data_is_an_error_not_a_panic() {
     assert!(result.is_err());
     assert_eq!(doc.get_heads().len(), 1);
 }
+
+/// Found by the simulation (tandem-sim seed 332): a peer crashed after its sync state was saved
+/// but before the changes that state speaks of were. Restarted, it offers that state, which
+/// claims shared heads its document lacks; the other side answers every such message with a
+/// reset and no changes, and the two bounced messages forever. A stored state that names changes
+/// the document does not hold is now dropped.
+#[test]
+fn a_stored_sync_state_ahead_of_the_document_does_not_stall_sync() {
+    let id = DocumentId::random();
+    let full = with_text("lost in the crash");
+    // What a's old life shared with b: b's document, which a saved no chunk of.
+    let mut a_then = Automerge::new();
+    let mut b_side = full.fork();
+    let (mut a_state, mut b_state) = (automerge::sync::State::new(), automerge::sync::State::new());
+    use automerge::sync::SyncDoc;
+    for _ in 0..10 {
+        if let Some(m) = b_side.generate_sync_message(&mut b_state) {
+            a_then.receive_sync_message(&mut a_state, m).unwrap();
+        }
+        if let Some(m) = a_then.generate_sync_message(&mut a_state) {
+            b_side.receive_sync_message(&mut b_state, m).unwrap();
+        }
+    }
+    assert_eq!(a_state.shared_heads, full.get_heads());
+    // b lost that change too (it was never saved there either) and holds an older document.
+    let mut net = Net::new(
+        &id,
+        &[
+            ("a", HandleState::Loading, Automerge::new()),
+            ("b", HandleState::Ready, with_text("what b kept")),
+        ],
+    );
+    let node = net.node("a");
+    let out = node.sync.add_peer(
+        &node.doc,
+        peer("b"),
+        &PeerMetadata::default(),
+        Some(a_state),
+    );
+    net.wire.extend(out.messages);
+    net.link("b", "a");
+    net.finish_loading("a");
+    net.run();
+    assert_eq!(net.node("a").doc.get_heads(), net.node("b").doc.get_heads());
+    assert_eq!(net.node("a").sync.state(), HandleState::Ready);
+}

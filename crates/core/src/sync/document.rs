@@ -1,9 +1,9 @@
 //! One document's synchronisation with its peers (PROTOCOL.md §5.1–§5.4, §5.6–§5.7).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, PatchLog};
+use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc};
 
 use super::HandleState;
 use crate::{
@@ -88,9 +88,11 @@ pub struct DocumentSync {
     document_id: DocumentId,
     local_peer: PeerId,
     state: HandleState,
-    peers: HashMap<PeerId, PeerSync>,
+    /// Ordered, so that the messages of one step come out in the same order in every run (a
+    /// seeded simulation replays exactly).
+    peers: BTreeMap<PeerId, PeerSync>,
     /// Sync states of peers that left, for when they come back (§5.6).
-    parked: HashMap<PeerId, sync::State>,
+    parked: BTreeMap<PeerId, sync::State>,
     /// Peers that sent `sync` or `request` for this document: the share policy lets them sync it
     /// when `access` allows, even if it is not announced to them.
     asked_by: HashSet<PeerId>,
@@ -104,8 +106,8 @@ impl DocumentSync {
             document_id,
             local_peer,
             state,
-            peers: HashMap::new(),
-            parked: HashMap::new(),
+            peers: BTreeMap::new(),
+            parked: BTreeMap::new(),
             asked_by: HashSet::new(),
         }
     }
@@ -167,6 +169,15 @@ impl DocumentSync {
         let previous = self.parked.remove(&peer).or(stored);
         let state = previous
             .and_then(|state| sync::State::decode(&state.encode()).ok())
+            // A state saved before a crash that lost the changes it speaks of claims heads this
+            // document lacks. automerge cannot recover from that: the peer answers each message
+            // with a reset and no changes, forever. Such a state is worth nothing; start afresh.
+            .filter(|state| {
+                state
+                    .shared_heads
+                    .iter()
+                    .all(|hash| document.get_change_by_hash(hash).is_some())
+            })
             .unwrap_or_default();
         let persist_as = (!metadata.is_ephemeral)
             .then(|| metadata.storage_id.clone())
