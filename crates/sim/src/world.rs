@@ -1,0 +1,737 @@
+//! The scheduler: peers, links and messages in flight, a simulated clock, random operations and
+//! faults from one seed, then healing, quiescence and the invariants.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::rc::Rc;
+
+use automerge::{ChangeHash, ReadDoc};
+use tandem_core::persistence::load_document;
+use tandem_core::sync::HandleState;
+use tandem_core::{ChunkKind, DocumentId, Message, StorageId};
+
+use crate::peer::{render, SimPeer};
+use crate::rng::SimRng;
+use crate::store::{CrashDamage, SimStore};
+
+/// More messages than this in flight at once means a message storm (an echo loop).
+pub const MAX_IN_FLIGHT: usize = 20_000;
+/// Deliveries allowed for the healed world to fall quiet (a healthy run needs a few hundred).
+const QUIESCENCE_DELIVERIES: usize = 20_000;
+
+/// How a run is shaped; every field is drawn from the seed by [`Config::from_seed`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Peers in the world (3 to 5).
+    pub peers: usize,
+    /// Peers 0 and 1 share one store (two processes on one directory).
+    pub shared_store: bool,
+    /// Random steps before healing.
+    pub steps: usize,
+    /// Chance that a delivered message is lost (its connection then breaks).
+    pub drop: f64,
+    /// Chance that a delivered message arrives twice.
+    pub duplicate: f64,
+    /// Chance that the next delivery is not the oldest message but any.
+    pub reorder: f64,
+    /// Chance that a message is held back for a while.
+    pub delay: f64,
+}
+
+impl Config {
+    /// The shape of run `seed`.
+    pub fn from_seed(rng: &mut SimRng) -> Self {
+        Config {
+            peers: 3 + rng.below(3),
+            shared_store: rng.chance(0.5),
+            steps: 150 + rng.below(250),
+            drop: [0.0, 0.01, 0.05][rng.below(3)],
+            duplicate: [0.0, 0.02, 0.1][rng.below(3)],
+            reorder: [0.0, 0.05, 0.3][rng.below(3)],
+            delay: [0.0, 0.1][rng.below(2)],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    from: usize,
+    to: usize,
+    /// The connection it was sent on: a message outlives its connection only as garbage.
+    epoch: u64,
+    bytes: Vec<u8>,
+    deliver_at: u64,
+}
+
+#[derive(Debug, Default)]
+struct Link {
+    up: bool,
+    epoch: u64,
+    /// A fault touched this connection (its messages were lost, doubled or reordered).
+    disturbed: bool,
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Messages delivered.
+    pub delivered: usize,
+    /// Messages lost.
+    pub dropped: usize,
+    /// Messages delivered twice.
+    pub duplicated: usize,
+    /// Deliveries out of order.
+    pub reordered: usize,
+    /// Messages held back.
+    pub delayed: usize,
+    /// Links cut.
+    pub partitions: usize,
+    /// Peers killed and restarted.
+    pub restarts: usize,
+    /// Writes a crash dropped or tore.
+    pub damaged_writes: usize,
+    /// Chunks the loader skipped as corrupt.
+    pub corrupt_chunks_skipped: usize,
+    /// Saves made durable.
+    pub saves: usize,
+    /// Documents evicted from memory.
+    pub evictions: usize,
+    /// Operations (create, find, edit, broadcast, delete, policy).
+    pub operations: usize,
+}
+
+impl Stats {
+    /// Faults injected.
+    pub fn faults(&self) -> usize {
+        self.dropped
+            + self.duplicated
+            + self.reordered
+            + self.delayed
+            + self.partitions
+            + self.restarts
+    }
+}
+
+/// A broken invariant, with everything needed to look into it.
+#[derive(Debug)]
+pub struct Failure {
+    /// The run's seed.
+    pub seed: u64,
+    /// What went wrong.
+    pub problem: String,
+    /// The run's events, oldest first.
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "seed {}: {}", self.seed, self.problem)?;
+        writeln!(
+            f,
+            "replay: SIM_SEED={} cargo test -p tandem-sim --release --test seeds -- --nocapture",
+            self.seed
+        )?;
+        let skip = self.trace.len().saturating_sub(400);
+        if skip > 0 {
+            writeln!(f, "… {skip} earlier events (SIM_TRACE=all prints them)")?;
+        }
+        let all = std::env::var("SIM_TRACE").is_ok_and(|v| v == "all");
+        for line in self.trace.iter().skip(if all { 0 } else { skip }) {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One simulated world.
+pub struct World {
+    seed: u64,
+    rng: SimRng,
+    config: Config,
+    now: u64,
+    peers: Vec<SimPeer>,
+    stores: Vec<Rc<RefCell<SimStore>>>,
+    links: BTreeMap<(usize, usize), Link>,
+    /// Share policy: does `a` offer `b` documents unasked.
+    announce: BTreeMap<(usize, usize), bool>,
+    in_flight: Vec<InFlight>,
+    /// Saves written and waiting for their fsync: (due, peer, document).
+    syncing: Vec<(u64, usize, DocumentId)>,
+    documents: Vec<DocumentId>,
+    /// Changes each store acknowledged, per document.
+    acknowledged: BTreeMap<(StorageId, DocumentId), BTreeSet<ChangeHash>>,
+    trace: Vec<String>,
+    /// What the run did.
+    pub stats: Stats,
+}
+
+impl World {
+    /// The world of `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = SimRng::new(seed);
+        let config = Config::from_seed(&mut rng);
+        let mut stores: Vec<Rc<RefCell<SimStore>>> = Vec::new();
+        let mut peers = Vec::new();
+        for index in 0..config.peers {
+            let store = if index == 1 && config.shared_store {
+                stores[0].clone()
+            } else {
+                let id = StorageId::from(format!("store-{index}"));
+                let store = Rc::new(RefCell::new(SimStore::new(id)));
+                stores.push(store.clone());
+                store
+            };
+            peers.push(SimPeer::new(index, store, &mut rng));
+        }
+        // A chain so that everyone can reach everyone, plus random shortcuts.
+        let mut links = BTreeMap::new();
+        for index in 1..config.peers {
+            links.insert((index - 1, index), Link::default());
+        }
+        for a in 0..config.peers {
+            for b in a + 2..config.peers {
+                if rng.chance(0.4) {
+                    links.insert((a, b), Link::default());
+                }
+            }
+        }
+        let mut world = World {
+            seed,
+            rng,
+            trace: vec![format!("{config:?}")],
+            config,
+            now: 0,
+            peers,
+            stores,
+            links,
+            announce: BTreeMap::new(),
+            in_flight: Vec::new(),
+            syncing: Vec::new(),
+            documents: Vec::new(),
+            acknowledged: BTreeMap::new(),
+            stats: Stats::default(),
+        };
+        let pairs: Vec<(usize, usize)> = world.links.keys().copied().collect();
+        for (a, b) in pairs {
+            world.bring_up(a, b);
+        }
+        world
+    }
+
+    fn log(&mut self, line: String) {
+        self.trace.push(format!("t={} {line}", self.now));
+    }
+
+    fn fail(&self, problem: String) -> Failure {
+        Failure {
+            seed: self.seed,
+            problem,
+            trace: self.trace.clone(),
+        }
+    }
+
+    fn announces(&self, from: usize, to: usize) -> bool {
+        self.announce.get(&(from, to)).copied().unwrap_or(true)
+    }
+
+    fn send(&mut self, from: usize, messages: Vec<Message>) {
+        for message in messages {
+            let Some(target) = message.target_id() else {
+                continue;
+            };
+            let Some(to) = self.peers.iter().position(|p| p.id == *target) else {
+                continue;
+            };
+            let key = (from.min(to), from.max(to));
+            let Some(epoch) = self.links.get(&key).filter(|l| l.up).map(|l| l.epoch) else {
+                continue;
+            };
+            let mut deliver_at = self.now;
+            if self.rng.chance(self.config.delay) {
+                deliver_at += 1 + self.rng.below(20) as u64;
+                self.stats.delayed += 1;
+                if let Some(link) = self.links.get_mut(&key) {
+                    link.disturbed = true;
+                }
+            }
+            // Through the wire format, as a real connection would carry it.
+            self.in_flight.push(InFlight {
+                from,
+                to,
+                epoch,
+                bytes: message.encode(),
+                deliver_at,
+            });
+        }
+    }
+
+    fn bring_up(&mut self, a: usize, b: usize) {
+        let Some(link) = self.links.get_mut(&(a, b)) else {
+            return;
+        };
+        if link.up {
+            return;
+        }
+        link.up = true;
+        link.epoch += 1;
+        link.disturbed = false;
+        self.log(format!("link {a}-{b} up"));
+        let (meta_a, meta_b) = (self.peers[a].metadata(), self.peers[b].metadata());
+        let (id_a, id_b) = (self.peers[a].id.clone(), self.peers[b].id.clone());
+        let (ann_ab, ann_ba) = (self.announces(a, b), self.announces(b, a));
+        let out = self.peers[a].connect(id_b, meta_b, ann_ab);
+        self.send(a, out);
+        let out = self.peers[b].connect(id_a, meta_a, ann_ba);
+        self.send(b, out);
+    }
+
+    fn bring_down(&mut self, a: usize, b: usize) {
+        let Some(link) = self.links.get_mut(&(a, b)) else {
+            return;
+        };
+        if !link.up {
+            return;
+        }
+        link.up = false;
+        self.log(format!("link {a}-{b} down"));
+        let (id_a, id_b) = (self.peers[a].id.clone(), self.peers[b].id.clone());
+        let out = self.peers[a].disconnect(&id_b);
+        self.send(a, out);
+        let out = self.peers[b].disconnect(&id_a);
+        self.send(b, out);
+    }
+
+    /// Delivers one message: the oldest due one, or (reordering) any due one.
+    fn deliver(&mut self, faults: bool) -> Result<bool, Failure> {
+        let due: Vec<usize> = (0..self.in_flight.len())
+            .filter(|&i| self.in_flight[i].deliver_at <= self.now)
+            .collect();
+        let Some(&oldest) = due.first() else {
+            return Ok(false);
+        };
+        let index = if faults && due.len() > 1 && self.rng.chance(self.config.reorder) {
+            self.stats.reordered += 1;
+            *self.rng.pick(&due).unwrap_or(&oldest)
+        } else {
+            oldest
+        };
+        let message = self.in_flight.remove(index);
+        let key = (message.from.min(message.to), message.from.max(message.to));
+        let current = self
+            .links
+            .get(&key)
+            .is_some_and(|l| l.up && l.epoch == message.epoch);
+        if !current {
+            return Ok(true); // sent on a connection that has since closed
+        }
+        if index != oldest {
+            if let Some(link) = self.links.get_mut(&key) {
+                link.disturbed = true;
+            }
+        }
+        if faults && self.rng.chance(self.config.drop) {
+            // A lost message means the connection died with it in flight.
+            self.stats.dropped += 1;
+            self.log(format!(
+                "lost {}→{}; the connection breaks",
+                message.from, message.to
+            ));
+            self.bring_down(key.0, key.1);
+            return Ok(true);
+        }
+        let decoded = Message::decode(&message.bytes)
+            .map_err(|e| self.fail(format!("a message we encoded does not decode: {e}")))?;
+        if faults && self.rng.chance(self.config.duplicate) {
+            self.stats.duplicated += 1;
+            if let Some(link) = self.links.get_mut(&key) {
+                link.disturbed = true;
+            }
+            self.in_flight.push(InFlight {
+                bytes: message.bytes.clone(),
+                deliver_at: self.now,
+                ..message
+            });
+        }
+        self.stats.delivered += 1;
+        let from_id = self.peers[message.from].id.clone();
+        let summary = describe(&decoded);
+        self.log(format!("deliver {}→{} {summary}", message.from, message.to));
+        let out = self.peers[message.to].receive(&from_id, decoded);
+        self.send(message.to, out);
+        if self.in_flight.len() > MAX_IN_FLIGHT {
+            return Err(self.fail(format!(
+                "{} messages in flight: a storm",
+                self.in_flight.len()
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Makes due saves durable and records what they acknowledge.
+    fn fire_syncs(&mut self, all: bool) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncing)
+            .into_iter()
+            .partition(|(at, _, _)| all || *at <= now);
+        self.syncing = later;
+        for (_, peer, id) in due {
+            if let Some(hashes) = self.peers[peer].save_durable(&id) {
+                self.stats.saves += 1;
+                let store = self.peers[peer].store.borrow().id.clone();
+                self.log(format!(
+                    "peer {peer} saved {} ({} changes durable)",
+                    short(&id),
+                    hashes.len()
+                ));
+                self.acknowledged
+                    .entry((store, id))
+                    .or_default()
+                    .extend(hashes);
+            }
+        }
+    }
+
+    fn start_save(&mut self, peer: usize, id: &DocumentId) {
+        if self.peers[peer].save_start(id) {
+            let due = self.now + 1 + self.rng.below(5) as u64;
+            self.syncing.push((due, peer, id.clone()));
+        }
+    }
+
+    /// One random step.
+    fn step(&mut self) -> Result<(), Failure> {
+        self.now += 1;
+        self.fire_syncs(false);
+        let roll = self.rng.below(100);
+        let peer = self.rng.below(self.peers.len());
+        match roll {
+            0..=44 => {
+                for _ in 0..1 + self.rng.below(4) {
+                    self.deliver(true)?;
+                }
+            }
+            45..=49 => {
+                let id = DocumentId::from_random_bytes(self.rng.bytes16());
+                self.documents.push(id.clone());
+                self.stats.operations += 1;
+                self.log(format!("peer {peer} creates {}", short(&id)));
+                let out = self.peers[peer].create(id, self.now as i64);
+                self.send(peer, out);
+            }
+            50..=69 => {
+                let Some(id) = self.rng.pick(&self.documents).cloned() else {
+                    return Ok(());
+                };
+                let mut rng = self.rng.clone();
+                let edit = self.peers[peer].edit(&id, &mut rng, self.now as i64);
+                self.rng = rng;
+                if let Some((what, out)) = edit {
+                    self.stats.operations += 1;
+                    self.log(format!("peer {peer} edits {}: {what}", short(&id)));
+                    self.send(peer, out);
+                }
+            }
+            70..=76 => {
+                let Some(id) = self.rng.pick(&self.documents).cloned() else {
+                    return Ok(());
+                };
+                self.stats.operations += 1;
+                self.log(format!("peer {peer} finds {}", short(&id)));
+                let out = self.peers[peer].find(&id);
+                self.send(peer, out);
+            }
+            77..=79 => {
+                let Some(id) = self.rng.pick(&self.documents).cloned() else {
+                    return Ok(());
+                };
+                self.stats.operations += 1;
+                self.log(format!("peer {peer} broadcasts on {}", short(&id)));
+                let out = self.peers[peer].broadcast(&id);
+                self.send(peer, out);
+            }
+            80..=85 => {
+                let ids: Vec<DocumentId> = self.peers[peer].docs.keys().cloned().collect();
+                for id in ids {
+                    self.start_save(peer, &id);
+                }
+            }
+            86..=87 => {
+                let Some(id) = self.rng.pick(&self.documents).cloned() else {
+                    return Ok(());
+                };
+                if self.peers[peer].evict(&id) {
+                    self.stats.evictions += 1;
+                    self.log(format!("peer {peer} evicts {}", short(&id)));
+                }
+            }
+            88 if self.rng.chance(0.3) => {
+                let Some(id) = self.rng.pick(&self.documents).cloned() else {
+                    return Ok(());
+                };
+                self.stats.operations += 1;
+                self.log(format!("peer {peer} deletes {}", short(&id)));
+                self.syncing.retain(|(_, p, d)| !(*p == peer && *d == id));
+                self.peers[peer].delete(&id);
+                let store = self.peers[peer].store.borrow().id.clone();
+                self.acknowledged.remove(&(store, id));
+            }
+            89..=90 => {
+                let other = self.rng.below(self.peers.len());
+                if other != peer {
+                    let offer = self.rng.chance(0.5);
+                    self.stats.operations += 1;
+                    self.log(format!(
+                        "peer {peer} share policy toward {other}: announce {offer}"
+                    ));
+                    self.announce.insert((peer, other), offer);
+                }
+            }
+            91..=94 => {
+                let pairs: Vec<(usize, usize)> = self.links.keys().copied().collect();
+                if let Some(&(a, b)) = self.rng.pick(&pairs) {
+                    if self.links.get(&(a, b)).is_some_and(|l| l.up) {
+                        self.stats.partitions += 1;
+                        self.bring_down(a, b);
+                    } else {
+                        self.bring_up(a, b);
+                    }
+                }
+            }
+            95 => self.restart(peer)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Kills `peer` and starts it again on its store; checks that what the store acknowledged
+    /// is still there.
+    fn restart(&mut self, peer: usize) -> Result<(), Failure> {
+        self.stats.restarts += 1;
+        let pairs: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|(a, b)| *a == peer || *b == peer)
+            .collect();
+        for (a, b) in &pairs {
+            self.bring_down(*a, *b);
+        }
+        self.syncing.retain(|(_, p, _)| *p != peer);
+        let mut rng = self.rng.clone();
+        let damage = self.peers[peer].restart(&mut rng);
+        self.rng = rng;
+        for hit in &damage {
+            if !matches!(hit, CrashDamage::Survived(_)) {
+                self.stats.damaged_writes += 1;
+            }
+        }
+        self.log(format!(
+            "peer {peer} killed and restarted; unsynced writes: {damage:?}"
+        ));
+        self.check_acknowledged()?;
+        for (a, b) in pairs {
+            self.bring_up(a, b);
+        }
+        Ok(())
+    }
+
+    /// Every change a store acknowledged is in what a fresh load of that store gives.
+    fn check_acknowledged(&mut self) -> Result<(), Failure> {
+        for ((storage_id, id), hashes) in &self.acknowledged {
+            let Some(store) = self.stores.iter().find(|s| s.borrow().id == *storage_id) else {
+                continue;
+            };
+            let chunks = {
+                let store = store.borrow();
+                let mut chunks = store.range(&ChunkKind::Snapshot.prefix(id));
+                chunks.extend(store.range(&ChunkKind::Incremental.prefix(id)));
+                chunks
+            };
+            let loaded = load_document(id, chunks);
+            self.stats.corrupt_chunks_skipped += loaded.corrupt.len();
+            let doc = loaded.document.unwrap_or_default();
+            if let Some(lost) = hashes.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+                return Err(self.fail(format!(
+                    "store {storage_id} acknowledged change {lost} of {} and lost it",
+                    short(id)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the random steps, heals everything, runs to quiescence and checks the invariants.
+    pub fn run(&mut self) -> Result<Stats, Failure> {
+        for _ in 0..self.config.steps {
+            self.step()?;
+        }
+        self.heal()?;
+        self.quiesce()?;
+        self.check_converged()?;
+        self.check_acknowledged()?;
+        // The last word: every peer restarts cleanly and still has what its store acknowledged.
+        for index in 0..self.peers.len() {
+            let ids: Vec<DocumentId> = self.peers[index].docs.keys().cloned().collect();
+            for id in ids {
+                self.start_save(index, &id);
+            }
+        }
+        self.fire_syncs(true);
+        self.check_acknowledged()?;
+        for peer in &self.peers {
+            if let Some(problem) = peer.violations.first() {
+                return Err(self.fail(format!("{problem:?}")));
+            }
+            self.stats.corrupt_chunks_skipped += peer.corrupt_chunks_skipped;
+        }
+        Ok(self.stats.clone())
+    }
+
+    /// Every policy back to sharing, every link up, and every connection a fault touched or
+    /// whose policy changed is opened afresh.
+    fn heal(&mut self) -> Result<(), Failure> {
+        self.log("heal".into());
+        let changed: BTreeSet<(usize, usize)> = self
+            .announce
+            .iter()
+            .filter(|(_, offer)| !**offer)
+            .map(|((a, b), _)| (*a.min(b), *a.max(b)))
+            .collect();
+        self.announce.clear();
+        let pairs: Vec<(usize, usize)> = self.links.keys().copied().collect();
+        for (a, b) in pairs {
+            let touched = self.links.get(&(a, b)).is_some_and(|l| l.disturbed);
+            if touched || changed.contains(&(a, b)) {
+                self.bring_down(a, b);
+            }
+            self.bring_up(a, b);
+        }
+        Ok(())
+    }
+
+    /// Delivers everything, without faults, until nothing is in flight and no save is pending.
+    fn quiesce(&mut self) -> Result<(), Failure> {
+        let mut deliveries = 0;
+        while deliveries < QUIESCENCE_DELIVERIES {
+            self.now += 1;
+            self.fire_syncs(true);
+            while deliveries < QUIESCENCE_DELIVERIES && self.deliver(false)? {
+                deliveries += 1;
+            }
+            if self.in_flight.is_empty() && self.syncing.is_empty() {
+                return Ok(());
+            }
+        }
+        let mut detail = String::new();
+        for peer in &self.peers {
+            for (id, doc) in &peer.docs {
+                let missing = doc.doc.get_missing_deps(&[]);
+                if !missing.is_empty() {
+                    detail.push_str(&format!(
+                        "; peer {} holds {} with changes waiting for missing dependencies {:?}",
+                        peer.index,
+                        short(id),
+                        missing
+                            .iter()
+                            .map(|h| h.to_string()[..6].to_string())
+                            .collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+        Err(self.fail(format!(
+            "no quiescence after {QUIESCENCE_DELIVERIES} deliveries: {} messages in flight{detail}",
+            self.in_flight.len()
+        )))
+    }
+
+    fn check_converged(&mut self) -> Result<(), Failure> {
+        let ids = self.documents.clone();
+        for id in &ids {
+            let mut seen: Option<(usize, Vec<ChangeHash>, String)> = None;
+            for peer in &self.peers {
+                let Some(doc) = peer.docs.get(id) else {
+                    continue;
+                };
+                match doc.sync.state() {
+                    HandleState::Loading | HandleState::Requesting => {
+                        return Err(self.fail(format!(
+                            "peer {} left {} stuck in {:?}",
+                            peer.index,
+                            short(id),
+                            doc.sync.state()
+                        )));
+                    }
+                    HandleState::Ready => {}
+                    _ => continue,
+                }
+                let heads = doc.doc.get_heads();
+                let content = render(&doc.doc);
+                match &seen {
+                    None => seen = Some((peer.index, heads, content)),
+                    Some((first, first_heads, first_content)) => {
+                        if *first_heads != heads || *first_content != content {
+                            return Err(self.fail(format!(
+                                "{} differs: peer {first} has {first_heads:?} {first_content}, peer {} has {heads:?} {content}",
+                                short(id),
+                                peer.index
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The events so far.
+    pub fn trace(&self) -> &[String] {
+        &self.trace
+    }
+}
+
+fn short(id: &DocumentId) -> String {
+    id.to_string().chars().take(6).collect()
+}
+
+fn describe(message: &Message) -> String {
+    match message {
+        Message::Sync(m) => format!(
+            "sync {} {}",
+            short(&m.document_id),
+            sync_summary(m.data.as_bytes())
+        ),
+        Message::Request(m) => format!(
+            "request {} {}",
+            short(&m.document_id),
+            sync_summary(m.data.as_bytes())
+        ),
+        Message::DocUnavailable(m) => format!("doc-unavailable {}", short(&m.document_id)),
+        Message::Ephemeral(m) => format!(
+            "ephemeral {} from {} #{}",
+            short(&m.document_id),
+            m.sender_id,
+            m.count
+        ),
+        other => other.type_name().to_string(),
+    }
+}
+
+/// What an automerge sync message says, briefly: heads, needs, what it has, changes carried.
+fn sync_summary(data: &[u8]) -> String {
+    let hash = |h: &ChangeHash| h.to_string().chars().take(6).collect::<String>();
+    match automerge::sync::Message::decode(data) {
+        Ok(m) => format!(
+            "heads {:?} need {:?} have {:?} changes {}",
+            m.heads.iter().map(hash).collect::<Vec<_>>(),
+            m.need.iter().map(hash).collect::<Vec<_>>(),
+            m.have
+                .iter()
+                .map(|h| h.last_sync.iter().map(hash).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            m.changes.len()
+        ),
+        Err(error) => format!("undecodable: {error}"),
+    }
+}
