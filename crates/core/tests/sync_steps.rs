@@ -369,3 +369,96 @@ fn a_stored_sync_state_ahead_of_the_document_does_not_stall_sync() {
     assert_eq!(net.node("a").doc.get_heads(), net.node("b").doc.get_heads());
     assert_eq!(net.node("a").sync.state(), HandleState::Ready);
 }
+
+/// Three peers that all look for a document none of them has settle unavailable among
+/// themselves, with no find timeout. (The simulation's seed 890 had them wait on one another in
+/// an interleaving this simple order does not reproduce; `a_peer_that_no_longer_has_the_document
+/// _is_not_waited_on` is the step-by-step case of that fix.)
+#[test]
+fn peers_that_all_lack_a_document_settle_unavailable_without_a_timeout() {
+    let id = DocumentId::random();
+    let mut net = Net::new(
+        &id,
+        &[
+            ("a", HandleState::Loading, Automerge::new()),
+            ("b", HandleState::Loading, Automerge::new()),
+            ("c", HandleState::Loading, Automerge::new()),
+        ],
+    );
+    for (at, others) in [("a", ["b", "c"]), ("b", ["a", "c"]), ("c", ["a", "b"])] {
+        for other in others {
+            net.link(at, other);
+        }
+    }
+    for at in ["a", "b", "c"] {
+        net.finish_loading(at);
+    }
+    net.run();
+    for at in ["a", "b", "c"] {
+        assert_eq!(net.node(at).sync.state(), HandleState::Unavailable, "{at}");
+    }
+}
+
+/// Found by the simulation (tandem-sim seed 697): r announced a document to b (so b counts r
+/// as having it) and deleted it before b's answer arrived. b's answer, a `sync` asking for the
+/// changes, reaches a fresh r that has nothing: r loads, asks its other peer, answers b with an
+/// empty `sync`, and settles unavailable, owing b nothing (b never sent `request`). b waited on
+/// a peer it still believed had the document. An empty answer now counts as "does not have it".
+#[test]
+fn a_peer_that_no_longer_has_the_document_is_not_waited_on() {
+    let id = DocumentId::random();
+    let mut net = Net::new(
+        &id,
+        &[
+            ("r", HandleState::Ready, with_text("soon deleted")),
+            ("b", HandleState::Loading, Automerge::new()),
+        ],
+    );
+    net.link("b", "r");
+    net.finish_loading("b");
+    net.link("r", "b");
+    // Only r's announcement (its heads) reaches b; b's request to r is lost with the old r.
+    let announce = net
+        .wire
+        .iter()
+        .position(|m| m.sender_id().as_str() == "r")
+        .unwrap();
+    let Message::Sync(announce) = net.wire.remove(announce).unwrap() else {
+        panic!("r announces with sync")
+    };
+    net.wire.clear();
+    let node = net.node("b");
+    let answer = node
+        .sync
+        .receive_sync(
+            &mut node.doc,
+            &peer("r"),
+            &PeerMetadata::default(),
+            None,
+            announce.data.as_bytes(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        net.node("b").sync.peer_status(&peer("r")),
+        Some(PeerStatus::Has)
+    );
+    assert!(answer.messages.iter().all(|m| m.type_name() == "sync"));
+    // r deleted the document; a fresh r with another peer, c, that lacks it too, gets b's answer.
+    for (name, state) in [("r", HandleState::Loading), ("c", HandleState::Unavailable)] {
+        net.nodes.insert(
+            peer(name),
+            Node {
+                sync: DocumentSync::new(id.clone(), peer(name), state),
+                doc: Automerge::new(),
+            },
+        );
+    }
+    net.link("r", "c");
+    net.link("c", "r");
+    net.wire.extend(answer.messages);
+    net.finish_loading("r");
+    net.run();
+    assert_eq!(net.node("r").sync.state(), HandleState::Unavailable);
+    assert_eq!(net.node("b").sync.state(), HandleState::Unavailable);
+}

@@ -302,6 +302,12 @@ impl DocumentSync {
         // An empty message (what a peer without the document sends) is not a claim to have it.
         if !message.heads.is_empty() {
             peer.status = PeerStatus::Has;
+        } else if !request && peer.status != PeerStatus::Wants && document.get_heads().is_empty() {
+            // Neither side has it, and the peer says so without asking (it answers our request
+            // as an asker's, with `sync`), or says so now after having had it (it deleted it).
+            // Otherwise peers that all lack the document and answered each other this way
+            // waited on one another until the find timeout.
+            peer.status = PeerStatus::Unavailable;
         }
         let heads_before = document.get_heads();
         document.receive_sync_message_log_patches(&mut peer.state, message, patch_log)?;
