@@ -58,7 +58,11 @@ pub struct SimPeer {
     pub index: usize,
     /// Its peer id.
     pub id: PeerId,
-    actor: ActorId,
+    /// Seed of this lifetime's actor ids: every document opened gets its own actor, as
+    /// automerge gives each `load` and `new` a random one. (One actor per peer made a document
+    /// deleted and found again reuse sequence numbers; automerge refuses such changes.)
+    actor_seed: [u8; 16],
+    actors_made: u64,
     session: SessionId,
     ephemeral_count: u64,
     /// Its storage (maybe shared with another peer).
@@ -82,7 +86,8 @@ impl SimPeer {
         SimPeer {
             index,
             id: PeerId::from(format!("peer-{index}")),
-            actor: ActorId::from(rng.bytes16().to_vec()),
+            actor_seed: rng.bytes16(),
+            actors_made: 0,
             session: SessionId::from_random(
                 rng.bytes16().iter().fold(0u128, |a, b| a << 8 | *b as u128),
             ),
@@ -95,6 +100,16 @@ impl SimPeer {
             corrupt_chunks_skipped: 0,
             violations: Vec::new(),
         }
+    }
+
+    /// A fresh actor id for a document being opened.
+    fn next_actor(&mut self) -> ActorId {
+        self.actors_made += 1;
+        let mut bytes = self.actor_seed;
+        for (byte, count) in bytes.iter_mut().zip(self.actors_made.to_le_bytes()) {
+            *byte ^= count;
+        }
+        ActorId::from(bytes.to_vec())
     }
 
     /// What the peer says about itself when it connects.
@@ -113,7 +128,7 @@ impl SimPeer {
         self.links.clear();
         self.dedup = EphemeralDedup::default();
         self.delivered.clear();
-        self.actor = ActorId::from(rng.bytes16().to_vec());
+        self.actor_seed = rng.bytes16();
         self.session =
             SessionId::from_random(rng.bytes16().iter().fold(0u128, |a, b| a << 8 | *b as u128));
         self.ephemeral_count = 0;
@@ -204,7 +219,7 @@ impl SimPeer {
         let loaded = load_document(id, snapshots.into_iter().chain(incrementals).collect());
         self.corrupt_chunks_skipped += loaded.corrupt.len();
         let mut doc = loaded.document.unwrap_or_default();
-        doc.set_actor(self.actor.clone());
+        doc.set_actor(self.next_actor());
         self.docs.insert(
             id.clone(),
             SimDoc {
@@ -352,7 +367,7 @@ impl SimPeer {
 
     /// `repo.create()`: a document with one change, offered to the peers the policy allows.
     pub fn create(&mut self, id: DocumentId, now: i64) -> Vec<Message> {
-        let mut doc = Automerge::new().with_actor(self.actor.clone());
+        let mut doc = Automerge::new().with_actor(self.next_actor());
         let mut tx = doc.transaction();
         let seeded = tx
             .put_object(ROOT, "list", ObjType::List)

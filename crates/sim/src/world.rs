@@ -469,6 +469,17 @@ impl World {
                 let Some(id) = self.rng.pick(&self.documents).cloned() else {
                     return Ok(());
                 };
+                // Deleting from a store another live process has the document open on pulls
+                // its chunks from under it: its later incrementals name changes that are gone,
+                // and what it acknowledged is not there. Not a case a repo can make safe (it
+                // cannot see the other process), so the simulation does not delete then.
+                let store = self.peers[peer].store.clone();
+                let open_elsewhere = self.peers.iter().any(|p| {
+                    p.index != peer && Rc::ptr_eq(&p.store, &store) && p.docs.contains_key(&id)
+                });
+                if open_elsewhere {
+                    return Ok(());
+                }
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} deletes {}", short(&id)));
                 self.syncing.retain(|(_, p, d)| !(*p == peer && *d == id));
@@ -568,6 +579,11 @@ impl World {
         }
         self.heal()?;
         self.quiesce()?;
+        for peer in &self.peers {
+            if let Some(problem) = peer.violations.first() {
+                return Err(self.fail(format!("{problem:?}")));
+            }
+        }
         self.check_converged()?;
         self.check_acknowledged()?;
         // The last word: every peer restarts cleanly and still has what its store acknowledged.
@@ -656,11 +672,13 @@ impl World {
                 };
                 match doc.sync.state() {
                     HandleState::Loading | HandleState::Requesting => {
+                        let holders = self.holders(id);
                         return Err(self.fail(format!(
-                            "peer {} left {} stuck in {:?}",
+                            "peer {} left {} stuck in {:?}; holders: {}",
                             peer.index,
                             short(id),
-                            doc.sync.state()
+                            doc.sync.state(),
+                            holders
                         )));
                     }
                     HandleState::Ready => {}
@@ -673,9 +691,10 @@ impl World {
                     Some((first, first_heads, first_content)) => {
                         if *first_heads != heads || *first_content != content {
                             return Err(self.fail(format!(
-                                "{} differs: peer {first} has {first_heads:?} {first_content}, peer {} has {heads:?} {content}",
+                                "{} differs: peer {first} has {first_heads:?} {first_content}, peer {} has {heads:?} {content}; holders: {}",
                                 short(id),
-                                peer.index
+                                peer.index,
+                                self.holders(id)
                             )));
                         }
                     }
@@ -683,6 +702,51 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Every peer's copy of `id`, for a failure report.
+    fn holders(&self, id: &DocumentId) -> String {
+        let hash = |h: &ChangeHash| h.to_string().chars().take(6).collect::<String>();
+        self.peers
+            .iter()
+            .filter_map(|p| {
+                let d = p.docs.get(id)?;
+                let stored: Vec<String> = p
+                    .store
+                    .borrow()
+                    .range(&tandem_core::StorageKey::document(id))
+                    .iter()
+                    .map(|(key, bytes)| {
+                        format!(
+                            "{}:{}",
+                            key.parts()[1..]
+                                .join("/")
+                                .chars()
+                                .take(20)
+                                .collect::<String>(),
+                            bytes.len()
+                        )
+                    })
+                    .collect();
+                Some(format!(
+                    "peer {}: {:?}, changes {:?}, waiting on {:?}, stored {:?}",
+                    p.index,
+                    d.sync.state(),
+                    d.doc
+                        .get_changes(&[])
+                        .iter()
+                        .map(|c| hash(&c.hash()))
+                        .collect::<Vec<_>>(),
+                    d.doc
+                        .get_missing_deps(&[])
+                        .iter()
+                        .map(hash)
+                        .collect::<Vec<_>>(),
+                    stored
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The events so far.

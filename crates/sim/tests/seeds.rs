@@ -4,16 +4,6 @@
 
 use tandem_sim::{run_seed, Stats, World};
 
-/// Seeds that fail today, each an open bug of issue 7 (see its closing note). They are run and
-/// reported, not hidden: the test fails if any other seed fails, and
-/// `known_failing_seeds_now_pass` (ignored) fails until every one of these is fixed.
-/// - 384, 429, 754, 994: no quiescence. In 384, after one of two processes sharing a store
-///   deleted a document the other kept editing, a peer loads changes whose dependencies are gone
-///   and automerge's sync loops.
-/// - 549, 890: a document left `Requesting` after healing.
-/// - 673, 893: two peers holding a document end with different heads.
-const KNOWN_FAILING: &[u64] = &[384, 429, 549, 673, 754, 890, 893, 994];
-
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -70,18 +60,15 @@ fn seeds_converge_and_lose_nothing() {
         total.saves,
         total.evictions,
     );
-    let known = failures
-        .iter()
-        .filter(|f| KNOWN_FAILING.contains(&f.seed))
-        .count();
-    if let Some(first_new) = failures.iter().find(|f| !KNOWN_FAILING.contains(&f.seed)) {
+    if let (Some(_), Some(failure)) = (env("SIM_SEED"), failures.first()) {
+        // A replay: show the whole story, known bug or not.
+        panic!("{failure}");
+    }
+    if let Some(first_failure) = failures.first() {
         panic!(
-            "{} of {count} seeds failed ({known} known); the first new one:\n{first_new}",
+            "{} of {count} seeds failed; the first:\n{first_failure}",
             failures.len()
         );
-    }
-    if known > 0 {
-        println!("{known} known failing seeds failed as expected: {KNOWN_FAILING:?}");
     }
     // The simulation must do something: a run with no faults and no work proves nothing.
     assert!(total.faults() > 0 && total.operations > count as usize);
@@ -97,15 +84,4 @@ fn a_seed_replays_event_for_event() {
         assert!(first.trace().len() > 100);
         assert_eq!(first.trace(), second.trace());
     }
-}
-
-#[test]
-#[ignore = "open bugs of issue 7: these seeds fail today"]
-fn known_failing_seeds_now_pass() {
-    let failing: Vec<String> = KNOWN_FAILING
-        .iter()
-        .filter_map(|&seed| run_seed(seed).err())
-        .map(|f| f.to_string().lines().next().unwrap_or_default().to_string())
-        .collect();
-    assert!(failing.is_empty(), "{}", failing.join("\n"));
 }
