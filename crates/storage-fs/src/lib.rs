@@ -49,3 +49,19 @@ mod layout;
 mod storage;
 
 pub use storage::{FsStorage, DEFAULT_DATA_DIR, DEFAULT_MAX_CONCURRENCY};
+
+/// Where a key lives on disk, for tools and for the fuzz target that checks the mapping.
+pub mod paths {
+    use tandem_core::StorageKey;
+
+    /// The path components (below the base directory) `key` is stored at, or why it cannot be
+    /// stored. No component is empty, `.`, `..`, or holds a separator or NUL.
+    pub fn key_components(key: &StorageKey) -> Result<Vec<String>, String> {
+        super::layout::key_components(key)
+    }
+
+    /// The key stored at `components` below the base directory (NodeFS's inverse mapping).
+    pub fn key_at(components: &[String]) -> Option<StorageKey> {
+        super::layout::key_of_relative(components)
+    }
+}
