@@ -34,6 +34,36 @@ pub enum SyncError {
     /// automerge refused the message's changes.
     #[error("sync message rejected: {0}")]
     Apply(#[from] automerge::AutomergeError),
+    /// A Bloom filter automerge would divide by zero on, or loop billions of times over.
+    #[error("sync message has an unusable Bloom filter: {0}")]
+    Bloom(&'static str),
+}
+
+/// More probes than this per hash is no Bloom filter anyone sends (automerge uses 7); a peer
+/// could otherwise make us allocate and loop up to 2³² times per hash.
+const MAX_BLOOM_PROBES: u64 = 64;
+
+/// automerge 0.12 trusts a received filter's parameters: with no bits it divides by zero on the
+/// next message we generate (found by the `peer_messages` fuzz target), and its probe count
+/// sizes an allocation. Both are checked here first, from the filter's wire form.
+fn check_blooms(message: &sync::Message) -> Result<(), SyncError> {
+    for have in &message.have {
+        let bytes = have.bloom.to_bytes();
+        if bytes.is_empty() {
+            continue; // an empty filter (no entries) is never probed
+        }
+        let mut input = bytes.as_slice();
+        let mut next =
+            || leb128::read::unsigned(&mut input).map_err(|_| SyncError::Bloom("truncated"));
+        let (_entries, bits_per_entry, probes) = (next()?, next()?, next()?);
+        if bits_per_entry == 0 || input.is_empty() {
+            return Err(SyncError::Bloom("no bits"));
+        }
+        if probes == 0 || probes > MAX_BLOOM_PROBES {
+            return Err(SyncError::Bloom("probe count out of range"));
+        }
+    }
+    Ok(())
 }
 
 /// What the driver must do after a step.
@@ -282,6 +312,7 @@ impl DocumentSync {
         patch_log: &mut PatchLog,
     ) -> Result<SyncOutput, SyncError> {
         let message = sync::Message::decode(data)?;
+        check_blooms(&message)?;
         let mut out = SyncOutput::default();
         if matches!(self.state, HandleState::Deleted | HandleState::Unloaded) {
             return Ok(out);
