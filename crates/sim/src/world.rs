@@ -101,6 +101,23 @@ pub struct Stats {
     pub operations: usize,
 }
 
+impl std::ops::AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, other: &Stats) {
+        self.delivered += other.delivered;
+        self.dropped += other.dropped;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.delayed += other.delayed;
+        self.partitions += other.partitions;
+        self.restarts += other.restarts;
+        self.damaged_writes += other.damaged_writes;
+        self.corrupt_chunks_skipped += other.corrupt_chunks_skipped;
+        self.saves += other.saves;
+        self.evictions += other.evictions;
+        self.operations += other.operations;
+    }
+}
+
 impl Stats {
     /// Faults injected.
     pub fn faults(&self) -> usize {

@@ -21,20 +21,7 @@ fn seeds_converge_and_lose_nothing() {
     let mut failures = Vec::new();
     for seed in first..first + count {
         match run_seed(seed) {
-            Ok(stats) => {
-                total.delivered += stats.delivered;
-                total.dropped += stats.dropped;
-                total.duplicated += stats.duplicated;
-                total.reordered += stats.reordered;
-                total.delayed += stats.delayed;
-                total.partitions += stats.partitions;
-                total.restarts += stats.restarts;
-                total.damaged_writes += stats.damaged_writes;
-                total.corrupt_chunks_skipped += stats.corrupt_chunks_skipped;
-                total.saves += stats.saves;
-                total.evictions += stats.evictions;
-                total.operations += stats.operations;
-            }
+            Ok(stats) => total += &stats,
             Err(failure) => failures.push(failure),
         }
     }
