@@ -199,6 +199,9 @@ impl SimPeer {
     }
 
     /// Carries out a core step's effects that stay inside the peer; returns its messages.
+    ///
+    /// Sync states are written at once, not with the next chunk as tandem-repo writes them: a
+    /// harsher world, where a crash can keep a state that is ahead of the saved document.
     fn take_output(&mut self, id: &DocumentId, out: SyncOutput) -> Vec<Message> {
         for (storage_id, bytes) in out.sync_states {
             let key = ChunkKey::sync_state(id.clone(), &storage_id).to_storage_key();
