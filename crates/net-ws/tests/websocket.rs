@@ -353,6 +353,49 @@ async fn hostile_frames_close_only_the_offending_socket() {
     server.shutdown().await;
 }
 
+/// A `sync` whose Bloom filter claims entries but has no bits (found by the `peer_messages`
+/// fuzz target). automerge 0.12 divided by zero on it while answering, which took down the
+/// document's worker on the server for everyone. Now its sender is cut off and the document goes
+/// on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bloom_filter_bomb_cuts_off_its_sender_and_the_document_lives_on() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let (honest, mut states) = client(&url).await;
+    online(&mut states).await;
+    let (doc, _) = honest
+        .create_with(|tx| tx.put(ROOT, "n", 1).unwrap())
+        .await
+        .unwrap();
+    let on_server = server.find(doc.url()).await.unwrap();
+    let mut changes = Box::pin(on_server.changes());
+    // The fuzz input's first frame: two length bytes, then the sync data (cut short by the end
+    // of the input, as the fuzz driver reads it).
+    let input =
+        include_bytes!("../../core/tests/fixtures/fuzz/peer_messages/bloom-without-bits.bin");
+    let len = usize::from(u16::from_le_bytes([input[0], input[1]]));
+    let bomb = Message::Sync(SyncMessage {
+        sender_id: PeerId::from("mallory"),
+        target_id: server.peer_id().clone(),
+        document_id: doc.document_id().clone(),
+        data: tandem_core::MessageData::new(input[2..(2 + len).min(input.len())].to_vec()).unwrap(),
+    });
+    assert!(closes_after(&url, Frame::binary(bomb.encode())).await);
+    doc.change(|tx| tx.put(ROOT, "n", 2).unwrap()).unwrap();
+    let target = doc.heads().unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(change) = changes.next().await {
+            if change.heads == target {
+                return;
+            }
+        }
+        panic!("the server's document stopped")
+    })
+    .await
+    .expect("the server's document took the honest change");
+    honest.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_version_is_refused_and_not_retried() {
     let (server, url) = server_with(ServerConfig::default()).await;
