@@ -279,6 +279,19 @@ struct Process {
     seen: bool,
 }
 
+impl Process {
+    /// Starts again from what the store holds now, keeping its actor.
+    fn restart(&mut self, id: &DocumentId, store: &BTreeMap<StorageKey, Vec<u8>>) {
+        let loaded = load_document(id, store.clone().into_iter().collect());
+        let actor = self.doc.get_actor().clone();
+        self.doc = match loaded.document {
+            Some(doc) => AutoCommit::load(&doc.save()).unwrap().with_actor(actor),
+            None => AutoCommit::new().with_actor(actor),
+        };
+        self.ledger = loaded.ledger;
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Edit(usize, u16),
@@ -374,26 +387,14 @@ proptest! {
                             }
                         }
                     }
-                    let loaded = load_document(&id, store.clone().into_iter().collect());
-                    let actor = process.doc.get_actor().clone();
-                    process.doc = match loaded.document {
-                        Some(doc) => AutoCommit::load(&doc.save()).unwrap().with_actor(actor),
-                        None => AutoCommit::new().with_actor(actor),
-                    };
-                    process.ledger = loaded.ledger;
+                    process.restart(&id, &store);
                 }
                 Step::Reload(p) => {
                     processes[1 - p].seen = true;
                     let process = &mut processes[p];
                     // A restart loses what was never written; a half-finished save stays half done.
                     process.pending = None;
-                    let loaded = load_document(&id, store.clone().into_iter().collect());
-                    let actor = process.doc.get_actor().clone();
-                    process.doc = match loaded.document {
-                        Some(doc) => AutoCommit::load(&doc.save()).unwrap().with_actor(actor),
-                        None => AutoCommit::new().with_actor(actor),
-                    };
-                    process.ledger = loaded.ledger;
+                    process.restart(&id, &store);
                 }
             }
         }
