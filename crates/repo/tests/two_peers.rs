@@ -128,6 +128,35 @@ fn in_commuting_order(mut patches: Vec<Patch>) -> Vec<Patch> {
     patches
 }
 
+/// Takes `handle`'s change events up to the one that reaches `target`, checking that each is
+/// local (or remote) as said and that its patches say what a diff from the previous heads says;
+/// returns the heads reached.
+async fn patches_match_diffs(
+    events: &mut (impl futures::Stream<Item = tandem_repo::DocumentChange> + Unpin),
+    handle: &tandem_repo::DocHandle,
+    mut before: Vec<automerge::ChangeHash>,
+    target: &[automerge::ChangeHash],
+    local: bool,
+) -> Vec<automerge::ChangeHash> {
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.is_local(), local);
+        assert_eq!(
+            in_commuting_order(event.patches.to_vec()),
+            in_commuting_order(handle.diff(&before, &event.heads).unwrap()),
+            "{} change",
+            if local { "local" } else { "remote" }
+        );
+        before = event.heads.clone();
+        if event.heads == target {
+            return before;
+        }
+    }
+}
+
 /// Patches of local and remote changes are logged as the changes are made (not diffed
 /// afterwards): they must say what a diff between the event's heads says, change after change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,37 +187,8 @@ async fn change_patches_match_a_diff() {
             })
             .unwrap();
         let target = doc_a.heads().unwrap();
-        loop {
-            let event = tokio::time::timeout(PATIENCE, events_a.next())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(event.is_local());
-            assert_eq!(
-                in_commuting_order(event.patches.to_vec()),
-                in_commuting_order(doc_a.diff(&before_a, &event.heads).unwrap()),
-                "local change {i}"
-            );
-            before_a = event.heads.clone();
-            if event.heads == target {
-                break;
-            }
-        }
-        loop {
-            let event = tokio::time::timeout(PATIENCE, events_b.next())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                in_commuting_order(event.patches.to_vec()),
-                in_commuting_order(doc_b.diff(&before, &event.heads).unwrap()),
-                "remote change {i}"
-            );
-            before = event.heads.clone();
-            if event.heads == target {
-                break;
-            }
-        }
+        before_a = patches_match_diffs(&mut events_a, &doc_a, before_a, &target, true).await;
+        before = patches_match_diffs(&mut events_b, &doc_b, before, &target, false).await;
     }
     a.shutdown().await;
     b.shutdown().await;
