@@ -88,9 +88,7 @@ impl SimPeer {
             id: PeerId::from(format!("peer-{index}")),
             actor_seed: rng.bytes16(),
             actors_made: 0,
-            session: SessionId::from_random(
-                rng.bytes16().iter().fold(0u128, |a, b| a << 8 | *b as u128),
-            ),
+            session: SessionId::from_random(u128::from_le_bytes(rng.bytes16())),
             ephemeral_count: 0,
             store,
             docs: BTreeMap::new(),
@@ -129,8 +127,7 @@ impl SimPeer {
         self.dedup = EphemeralDedup::default();
         self.delivered.clear();
         self.actor_seed = rng.bytes16();
-        self.session =
-            SessionId::from_random(rng.bytes16().iter().fold(0u128, |a, b| a << 8 | *b as u128));
+        self.session = SessionId::from_random(u128::from_le_bytes(rng.bytes16()));
         self.ephemeral_count = 0;
         damage
     }
