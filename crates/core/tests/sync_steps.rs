@@ -462,3 +462,35 @@ fn a_peer_that_no_longer_has_the_document_is_not_waited_on() {
     assert_eq!(net.node("r").sync.state(), HandleState::Unavailable);
     assert_eq!(net.node("b").sync.state(), HandleState::Unavailable);
 }
+
+/// A relay still looking for a document answers our request with an empty `sync` (so do JS
+/// servers), and later sends the document or says `doc-unavailable`. That empty answer must not
+/// make us give up: an earlier version took it for "does not have it", and a find through a JS
+/// server failed at once (the bench's S5 against the JS server, now and then).
+#[test]
+fn an_empty_answer_to_a_request_is_not_taken_for_unavailable() {
+    let id = DocumentId::random();
+    let mut net = Net::new(
+        &id,
+        &[
+            ("b", HandleState::Loading, Automerge::new()),
+            ("r", HandleState::Loading, Automerge::new()),
+            ("c", HandleState::Ready, with_text("far away")),
+        ],
+    );
+    // r asks c, but c's answer is slow: the request waits.
+    net.link("r", "c");
+    net.finish_loading("r");
+    let to_c: Vec<Message> = net.wire.drain(..).collect();
+    net.link("b", "r");
+    net.finish_loading("b");
+    net.run();
+    assert_eq!(net.node("r").sync.state(), HandleState::Requesting);
+    assert_eq!(net.node("b").sync.state(), HandleState::Requesting);
+    // c answers; the document reaches b through r.
+    net.wire.extend(to_c);
+    net.link("c", "r");
+    net.run();
+    assert_eq!(net.node("b").sync.state(), HandleState::Ready);
+    assert_eq!(net.node("b").doc.get_heads(), net.node("c").doc.get_heads());
+}

@@ -333,11 +333,11 @@ impl DocumentSync {
         // An empty message (what a peer without the document sends) is not a claim to have it.
         if !message.heads.is_empty() {
             peer.status = PeerStatus::Has;
-        } else if !request && peer.status != PeerStatus::Wants && document.get_heads().is_empty() {
-            // Neither side has it, and the peer says so without asking (it answers our request
-            // as an asker's, with `sync`), or says so now after having had it (it deleted it).
-            // Otherwise peers that all lack the document and answered each other this way
-            // waited on one another until the find timeout.
+        } else if !request && peer.status == PeerStatus::Has && document.get_heads().is_empty() {
+            // It said it had the document and now answers with nothing: it no longer has it
+            // (it deleted it). Left `Has`, we waited on it until the find timeout. A peer we
+            // know nothing about that answers a request with an empty `sync` stays `Unknown`:
+            // JS servers answer so while they look, then say `doc-unavailable` or send it.
             peer.status = PeerStatus::Unavailable;
         }
         let heads_before = document.get_heads();
