@@ -454,6 +454,18 @@ impl SimPeer {
         Some((what, self.take_output(id, out)))
     }
 
+    /// The find timeout passes for every document still `Requesting`; returns how many.
+    pub fn time_out_finds(&mut self) -> usize {
+        let mut timed_out = 0;
+        for doc in self.docs.values_mut() {
+            if doc.sync.state() == HandleState::Requesting {
+                let _ = doc.sync.find_timed_out();
+                timed_out += 1;
+            }
+        }
+        timed_out
+    }
+
     /// `handle.broadcast(value)`.
     pub fn broadcast(&mut self, id: &DocumentId) -> Vec<Message> {
         let Some(doc) = self.docs.get(id) else {

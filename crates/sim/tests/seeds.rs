@@ -31,7 +31,8 @@ fn seeds_converge_and_lose_nothing() {
     println!(
         "{count} seeds from {first}: {} operations, {} messages delivered, {} faults \
          ({:.1} per run: {} lost, {} doubled, {} reordered, {} delayed, {} link cuts, {} kills), \
-         {} writes torn or dropped, {} corrupt chunks skipped, {} durable saves, {} evictions",
+         {} writes torn or dropped, {} corrupt chunks skipped, {} durable saves, {} evictions, \
+         {} finds settled by their timeout",
         total.operations,
         total.delivered,
         total.faults(),
@@ -46,6 +47,7 @@ fn seeds_converge_and_lose_nothing() {
         total.corrupt_chunks_skipped,
         total.saves,
         total.evictions,
+        total.find_timeouts,
     );
     if let (Some(_), Some(failure)) = (env("SIM_SEED"), failures.first()) {
         // A replay: show the whole story, known bug or not.
