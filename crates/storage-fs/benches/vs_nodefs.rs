@@ -12,7 +12,9 @@
 //!   load of the chunks) — what a repo does on `find`. NodeFS's side runs automerge-repo's own
 //!   steps: `loadRange` twice and `loadIncremental`.
 //!
-//! Both sides get the same keys and bytes. Node runs the pinned packages in `tests/js`
+//! Each figure is the median of `REPEAT` rounds (default 3) that alternate the two sides.
+//! `TANDEM_ONLY=1` runs tandem's side alone (for profiling; the load then reads tandem's own
+//! directory). Both sides get the same keys and bytes. Node runs the pinned packages in `tests/js`
 //! (`npm ci` there first). Prints a table with ratios (NodeFS time / tandem time: above 1 means
 //! tandem is faster) and one JSON line per measurement.
 
@@ -98,6 +100,63 @@ struct Row {
     nodefs_cpu_ms: f64,
 }
 
+/// One run's wall and CPU milliseconds.
+#[derive(Clone, Copy)]
+struct Figure {
+    ms: f64,
+    cpu_ms: f64,
+}
+
+/// Every round's figures of one measurement, for both sides.
+#[derive(Default)]
+struct Samples {
+    tandem: Vec<Figure>,
+    nodefs: Vec<Figure>,
+}
+
+impl Samples {
+    /// The medians (NaN for a side that did not run).
+    fn row(&self, name: &'static str) -> Row {
+        let median = |figures: &[Figure], pick: fn(&Figure) -> f64| {
+            let mut values: Vec<f64> = figures.iter().map(pick).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        Row {
+            name,
+            tandem_ms: median(&self.tandem, |f| f.ms),
+            tandem_cpu_ms: median(&self.tandem, |f| f.cpu_ms),
+            nodefs_ms: median(&self.nodefs, |f| f.ms),
+            nodefs_cpu_ms: median(&self.nodefs, |f| f.cpu_ms),
+        }
+    }
+}
+
+/// Wall and CPU time of `work`, in this process.
+fn measure(work: impl FnOnce()) -> Figure {
+    let (cpu0, start) = (cpu_ms(), Instant::now());
+    work();
+    Figure {
+        ms: start.elapsed().as_secs_f64() * 1000.0,
+        cpu_ms: cpu_ms() - cpu0,
+    }
+}
+
+/// The figure a `nodefs-bench.mjs` run reports, checking its document count if one is expected.
+fn node_figure(js: serde_json::Value, expect_docs: Option<usize>) -> Figure {
+    if let Some(count) = expect_docs {
+        assert_eq!(
+            js["docs"].as_u64(),
+            Some(count as u64),
+            "NodeFS loaded every document"
+        );
+    }
+    Figure {
+        ms: js["ms"].as_f64().unwrap(),
+        cpu_ms: js["cpuMs"].as_f64().unwrap(),
+    }
+}
+
 fn main() {
     let count: usize = std::env::var("DOCS")
         .ok()
@@ -132,52 +191,57 @@ fn main() {
     }
     file.into_inner().unwrap().sync_all().unwrap();
 
-    let mut rows = Vec::new();
-
-    // save
-    let tandem_dir = work.path().join("tandem");
-    let (cpu0, start) = (cpu_ms(), Instant::now());
-    runtime.block_on(async {
-        let store = FsStorage::open(&tandem_dir).unwrap();
-        for result in join_all(docs.iter().map(|(k, v)| store.save(k, v.clone()))).await {
-            result.expect("save");
+    let repeat: usize = std::env::var("REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let tandem_only = std::env::var("TANDEM_ONLY").is_ok_and(|v| v == "1");
+    let mut save = Samples::default();
+    let mut load = Samples::default();
+    // Rounds alternate the two sides, so that a slow spell of this machine (or of the filesystem)
+    // falls on both; each figure is the median of its rounds.
+    for round in 0..repeat {
+        let tandem_dir = work.path().join(format!("tandem-{round}"));
+        save.tandem.push(measure(|| {
+            runtime.block_on(async {
+                let store = FsStorage::open(&tandem_dir).unwrap();
+                for result in join_all(docs.iter().map(|(k, v)| store.save(k, v.clone()))).await {
+                    result.expect("save");
+                }
+            })
+        }));
+        let nodefs_dir = work.path().join(format!("nodefs-{round}"));
+        if tandem_only {
+            // Profiling our side alone: load what we wrote (the same layout).
+            std::fs::rename(&tandem_dir, &nodefs_dir).unwrap();
+        } else {
+            save.nodefs.push(node_figure(
+                node(&[
+                    "nodefs-bench.mjs",
+                    "save",
+                    nodefs_dir.to_str().unwrap(),
+                    corpus.to_str().unwrap(),
+                ]),
+                None,
+            ));
         }
-    });
-    let (tandem_ms, tandem_cpu_ms) = (start.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
-    let nodefs_dir = work.path().join("nodefs");
-    let js = node(&[
-        "nodefs-bench.mjs",
-        "save",
-        nodefs_dir.to_str().unwrap(),
-        corpus.to_str().unwrap(),
-    ]);
-    rows.push(Row {
-        name: "save",
-        tandem_ms,
-        tandem_cpu_ms,
-        nodefs_ms: js["ms"].as_f64().unwrap(),
-        nodefs_cpu_ms: js["cpuMs"].as_f64().unwrap(),
-    });
 
-    // cold load, both from the directory NodeFS wrote
-    let (cpu0, start) = (cpu_ms(), Instant::now());
-    let loaded =
-        runtime.block_on(async { load_all(&FsStorage::open(&nodefs_dir).unwrap(), &ids).await });
-    let (tandem_ms, tandem_cpu_ms) = (start.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
-    assert_eq!(loaded, count, "tandem loaded every document");
-    let js = node(&["nodefs-bench.mjs", "load", nodefs_dir.to_str().unwrap()]);
-    assert_eq!(
-        js["docs"].as_u64(),
-        Some(count as u64),
-        "NodeFS loaded every document"
-    );
-    rows.push(Row {
-        name: "cold load",
-        tandem_ms,
-        tandem_cpu_ms,
-        nodefs_ms: js["ms"].as_f64().unwrap(),
-        nodefs_cpu_ms: js["cpuMs"].as_f64().unwrap(),
-    });
+        // cold load, both from a directory NodeFS wrote
+        let mut loaded = 0;
+        load.tandem.push(measure(|| {
+            loaded = runtime
+                .block_on(async { load_all(&FsStorage::open(&nodefs_dir).unwrap(), &ids).await })
+        }));
+        assert_eq!(loaded, count, "tandem loaded every document");
+        if !tandem_only {
+            load.nodefs.push(node_figure(
+                node(&["nodefs-bench.mjs", "load", nodefs_dir.to_str().unwrap()]),
+                Some(count),
+            ));
+        }
+    }
+    let rows = [save.row("save"), load.row("cold load")];
 
     println!(
         "\n{count} documents, {} bytes each on average",
