@@ -12,7 +12,8 @@
 //!   load of the chunks) — what a repo does on `find`. NodeFS's side runs automerge-repo's own
 //!   steps: `loadRange` twice and `loadIncremental`.
 //!
-//! Each figure is the median of `REPEAT` rounds (default 3) that alternate the two sides.
+//! Each figure is the median of `REPEAT` rounds (default 3) that alternate the two sides; every
+//! save round starts after a `sync`, so that no side pays for the other's leftover writeback.
 //! `TANDEM_ONLY=1` runs tandem's side alone (for profiling; the load then reads tandem's own
 //! directory). Both sides get the same keys and bytes. Node runs the pinned packages in `tests/js`
 //! (`npm ci` there first). Prints a table with ratios (NodeFS time / tandem time: above 1 means
@@ -132,6 +133,14 @@ impl Samples {
     }
 }
 
+/// Writes out every dirty page of the machine (`sync`), so that a round starts from a quiet disk:
+/// tandem's saves sync the filesystem, and would otherwise also pay for the writeback NodeFS
+/// left behind in the round before (NodeFS never syncs).
+fn settle_disk() {
+    let synced = Command::new("sync").status();
+    assert!(synced.is_ok_and(|s| s.success()), "sync failed");
+}
+
 /// Wall and CPU time of `work`, in this process.
 fn measure(work: impl FnOnce()) -> Figure {
     let (cpu0, start) = (cpu_ms(), Instant::now());
@@ -203,6 +212,7 @@ fn main() {
     // falls on both; each figure is the median of its rounds.
     for round in 0..repeat {
         let tandem_dir = work.path().join(format!("tandem-{round}"));
+        settle_disk();
         save.tandem.push(measure(|| {
             runtime.block_on(async {
                 let store = FsStorage::open(&tandem_dir).unwrap();
@@ -216,6 +226,7 @@ fn main() {
             // Profiling our side alone: load what we wrote (the same layout).
             std::fs::rename(&tandem_dir, &nodefs_dir).unwrap();
         } else {
+            settle_disk();
             save.nodefs.push(node_figure(
                 node(&[
                     "nodefs-bench.mjs",

@@ -7,6 +7,8 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -19,15 +21,50 @@ const STALE_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Debug)]
 pub(crate) struct Staging {
     dir: PathBuf,
+    /// This process's id, the first part of every staged name (read once: it is a system call).
+    pid: u32,
+    /// Whether new values are staged as unnamed files in their own directory (Linux, where the
+    /// filesystem supports it); otherwise as named files here.
+    #[cfg(target_os = "linux")]
+    unnamed: AtomicBool,
+}
+
+/// A value written (not yet durably) and not yet in place, awaiting group commit.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) enum Staged {
+    /// An unnamed file in the target's directory (see [`crate::unnamed`]).
+    Unnamed(File),
+    /// A named file in the staging directory.
+    Named(PathBuf),
+}
+
+#[cfg(target_os = "linux")]
+impl Staged {
+    /// Removes what the staged value left on disk (an unnamed file goes with its descriptor).
+    pub(crate) fn discard(self) {
+        if let Staged::Named(path) = self {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Staging {
     /// Opens (creating it if needed) the staging directory and removes what crashed writers left.
-    pub(crate) fn open(dir: PathBuf) -> io::Result<Self> {
+    /// With `unnamed` false every value is staged as a named file even where unnamed files are
+    /// available (the fallback path, for tests).
+    pub(crate) fn open(dir: PathBuf, unnamed: bool) -> io::Result<Self> {
+        #[cfg(not(target_os = "linux"))]
+        let _ = unnamed;
         create_dir_all_durable(&dir)?;
-        let staging = Staging { dir };
+        let staging = Staging {
+            dir,
+            pid: std::process::id(),
+            #[cfg(target_os = "linux")]
+            unnamed: AtomicBool::new(unnamed && crate::unnamed::available()),
+        };
         staging.remove_abandoned()?;
         Ok(staging)
     }
@@ -48,19 +85,37 @@ impl Staging {
         &self.dir
     }
 
-    /// Writes `bytes` to a new staging file, without syncing, and returns its path: the first
-    /// half of a group-committed save. Also creates the target's directories, here where saves
-    /// run in parallel, so the committer only renames (empty directories are harmless if the save
-    /// never commits).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn stage(&self, target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+    /// Writes `bytes` to a new staged file, without syncing: the first half of a group-committed
+    /// save. Also creates the target's directories, here where saves run in parallel, so the
+    /// committer only links or renames (empty directories are harmless if the save never
+    /// commits).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn stage(&self, target: &Path, bytes: &[u8]) -> io::Result<Staged> {
+        let parent = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent"))?;
+        ensure_dir(parent)?;
+        if self.unnamed.load(Ordering::Relaxed) {
+            match crate::unnamed::create_in(parent) {
+                Ok(mut file) => {
+                    file.write_all(bytes)?;
+                    return Ok(Staged::Unnamed(file));
+                }
+                Err(e) if crate::unnamed::unsupported(&e) => {
+                    tracing::info!(
+                        dir = ?parent,
+                        error = %e,
+                        "the filesystem has no unnamed files; staging named files instead"
+                    );
+                    self.unnamed.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let staged = self.staged_name();
         let written = File::create(&staged).and_then(|mut file| file.write_all(bytes));
         match written {
-            Ok(()) => Ok(staged),
+            Ok(()) => Ok(Staged::Named(staged)),
             Err(e) => {
                 let _ = fs::remove_file(&staged);
                 Err(e)
@@ -69,10 +124,10 @@ impl Staging {
     }
 
     /// A staging file name no other write, in this process or another, uses.
-    fn staged_name(&self) -> PathBuf {
+    pub(crate) fn staged_name(&self) -> PathBuf {
         self.dir.join(format!(
             "{}-{}-{}.tmp",
-            std::process::id(),
+            self.pid,
             SEQUENCE.fetch_add(1, Ordering::Relaxed),
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -128,6 +183,29 @@ fn remove_if_abandoned(path: &Path, now: SystemTime) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// `mkdir -p` for the path of a new file, cheapest when the directory exists or only its last
+/// levels are missing (a new document's directories): it tries the directory itself first and
+/// climbs only as far as it must. Durability is the caller's (group commit syncs the filesystem).
+/// Something other than a directory standing in the way is left for the write to report.
+#[cfg(target_os = "linux")]
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(parent) = dir.parent() else {
+                return Err(e);
+            };
+            ensure_dir(parent)?;
+            match fs::create_dir(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -196,7 +274,7 @@ mod tests {
         let dead = dir.join(format!("{}-0-0.tmp", u32::MAX));
         fs::write(&live, b"in flight").unwrap();
         fs::write(&dead, b"abandoned").unwrap();
-        Staging::open(dir.clone()).unwrap();
+        Staging::open(dir.clone(), true).unwrap();
         assert!(live.exists(), "a live writer's file is spared");
         assert!(!dead.exists(), "a dead writer's file is removed");
         fs::remove_dir_all(&dir).unwrap();

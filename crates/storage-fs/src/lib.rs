@@ -4,17 +4,23 @@
 //! `NodeFSStorageAdapter` (and by the JS sync server), and the other way round: the same key
 //! lives at the same path (PROTOCOL.md §7.5). What differs is safety:
 //!
-//! - **Atomic, durable writes.** A value is written to a staging file, made durable, renamed over
-//!   its target, and the rename is made durable before `save` returns. A reader never sees a
-//!   half-written chunk, and a `save` that returned survives `kill -9` and power loss. On Linux,
-//!   concurrent saves are group-committed: one committer thread makes each batch durable with two
-//!   `syncfs` calls, staged data before the renames and the renames after, instead of several
-//!   fsyncs per save. Elsewhere each save fsyncs its own file and directories. Staging files live in `<base>/.tandem-tmp/`, outside every key's path, so neither
-//!   tandem nor NodeFS ever loads one as a chunk; those left by a crash are removed on open.
+//! - **Atomic, durable writes.** A value is written to a staging file, made durable, given its
+//!   key's name (a rename over the target, or a link for a new key), and the name is made durable
+//!   before `save` returns. A reader never sees a half-written chunk, and a `save` that returned
+//!   survives `kill -9` and power loss.
+//!   - On Linux, a few stager threads write new values as unnamed files (`O_TMPFILE`) in their
+//!     target's directory, and one committer thread group-commits them: one `syncfs` makes a
+//!     batch's data durable before the batch is linked into place, and under load the same sync
+//!     makes the previous batch's names durable. A crash leaves no staging file behind. Where the
+//!     filesystem has no unnamed files, staging files are named, in `<base>/.tandem-tmp/`.
+//!   - Elsewhere each save fsyncs its own named staging file and directories.
+//!   - Named staging files live outside every key's path, so neither tandem nor NodeFS ever loads
+//!     one as a chunk; those left by a crash are removed on open.
 //! - **Shared directories.** Several processes may use one directory: writes are whole-file
 //!   renames, staging names are unique per process, and cleanup spares the files of live writers.
 //! - **Bounded concurrency.** At most [`DEFAULT_MAX_CONCURRENCY`] file operations run at once
-//!   (configurable), so thousands of concurrent saves do not exhaust file handles.
+//!   (configurable), and at most four times as many saves wait for group commit (each holding
+//!   its staged file open), so thousands of concurrent saves do not exhaust file handles.
 //! - **Refused keys.** Key parts that cannot be a safe path component are refused with
 //!   [`StorageError::InvalidKey`](tandem_core::StorageError::InvalidKey) rather than escaped,
 //!   because an escaped key would live at a path NodeFS does not know (see the `layout` rules
@@ -47,6 +53,8 @@ mod atomic;
 mod group_commit;
 mod layout;
 mod storage;
+#[cfg(target_os = "linux")]
+mod unnamed;
 
 pub use storage::{FsStorage, DEFAULT_DATA_DIR, DEFAULT_MAX_CONCURRENCY};
 
