@@ -1,6 +1,9 @@
 //! The client every scenario uses against every server: tandem repos with a WebSocket client.
 
+use std::collections::HashSet;
 use std::time::Duration;
+
+use automerge::{Automerge, ChangeHash};
 
 use futures::StreamExt;
 use tandem_core::StorageId;
@@ -28,21 +31,54 @@ pub async fn connect(url: &str) -> Result<(Repo, Option<StorageId>), BenchError>
     Ok((repo, server.storage_id))
 }
 
-/// Waits until the server holds `doc`'s current heads: its storage id's remote heads when it
-/// advertises one.
+/// Waits until the server holds `doc`'s current heads: until the heads its storage id reports
+/// include them, as the same heads or as ancestors of heads merged with other clients' changes.
 pub async fn acknowledged(doc: &DocHandle, storage: &StorageId) -> Result<(), BenchError> {
     let heads = doc.heads().map_err(|e| BenchError::Client(e.to_string()))?;
-    let mut events = Box::pin(doc.remote_heads_changes());
+    let mut reports = Box::pin(doc.remote_heads_changes());
+    // A merged report can name changes this client has yet to receive; it decides once they come.
+    let mut changes = Box::pin(doc.changes());
     tokio::time::timeout(PATIENCE, async {
-        while doc.remote_heads(storage).map(|e| e.heads) != Some(heads.clone()) {
-            if events.next().await.is_none() {
+        loop {
+            if let Some(reported) = doc.remote_heads(storage) {
+                let covered = doc
+                    .with_doc(|d| covers(d, &reported.heads, &heads))
+                    .map_err(|e| BenchError::Client(e.to_string()))?;
+                if covered {
+                    return Ok(());
+                }
+            }
+            let more = tokio::select! {
+                report = reports.next() => report.is_some(),
+                change = changes.next() => change.is_some(),
+            };
+            if !more {
                 return Err(BenchError::Client("the handle went away".into()));
             }
         }
-        Ok(())
     })
     .await
     .map_err(|_| BenchError::Stuck("waiting for the server's acknowledgement".into()))?
+}
+
+/// Whether a document at `reported` heads holds every change up to `ours`. Decided only when `doc`
+/// knows every reported head; otherwise false for now.
+fn covers(doc: &Automerge, reported: &[ChangeHash], ours: &[ChangeHash]) -> bool {
+    if reported == ours {
+        return true;
+    }
+    if reported
+        .iter()
+        .any(|h| doc.get_change_meta_by_hash(h).is_none())
+    {
+        return false;
+    }
+    let after_reported: HashSet<ChangeHash> = doc
+        .get_changes_meta(reported)
+        .into_iter()
+        .map(|change| change.hash)
+        .collect();
+    ours.iter().all(|h| !after_reported.contains(h))
 }
 
 /// Waits until `doc` has `heads`.

@@ -58,12 +58,13 @@ pub async fn run(
     let watch = Stopwatch::start(&server);
     let total = shape.clients * shape.per_client;
     let work = clients.iter().enumerate().map(|(c, (repo, _))| {
-        // Client c takes a contiguous slice of the documents, spread over all of them.
+        // Client c takes the K documents after the first c·K, wrapping around: K different
+        // documents for every client (at D = C·K each document once; at D = C·K / 10 each
+        // document by ten clients), so every operation is a find of a document new to its
+        // client, then one edit. (Until 2026-11-22 the slices were spread over the documents, so
+        // at D < C·K a client found each of its documents ten times over.)
         let mine: Vec<AutomergeUrl> = (0..shape.per_client)
-            .map(|k| {
-                urls[(c * shape.per_client + k) * shape.documents / total.max(1) % shape.documents]
-                    .clone()
-            })
+            .map(|k| urls[(c * shape.per_client + k) % shape.documents].clone())
             .collect();
         edit_each(repo, mine, c, &storage)
     });
