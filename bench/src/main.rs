@@ -130,7 +130,11 @@ fn main() -> std::process::ExitCode {
             Some(Command::ServeSamod { data_dir }) => samod_server::serve(&data_dir)
                 .await
                 .map_err(|e| e.to_string()),
-            None => run(cli.run).await,
+            // On a worker thread, as an application's tasks run: awaited on the main thread, the
+            // scenarios were a third thread on two cores, woken for every document.
+            None => tokio::spawn(run(cli.run))
+                .await
+                .unwrap_or_else(|e| Err(format!("the run stopped: {e}"))),
         }
     });
     match result {
