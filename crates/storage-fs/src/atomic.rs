@@ -1,4 +1,7 @@
-//! Crash-safe file replacement: stage, fsync, rename, fsync the directory.
+//! Crash-safe file replacement: stage the bytes, make them durable, only then give them the key's
+//! name, and make the name durable. On Linux the last steps are group-committed (see
+//! `group_commit`) and a new key's bytes are staged as an unnamed file (see `unnamed`); elsewhere
+//! each write stages a named file, fsyncs it, renames it and fsyncs the directory.
 //!
 //! NodeFS writes chunks in place, so a crash mid-write leaves a torn chunk that a later load
 //! feeds to automerge. Here a reader (in any process) sees the old file or the new one, never a
@@ -16,8 +19,10 @@ use std::time::{Duration, SystemTime};
 /// their process id has been reused by an unrelated process.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
-/// The staging directory of one store: where writes put their bytes before renaming them into
-/// place. Names are `<pid>-<sequence>-<nanos>.tmp`, unique across processes sharing the store.
+/// The staging directory of one store: where writes put their bytes as named files before
+/// renaming them into place (everywhere but on Linux, where only overwrites and filesystems
+/// without unnamed files do). Names are `<pid>-<sequence>-<nanos>.tmp`, unique across processes
+/// sharing the store.
 #[derive(Debug)]
 pub(crate) struct Staging {
     dir: PathBuf,
@@ -63,8 +68,14 @@ impl Staging {
             dir,
             pid: std::process::id(),
             #[cfg(target_os = "linux")]
-            unnamed: AtomicBool::new(unnamed && crate::unnamed::available()),
+            unnamed: AtomicBool::new(false),
         };
+        #[cfg(target_os = "linux")]
+        if unnamed {
+            let probe = staging.staged_name();
+            let available = crate::unnamed::available(&staging.dir, &probe);
+            staging.unnamed.store(available, Ordering::Relaxed);
+        }
         staging.remove_abandoned()?;
         Ok(staging)
     }
@@ -94,13 +105,23 @@ impl Staging {
         let parent = target
             .parent()
             .ok_or_else(|| io::Error::other("target has no parent"))?;
-        ensure_dir(parent)?;
-        if self.unnamed.load(Ordering::Relaxed) {
+        // A concurrent remove_range (in this process or another) may take the directory between
+        // making it and creating the file in it: make it again, a few times, then stage a named
+        // file (whose rename remakes the directory).
+        for attempt in 1..=3 {
+            match ensure_dir(parent) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 3 => continue,
+                made => made?,
+            }
+            if !self.unnamed.load(Ordering::Relaxed) {
+                break;
+            }
             match crate::unnamed::create_in(parent) {
                 Ok(mut file) => {
                     file.write_all(bytes)?;
                     return Ok(Staged::Unnamed(file));
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) if crate::unnamed::unsupported(&e) => {
                     tracing::info!(
                         dir = ?parent,
@@ -170,17 +191,26 @@ fn remove_if_abandoned(path: &Path, now: SystemTime) -> io::Result<()> {
         .and_then(|n| n.split('-').next())
         .and_then(|pid| pid.parse::<u32>().ok())
         .is_some_and(process_exists);
-    let modified = match fs::metadata(path) {
-        Ok(metadata) => metadata.modified().ok(),
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let age = modified.and_then(|m| now.duration_since(m).ok());
+    let age = metadata
+        .modified()
+        .ok()
+        .and_then(|m| now.duration_since(m).ok());
     if writer_alive && !age.is_some_and(|age| age > STALE_AFTER) {
         return Ok(());
     }
     tracing::info!(file = ?path, "removing a temporary file left by an interrupted write");
-    match fs::remove_file(path) {
+    // A directory here is a tree a removal moved aside and did not finish deleting.
+    let removed = if metadata.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match removed {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

@@ -102,9 +102,10 @@ impl GroupCommitter {
     }
 }
 
-/// Two stagers per core: one can wait for a directory block to be read while the other works.
+/// Two stagers per core (at most eight per store): one can wait for a directory block to be read
+/// while the other works.
 fn stager_count() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    std::thread::available_parallelism().map_or(2, |n| n.get().saturating_mul(2).min(8))
 }
 
 /// A stager thread: stages each job it takes and passes it to the committer.

@@ -11,8 +11,10 @@
 //!   - On Linux, a few stager threads write new values as unnamed files (`O_TMPFILE`) in their
 //!     target's directory, and one committer thread group-commits them: one `syncfs` makes a
 //!     batch's data durable before the batch is linked into place, and under load the same sync
-//!     makes the previous batch's names durable. A crash leaves no staging file behind. Where the
-//!     filesystem has no unnamed files, staging files are named, in `<base>/.tandem-tmp/`.
+//!     makes the previous batch's names durable. A crash leaves no staging file of a new key
+//!     behind. An overwrite (a sync state, the storage id) is named in `<base>/.tandem-tmp/` for
+//!     the moment before its rename, and so is every staged file where unnamed files cannot be
+//!     made or linked (checked when the store opens).
 //!   - Elsewhere each save fsyncs its own named staging file and directories.
 //!   - Named staging files live outside every key's path, so neither tandem nor NodeFS ever loads
 //!     one as a chunk; those left by a crash are removed on open.

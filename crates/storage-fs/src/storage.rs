@@ -31,9 +31,9 @@ pub struct FsStorage {
 #[derive(Debug)]
 struct Inner {
     base: PathBuf,
-    /// Where saves stage (on Linux the group committer's threads own it).
-    #[cfg(not(target_os = "linux"))]
-    staging: Staging,
+    /// Where saves stage (on Linux through the group committer's threads) and removals put what
+    /// they delete.
+    staging: Arc<Staging>,
     permits: Semaphore,
     /// Saves between staging and commit; each may hold its staged file open until committed.
     #[cfg(target_os = "linux")]
@@ -75,18 +75,20 @@ impl FsStorage {
             key: StorageKey::new(Vec::<String>::new()),
             source,
         };
-        let staging = Staging::open(base.join(STAGING_DIR), unnamed).map_err(io_error)?;
+        let staging = Arc::new(Staging::open(base.join(STAGING_DIR), unnamed).map_err(io_error)?);
         #[cfg(target_os = "linux")]
-        let committer = GroupCommitter::start(Arc::new(staging)).map_err(io_error)?;
-        let max_concurrency = max_concurrency.max(1);
+        let committer = GroupCommitter::start(staging.clone()).map_err(io_error)?;
+        // Semaphores refuse (panic on) more permits than MAX_PERMITS.
+        let max_concurrency = max_concurrency.clamp(1, Semaphore::MAX_PERMITS / 8);
         Ok(FsStorage {
             inner: Arc::new(Inner {
                 base,
-                #[cfg(not(target_os = "linux"))]
                 staging,
                 permits: Semaphore::new(max_concurrency),
                 #[cfg(target_os = "linux")]
-                staged_slots: Arc::new(Semaphore::new(max_concurrency * STAGED_PER_PERMIT)),
+                staged_slots: Arc::new(Semaphore::new(
+                    max_concurrency.saturating_mul(STAGED_PER_PERMIT),
+                )),
                 #[cfg(target_os = "linux")]
                 committer,
             }),
@@ -222,17 +224,39 @@ fn load_tree(base: &Path, dir_components: &[String]) -> io::Result<Vec<(StorageK
     Ok(found)
 }
 
-fn remove_path(path: &Path) -> io::Result<()> {
-    let removed = if path.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match removed {
-        Ok(()) => path.parent().map_or(Ok(()), sync_dir),
-        Err(e) if is_absent(&e) => Ok(()),
-        Err(e) => Err(e),
+/// Removes a file or a whole directory. A directory is first moved into the staging directory,
+/// out of every key's path, in one atomic rename, and deleted there: saves running meanwhile (in
+/// this process or another) then make the path anew instead of adding files to a directory being
+/// emptied, which made the removal fail. A save that lands after the rename survives it. What a
+/// crash leaves in the staging directory is removed on open, like staged files.
+fn remove_path(path: &Path, staging: &Staging) -> io::Result<()> {
+    // A save may turn a missing path into a directory between the look and the removal: look
+    // again, once or twice.
+    for _ in 0..3 {
+        match fs::symlink_metadata(path) {
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(metadata) if metadata.is_dir() => {
+                let aside = staging.staged_name();
+                match fs::rename(path, &aside) {
+                    Err(e) if is_absent(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+                path.parent().map_or(Ok(()), sync_dir)?;
+                return fs::remove_dir_all(&aside);
+            }
+            Ok(_) => match fs::remove_file(path) {
+                Ok(()) => return path.parent().map_or(Ok(()), sync_dir),
+                Err(e) if is_absent(&e) => return Ok(()),
+                Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => continue,
+                Err(e) => return Err(e),
+            },
+        }
     }
+    Err(io::Error::other(
+        "the path kept changing between file and directory during its removal",
+    ))
 }
 
 #[async_trait]
@@ -309,7 +333,7 @@ impl StorageAdapter for FsStorage {
                 for entry in fs::read_dir(&inner.base)? {
                     let entry = entry?;
                     if entry.file_name() != STAGING_DIR {
-                        remove_path(&entry.path())?;
+                        remove_path(&entry.path(), &inner.staging)?;
                     }
                 }
                 Ok(())
@@ -318,12 +342,12 @@ impl StorageAdapter for FsStorage {
             PrefixPath::ShortTopLevelFile(name) => {
                 let path = inner.base.join(name);
                 if path.is_file() {
-                    remove_path(&path)?;
+                    remove_path(&path, &inner.staging)?;
                 }
                 Ok(())
             }
             PrefixPath::Components(components) => {
-                remove_path(&layout::join(&inner.base, &components))
+                remove_path(&layout::join(&inner.base, &components), &inner.staging)
             }
         })
         .await

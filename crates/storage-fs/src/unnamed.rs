@@ -2,7 +2,8 @@
 //! the directory it will live in, and given its name only once its bytes are durable.
 //!
 //! Compared with a named file in the staging directory this leaves nothing behind when the process
-//! dies before the commit (the kernel frees an unnamed file with its last descriptor, and ext4
+//! dies before the commit (except for an overwrite, whose file is briefly named in the staging
+//! directory; see below) (the kernel frees an unnamed file with its last descriptor, and ext4
 //! frees it on recovery after a crash), and it spares the filesystem work that every save would
 //! otherwise share: one directory that all staged files are created in and renamed out of (a lock
 //! every concurrent save takes), and a rename across directories (which ext4 serialises
@@ -20,16 +21,24 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Whether this system can name unnamed files the way [`link`] does.
-pub(crate) fn available() -> bool {
-    Path::new("/proc/self/fd").is_dir()
+/// Whether unnamed files can be made in `dir` and named the way [`link`] does: tried once, with a
+/// file linked under `probe` and removed again. Sandboxes, security modules and some filesystems
+/// refuse one step or the other; the store then stages named files.
+pub(crate) fn available(dir: &Path, probe: &Path) -> bool {
+    let linked = create_in(dir).and_then(|file| link(&file, probe));
+    let _ = std::fs::remove_file(probe);
+    if let Err(e) = &linked {
+        tracing::info!(dir = ?dir, error = %e, "no unnamed staging files here; staging named files");
+    }
+    linked.is_ok()
 }
 
 /// A new unnamed file in `dir`, open for writing.
 pub(crate) fn create_in(dir: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
-        .mode(0o644)
+        // As File::create and NodeFS create files: the umask decides.
+        .mode(0o666)
         .custom_flags(libc::O_TMPFILE)
         .open(dir)
 }
