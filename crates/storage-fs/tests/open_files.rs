@@ -1,4 +1,6 @@
-//! Thousands of concurrent saves and loads keep the store's open files within its bound.
+//! Thousands of concurrent saves and loads keep the store's open files within its bound. (This
+//! binary holds one test: it counts the whole process's open files, so a test running beside it
+//! under `cargo test` would count too.)
 
 #![cfg(target_os = "linux")]
 
@@ -61,45 +63,5 @@ async fn concurrent_saves_and_loads_open_a_bounded_number_of_files() {
     assert!(
         extra <= 5 * CONCURRENCY + 1,
         "{extra} files open at once beyond the {before} before the saves"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn saves_racing_remove_range_all_succeed() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = FsStorage::open(dir.path()).expect("open");
-    let doc = |d: usize| format!("racing{d:03}xxxxxxxxxxxxxxxxxxxx");
-    let removing = Arc::new(AtomicBool::new(true));
-    // One task removes the documents' directories over and over while the saves run.
-    let remover = {
-        let (store, removing) = (store.clone(), removing.clone());
-        tokio::spawn(async move {
-            let mut removed = 0usize;
-            while removing.load(Ordering::Relaxed) {
-                for d in 0..20 {
-                    store
-                        .remove_range(&StorageKey::new([doc(d)]))
-                        .await
-                        .expect("remove_range");
-                    removed += 1;
-                }
-            }
-            removed
-        })
-    };
-    let saves = (0..4_000).map(|i| {
-        let store = store.clone();
-        let key = StorageKey::new([doc(i % 20), "incremental".to_string(), format!("{i:064x}")]);
-        async move { store.save(&key, vec![1; 100]).await }
-    });
-    let saved = join_all(saves).await;
-    removing.store(false, Ordering::Relaxed);
-    let removed = remover.await.expect("remover");
-    let failed: Vec<_> = saved.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of 4,000 saves failed while {removed} removals ran, the first: {}",
-        failed.len(),
-        failed[0]
     );
 }
