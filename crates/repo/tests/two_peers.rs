@@ -167,6 +167,8 @@ async fn change_patches_match_a_diff() {
     let mut events_a = Box::pin(doc_a.changes());
     let mut events_b = Box::pin(doc_b.changes());
     let mut before_a = doc_a.heads().unwrap();
+    // B's starting heads are read before A's first change, which may reach B at once.
+    let mut before = doc_b.heads().unwrap();
     let (list, text) = doc_a
         .change(|tx| {
             let list = tx.put_object(ROOT, "list", ObjType::List).unwrap();
@@ -174,7 +176,6 @@ async fn change_patches_match_a_diff() {
             (list, text)
         })
         .unwrap();
-    let mut before = doc_b.heads().unwrap();
     for i in 0..20i64 {
         doc_a
             .change(|tx| {
