@@ -221,7 +221,7 @@ fn remove_if_abandoned(path: &Path, now: SystemTime) -> io::Result<()> {
 /// climbs only as far as it must. Durability is the caller's (group commit syncs the filesystem).
 /// Something other than a directory standing in the way is left for the write to report.
 #[cfg(target_os = "linux")]
-fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),

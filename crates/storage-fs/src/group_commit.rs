@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use crate::atomic::{Staged, Staging};
+use crate::atomic::{ensure_dir, Staged, Staging};
 
 /// How many saves one batch takes at most, so a flood of saves still gets answers in rounds.
 const MAX_BATCH: usize = 4096;
@@ -247,7 +247,7 @@ fn rename_into_place(staged: &Path, target: &Path) -> io::Result<()> {
 fn with_parent(target: &Path, put: impl Fn() -> io::Result<()>) -> io::Result<()> {
     put().or_else(|e| match target.parent() {
         Some(parent) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(parent).and_then(|()| put())
+            ensure_dir(parent).and_then(|()| put())
         }
         _ => Err(e),
     })
