@@ -50,7 +50,8 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct RunOptions {
-    /// Servers to measure, comma-separated: tandem, samod (needs `--features samod`), js.
+    /// Servers to measure, comma-separated: tandem, samod (needs `--features samod`), js; and
+    /// tandem-tmpfs (tandem with its data on `/dev/shm`, to tell the disk's share).
     #[arg(long, value_delimiter = ',', default_values_t = default_systems())]
     systems: Vec<String>,
     /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data).
@@ -172,8 +173,21 @@ async fn run(options: RunOptions) -> Result<(), String> {
     };
 
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let dir = |name: String| -> Result<PathBuf, String> {
-        let path = scratch.path().join(name);
+    let tmpfs_scratch = if systems.contains(&System::TandemTmpfs) {
+        Some(
+            tempfile::tempdir_in("/dev/shm")
+                .map_err(|e| format!("tandem-tmpfs needs a writable /dev/shm: {e}"))?,
+        )
+    } else {
+        None
+    };
+    // A fresh data directory for one system's run of one scenario.
+    let dir = |system: System, what: String| -> Result<PathBuf, String> {
+        let base = match (&tmpfs_scratch, system) {
+            (Some(tmpfs), System::TandemTmpfs) => tmpfs.path(),
+            _ => scratch.path(),
+        };
+        let path = base.join(format!("{}-{what}", system.name()));
         std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
         Ok(path)
     };
@@ -208,7 +222,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 });
                 continue;
             }
-            let data = dir(format!("{}-{size}", system.name()))?;
+            let data = dir(system, size.to_string())?;
             let s1 = capped(cap, scenarios::bulk::run(&launcher, system, size, &data)).await;
             let urls = match s1 {
                 Ok((m, urls)) => {
@@ -250,7 +264,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
             }
         }
         if wants("s2") {
-            let data = dir(format!("{}-s2", system.name()))?;
+            let data = dir(system, "s2".into())?;
             let outcome = match capped(
                 cap,
                 scenarios::latency::run(&launcher, system, trips, &data),
@@ -268,7 +282,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
             });
         }
         if wants("s3") {
-            let data = dir(format!("{}-s3", system.name()))?;
+            let data = dir(system, "s3".into())?;
             let outcome = match capped(
                 cap,
                 scenarios::fan_out::run(&launcher, system, readers, changes, &data),
@@ -287,7 +301,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
         }
         if wants("s4") {
             for &documents in &s4_sizes {
-                let data = dir(format!("{}-s4-{documents}", system.name()))?;
+                let data = dir(system, format!("s4-{documents}"))?;
                 let shape = if options.quick {
                     scenarios::many::Shape {
                         documents,

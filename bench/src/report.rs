@@ -102,7 +102,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
     }
     writeln!(
         out,
-        "{:<6} {:>7} {:<7} {:>12} {:<14} {:>10} {:>10} {:>10} {:>11}  details",
+        "{:<6} {:>7} {:<12} {:>12} {:<14} {:>10} {:>10} {:>10} {:>11}  details",
         "", "size", "system", "headline", "", "wall ms", "client cpu", "server cpu", "server rss"
     )?;
     // S1 is also compared with the floor at the same size.
@@ -126,7 +126,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
             match &figure.outcome {
                 Outcome::Skipped(why) => writeln!(
                     out,
-                    "{:<6} {:>7} {:<7} skipped: {why}",
+                    "{:<6} {:>7} {:<12} skipped: {why}",
                     scenario,
                     size,
                     figure.system_name()
@@ -134,9 +134,13 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                 Outcome::Measured(m) => {
                     let (value, unit) = headline(scenario, m);
                     let ratio = match (tandem, figure.system) {
-                        (_, Some(System::Tandem)) if scenario == "s1" => floor
-                            .get(&size)
-                            .map_or(String::new(), |f| format!("tandem/floor {:.2}×", value / f)),
+                        (_, Some(s @ (System::Tandem | System::TandemTmpfs)))
+                            if scenario == "s1" =>
+                        {
+                            floor.get(&size).map_or(String::new(), |f| {
+                                format!("{}/floor {:.2}×", s.name(), value / f)
+                            })
+                        }
                         (Some(t), Some(s)) if s != System::Tandem => {
                             format!("tandem/{} {:.3}×", s.name(), t / value)
                         }
@@ -148,7 +152,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                         m.extra.iter().map(|(n, v)| format!("{n}={v:.3}")).collect();
                     writeln!(
                         out,
-                        "{:<6} {:>7} {:<7} {:>12.3} {:<14} {:>10.0} {:>10} {:>10} {:>11}  {} {}",
+                        "{:<6} {:>7} {:<12} {:>12.3} {:<14} {:>10.0} {:>10} {:>10} {:>11}  {} {}",
                         scenario,
                         size,
                         figure.system_name(),

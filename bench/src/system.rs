@@ -15,6 +15,9 @@ use crate::BenchError;
 pub enum System {
     /// tandem-server with file storage (this binary, `serve-tandem`).
     Tandem,
+    /// The same tandem-server with its data directory on tmpfs (`/dev/shm`): the difference to
+    /// [`System::Tandem`] is what the disk's filesystem (ext4 and its journal) costs.
+    TandemTmpfs,
     /// A samod 0.16 server with file storage (this binary, `serve-samod`).
     Samod,
     /// automerge-repo 2.5.6's WebSocket server with NodeFS storage, in Node.
@@ -26,6 +29,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Tandem => "tandem",
+            System::TandemTmpfs => "tandem-tmpfs",
             System::Samod => "samod",
             System::Js => "js",
         }
@@ -35,6 +39,7 @@ impl System {
     pub fn from_name(name: &str) -> Option<System> {
         match name {
             "tandem" => Some(System::Tandem),
+            "tandem-tmpfs" => Some(System::TandemTmpfs),
             "samod" => Some(System::Samod),
             "js" => Some(System::Js),
             _ => None,
@@ -71,7 +76,7 @@ impl Launcher {
     ) -> Result<RunningServer, BenchError> {
         let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
         let mut command = match system {
-            System::Tandem => {
+            System::Tandem | System::TandemTmpfs => {
                 let mut c = Command::new(me);
                 c.arg("serve-tandem").arg("--data-dir").arg(data_dir);
                 c

