@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use report::{Figure, Outcome};
-use system::{Launcher, System};
+use system::{ClientKind, Launcher, System};
 
 // The allocator of the tandem-server binary, so that `serve-tandem` runs as the product does
 // (and `serve-samod` gets the same one: the two Rust servers are compared like with like).
@@ -54,6 +54,10 @@ struct RunOptions {
     /// tandem-tmpfs (tandem with its data on `/dev/shm`, to tell the disk's share).
     #[arg(long, value_delimiter = ',', default_values_t = default_systems())]
     systems: Vec<String>,
+    /// Clients to drive the scenarios, comma-separated: tandem (this process), js (automerge-repo
+    /// in Node; S1 and S2 only).
+    #[arg(long, value_delimiter = ',', default_values_t = ["tandem".to_owned()])]
+    clients: Vec<String>,
     /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data).
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
     scenarios: Vec<String>,
@@ -152,6 +156,10 @@ async fn run(options: RunOptions) -> Result<(), String> {
     for name in &options.systems {
         systems.push(System::from_name(name).ok_or_else(|| format!("unknown system {name}"))?);
     }
+    let mut clients = Vec::new();
+    for name in &options.clients {
+        clients.push(ClientKind::from_name(name).ok_or_else(|| format!("unknown client {name}"))?);
+    }
     let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
     let (sizes, s4_sizes, trips, readers, changes) = if options.quick {
         (vec![20], vec![20], 10, 3, 5)
@@ -202,11 +210,15 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 scenario: "floor",
                 size,
                 system: None,
+                client: ClientKind::Tandem,
                 outcome,
             });
         }
     }
-    for &system in &systems {
+    for &system in systems
+        .iter()
+        .filter(|_| clients.contains(&ClientKind::Tandem))
+    {
         // S1 at growing sizes; a system that misses the cap is not tried at larger ones.
         let mut gave_up = None;
         for &size in &sizes {
@@ -218,6 +230,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                     scenario: "s1",
                     size,
                     system: Some(system),
+                    client: ClientKind::Tandem,
                     outcome: Outcome::Skipped(format!("a smaller size did not finish: {why}")),
                 });
                 continue;
@@ -230,6 +243,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                         scenario: "s1",
                         size,
                         system: Some(system),
+                        client: ClientKind::Tandem,
                         outcome: Outcome::Measured(m),
                     });
                     urls
@@ -239,6 +253,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                         scenario: "s1",
                         size,
                         system: Some(system),
+                        client: ClientKind::Tandem,
                         outcome: Outcome::Skipped(why.clone()),
                     });
                     gave_up = Some(why);
@@ -259,6 +274,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                     scenario: "s5",
                     size,
                     system: Some(system),
+                    client: ClientKind::Tandem,
                     outcome,
                 });
             }
@@ -278,6 +294,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 scenario: "s2",
                 size: trips,
                 system: Some(system),
+                client: ClientKind::Tandem,
                 outcome,
             });
         }
@@ -296,6 +313,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 scenario: "s3",
                 size: readers,
                 system: Some(system),
+                client: ClientKind::Tandem,
                 outcome,
             });
         }
@@ -328,9 +346,47 @@ async fn run(options: RunOptions) -> Result<(), String> {
                     scenario: "s4",
                     size: documents,
                     system: Some(system),
+                    client: ClientKind::Tandem,
                     outcome,
                 });
             }
+        }
+    }
+    for &system in systems.iter().filter(|_| clients.contains(&ClientKind::Js)) {
+        let mut runs: Vec<(&'static str, usize)> = Vec::new();
+        if wants("s1") {
+            runs.extend(sizes.iter().map(|&size| ("s1", size)));
+        }
+        if wants("s2") {
+            runs.push(("s2", trips));
+        }
+        let mut gave_up = None;
+        for (scenario, size) in runs {
+            let outcome = match (&gave_up, scenario) {
+                (Some(why), "s1") => {
+                    Outcome::Skipped(format!("a smaller size did not finish: {why}"))
+                }
+                _ => {
+                    let data = dir(system, format!("js-client-{scenario}-{size}"))?;
+                    let run = scenarios::js_client::run(&launcher, system, scenario, size, &data);
+                    match capped(cap, run).await {
+                        Ok(m) => Outcome::Measured(m),
+                        Err(why) => {
+                            if scenario == "s1" {
+                                gave_up = Some(why.clone());
+                            }
+                            Outcome::Skipped(why)
+                        }
+                    }
+                }
+            };
+            record(Figure {
+                scenario,
+                size,
+                system: Some(system),
+                client: ClientKind::Js,
+                outcome,
+            });
         }
     }
     let mut stdout = std::io::stdout();

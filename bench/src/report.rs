@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::system::System;
+use crate::system::{ClientKind, System};
 
 /// One measurement: a scenario at one size against one system (or the floor).
 #[derive(Debug, Clone)]
@@ -15,6 +15,8 @@ pub struct Figure {
     pub size: usize,
     /// Which system; `None` for the floor.
     pub system: Option<System>,
+    /// Which client drove it.
+    pub client: ClientKind,
     /// What happened.
     pub outcome: Outcome,
 }
@@ -54,6 +56,7 @@ impl Figure {
             "scenario": self.scenario,
             "size": self.size,
             "system": self.system_name(),
+            "client": self.client.name(),
         });
         match &self.outcome {
             Outcome::Skipped(why) => object["skipped"] = why.clone().into(),
@@ -94,16 +97,25 @@ fn headline(scenario: &str, m: &Measurement) -> (f64, &'static str) {
 
 /// Writes the table: one row per scenario, size and system, with the ratio tandem / system.
 pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<()> {
-    let mut rows: BTreeMap<(&str, usize), Vec<&Figure>> = BTreeMap::new();
+    let mut rows: BTreeMap<(&str, usize, ClientKind), Vec<&Figure>> = BTreeMap::new();
     for figure in figures {
-        rows.entry((figure.scenario, figure.size))
+        rows.entry((figure.scenario, figure.size, figure.client))
             .or_default()
             .push(figure);
     }
     writeln!(
         out,
-        "{:<6} {:>7} {:<12} {:>12} {:<14} {:>10} {:>10} {:>10} {:>11}  details",
-        "", "size", "system", "headline", "", "wall ms", "client cpu", "server cpu", "server rss"
+        "{:<6} {:>7} {:<12} {:<6} {:>12} {:<14} {:>10} {:>10} {:>10} {:>11}  details",
+        "",
+        "size",
+        "system",
+        "client",
+        "headline",
+        "",
+        "wall ms",
+        "client cpu",
+        "server cpu",
+        "server rss"
     )?;
     // S1 is also compared with the floor at the same size.
     let floor: BTreeMap<usize, f64> = figures
@@ -114,7 +126,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
             Outcome::Skipped(_) => None,
         })
         .collect();
-    for ((scenario, size), group) in rows {
+    for ((scenario, size, client), group) in rows {
         let tandem = group
             .iter()
             .find(|f| f.system == Some(System::Tandem))
@@ -126,10 +138,11 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
             match &figure.outcome {
                 Outcome::Skipped(why) => writeln!(
                     out,
-                    "{:<6} {:>7} {:<12} skipped: {why}",
+                    "{:<6} {:>7} {:<12} {:<6} skipped: {why}",
                     scenario,
                     size,
-                    figure.system_name()
+                    figure.system_name(),
+                    client.name()
                 )?,
                 Outcome::Measured(m) => {
                     let (value, unit) = headline(scenario, m);
@@ -152,10 +165,11 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                         m.extra.iter().map(|(n, v)| format!("{n}={v:.3}")).collect();
                     writeln!(
                         out,
-                        "{:<6} {:>7} {:<12} {:>12.3} {:<14} {:>10.0} {:>10} {:>10} {:>11}  {} {}",
+                        "{:<6} {:>7} {:<12} {:<6} {:>12.3} {:<14} {:>10.0} {:>10} {:>10} {:>11}  {} {}",
                         scenario,
                         size,
                         figure.system_name(),
+                        client.name(),
                         value,
                         unit,
                         ms(m.wall),

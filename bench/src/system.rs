@@ -47,6 +47,34 @@ impl System {
     }
 }
 
+/// Which client drives a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientKind {
+    /// tandem's own client repos, in this process.
+    Tandem,
+    /// automerge-repo 2.5.6 in Node (`tests/js/bench-client.mjs`); S1 and S2 only.
+    Js,
+}
+
+impl ClientKind {
+    /// Its name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Tandem => "tandem",
+            ClientKind::Js => "js",
+        }
+    }
+
+    /// Parses a name.
+    pub fn from_name(name: &str) -> Option<ClientKind> {
+        match name {
+            "tandem" => Some(ClientKind::Tandem),
+            "js" => Some(ClientKind::Js),
+            _ => None,
+        }
+    }
+}
+
 /// Where to find what the servers need.
 #[derive(Debug, Clone)]
 pub struct Launcher {

@@ -1,5 +1,5 @@
-//! Every scenario at a tiny size against every system built in: each produces a measured
-//! figure, not a skip. (The real sizes take minutes to hours: `cargo run -p tandem-bench
+//! Every scenario at a tiny size against every system built in, with tandem's client and (S1,
+//! S2) the JS client: each produces a measured figure, not a skip. (The real sizes take minutes to hours: `cargo run -p tandem-bench
 //! --release`.)
 
 use std::process::Command;
@@ -8,7 +8,7 @@ use std::process::Command;
 fn every_scenario_runs_at_a_tiny_size_against_every_system() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("figures.jsonl");
-    let mut systems = vec!["tandem", "js"];
+    let mut systems = vec!["tandem", "tandem-tmpfs", "js"];
     if cfg!(feature = "samod") {
         systems.push("samod");
     }
@@ -19,6 +19,8 @@ fn every_scenario_runs_at_a_tiny_size_against_every_system() {
             "120",
             "--systems",
             &systems.join(","),
+            "--clients",
+            "tandem,js",
         ])
         .arg("--json")
         .arg(&json)
@@ -33,12 +35,15 @@ fn every_scenario_runs_at_a_tiny_size_against_every_system() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    let find = |scenario: &str, system: &str| {
+    let find_by = |scenario: &str, system: &str, client: &str| {
         figures
             .iter()
-            .find(|f| f["scenario"] == scenario && f["system"] == system)
-            .unwrap_or_else(|| panic!("no {scenario} figure for {system}:\n{stdout}"))
+            .find(|f| f["scenario"] == scenario && f["system"] == system && f["client"] == client)
+            .unwrap_or_else(|| {
+                panic!("no {scenario} figure for {system} with the {client} client:\n{stdout}")
+            })
     };
+    let find = |scenario: &str, system: &str| find_by(scenario, system, "tandem");
     let floor = find("floor", "floor");
     assert!(floor["wall_ms"].as_f64().unwrap() > 0.0);
     for system in systems {
@@ -57,6 +62,17 @@ fn every_scenario_runs_at_a_tiny_size_against_every_system() {
         }
         let latency = find("s2", system);
         assert!(latency["p50_ms"].as_f64().unwrap() > 0.0);
+        for scenario in ["s1", "s2"] {
+            let figure = find_by(scenario, system, "js");
+            assert!(
+                figure.get("skipped").is_none(),
+                "{scenario} on {system} with the JS client was skipped: {figure}"
+            );
+            assert!(figure["client_cpu_ms"].as_f64().unwrap() > 0.0, "{figure}");
+            assert!(figure["server_cpu_ms"].as_f64().is_some(), "{figure}");
+        }
+        assert!(find_by("s1", system, "js")["found_ms"].as_f64().is_some());
+        assert!(find_by("s2", system, "js")["p50_ms"].as_f64().unwrap() > 0.0);
     }
     // The table names every system and gives ratios against tandem.
     assert!(stdout.contains("tandem/js"), "{stdout}");

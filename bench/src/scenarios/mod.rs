@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cold_start;
 pub mod fan_out;
 pub mod floor;
+pub mod js_client;
 pub mod latency;
 pub mod many;
 
