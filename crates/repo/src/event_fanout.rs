@@ -46,7 +46,9 @@ pub(crate) struct Subscription<T> {
 /// Locks a mutex even if a thread panicked while holding it: a queue is consistent after every
 /// statement that changes it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<T: Clone> EventFanout<T> {

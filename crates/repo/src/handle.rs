@@ -16,9 +16,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::event_fanout::EventFanout;
 
 use crate::document_worker::DocEvent;
-use crate::events::{
-    ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent,
-};
+use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 use crate::hub::{Command, HubEvent};
 use crate::HandleError;
 
