@@ -50,6 +50,14 @@ impl Figure {
         self.system.map_or("floor", System::name)
     }
 
+    /// The client's name; the floor has none.
+    fn client_name(&self) -> &'static str {
+        match self.system {
+            Some(_) => self.client.name(),
+            None => "-",
+        }
+    }
+
     /// One JSON object.
     pub fn to_json(&self) -> serde_json::Value {
         let mut object = serde_json::json!({
@@ -126,7 +134,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
             Outcome::Skipped(_) => None,
         })
         .collect();
-    for ((scenario, size, client), group) in rows {
+    for ((scenario, size, _), group) in rows {
         let tandem = group
             .iter()
             .find(|f| f.system == Some(System::Tandem))
@@ -142,7 +150,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                     scenario,
                     size,
                     figure.system_name(),
-                    client.name()
+                    figure.client_name()
                 )?,
                 Outcome::Measured(m) => {
                     let (value, unit) = headline(scenario, m);
@@ -169,7 +177,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                         scenario,
                         size,
                         figure.system_name(),
-                        client.name(),
+                        figure.client_name(),
                         value,
                         unit,
                         ms(m.wall),

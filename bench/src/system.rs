@@ -106,7 +106,10 @@ impl Launcher {
         let mut command = match system {
             System::Tandem | System::TandemTmpfs => {
                 let mut c = Command::new(me);
-                c.arg("serve-tandem").arg("--data-dir").arg(data_dir);
+                c.arg("serve-tandem")
+                    .args(["--host", "127.0.0.1", "--port", "0"])
+                    .arg("--data-dir")
+                    .arg(data_dir);
                 c
             }
             System::Samod => {

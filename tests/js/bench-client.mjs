@@ -85,7 +85,13 @@ async function s1(n) {
     const stored = performance.now()
     const urls = handles.map(h => h.url)
     for (let from = 0; from < n; from += BATCH) {
-      const found = await Promise.all(urls.slice(from, from + BATCH).map(u => b.find(u)))
+      const asked = performance.now()
+      const found = await Promise.all(urls.slice(from, from + BATCH).map(u => b.find(u))).catch(error => {
+        // automerge-repo gives up on a document after 60 s of asking: say how long this took.
+        const s = ms => (ms / 1000).toFixed(1)
+        throw new Error(`finding documents ${from}…: ${error.message}, ${s(performance.now() - asked)} s after ` +
+          `asking (created at ${s(created - started)} s, stored at ${s(stored - started)} s)`)
+      })
       found.forEach((handle, k) => {
         const i = from + k
         const doc = handle.doc()
