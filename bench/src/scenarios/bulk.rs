@@ -6,7 +6,7 @@ use std::path::Path;
 use futures::future::join_all;
 use tandem_core::AutomergeUrl;
 
-use crate::client::{acknowledged, connect};
+use crate::client::{acknowledged, connect, PATIENCE};
 use crate::report::Measurement;
 use crate::scenarios::{client, fill, holds, Stopwatch};
 use crate::system::{Launcher, System};
@@ -46,6 +46,11 @@ pub async fn run(
     let urls: Vec<AutomergeUrl> = handles.iter().map(|h| h.url()).collect();
     drop(handles);
     for (batch_index, batch) in urls.chunks(BATCH).enumerate() {
+        // A server busy storing A's documents may have dropped idle B as dead (a missed
+        // keepalive): a find made while B reconnects would have no one to ask.
+        b.wait_for_any_peer(PATIENCE)
+            .await
+            .map_err(|e| BenchError::Stuck(format!("B reconnecting: {e}")))?;
         let asked = std::time::Instant::now();
         let found = join_all(batch.iter().map(|url| b.find(url.clone()))).await;
         for (k, result) in found.into_iter().enumerate() {
