@@ -189,6 +189,13 @@ async fn read_frames<S>(
                 debug!(%peer, "connection reset without a closing handshake");
                 break;
             }
+            Some(Err(tungstenite::Error::Io(error)))
+                if error.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                // The same when the peer's process exits with the socket open (TCP reset).
+                debug!(%peer, %error, "connection reset by the peer");
+                break;
+            }
             Some(Err(error)) => {
                 // Includes frames over the size limit and protocol violations.
                 warn!(%peer, %error, "websocket read failed; closing the socket");
