@@ -352,6 +352,18 @@ async fn run(options: RunOptions) -> Result<(), String> {
             }
         }
     }
+    if clients.contains(&ClientKind::Js) {
+        let unsupported: Vec<&str> = ["s3", "s4", "s5"]
+            .into_iter()
+            .filter(|s| wants(s))
+            .collect();
+        if !unsupported.is_empty() {
+            eprintln!(
+                "tandem-bench: the JS client runs S1 and S2 only; not {}",
+                unsupported.join(", ")
+            );
+        }
+    }
     for &system in systems.iter().filter(|_| clients.contains(&ClientKind::Js)) {
         let mut runs: Vec<(&'static str, usize)> = Vec::new();
         if wants("s1") {

@@ -64,7 +64,7 @@ impl Figure {
             "scenario": self.scenario,
             "size": self.size,
             "system": self.system_name(),
-            "client": self.client.name(),
+            "client": self.client_name(),
         });
         match &self.outcome {
             Outcome::Skipped(why) => object["skipped"] = why.clone().into(),
@@ -156,7 +156,7 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                     let (value, unit) = headline(scenario, m);
                     let ratio = match (tandem, figure.system) {
                         (_, Some(s @ (System::Tandem | System::TandemTmpfs)))
-                            if scenario == "s1" =>
+                            if scenario == "s1" && figure.client == ClientKind::Tandem =>
                         {
                             floor.get(&size).map_or(String::new(), |f| {
                                 format!("{}/floor {:.2}×", s.name(), value / f)

@@ -1,6 +1,6 @@
 //! Every scenario at a tiny size against every system built in, with tandem's client and (S1,
-//! S2) the JS client: each produces a measured figure, not a skip. (The real sizes take minutes to hours: `cargo run -p tandem-bench
-//! --release`.)
+//! S2) the JS client: each produces a measured figure, not a skip. (The real sizes take minutes
+//! to hours: `cargo run -p tandem-bench --release`.)
 
 use std::process::Command;
 
@@ -44,7 +44,7 @@ fn every_scenario_runs_at_a_tiny_size_against_every_system() {
             })
     };
     let find = |scenario: &str, system: &str| find_by(scenario, system, "tandem");
-    let floor = find("floor", "floor");
+    let floor = find_by("floor", "floor", "-");
     assert!(floor["wall_ms"].as_f64().unwrap() > 0.0);
     for system in systems {
         for scenario in ["s1", "s2", "s3", "s4", "s5"] {
@@ -77,4 +77,10 @@ fn every_scenario_runs_at_a_tiny_size_against_every_system() {
     // The table names every system and gives ratios against tandem.
     assert!(stdout.contains("tandem/js"), "{stdout}");
     assert!(stdout.contains("tandem/floor"), "{stdout}");
+    // The floor is compared with tandem's client only (the JS client's time is mostly Node's).
+    assert_eq!(
+        stdout.matches("tandem/floor").count(),
+        1,
+        "one S1 row with tandem's client against tandem: {stdout}"
+    );
 }

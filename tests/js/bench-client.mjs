@@ -14,9 +14,12 @@ import { Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 import { createInterface } from "node:readline"
 
+// stdout carries the protocol; automerge-repo's own console.log lines go to stderr instead.
+const out = value => process.stdout.write(JSON.stringify(value) + "\n")
+console.log = console.error
+
 const [scenario, url, sizeArg] = process.argv.slice(2)
 const size = Number(sizeArg)
-const out = value => process.stdout.write(JSON.stringify(value) + "\n")
 
 // Finds run this many at a time. (The Rust client asks for 1,000 at once; here that blocks Node's
 // event loop for longer than a server's keepalive allows, and both tandem-server and the JS
@@ -37,7 +40,8 @@ function storageIdOf(repo) {
   return storageId
 }
 
-// Resolves once the server's storage reports holding the handle's current heads.
+// Resolves once the server reports holding the handle's current heads under its storage id (its
+// sync state's heads for us, as the Rust client's `acknowledged` reads them).
 async function acked(handle, storageId) {
   const same = () => {
     const info = handle.getSyncInfo(storageId)
@@ -59,7 +63,11 @@ async function hasHeads(handle, heads) {
 async function go() {
   out({ ready: true })
   const lines = createInterface({ input: process.stdin })
+  // Without a bench to tell it to go (it died or gave up), this process has nothing to do.
+  const orphaned = () => process.exit(1)
+  lines.once("close", orphaned)
   await new Promise(r => lines.once("line", r))
+  lines.off("close", orphaned)
   lines.close()
 }
 

@@ -101,20 +101,29 @@ pub async fn run(
     Ok(measurement)
 }
 
-/// The next JSON object the JS client prints; the end of its output is its failure.
+/// The next JSON object the JS client prints (other lines, should a library print any, are
+/// passed on to stderr); the end of its output is its failure.
 async fn next_object(
     lines: &mut Lines<BufReader<ChildStdout>>,
     doing: &str,
 ) -> Result<serde_json::Value, BenchError> {
-    let line = tokio::time::timeout(PATIENCE, lines.next_line())
-        .await
-        .map_err(|_| BenchError::Stuck(format!("the JS client, {doing}")))?
-        .map_err(|e| BenchError::Client(format!("reading the JS client: {e}")))?
-        .ok_or_else(|| {
-            BenchError::Client(format!(
-                "the JS client exited while {doing} (its error is above)"
-            ))
-        })?;
-    serde_json::from_str(&line)
-        .map_err(|e| BenchError::Client(format!("the JS client printed {line:?}: {e}")))
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .map_err(|e| BenchError::Client(format!("reading the JS client: {e}")))?
+                .ok_or_else(|| {
+                    BenchError::Client(format!(
+                        "the JS client exited while {doing} (its error is above)"
+                    ))
+                })?;
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(object) if object.is_object() => return Ok(object),
+                _ => eprintln!("js client: {line}"),
+            }
+        }
+    })
+    .await
+    .map_err(|_| BenchError::Stuck(format!("the JS client, {doing}")))?
 }

@@ -2,14 +2,14 @@
 //! read.
 //!
 //! This replaces tokio's broadcast channel, which allocates its whole ring buffer when it is made
-//! and keeps it for as long as the sender lives. With 256 slots that was about 30 KiB per stream
-//! and document, for as long as the document stayed loaded. A client that once waited on two
-//! streams of each of 10,000 documents kept about 600 MiB of empty slots. Faulting that memory in
-//! was a fifth of the bench client's CPU.
+//! and keeps it for as long as the sender lives: with 256 slots, about 30 KiB per stream and
+//! document, for as long as the document stayed loaded. The bench's client, which waits on two
+//! streams of each of its 10,000 documents, spent much of its CPU faulting that memory in.
 //!
-//! Here an idle subscriber costs a few words, a queue grows only as far as its reader falls
-//! behind, and it is freed when the reader is dropped. A reader more than `capacity` events behind
-//! skips the oldest, with a warning, as a lagging broadcast receiver does.
+//! Here an idle subscriber costs a few words. A queue grows only as far as its reader falls
+//! behind, gives a large buffer back once emptied, and is freed when the reader is dropped. A
+//! reader more than `capacity` events behind skips the oldest, with a warning, as a lagging
+//! broadcast receiver does.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
+
+/// A queue emptied with more room than this gives its buffer back.
+const SHRINK_ABOVE: usize = 16;
 
 /// Sends each event to every current subscriber.
 #[derive(Debug)]
@@ -97,12 +100,12 @@ impl<T: Clone> EventFanout<T> {
         wake.into_iter().for_each(Waker::wake);
     }
 
-    /// How many subscribers exist (to skip work whose only use is an event).
+    /// How many subscribers exist (to skip work whose only use is an event). Forgets the ones
+    /// that are gone, so that a document nobody sends on does not keep their entries.
     pub(crate) fn receiver_count(&self) -> usize {
-        lock(&self.subscribers)
-            .iter()
-            .filter(|weak| weak.strong_count() > 0)
-            .count()
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|weak| weak.strong_count() > 0);
+        subscribers.len()
     }
 }
 
@@ -126,25 +129,36 @@ impl<T> Stream for Subscription<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut queue = lock(&self.queue);
-        if queue.missed > 0 {
-            tracing::warn!(
-                missed = queue.missed,
-                "event stream fell behind; skipped events"
-            );
-            queue.missed = 0;
+        // The warning and the dropping of a replaced waker happen after the lock is released.
+        let mut replaced = None;
+        let (missed, ready) = {
+            let mut queue = lock(&self.queue);
+            let missed = std::mem::take(&mut queue.missed);
+            let ready = if let Some(event) = queue.events.pop_front() {
+                if queue.events.is_empty() && queue.events.capacity() > SHRINK_ABOVE {
+                    // A reader that fell far behind once does not keep the large buffer.
+                    queue.events = VecDeque::new();
+                }
+                Poll::Ready(Some(event))
+            } else if queue.closed {
+                Poll::Ready(None)
+            } else {
+                if !queue
+                    .waker
+                    .as_ref()
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+                {
+                    replaced = queue.waker.replace(cx.waker().clone());
+                }
+                Poll::Pending
+            };
+            (missed, ready)
+        };
+        if missed > 0 {
+            tracing::warn!(missed, "event stream fell behind; skipped events");
         }
-        if let Some(event) = queue.events.pop_front() {
-            return Poll::Ready(Some(event));
-        }
-        if queue.closed {
-            return Poll::Ready(None);
-        }
-        match &queue.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => queue.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        drop(replaced);
+        ready
     }
 }
 
@@ -193,6 +207,55 @@ mod tests {
         assert_eq!(got, vec![7, 8, 9]);
     }
 
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for CountingWaker {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_pending_reader_is_woken_by_a_send_and_by_the_end() {
+        let counter = Arc::new(CountingWaker::default());
+        let waker = futures::task::waker(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let woken = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
+        let fanout = EventFanout::new(4);
+        let mut subscription = fanout.subscribe();
+        assert!(Pin::new(&mut subscription).poll_next(&mut cx).is_pending());
+        assert_eq!(woken(), 0);
+        fanout.send(7);
+        assert_eq!(woken(), 1, "a send wakes the waiting reader");
+        assert_eq!(
+            Pin::new(&mut subscription).poll_next(&mut cx),
+            Poll::Ready(Some(7))
+        );
+        assert!(Pin::new(&mut subscription).poll_next(&mut cx).is_pending());
+        drop(fanout);
+        assert_eq!(woken(), 2, "the end wakes it too");
+        assert_eq!(
+            Pin::new(&mut subscription).poll_next(&mut cx),
+            Poll::Ready(None)
+        );
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_a_large_buffer() {
+        let fanout = EventFanout::new(256);
+        let mut behind = fanout.subscribe();
+        for n in 0..200 {
+            fanout.send(n);
+        }
+        let got: Vec<i32> = (0..200)
+            .map(|_| behind.next().now_or_never().flatten().expect("queued"))
+            .collect();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        assert_eq!(lock(&behind.queue).events.capacity(), 0);
+    }
+
     #[tokio::test]
     async fn a_waiting_reader_wakes_on_send_and_ends_when_the_fanout_goes() {
         let fanout = Arc::new(EventFanout::new(4));
@@ -217,12 +280,15 @@ mod tests {
 
     #[test]
     fn dropped_subscribers_are_forgotten() {
-        let fanout = EventFanout::new(4);
+        let fanout: EventFanout<i32> = EventFanout::new(4);
         for _ in 0..100 {
             drop(fanout.subscribe());
         }
         let _live = fanout.subscribe();
-        fanout.send(1);
-        assert_eq!(lock(&fanout.subscribers).len(), 1);
+        assert_eq!(lock(&fanout.subscribers).len(), 1, "subscribe prunes");
+        let gone = fanout.subscribe();
+        drop(gone);
+        assert_eq!(fanout.receiver_count(), 1);
+        assert_eq!(lock(&fanout.subscribers).len(), 1, "counting prunes");
     }
 }
