@@ -4,7 +4,8 @@
 //! This replaces tokio's broadcast channel, which allocates its whole ring buffer when it is made
 //! and keeps it for as long as the sender lives: with 256 slots, about 30 KiB per stream and
 //! document, for as long as the document stayed loaded. The bench's client, which waits on two
-//! streams of each of its 10,000 documents, spent much of its CPU faulting that memory in.
+//! streams of each of its 10,000 documents, held about 400 MiB in them (its peak went from 975 to
+//! 575 MiB).
 //!
 //! Here an idle subscriber costs a few words. A queue grows only as far as its reader falls
 //! behind, gives a large buffer back once emptied, and is freed when the reader is dropped. A
