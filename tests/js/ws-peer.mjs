@@ -178,6 +178,11 @@ switch (command) {
       storage: new NodeFSStorageAdapter(dir),
       sharePolicy: async () => false,
     })
+    // The adapter takes connections only once the repo has read its storage id and connected it
+    // (a reaction to the same promise, registered first); a client that came earlier went
+    // unheard until the keepalive dropped it 5 s later.
+    await repo.networkSubsystem.peerMetadata
+    await new Promise(r => setImmediate(r))
     out({ listening: `ws://127.0.0.1:${wss.address().port}`, peerId: repo.peerId })
     process.on("SIGTERM", async () => {
       await repo.flush()
