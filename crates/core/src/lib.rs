@@ -13,6 +13,8 @@
 //! - **Persistence decisions** ([`persistence`]): loading a document from its chunks and deciding
 //!   what each save writes and removes, with no IO.
 //! - **Transports**: the [`NetworkAdapter`] trait and the [`Connection`] it yields.
+//! - **Foreign bytes** ([`untrusted`]): applying a peer's changes, a stored chunk or an import to
+//!   a document so that what automerge 0.12 cannot take leaves the document as it was.
 //!
 //! ```
 //! use tandem_core::{AutomergeUrl, Message};
@@ -44,6 +46,7 @@ mod peer;
 pub mod persistence;
 pub mod storage;
 pub mod sync;
+pub mod untrusted;
 mod url;
 
 pub use document_id::{DocumentId, InvalidDocumentId};

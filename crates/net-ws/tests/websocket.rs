@@ -396,6 +396,67 @@ async fn a_bloom_filter_bomb_cuts_off_its_sender_and_the_document_lives_on() {
     server.shutdown().await;
 }
 
+/// Changes automerge 0.12 panics on, or takes and then cannot write back (so the document's
+/// next snapshot would never load), sent by a peer to a document the server holds: the sender
+/// is cut off, and the server's document keeps its content, takes honest changes and saves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_automerge_cannot_take_cut_off_their_sender_and_spoil_nothing() {
+    let (server, url) = server_with(ServerConfig::default()).await;
+    let (honest, mut states) = client(&url).await;
+    online(&mut states).await;
+    let (doc, _) = honest
+        .create_with(|tx| tx.put(ROOT, "n", 1).unwrap())
+        .await
+        .unwrap();
+    let on_server = server.find(doc.url()).await.unwrap();
+    let mut changes = Box::pin(on_server.changes());
+    let fixtures: [&[u8]; 2] = [
+        include_bytes!("../../core/tests/fixtures/untrusted/panics.change"),
+        include_bytes!("../../core/tests/fixtures/untrusted/unwritable.change"),
+    ];
+    for (i, bytes) in fixtures.into_iter().enumerate() {
+        let mallory = format!("mallory-{i}");
+        let data = automerge::sync::Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: automerge::sync::ChunkList::from(vec![bytes.to_vec()]),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode();
+        let poisoned = Message::Sync(SyncMessage {
+            sender_id: PeerId::from(mallory.as_str()),
+            target_id: server.peer_id().clone(),
+            document_id: doc.document_id().clone(),
+            data: tandem_core::MessageData::new(data).unwrap(),
+        });
+        let mut ws = joined(&url, &mallory).await;
+        ws.send(Frame::binary(poisoned.encode())).await.unwrap();
+        assert!(
+            next_message(&mut ws).await.is_none(),
+            "{mallory} was answered"
+        );
+    }
+    doc.change(|tx| tx.put(ROOT, "n", 2).unwrap()).unwrap();
+    let target = doc.heads().unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(change) = changes.next().await {
+            if change.heads == target {
+                return;
+            }
+        }
+        panic!("the server's document stopped")
+    })
+    .await
+    .expect("the server's document took the honest change");
+    let saved = server.export(doc.url()).await.unwrap();
+    let reloaded = automerge::Automerge::load(&saved).expect("the server's copy still loads");
+    assert_eq!(reloaded.get_heads(), target);
+    honest.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_version_is_refused_and_not_retried() {
     let (server, url) = server_with(ServerConfig::default()).await;

@@ -660,6 +660,12 @@ impl DocumentWorker {
             let doc = self.shared.lock();
             self.ledger.plan_save(&doc)
         };
+        if let Some(why) = plan.as_ref().and_then(|p| p.snapshot_refused.as_ref()) {
+            warn!(
+                document_id = %self.shared.document_id,
+                why, "not compacting: saving the changes as an incremental and keeping every chunk"
+            );
+        }
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
         if plan.is_none() && sync_states.is_empty() {
             // Nothing new to write: whatever waited is already durable.

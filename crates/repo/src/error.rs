@@ -1,6 +1,7 @@
 //! What can go wrong when using a repo or a handle.
 
 use tandem_core::sync::HandleState;
+use tandem_core::untrusted::UntrustedError;
 use tandem_core::{DocumentId, InvalidDocumentId, InvalidUrl, StorageError};
 
 /// An error from [`Repo`](crate::Repo).
@@ -21,9 +22,10 @@ pub enum RepoError {
     /// The document is on its denylist.
     #[error("document {0} is denied")]
     Denied(DocumentId),
-    /// Bytes given to `import` are not an Automerge document.
+    /// Bytes given to `import` are not an Automerge document, or not one automerge can take
+    /// safely (see `tandem_core::untrusted`).
     #[error("not an automerge document: {0}")]
-    InvalidDocument(#[from] automerge::AutomergeError),
+    InvalidDocument(#[from] UntrustedError),
     /// Initial content could not be turned into a document.
     #[error("initial content is not a map: {0}")]
     InvalidInitialContent(String),
@@ -70,4 +72,10 @@ pub enum HandleError {
     /// Waiting took longer than allowed.
     #[error("timed out waiting for document {0}")]
     Timeout(DocumentId),
+}
+
+impl From<automerge::AutomergeError> for RepoError {
+    fn from(error: automerge::AutomergeError) -> Self {
+        RepoError::InvalidDocument(UntrustedError::Automerge(error))
+    }
 }

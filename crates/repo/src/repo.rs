@@ -8,6 +8,7 @@ use automerge::transaction::Transaction;
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use futures::StreamExt;
 use tandem_core::sync::HandleState;
+use tandem_core::untrusted::{apply_untrusted, UntrustedError};
 use tandem_core::{
     AutomergeUrl, DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageAdapter,
     StorageId, StorageKey,
@@ -574,7 +575,7 @@ impl Repo {
 
     /// A new document (new id) from saved bytes.
     pub async fn import(&self, bytes: &[u8]) -> Result<DocHandle, RepoError> {
-        self.create(Automerge::load(bytes)?).await
+        self.create(load_untrusted(bytes)?).await
     }
 
     /// Merges saved bytes into the document `id` (found or not): they should share history.
@@ -584,9 +585,9 @@ impl Repo {
         id: impl DocumentRef,
         bytes: &[u8],
     ) -> Result<DocHandle, RepoError> {
-        let mut incoming = Automerge::load(bytes)?;
+        let mut incoming = load_untrusted(bytes)?;
         let handle = self.find_with_progress(id).await?;
-        handle.shared.lock().merge(&mut incoming)?;
+        apply_untrusted(&mut handle.shared.lock(), |doc| doc.merge(&mut incoming))?;
         handle.shared.local_change.notify_one();
         // The worker may have settled as unavailable just before the merge; it turns ready when
         // it sees the change.
@@ -648,4 +649,14 @@ impl Repo {
             task.abort();
         }
     }
+}
+
+/// Loads a whole document from bytes given to the repo, checked as a peer's changes are.
+fn load_untrusted(bytes: &[u8]) -> Result<Automerge, UntrustedError> {
+    let mut document = Automerge::new();
+    apply_untrusted(&mut document, |doc| {
+        *doc = Automerge::load(bytes)?;
+        Ok(())
+    })?;
+    Ok(document)
 }

@@ -3,15 +3,17 @@
 use automerge::{Automerge, LoadOptions, OnPartialLoad, VerificationMode};
 
 use super::ChunkLedger;
+use crate::untrusted::{apply_untrusted, guard, UntrustedError};
 use crate::{ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageError, StorageKey};
 
-/// A chunk automerge could not read (truncated, torn by a non-atomic writer, or not a chunk).
+/// A chunk automerge could not read (truncated, torn by a non-atomic writer, not a chunk, or
+/// one automerge panics on).
 #[derive(Debug)]
 pub struct CorruptChunk {
     /// Where it is stored.
     pub key: StorageKey,
     /// What automerge said.
-    pub error: automerge::AutomergeError,
+    pub error: UntrustedError,
 }
 
 /// What storage held of a document.
@@ -54,18 +56,24 @@ pub fn load_document(
         .iter()
         .flat_map(|(_, _, bytes)| bytes.iter().copied())
         .collect();
-    let document = match strict_load(&all) {
-        Ok(document) => {
+    let document = match guard(|| strict_load(&all)) {
+        Ok(Ok(document)) => {
             for (chunk, _, bytes) in &parsed {
                 ledger.record_known(chunk.clone(), bytes.len());
             }
             document
         }
         // Something is broken: find what, chunk by chunk, and load the rest.
-        Err(_) => {
+        Ok(Err(_)) | Err(_) => {
             let mut document = Automerge::new();
             for (chunk, key, bytes) in parsed {
-                match check_whole(&bytes).and_then(|()| document.load_incremental(&bytes)) {
+                let loaded = guard(|| check_whole(&bytes))
+                    .and_then(|checked| checked.map_err(UntrustedError::from))
+                    .and_then(|()| {
+                        // A chunk automerge panics on would spoil the document built so far.
+                        apply_untrusted(&mut document, |doc| doc.load_incremental(&bytes))
+                    });
+                match loaded {
                     Ok(_) => ledger.record_known(chunk, bytes.len()),
                     // tandem-core does no logging; the driver logs what `corrupt` reports.
                     Err(error) => corrupt.push(CorruptChunk { key, error }),

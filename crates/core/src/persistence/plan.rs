@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use automerge::{Automerge, ChangeHash};
 
+use crate::untrusted::guard;
 use crate::{ChunkKey, ChunkKind, DocumentId, StorageKey};
 
 /// Below this many snapshot bytes a document is always saved as a single snapshot (the value
@@ -48,6 +49,9 @@ pub struct SavePlan {
     pub heads: Vec<ChangeHash>,
     /// Chunks the snapshot makes redundant (empty for an incremental).
     pub obsolete: Vec<StorageKey>,
+    /// Why this is an incremental although the compaction rule asked for a snapshot: the
+    /// snapshot did not load back as the document (see [`ChunkLedger::plan_save`]).
+    pub snapshot_refused: Option<String>,
 }
 
 impl ChunkLedger {
@@ -92,6 +96,13 @@ impl ChunkLedger {
     }
 
     /// What saving `document` now takes; `None` if storage already holds its heads.
+    ///
+    /// A compaction that would remove chunks first loads its snapshot back and compares heads:
+    /// automerge 0.12 can hold changes (taken from another writer of the same storage) that it
+    /// writes into a snapshot it cannot load, and removing the chunks for such a snapshot would
+    /// lose the document. Then the changes are saved as an incremental instead, and nothing is
+    /// removed. A first snapshot removes nothing and is not checked: the changes it holds came
+    /// through [`crate::untrusted`] or were made here.
     pub fn plan_save(&self, document: &Automerge) -> Option<SavePlan> {
         let heads = document.get_heads();
         if heads == self.saved_heads || heads.is_empty() {
@@ -99,27 +110,40 @@ impl ChunkLedger {
         }
         let snapshot_bytes = self.total(ChunkKind::Snapshot);
         let incremental_bytes = self.total(ChunkKind::Incremental);
+        let mut snapshot_refused = None;
         if should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty()) {
             let key = ChunkKey::snapshot(self.document_id.clone(), &heads).to_storage_key();
-            let obsolete = self.known.keys().filter(|k| **k != key).cloned().collect();
-            Some(SavePlan {
-                key,
-                bytes: document.save(),
-                kind: ChunkKind::Snapshot,
-                heads,
-                obsolete,
-            })
-        } else {
-            let bytes = document.save_after(&self.saved_heads);
-            let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
-            Some(SavePlan {
-                key,
-                bytes,
-                kind: ChunkKind::Incremental,
-                heads,
-                obsolete: Vec::new(),
-            })
+            let obsolete: Vec<StorageKey> =
+                self.known.keys().filter(|k| **k != key).cloned().collect();
+            let bytes = document.save();
+            let checked = match obsolete.is_empty() {
+                true => Ok(()),
+                false => loads_back(&bytes, &heads),
+            };
+            match checked {
+                Ok(()) => {
+                    return Some(SavePlan {
+                        key,
+                        bytes,
+                        kind: ChunkKind::Snapshot,
+                        heads,
+                        obsolete,
+                        snapshot_refused: None,
+                    })
+                }
+                Err(why) => snapshot_refused = Some(why),
+            }
         }
+        let bytes = document.save_after(&self.saved_heads);
+        let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
+        Some(SavePlan {
+            key,
+            bytes,
+            kind: ChunkKind::Incremental,
+            heads,
+            obsolete: Vec::new(),
+            snapshot_refused,
+        })
     }
 
     /// Records a plan that was carried out: its chunk is known, its obsolete chunks are gone.
@@ -130,5 +154,15 @@ impl ChunkLedger {
         self.known
             .insert(plan.key.clone(), (plan.kind, plan.bytes.len()));
         self.saved_heads = plan.heads.clone();
+    }
+}
+
+/// Whether a snapshot loads back at `heads`; if not, why.
+fn loads_back(snapshot: &[u8], heads: &[ChangeHash]) -> Result<(), String> {
+    match guard(|| Automerge::load(snapshot)) {
+        Ok(Ok(loaded)) if loaded.get_heads() == heads => Ok(()),
+        Ok(Ok(_)) => Err("the snapshot loads at other heads".to_owned()),
+        Ok(Err(error)) => Err(format!("the snapshot does not load: {error}")),
+        Err(error) => Err(format!("the snapshot does not load: {error}")),
     }
 }

@@ -6,6 +6,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc};
 
 use super::HandleState;
+use crate::untrusted::{apply_untrusted, guard, UntrustedError};
 use crate::{
     DocUnavailableMessage, DocumentId, Message, MessageData, PeerId, PeerMetadata, StorageId,
     SyncMessage,
@@ -31,9 +32,10 @@ pub enum SyncError {
     /// `data` is not an automerge sync message.
     #[error("undecodable sync message: {0}")]
     Decode(#[from] automerge::sync::ReadMessageError),
-    /// automerge refused the message's changes.
+    /// automerge refused the message's changes, panicked on them, or took changes it cannot
+    /// write back (see [`crate::untrusted`]). The document is as it was.
     #[error("sync message rejected: {0}")]
-    Apply(#[from] automerge::AutomergeError),
+    Apply(#[from] UntrustedError),
     /// A Bloom filter automerge would divide by zero on, or loop billions of times over.
     #[error("sync message has an unusable Bloom filter: {0}")]
     Bloom(&'static str),
@@ -341,7 +343,21 @@ impl DocumentSync {
             peer.status = PeerStatus::Unavailable;
         }
         let heads_before = document.get_heads();
-        document.receive_sync_message_log_patches(&mut peer.state, message, patch_log)?;
+        let state = &mut peer.state;
+        let received = if message.changes.is_empty() {
+            // Nothing to apply: only the sync state moves.
+            guard(|| document.receive_sync_message_log_patches(state, message, patch_log))
+                .and_then(|result| result.map_err(UntrustedError::from))
+        } else {
+            apply_untrusted(document, |copy| {
+                copy.receive_sync_message_log_patches(state, message, patch_log)
+            })
+        };
+        if let Err(error) = received {
+            // automerge may have half-updated the sync state; the sender is dropped anyway.
+            peer.state = sync::State::new();
+            return Err(error.into());
+        }
         if let Some(storage_id) = &peer.persist_as {
             out.sync_states
                 .push((storage_id.clone(), peer.state.encode()));
