@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use automerge::sync::{ChunkList, Message as AmMessage, MessageVersion};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ChangeHash, ReadDoc, ROOT};
+use proptest::prelude::*;
+use sha2::{Digest, Sha256};
 use tandem_core::persistence::load_document;
 use tandem_core::sync::{DocumentSync, HandleState, SyncError};
 use tandem_core::untrusted::{apply_untrusted, UntrustedError};
@@ -231,4 +233,47 @@ fn a_compaction_never_trades_chunks_for_a_snapshot_that_does_not_load() {
         reloaded.get(ROOT, "round").unwrap().unwrap().0.to_i64(),
         Some(3)
     );
+}
+
+/// What a hostile peer can send: `change` with bits flipped after its checksum, and the checksum
+/// made right again (the first four bytes of the SHA-256 of the chunk from its type byte on), so
+/// that automerge gets past it to the change itself.
+fn tampered(change: &[u8], flips: &[(usize, u8)]) -> Vec<u8> {
+    let mut bytes = change.to_vec();
+    for (at, bit) in flips {
+        let at = 8 + at % (bytes.len() - 8);
+        bytes[at] ^= 1 << (bit % 8);
+    }
+    let checksum = Sha256::digest(&bytes[8..]);
+    bytes[4..8].copy_from_slice(&checksum[..4]);
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever a peer makes of a change, applying it never panics; refused, it leaves the
+    /// document as it was; taken, it can be stored and loaded back (as the incremental chunk a
+    /// save writes after a snapshot taken before it).
+    #[test]
+    fn a_tampered_change_is_refused_cleanly_or_can_be_stored(
+        flips in prop::collection::vec((0usize..1000, 0u8..8), 1..4)
+    ) {
+        let bytes = tampered(&change("original.change"), &flips);
+        let mut doc = ours();
+        let before = state(&doc);
+        let snapshot = doc.save();
+        match apply_untrusted(&mut doc, |d| d.load_incremental(&bytes)) {
+            Err(_) => prop_assert_eq!(state(&doc), before),
+            Ok(_) => {
+                let mut stored = snapshot;
+                stored.extend(doc.save_after(&before.0));
+                let reloaded = Automerge::load(&stored);
+                prop_assert!(
+                    matches!(&reloaded, Ok(r) if r.get_heads() == doc.get_heads()),
+                    "taken but does not load back: {:?}", reloaded.map(|r| r.get_heads())
+                );
+            }
+        }
+    }
 }
