@@ -63,6 +63,12 @@ pub(crate) enum Command {
     Documents {
         reply: oneshot::Sender<Vec<DocumentId>>,
     },
+    /// How many (connection, document) introductions the hub keeps: what a long-lived
+    /// connection would leak if unloaded documents stayed introduced.
+    #[cfg(test)]
+    Introductions {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 struct ConnectionEntry {
@@ -132,6 +138,7 @@ impl Hub {
                     self.unloading.remove(&document_id);
                     if !self.documents.contains_key(&document_id) {
                         self.wanted.remove(&document_id);
+                        self.forget_introductions(&document_id);
                         if let Some(gossip) = &self.ctx.gossip {
                             gossip.forget_document(&document_id);
                         }
@@ -182,6 +189,7 @@ impl Hub {
             }
             Command::Delete { document_id, reply } => {
                 self.wanted.remove(&document_id);
+                self.forget_introductions(&document_id);
                 if let Some(gossip) = &self.ctx.gossip {
                     gossip.forget_document(&document_id);
                 }
@@ -233,6 +241,10 @@ impl Hub {
             }
             Command::Documents { reply } => {
                 let _ = reply.send(self.documents.keys().cloned().collect());
+            }
+            #[cfg(test)]
+            Command::Introductions { reply } => {
+                let _ = reply.send(self.connections.values().map(|c| c.introduced.len()).sum());
             }
             Command::Shutdown { reply } => {
                 // `run` handles shutdown before dispatching here; answer anyway.
@@ -428,6 +440,15 @@ impl Hub {
         }
     }
 
+    /// A document left memory (or was deleted): no worker of it knows any peer any more, so no
+    /// departure needs telling it. Without this, a connection that lives for days would keep the
+    /// id of every document it ever touched.
+    fn forget_introductions(&mut self, document_id: &DocumentId) {
+        for connection in self.connections.values_mut() {
+            connection.introduced.remove(document_id);
+        }
+    }
+
     /// Sends an event to every document's worker.
     async fn tell_all(&mut self, event: impl Fn() -> DocEvent) {
         let mut gone = Vec::new();
@@ -605,4 +626,75 @@ async fn read_connection(
         }
     }
     let _ = hub.send(HubEvent::Disconnected(id)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use automerge::transaction::Transactable;
+    use automerge::ROOT;
+    use tandem_core::{ChunkKind, StorageAdapter};
+    use tandem_storage_mem::MemoryStorage;
+
+    use super::Command;
+    use crate::network::memory;
+    use crate::{AskOnly, Repo};
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// A server that offers nothing (so it keeps introductions per connection) unloads the
+    /// documents a client brought once they go idle, and forgets which connection introduced
+    /// them: a client connected for days does not make the server keep every id it touched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unloaded_documents_are_no_longer_introduced_to_anyone() {
+        let storage = MemoryStorage::new();
+        let (left, right, _link) = memory::pair();
+        let server = Repo::builder()
+            .share_policy(AskOnly)
+            .storage(storage.clone())
+            .save_debounce(Duration::from_millis(5))
+            .idle_timeout(Duration::from_millis(100))
+            .network(left)
+            .start()
+            .await
+            .unwrap();
+        let client = Repo::builder().network(right).start().await.unwrap();
+        client
+            .wait_for_peer(server.peer_id(), PATIENCE)
+            .await
+            .unwrap();
+
+        let mut held = Vec::new();
+        for i in 0..50 {
+            let (doc, ()) = client
+                .create_with(|tx| tx.put(ROOT, "n", i).unwrap())
+                .await
+                .unwrap();
+            held.push(doc);
+        }
+        let introductions = || async {
+            server
+                .command(|reply| Command::Introductions { reply })
+                .await
+                .unwrap()
+        };
+        tokio::time::timeout(PATIENCE, async {
+            // Every document reached the server's storage...
+            for doc in &held {
+                let prefix = ChunkKind::Snapshot.prefix(doc.document_id());
+                while storage.load_range(&prefix).await.unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await; // polling, not a guess
+                }
+            }
+            // ...and left its memory, introductions and all.
+            while !server.documents().await.unwrap().is_empty() || introductions().await > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await; // polling, not a guess
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("introductions kept after unloading"));
+        client.shutdown().await;
+        server.shutdown().await;
+    }
 }

@@ -438,7 +438,7 @@ impl Repo {
         Ok(())
     }
 
-    async fn command<T>(
+    pub(crate) async fn command<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, RepoError> {
