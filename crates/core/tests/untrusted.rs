@@ -230,7 +230,7 @@ fn a_compaction_never_trades_chunks_for_a_snapshot_that_does_not_load() {
         .expect("the document loads");
     assert_eq!(state(&reloaded).1, state(&doc).1);
     assert_eq!(
-        reloaded.get(ROOT, "round").unwrap().unwrap().0.to_i64(),
+        reloaded.get(ROOT, "round").unwrap().unwrap().0.as_i64(),
         Some(3)
     );
 }
