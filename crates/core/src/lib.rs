@@ -13,8 +13,9 @@
 //! - **Persistence decisions** ([`persistence`]): loading a document from its chunks and deciding
 //!   what each save writes and removes, with no IO.
 //! - **Transports**: the [`NetworkAdapter`] trait and the [`Connection`] it yields.
-//! - **Foreign bytes** ([`untrusted`]): applying a peer's changes, a stored chunk or an import to
-//!   a document so that what automerge 0.12 cannot take leaves the document as it was.
+//! - **Foreign bytes** ([`untrusted`]): a peer's changes and imports are applied to a copy of the
+//!   document and checked, so that what automerge 0.12 panics on or cannot write back leaves the
+//!   document as it was; stored chunks load inside the same guard.
 //!
 //! ```
 //! use tandem_core::{AutomergeUrl, Message};

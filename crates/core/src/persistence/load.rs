@@ -1,6 +1,6 @@
 //! Loading a document from its snapshot and incremental chunks.
 
-use automerge::{Automerge, LoadOptions, OnPartialLoad, VerificationMode};
+use automerge::{Automerge, LoadOptions, OnPartialLoad, ReadDoc, VerificationMode};
 
 use super::ChunkLedger;
 use crate::untrusted::{apply_untrusted, guard, UntrustedError};
@@ -82,6 +82,14 @@ pub fn load_document(
             document
         }
     };
+    if !document.get_missing_deps(&[]).is_empty() {
+        // Some chunk holds changes whose dependencies no chunk had (another process compacted
+        // between our two listings, say): they wait in automerge's queue, not in the document,
+        // so a snapshot of the document would not hold them. Which chunk they came from is not
+        // known here, so this process removes none of these chunks; a later load that merges
+        // everything may.
+        ledger = ChunkLedger::new(document_id.clone());
+    }
     let heads = document.get_heads();
     let document = (!heads.is_empty()).then_some(document);
     ledger.set_saved_heads(heads);

@@ -32,6 +32,9 @@ pub struct ChunkLedger {
     document_id: DocumentId,
     known: BTreeMap<StorageKey, (ChunkKind, usize)>,
     saved_heads: Vec<ChangeHash>,
+    /// A compaction's snapshot did not load back: the document holds a change automerge cannot
+    /// snapshot, and every later snapshot would hold it too. Saves are incrementals from then on.
+    snapshot_refused: bool,
 }
 
 /// What one save does. Perform it in order: write `key`, wait until the write is durable, then
@@ -61,6 +64,7 @@ impl ChunkLedger {
             document_id,
             known: BTreeMap::new(),
             saved_heads: Vec::new(),
+            snapshot_refused: false,
         }
     }
 
@@ -100,9 +104,11 @@ impl ChunkLedger {
     /// A compaction that would remove chunks first loads its snapshot back and compares heads:
     /// automerge 0.12 can hold changes (taken from another writer of the same storage) that it
     /// writes into a snapshot it cannot load, and removing the chunks for such a snapshot would
-    /// lose the document. Then the changes are saved as an incremental instead, and nothing is
-    /// removed. A first snapshot removes nothing and is not checked: the changes it holds came
-    /// through [`crate::untrusted`] or were made here.
+    /// lose the document. Then the changes are saved as an incremental instead, nothing is
+    /// removed, and once that plan is recorded this ledger plans only incrementals (any later
+    /// snapshot would hold the same change). A first snapshot removes nothing and is not checked
+    /// (that would cost a load per new document); a peer's changes have passed
+    /// [`crate::untrusted`] before they get here.
     pub fn plan_save(&self, document: &Automerge) -> Option<SavePlan> {
         let heads = document.get_heads();
         if heads == self.saved_heads || heads.is_empty() {
@@ -111,7 +117,9 @@ impl ChunkLedger {
         let snapshot_bytes = self.total(ChunkKind::Snapshot);
         let incremental_bytes = self.total(ChunkKind::Incremental);
         let mut snapshot_refused = None;
-        if should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty()) {
+        if !self.snapshot_refused
+            && should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty())
+        {
             let key = ChunkKey::snapshot(self.document_id.clone(), &heads).to_storage_key();
             let obsolete: Vec<StorageKey> =
                 self.known.keys().filter(|k| **k != key).cloned().collect();
@@ -148,6 +156,7 @@ impl ChunkLedger {
 
     /// Records a plan that was carried out: its chunk is known, its obsolete chunks are gone.
     pub fn record_saved(&mut self, plan: &SavePlan) {
+        self.snapshot_refused |= plan.snapshot_refused.is_some();
         for key in &plan.obsolete {
             self.known.remove(key);
         }
