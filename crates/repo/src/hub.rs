@@ -135,7 +135,16 @@ impl Hub {
                 HubEvent::Disconnected(id) => self.disconnected(id).await,
                 HubEvent::Idle(document_id) => self.idle(document_id).await,
                 HubEvent::Unloaded(document_id) => {
-                    self.unloading.remove(&document_id);
+                    // The entry may belong to a newer worker for the id that is itself stopping
+                    // (the one that sent this took its entry when it was replaced): only an entry
+                    // whose worker has finished goes, or a worker started next would read storage
+                    // before the stopping one's last save.
+                    let finished = self.unloading.get_mut(&document_id).is_some_and(|stopped| {
+                        !matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+                    });
+                    if finished {
+                        self.unloading.remove(&document_id);
+                    }
                     if !self.documents.contains_key(&document_id) {
                         self.wanted.remove(&document_id);
                         self.forget_introductions(&document_id);
@@ -637,7 +646,12 @@ mod tests {
     use tandem_core::{ChunkKind, StorageAdapter};
     use tandem_storage_mem::MemoryStorage;
 
-    use super::Command;
+    use std::sync::{Arc, Mutex};
+
+    use automerge::ReadDoc;
+    use tandem_core::{DocumentId, StorageError, StorageKey};
+
+    use super::{Command, HubEvent};
     use crate::network::memory;
     use crate::{AskOnly, Repo};
 
@@ -696,5 +710,135 @@ mod tests {
         .unwrap_or_else(|_| panic!("introductions kept after unloading"));
         client.shutdown().await;
         server.shutdown().await;
+    }
+
+    /// Memory storage whose saves wait while its gate is shut, and which notes every save and
+    /// range load of a document, in order.
+    #[derive(Clone)]
+    struct GatedStorage {
+        inner: MemoryStorage,
+        open: Arc<tokio::sync::watch::Sender<bool>>,
+        log: Arc<Mutex<Vec<&'static str>>>,
+        /// How many snapshot range loads there have been.
+        loads: Arc<tokio::sync::watch::Sender<usize>>,
+    }
+
+    impl GatedStorage {
+        fn note(&self, what: &'static str) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl StorageAdapter for GatedStorage {
+        async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+            self.inner.load(key).await
+        }
+        async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+            let result = self.inner.save(key, value).await;
+            if key.parts().len() == 3 && key.parts()[1] != "sync-state" {
+                self.note("save");
+            }
+            result
+        }
+        async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+            self.inner.remove(key).await
+        }
+        async fn load_range(
+            &self,
+            prefix: &StorageKey,
+        ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+            if prefix.parts().len() == 2 && prefix.parts()[1] == "snapshot" {
+                self.note("load");
+                self.loads.send_modify(|n| *n += 1);
+            }
+            self.inner.load_range(prefix).await
+        }
+        async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
+            self.inner.remove_range(prefix).await
+        }
+    }
+
+    /// A worker's `Unloaded` can reach the hub late, after a newer worker for the same document
+    /// has itself begun to stop. It must not clear the newer worker's entry: the worker started
+    /// next would read storage before the newer one's last save, and miss its last changes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_unloaded_does_not_let_the_next_worker_read_before_the_last_save() {
+        let storage = GatedStorage {
+            inner: MemoryStorage::new(),
+            open: Arc::new(tokio::sync::watch::channel(true).0),
+            log: Arc::default(),
+            loads: Arc::new(tokio::sync::watch::channel(0).0),
+        };
+        let repo = Repo::builder()
+            .storage(storage.clone())
+            .save_debounce(Duration::from_millis(5))
+            .idle_timeout(Duration::from_millis(50))
+            .start()
+            .await
+            .unwrap();
+        let unloaded = || async {
+            tokio::time::timeout(PATIENCE, async {
+                while !repo.documents().await.unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await; // polling, not a guess
+                }
+            })
+            .await
+            .expect("the document never unloaded");
+        };
+        let id: DocumentId = {
+            let (first, ()) = repo
+                .create_with(|tx| tx.put(ROOT, "n", 1).unwrap())
+                .await
+                .unwrap();
+            first.document_id().clone()
+        };
+        unloaded().await;
+
+        // The second worker changes the document, then stops with its last save held up.
+        {
+            let second = repo.find(&id).await.unwrap();
+            second.change(|tx| tx.put(ROOT, "n", 2).unwrap()).unwrap();
+            storage.open.send_replace(false);
+        }
+        unloaded().await;
+        // The first worker's `Unloaded`, late.
+        repo.send_hub_event(HubEvent::Unloaded(id.clone())).await;
+
+        // A third worker: it must wait for the second's save before it loads.
+        let loads_before = *storage.loads.borrow();
+        let third = repo.find_with_progress(&id).await.unwrap();
+        // Give a wrong hub the chance to show itself (the third worker loading while the gate is
+        // shut); a right one never loads here, and the wait ends with the timeout.
+        let mut loads = storage.loads.subscribe();
+        let loaded_early = tokio::time::timeout(
+            Duration::from_millis(300),
+            loads.wait_for(|n| *n > loads_before),
+        )
+        .await
+        .is_ok();
+        storage.open.send_replace(true);
+        let mut states = third.states();
+        tokio::time::timeout(
+            PATIENCE,
+            states.wait_for(|s| *s == tandem_core::sync::HandleState::Ready),
+        )
+        .await
+        .expect("the third worker never became ready")
+        .unwrap();
+        let n = third
+            .with_doc(|doc| doc.get(ROOT, "n").unwrap().unwrap().0.as_i64())
+            .unwrap();
+        assert!(
+            !loaded_early,
+            "the third worker read storage while the second was still saving"
+        );
+        assert_eq!(n, Some(2));
+        let log = storage.log.lock().unwrap().clone();
+        assert_eq!(log.last(), Some(&"load"), "{log:?}");
+        drop(third);
+        repo.shutdown().await;
     }
 }
