@@ -7,10 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use automerge::sync::State as SyncState;
 use automerge::{Automerge, ChangeHash, Patch, PatchLog};
+use futures::FutureExt;
 use tandem_core::persistence::{load_from_storage, ChunkLedger};
 use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
 use tandem_core::{
@@ -19,7 +21,7 @@ use tandem_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::context::{now_millis, RepoContext};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
@@ -139,10 +141,45 @@ pub(crate) fn spawn(
         ),
     };
     let span = tracing::debug_span!("document", id = %document_id);
+    // Weak: the hub counts strong references to tell whether a user still holds a handle.
+    let watched = Arc::downgrade(&worker.shared);
+    let hub = worker.hub.clone();
     tokio::spawn(tracing::Instrument::instrument(
-        worker.run(inbox, start, peers),
+        async move {
+            let outcome = AssertUnwindSafe(worker.run(inbox, start, peers))
+                .catch_unwind()
+                .await;
+            if let (Err(panic), Some(shared)) = (outcome, watched.upgrade()) {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                worker_panicked(&shared, &hub, &message).await;
+            }
+        },
         span,
     ));
+}
+
+/// A worker panicked (a bug, or a storage adapter or automerge call that panicked outside the
+/// guards). Its handles would otherwise look ready while nothing saves or syncs their changes,
+/// and a `find` waiting on it would wait forever: the handles turn unavailable (changes fail,
+/// waits end), and the hub forgets the worker, so the next `find` starts afresh from storage.
+async fn worker_panicked(
+    shared: &Arc<HandleShared>,
+    hub: &mpsc::WeakSender<HubEvent>,
+    message: &str,
+) {
+    error!(
+        document_id = %shared.document_id,
+        panic = message,
+        "the document's worker panicked; its handles are unavailable, and a new find loads it afresh"
+    );
+    shared.state.send_replace(HandleState::Unavailable);
+    if let Some(hub) = hub.upgrade() {
+        let _ = hub.send(HubEvent::WorkerFailed(Arc::clone(shared))).await;
+    }
 }
 
 /// Events a worker applies before a save that acknowledgements wait on, so that changes

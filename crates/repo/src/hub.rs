@@ -37,6 +37,8 @@ pub(crate) enum HubEvent {
     Idle(DocumentId),
     /// A worker stopped after an eviction.
     Unloaded(DocumentId),
+    /// A worker panicked; its handles are unavailable.
+    WorkerFailed(Arc<HandleShared>),
 }
 
 pub(crate) enum Command {
@@ -134,6 +136,18 @@ impl Hub {
                 HubEvent::Incoming(id, message) => self.incoming(id, message).await,
                 HubEvent::Disconnected(id) => self.disconnected(id).await,
                 HubEvent::Idle(document_id) => self.idle(document_id).await,
+                HubEvent::WorkerFailed(shared) => {
+                    let document_id = &shared.document_id;
+                    // Only if it is still this worker's entry (a newer one may have replaced it).
+                    if self
+                        .documents
+                        .get(document_id)
+                        .is_some_and(|handle| Arc::ptr_eq(&handle.shared, &shared))
+                    {
+                        self.documents.remove(document_id);
+                        self.forget_introductions(document_id);
+                    }
+                }
                 HubEvent::Unloaded(document_id) => {
                     // The entry may belong to a newer worker for the id that is itself stopping
                     // (the one that sent this took its entry when it was replaced): only an entry
