@@ -19,6 +19,23 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // automerge panics on some input it should refuse; tandem catches those panics and cuts the
+    // sender off, but the default hook would still print each one (with a backtrace under
+    // RUST_BACKTRACE), one per hostile message. The server logs them as its other events.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // Caught ones are followed by a line saying what tandem did about them.
+        tracing::error!(panic = message, %location, "panicked");
+    }));
     let options = Options::parse();
     match run(options, stop_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -335,3 +335,95 @@ async fn two_processes_share_one_directory_and_lose_nothing() {
         );
     }
 }
+
+/// A change automerge panics on (a crafted one, as any peer can send; see
+/// `crates/core/tests/fixtures/untrusted`): the server cuts its sender off, logs the panic as a
+/// log line rather than the default hook's raw print, and serves everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_automerge_panics_on_is_logged_and_the_server_serves_on() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        .args(["--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start tandem-server");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let stderr = child.stderr.take().expect("stderr");
+    let server = ServerProcess(Some(child));
+    let url = stdout
+        .next()
+        .expect("the server said nothing")
+        .unwrap()
+        .strip_prefix("listening on ")
+        .expect("where it listens")
+        .to_owned();
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: tandem_core::PeerId::from("mallory"),
+        metadata: tandem_core::PeerMetadata::default(),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    let poisoned = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: automerge::sync::ChunkList::from(vec![include_bytes!(
+            "../../core/tests/fixtures/untrusted/panics.change"
+        )
+        .to_vec()]),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let sync = tandem_core::Message::Sync(tandem_core::SyncMessage {
+        sender_id: tandem_core::PeerId::from("mallory"),
+        target_id: tandem_core::PeerId::from("anyone"),
+        document_id: tandem_core::DocumentId::random(),
+        data: tandem_core::MessageData::new(poisoned.encode()).unwrap(),
+    });
+    ws.send(Frame::binary(sync.encode())).await.unwrap();
+    // The server answers the join, then closes the socket.
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if frame.is_close() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("mallory's socket stayed open");
+
+    let honest = client(&url).await;
+    let (doc, ()) = honest
+        .create_with(|tx| tx.put(ROOT, "fine", true).unwrap())
+        .await
+        .unwrap();
+    honest.flush().await.unwrap();
+    let other = client(&url).await;
+    let found = other.find(doc.url()).await.unwrap();
+    assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
+    honest.shutdown().await;
+    other.shutdown().await;
+
+    assert!(terminate(server).success());
+    let log: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let log = log.join("\n");
+    assert!(log.contains("panicked"), "{log}");
+    assert!(log.contains("disconnecting the peer"), "{log}");
+    assert!(
+        !log.contains("thread '"),
+        "the default panic hook printed:\n{log}"
+    );
+}
