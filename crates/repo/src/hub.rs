@@ -19,6 +19,7 @@ use crate::context::RepoContext;
 use crate::document_worker::{self, DocEvent, Start};
 use crate::events::RemoteHeadsEvent;
 use crate::handle::{DocHandle, HandleShared};
+use crate::introductions::Introductions;
 use crate::outbox::{outbox, OutboxReceiver, PeerLink};
 use crate::RepoError;
 
@@ -77,11 +78,9 @@ struct ConnectionEntry {
     id: ConnectionId,
     link: PeerLink,
     /// Whether the share policy offers this peer anything unprompted (`announce(peer, None)`).
+    /// If not, the hub keeps which documents' workers know it, in `introductions`; if so, every
+    /// worker knows it.
     announce_any: bool,
-    /// Documents whose workers know this peer (it wrote about them, or we asked it for them),
-    /// so that its departure is told to those workers only. Unused when `announce_any`: then
-    /// every worker knows it.
-    introduced: HashSet<DocumentId>,
 }
 
 pub(crate) struct Hub {
@@ -96,6 +95,8 @@ pub(crate) struct Hub {
     wanted: HashSet<DocumentId>,
     connections: HashMap<PeerId, ConnectionEntry>,
     connection_peers: HashMap<ConnectionId, PeerId>,
+    /// Which documents' workers know which peers (those not offered everything).
+    introductions: Introductions,
     next_connection: ConnectionId,
     dedup: EphemeralDedup,
     peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
@@ -117,6 +118,7 @@ impl Hub {
             wanted: HashSet::new(),
             connections: HashMap::new(),
             connection_peers: HashMap::new(),
+            introductions: Introductions::default(),
             next_connection: 0,
             dedup: EphemeralDedup::default(),
             peers,
@@ -189,9 +191,9 @@ impl Hub {
                         if newly_wanted {
                             // Found here before only for a peer: now every peer may be asked.
                             let mut links: Vec<PeerLink> = Vec::new();
-                            for connection in self.connections.values_mut() {
+                            for (peer, connection) in &self.connections {
                                 if !connection.announce_any {
-                                    connection.introduced.insert(document_id.clone());
+                                    self.introductions.introduce(peer, &document_id);
                                 }
                                 links.push(connection.link.clone());
                             }
@@ -267,7 +269,7 @@ impl Hub {
             }
             #[cfg(test)]
             Command::Introductions { reply } => {
-                let _ = reply.send(self.connections.values().map(|c| c.introduced.len()).sum());
+                let _ = reply.send(self.introductions.len());
             }
             Command::Shutdown { reply } => {
                 // `run` handles shutdown before dispatching here; answer anyway.
@@ -324,11 +326,11 @@ impl Hub {
             }
         );
         let mut peers = Vec::new();
-        for connection in self.connections.values_mut() {
+        for (peer, connection) in &self.connections {
             if connection.announce_any {
                 peers.push(connection.link.clone());
             } else if any_peer {
-                connection.introduced.insert(document_id.clone());
+                self.introductions.introduce(peer, &document_id);
                 peers.push(connection.link.clone());
             }
         }
@@ -386,7 +388,6 @@ impl Hub {
                 id,
                 link: link.clone(),
                 announce_any,
-                introduced: HashSet::new(),
             },
         );
         self.connection_peers.insert(id, peer.clone());
@@ -406,10 +407,8 @@ impl Hub {
                 .iter()
                 .filter_map(|id| self.documents.get(id).cloned())
                 .collect();
-            if let Some(entry) = self.connections.get_mut(&peer) {
-                entry
-                    .introduced
-                    .extend(wanted.iter().map(|h| h.document_id().clone()));
+            for handle in &wanted {
+                self.introductions.introduce(&peer, handle.document_id());
             }
             for handle in wanted {
                 let _ = handle
@@ -442,12 +441,13 @@ impl Hub {
     /// Tells the workers that know `peer` that it is gone: every worker if the share policy
     /// offered it everything, otherwise only those of the documents it was introduced to.
     async fn tell_departure(&mut self, peer: &PeerId, entry: ConnectionEntry) {
+        let introduced = self.introductions.peer_left(peer);
         if entry.announce_any {
             self.tell_all(|| DocEvent::PeerDisconnected(peer.clone()))
                 .await;
             return;
         }
-        for document_id in entry.introduced {
+        for document_id in introduced {
             let Some(handle) = self.documents.get(&document_id) else {
                 continue; // unloaded since: its worker is gone
             };
@@ -467,9 +467,7 @@ impl Hub {
     /// departure needs telling it. Without this, a connection that lives for days would keep the
     /// id of every document it ever touched.
     fn forget_introductions(&mut self, document_id: &DocumentId) {
-        for connection in self.connections.values_mut() {
-            connection.introduced.remove(document_id);
-        }
+        self.introductions.document_gone(document_id);
     }
 
     /// Sends an event to every document's worker.
@@ -541,10 +539,8 @@ impl Hub {
             None if matches!(message, Message::DocUnavailable(_)) => return,
             None => self.spawn_loader(document_id.clone()),
         };
-        if let Some(entry) = self.connections.get_mut(&peer) {
-            if !entry.announce_any {
-                entry.introduced.insert(document_id.clone());
-            }
+        if self.connections.get(&peer).is_some_and(|c| !c.announce_any) {
+            self.introductions.introduce(&peer, &document_id);
         }
         let event = DocEvent::Incoming(Box::new((link, message)));
         if handle.shared.worker.send(event).await.is_err() {

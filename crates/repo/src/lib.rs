@@ -34,6 +34,7 @@ mod gossip;
 mod handle;
 mod hub;
 mod initial;
+mod introductions;
 pub mod network;
 mod outbox;
 mod repo;

@@ -1,0 +1,89 @@
+//! Which loaded documents each peer has been introduced to, kept by the hub for peers the share
+//! policy does not offer everything: a peer's departure is told only to the workers that know
+//! it, and a document that leaves memory is forgotten by every peer that knew it. Both ways are
+//! indexed, so neither event scans all peers or all documents.
+
+use std::collections::{HashMap, HashSet};
+
+use tandem_core::{DocumentId, PeerId};
+
+/// Peer ↔ document introductions, both ways.
+#[derive(Debug, Default)]
+pub(crate) struct Introductions {
+    by_peer: HashMap<PeerId, HashSet<DocumentId>>,
+    by_document: HashMap<DocumentId, HashSet<PeerId>>,
+}
+
+impl Introductions {
+    /// `peer` now knows `document`'s worker (it wrote about it, or was asked for it).
+    pub(crate) fn introduce(&mut self, peer: &PeerId, document: &DocumentId) {
+        self.by_peer
+            .entry(peer.clone())
+            .or_default()
+            .insert(document.clone());
+        self.by_document
+            .entry(document.clone())
+            .or_default()
+            .insert(peer.clone());
+    }
+
+    /// `peer` left: the documents whose workers knew it.
+    pub(crate) fn peer_left(&mut self, peer: &PeerId) -> HashSet<DocumentId> {
+        let documents = self.by_peer.remove(peer).unwrap_or_default();
+        for document in &documents {
+            if let Some(peers) = self.by_document.get_mut(document) {
+                peers.remove(peer);
+                if peers.is_empty() {
+                    self.by_document.remove(document);
+                }
+            }
+        }
+        documents
+    }
+
+    /// `document` left memory (or was deleted): no worker of it knows any peer any more.
+    pub(crate) fn document_gone(&mut self, document: &DocumentId) {
+        for peer in self.by_document.remove(document).unwrap_or_default() {
+            if let Some(documents) = self.by_peer.get_mut(&peer) {
+                documents.remove(document);
+                if documents.is_empty() {
+                    self.by_peer.remove(&peer);
+                }
+            }
+        }
+    }
+
+    /// How many (peer, document) introductions there are.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_peer.values().map(HashSet::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ways_stay_in_step() {
+        let (a, b) = (PeerId::from("a"), PeerId::from("b"));
+        let (x, y) = (DocumentId::random(), DocumentId::random());
+        let mut introductions = Introductions::default();
+        introductions.introduce(&a, &x);
+        introductions.introduce(&a, &y);
+        introductions.introduce(&b, &x);
+        introductions.introduce(&b, &x);
+        assert_eq!(introductions.len(), 3);
+
+        introductions.document_gone(&x);
+        assert_eq!(introductions.len(), 1);
+        assert_eq!(introductions.peer_left(&b), HashSet::new());
+        assert_eq!(introductions.peer_left(&a), HashSet::from([y.clone()]));
+        assert_eq!(introductions.len(), 0);
+        assert!(introductions.by_document.is_empty() && introductions.by_peer.is_empty());
+
+        // A peer that comes back starts afresh.
+        introductions.introduce(&a, &y);
+        assert_eq!(introductions.peer_left(&a), HashSet::from([y]));
+    }
+}
