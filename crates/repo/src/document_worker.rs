@@ -15,6 +15,7 @@ use automerge::{Automerge, ChangeHash, Patch, PatchLog};
 use futures::FutureExt;
 use tandem_core::persistence::{load_from_storage, ChunkLedger};
 use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
+use tandem_core::untrusted::apply_untrusted;
 use tandem_core::{
     ChunkKey, DocUnavailableMessage, EphemeralMessage, Message, PeerId, RemoteHeads, StorageId,
     StorageKey,
@@ -391,7 +392,18 @@ impl DocumentWorker {
                 }
                 if let Some(mut stored) = loaded.document {
                     let mut doc = self.shared.lock();
-                    if let Err(error) = doc.merge(&mut stored) {
+                    // What memory holds (usually nothing yet) goes into what storage held, not
+                    // the other way: automerge rebuilds the changes it merges, and a stored
+                    // change another writer left may be one it cannot rebuild
+                    // (`tandem_core::untrusted`).
+                    stored.set_actor(doc.get_actor().clone());
+                    let taken = doc.get_heads().is_empty()
+                        || apply_untrusted(&mut stored, |s| s.merge(&mut doc).map(drop)).is_ok();
+                    if taken {
+                        *doc = stored;
+                    } else if let Err(error) =
+                        apply_untrusted(&mut doc, |d| d.merge(&mut stored).map(drop))
+                    {
                         warn!(%error, "stored document could not be merged");
                     }
                     self.last_heads = doc.get_heads();
@@ -697,12 +709,6 @@ impl DocumentWorker {
             let doc = self.shared.lock();
             self.ledger.plan_save(&doc)
         };
-        if let Some(why) = plan.as_ref().and_then(|p| p.snapshot_refused.as_ref()) {
-            warn!(
-                document_id = %self.shared.document_id,
-                why, "not compacting: saving the changes as an incremental and keeping every chunk"
-            );
-        }
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
         if plan.is_none() && sync_states.is_empty() {
             // Nothing new to write: whatever waited is already durable.
@@ -738,6 +744,17 @@ impl DocumentWorker {
         for (storage_id, bytes) in outcome.unsaved_sync_states {
             // A state that moved again since is newer than the one that failed.
             self.dirty_sync_states.entry(storage_id).or_insert(bytes);
+        }
+        if let Some(why) = &outcome.snapshot_refused {
+            warn!(
+                document_id = %self.shared.document_id,
+                why, "not compacting: the changes are saved as an incremental, every chunk stays"
+            );
+            self.ledger.refuse_snapshots();
+            // Nothing was written: save again at once, as an incremental.
+            self.awaiting_save.extend(self.in_flight.drain());
+            self.save_at = Some(Instant::now());
+            return Ok(());
         }
         if outcome.chunk_stored {
             self.release_saved();

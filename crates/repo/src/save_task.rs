@@ -32,6 +32,9 @@ pub(crate) struct SaveOutcome {
     pub unsaved_sync_states: HashMap<StorageId, Vec<u8>>,
     /// The first error, if any.
     pub result: Result<(), StorageError>,
+    /// The plan was a snapshot that did not load back, and nothing was written (see
+    /// `SavePlan::check_snapshot`): why.
+    pub snapshot_refused: Option<String>,
 }
 
 /// Starts writing `job` and returns where its outcome will arrive.
@@ -57,12 +60,23 @@ async fn write(
         mut sync_states,
     } = job;
     if let Some(plan) = &plan {
+        // Here, not in the worker: a whole-document load, which nobody should wait on.
+        if let Err(why) = plan.check_snapshot() {
+            return SaveOutcome {
+                chunk_stored: false,
+                saved_plan: None,
+                unsaved_sync_states: sync_states,
+                result: Ok(()),
+                snapshot_refused: Some(why),
+            };
+        }
         if let Err(error) = storage.save(&plan.key, plan.bytes.clone()).await {
             return SaveOutcome {
                 chunk_stored: false,
                 saved_plan: None,
                 unsaved_sync_states: sync_states,
                 result: Err(error),
+                snapshot_refused: None,
             };
         }
         // Only once the new chunk is durable may the chunks it replaces go.
@@ -90,5 +104,6 @@ async fn write(
         saved_plan: plan,
         unsaved_sync_states: sync_states,
         result,
+        snapshot_refused: None,
     }
 }

@@ -184,6 +184,62 @@ async fn a_corrupt_chunk_is_skipped_and_the_rest_loads() {
     assert!(storage.load(&torn).await.unwrap().is_some());
 }
 
+/// Another writer of the store (a JS process, whose automerge has the same flaw) put a change
+/// beside our snapshot that automerge takes but cannot snapshot (see
+/// `crates/core/tests/fixtures/untrusted`). The repo's saves must keep every chunk and stay
+/// loadable: a compaction here would replace them with a snapshot that does not load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_that_cannot_be_snapshotted_keeps_its_chunks_and_its_edits() {
+    let storage = MemoryStorage::new();
+    let repo = Repo::builder()
+        .storage(storage.clone())
+        .save_debounce(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let doc = repo.create_empty().await.unwrap();
+    doc.change(|tx| tx.put(ROOT, "first", 1).unwrap()).unwrap();
+    repo.flush().await.unwrap();
+    repo.shutdown().await;
+    let unwritable: &[u8] = include_bytes!("../../core/tests/fixtures/untrusted/unwritable.change");
+    let foreign = ChunkKey::incremental(doc.document_id().clone(), unwritable).to_storage_key();
+    storage.save(&foreign, unwritable.to_vec()).await.unwrap();
+    let stored_before: Vec<StorageKey> = storage.snapshot().into_iter().map(|(k, _)| k).collect();
+
+    let again = Repo::builder()
+        .storage(storage.clone())
+        .save_debounce(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let reloaded = again.find(doc.url()).await.unwrap();
+    for round in 0..3 {
+        reloaded
+            .change(|tx| tx.put(ROOT, "round", round).unwrap())
+            .unwrap();
+        again.flush().await.unwrap();
+    }
+    let heads = reloaded.heads().unwrap();
+    again.shutdown().await;
+    let stored_after: Vec<StorageKey> = storage.snapshot().into_iter().map(|(k, _)| k).collect();
+    for key in &stored_before {
+        assert!(stored_after.contains(key), "{key:?} was removed");
+    }
+
+    let third = Repo::builder()
+        .storage(storage.clone())
+        .start()
+        .await
+        .unwrap();
+    let loaded = third.find(doc.url()).await.unwrap();
+    assert_eq!(loaded.heads().unwrap(), heads);
+    let round = loaded
+        .with_doc(|d| d.get(ROOT, "round").unwrap().unwrap().0.as_i64())
+        .unwrap();
+    assert_eq!(round, Some(2));
+    third.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_the_document_from_memory_and_storage() {
     let storage = MemoryStorage::new();

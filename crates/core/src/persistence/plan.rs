@@ -32,9 +32,10 @@ pub struct ChunkLedger {
     document_id: DocumentId,
     known: BTreeMap<StorageKey, (ChunkKind, usize)>,
     saved_heads: Vec<ChangeHash>,
-    /// A compaction's snapshot did not load back: the document holds a change automerge cannot
-    /// snapshot, and every later snapshot would hold it too. Saves are incrementals from then on.
-    snapshot_refused: bool,
+    /// A compaction's snapshot did not load back ([`SavePlan::check_snapshot`]): the document
+    /// holds a change automerge cannot snapshot, and every later snapshot would hold it too.
+    /// Saves are incrementals from then on.
+    snapshots_refused: bool,
 }
 
 /// What one save does. Perform it in order: write `key`, wait until the write is durable, then
@@ -52,9 +53,28 @@ pub struct SavePlan {
     pub heads: Vec<ChangeHash>,
     /// Chunks the snapshot makes redundant (empty for an incremental).
     pub obsolete: Vec<StorageKey>,
-    /// Why this is an incremental although the compaction rule asked for a snapshot: the
-    /// snapshot did not load back as the document (see [`ChunkLedger::plan_save`]).
-    pub snapshot_refused: Option<String>,
+}
+
+impl SavePlan {
+    /// Whether this plan may be carried out: a snapshot that replaces chunks must first load
+    /// back at its heads. automerge 0.12 can hold changes (taken from another writer of the same
+    /// storage, say) that it writes into a snapshot it cannot load; removing the chunks for such
+    /// a snapshot would lose the document. On `Err`, write nothing, call
+    /// [`ChunkLedger::refuse_snapshots`] and plan again. A plan that removes nothing passes
+    /// unchecked (checking every first snapshot would cost a load per new document).
+    ///
+    /// This is a whole-document load: do it off any path that waits on it.
+    pub fn check_snapshot(&self) -> Result<(), String> {
+        if self.kind != ChunkKind::Snapshot || self.obsolete.is_empty() {
+            return Ok(());
+        }
+        match guard(|| Automerge::load(&self.bytes)) {
+            Ok(Ok(loaded)) if loaded.get_heads() == self.heads => Ok(()),
+            Ok(Ok(_)) => Err("the snapshot loads at other heads".to_owned()),
+            Ok(Err(error)) => Err(format!("the snapshot does not load: {error}")),
+            Err(error) => Err(format!("the snapshot does not load: {error}")),
+        }
+    }
 }
 
 impl ChunkLedger {
@@ -64,7 +84,7 @@ impl ChunkLedger {
             document_id,
             known: BTreeMap::new(),
             saved_heads: Vec::new(),
-            snapshot_refused: false,
+            snapshots_refused: false,
         }
     }
 
@@ -99,16 +119,8 @@ impl ChunkLedger {
             .sum()
     }
 
-    /// What saving `document` now takes; `None` if storage already holds its heads.
-    ///
-    /// A compaction that would remove chunks first loads its snapshot back and compares heads:
-    /// automerge 0.12 can hold changes (taken from another writer of the same storage) that it
-    /// writes into a snapshot it cannot load, and removing the chunks for such a snapshot would
-    /// lose the document. Then the changes are saved as an incremental instead, nothing is
-    /// removed, and once that plan is recorded this ledger plans only incrementals (any later
-    /// snapshot would hold the same change). A first snapshot removes nothing and is not checked
-    /// (that would cost a load per new document); a peer's changes have passed
-    /// [`crate::untrusted`] before they get here.
+    /// What saving `document` now takes; `None` if storage already holds its heads. Check a
+    /// snapshot with [`SavePlan::check_snapshot`] before carrying it out.
     pub fn plan_save(&self, document: &Automerge) -> Option<SavePlan> {
         let heads = document.get_heads();
         if heads == self.saved_heads || heads.is_empty() {
@@ -116,62 +128,44 @@ impl ChunkLedger {
         }
         let snapshot_bytes = self.total(ChunkKind::Snapshot);
         let incremental_bytes = self.total(ChunkKind::Incremental);
-        let mut snapshot_refused = None;
-        if !self.snapshot_refused
+        if !self.snapshots_refused
             && should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty())
         {
             let key = ChunkKey::snapshot(self.document_id.clone(), &heads).to_storage_key();
-            let obsolete: Vec<StorageKey> =
-                self.known.keys().filter(|k| **k != key).cloned().collect();
-            let bytes = document.save();
-            let checked = match obsolete.is_empty() {
-                true => Ok(()),
-                false => loads_back(&bytes, &heads),
-            };
-            match checked {
-                Ok(()) => {
-                    return Some(SavePlan {
-                        key,
-                        bytes,
-                        kind: ChunkKind::Snapshot,
-                        heads,
-                        obsolete,
-                        snapshot_refused: None,
-                    })
-                }
-                Err(why) => snapshot_refused = Some(why),
-            }
+            let obsolete = self.known.keys().filter(|k| **k != key).cloned().collect();
+            Some(SavePlan {
+                key,
+                bytes: document.save(),
+                kind: ChunkKind::Snapshot,
+                heads,
+                obsolete,
+            })
+        } else {
+            let bytes = document.save_after(&self.saved_heads);
+            let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
+            Some(SavePlan {
+                key,
+                bytes,
+                kind: ChunkKind::Incremental,
+                heads,
+                obsolete: Vec::new(),
+            })
         }
-        let bytes = document.save_after(&self.saved_heads);
-        let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
-        Some(SavePlan {
-            key,
-            bytes,
-            kind: ChunkKind::Incremental,
-            heads,
-            obsolete: Vec::new(),
-            snapshot_refused,
-        })
+    }
+
+    /// A snapshot of this document failed [`SavePlan::check_snapshot`]: plan only incrementals
+    /// from now on, removing nothing.
+    pub fn refuse_snapshots(&mut self) {
+        self.snapshots_refused = true;
     }
 
     /// Records a plan that was carried out: its chunk is known, its obsolete chunks are gone.
     pub fn record_saved(&mut self, plan: &SavePlan) {
-        self.snapshot_refused |= plan.snapshot_refused.is_some();
         for key in &plan.obsolete {
             self.known.remove(key);
         }
         self.known
             .insert(plan.key.clone(), (plan.kind, plan.bytes.len()));
         self.saved_heads = plan.heads.clone();
-    }
-}
-
-/// Whether a snapshot loads back at `heads`; if not, why.
-fn loads_back(snapshot: &[u8], heads: &[ChangeHash]) -> Result<(), String> {
-    match guard(|| Automerge::load(snapshot)) {
-        Ok(Ok(loaded)) if loaded.get_heads() == heads => Ok(()),
-        Ok(Ok(_)) => Err("the snapshot loads at other heads".to_owned()),
-        Ok(Err(error)) => Err(format!("the snapshot does not load: {error}")),
-        Err(error) => Err(format!("the snapshot does not load: {error}")),
     }
 }
