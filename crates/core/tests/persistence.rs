@@ -408,3 +408,66 @@ proptest! {
         }
     }
 }
+
+/// A save a peer waits on writes an incremental, the cheapest durable write, even where the
+/// compaction rule asks for a snapshot; the next ordinary save compacts, new changes or not, and
+/// a document written to without pause still compacts once its incrementals outgrow the rule.
+#[test]
+fn quick_saves_write_incrementals_and_leave_the_compaction_to_the_next_save() {
+    let id = DocumentId::random();
+    let mut doc = Automerge::new();
+    let mut ledger = ChunkLedger::new(id.clone());
+    let mut store: BTreeMap<StorageKey, Vec<u8>> = BTreeMap::new();
+    let edit = |doc: &mut Automerge, i: i64| {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "n", i).unwrap();
+        tx.commit();
+    };
+    let carry_out =
+        |ledger: &mut ChunkLedger, store: &mut BTreeMap<StorageKey, Vec<u8>>, plan: SavePlan| {
+            store.insert(plan.key.clone(), plan.bytes.clone());
+            for key in &plan.obsolete {
+                store.remove(key);
+            }
+            ledger.record_saved(&plan);
+        };
+
+    edit(&mut doc, 0);
+    let first = ledger.plan_quick_save(&doc).unwrap();
+    assert_eq!(
+        first.kind,
+        ChunkKind::Snapshot,
+        "a first save is a snapshot, as in JS"
+    );
+    carry_out(&mut ledger, &mut store, first);
+
+    // A small document: the rule asks for a snapshot on every save.
+    for i in 1..=10 {
+        edit(&mut doc, i);
+        let plan = ledger.plan_quick_save(&doc).unwrap();
+        assert_eq!(plan.kind, ChunkKind::Incremental, "quick save {i}");
+        carry_out(&mut ledger, &mut store, plan);
+    }
+    assert!(ledger.compaction_pending());
+    let quiet = ledger.plan_save(&doc).expect("the pending compaction");
+    assert_eq!(quiet.kind, ChunkKind::Snapshot);
+    assert_eq!(quiet.obsolete.len(), 11);
+    carry_out(&mut ledger, &mut store, quiet);
+    assert!(!ledger.compaction_pending());
+    assert!(ledger.plan_save(&doc).is_none(), "nothing left to do");
+
+    // Written to without pause: compactions come by themselves, and the chunks stay few.
+    let mut compactions = 0;
+    let mut most_chunks = 0;
+    for i in 11..400 {
+        edit(&mut doc, i);
+        let plan = ledger.plan_quick_save(&doc).unwrap();
+        compactions += usize::from(plan.kind == ChunkKind::Snapshot);
+        carry_out(&mut ledger, &mut store, plan);
+        most_chunks = most_chunks.max(store.len());
+    }
+    assert!(compactions >= 2, "{compactions} compactions");
+    assert!(most_chunks < 100, "{most_chunks} chunks at once");
+    let loaded = load_document(&id, store.into_iter().collect());
+    assert_eq!(loaded.document.unwrap().get_heads(), doc.get_heads());
+}

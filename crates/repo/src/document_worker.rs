@@ -707,7 +707,13 @@ impl DocumentWorker {
         };
         let plan = {
             let doc = self.shared.lock();
-            self.ledger.plan_save(&doc)
+            // A peer waits for its acknowledgement: the cheapest durable write now, the
+            // compaction (a whole-document save, and a load to check it) once saves go quiet.
+            if self.in_flight.is_empty() {
+                self.ledger.plan_save(&doc)
+            } else {
+                self.ledger.plan_quick_save(&doc)
+            }
         };
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
         if plan.is_none() && sync_states.is_empty() {
@@ -758,6 +764,9 @@ impl DocumentWorker {
         }
         if outcome.chunk_stored {
             self.release_saved();
+            if self.ledger.compaction_pending() {
+                self.schedule_save();
+            }
         } else {
             self.awaiting_save.extend(self.in_flight.drain());
         }

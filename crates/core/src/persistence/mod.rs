@@ -10,4 +10,4 @@ mod load;
 mod plan;
 
 pub use load::{load_document, load_from_storage, CorruptChunk, LoadedDocument};
-pub use plan::{should_compact, ChunkLedger, SavePlan, COMPACTION_FLOOR};
+pub use plan::{should_compact, ChunkLedger, SavePlan, COMPACTION_FLOOR, QUICK_SAVE_GROWTH};

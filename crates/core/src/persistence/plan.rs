@@ -7,6 +7,10 @@ use automerge::{Automerge, ChangeHash};
 use crate::untrusted::guard;
 use crate::{ChunkKey, ChunkKind, DocumentId, StorageKey};
 
+/// How far quick saves ([`ChunkLedger::plan_quick_save`]) let incrementals grow, as a multiple of
+/// the snapshots (or of [`COMPACTION_FLOOR`], if larger), before one compacts anyway.
+pub const QUICK_SAVE_GROWTH: usize = 4;
+
 /// Below this many snapshot bytes a document is always saved as a single snapshot (the value
 /// automerge-repo uses, so both leave the same files for small documents).
 pub const COMPACTION_FLOOR: usize = 1024;
@@ -36,6 +40,10 @@ pub struct ChunkLedger {
     /// holds a change automerge cannot snapshot, and every later snapshot would hold it too.
     /// Saves are incrementals from then on.
     snapshots_refused: bool,
+    /// An incremental was written where the compaction rule asked for a snapshot
+    /// ([`ChunkLedger::plan_quick_save`]): the next [`ChunkLedger::plan_save`] compacts even if
+    /// nothing changed since.
+    compaction_pending: bool,
 }
 
 /// What one save does. Perform it in order: write `key`, wait until the write is durable, then
@@ -85,6 +93,7 @@ impl ChunkLedger {
             known: BTreeMap::new(),
             saved_heads: Vec::new(),
             snapshots_refused: false,
+            compaction_pending: false,
         }
     }
 
@@ -123,14 +132,12 @@ impl ChunkLedger {
     /// snapshot with [`SavePlan::check_snapshot`] before carrying it out.
     pub fn plan_save(&self, document: &Automerge) -> Option<SavePlan> {
         let heads = document.get_heads();
-        if heads == self.saved_heads || heads.is_empty() {
+        let compact = self.wants_compaction();
+        if heads.is_empty() || (heads == self.saved_heads && !(compact && self.compaction_pending))
+        {
             return None;
         }
-        let snapshot_bytes = self.total(ChunkKind::Snapshot);
-        let incremental_bytes = self.total(ChunkKind::Incremental);
-        if !self.snapshots_refused
-            && should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty())
-        {
+        if compact {
             let key = ChunkKey::snapshot(self.document_id.clone(), &heads).to_storage_key();
             let obsolete = self.known.keys().filter(|k| **k != key).cloned().collect();
             Some(SavePlan {
@@ -153,10 +160,51 @@ impl ChunkLedger {
         }
     }
 
+    /// A save that something waits on (a peer's acknowledgement): the changes since the last
+    /// save as an incremental, the cheapest durable write, even where the compaction rule asks
+    /// for a snapshot (a whole-document save, and a load to check it). The compaction is then
+    /// pending: the next [`plan_save`](Self::plan_save), which a repo makes when saves go quiet,
+    /// carries it out. A document's first save is still its snapshot, as automerge-repo writes.
+    pub fn plan_quick_save(&self, document: &Automerge) -> Option<SavePlan> {
+        let heads = document.get_heads();
+        if heads.is_empty() || heads == self.saved_heads {
+            return None;
+        }
+        let incremental_bytes = self.total(ChunkKind::Incremental);
+        let snapshot_bytes = self.total(ChunkKind::Snapshot).max(COMPACTION_FLOOR);
+        if self.known.is_empty() || incremental_bytes >= QUICK_SAVE_GROWTH * snapshot_bytes {
+            // A first save, or a document written to without pause: compact now, so that its
+            // chunks stay few (each compaction then covers several times a snapshot's worth).
+            return self.plan_save(document);
+        }
+        let bytes = document.save_after(&self.saved_heads);
+        let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
+        Some(SavePlan {
+            key,
+            bytes,
+            kind: ChunkKind::Incremental,
+            heads,
+            obsolete: Vec::new(),
+        })
+    }
+
+    /// Whether a compaction waits for the next [`plan_save`](Self::plan_save).
+    pub fn compaction_pending(&self) -> bool {
+        self.compaction_pending
+    }
+
+    fn wants_compaction(&self) -> bool {
+        let snapshot_bytes = self.total(ChunkKind::Snapshot);
+        let incremental_bytes = self.total(ChunkKind::Incremental);
+        !self.snapshots_refused
+            && should_compact(snapshot_bytes, incremental_bytes, !self.known.is_empty())
+    }
+
     /// A snapshot of this document failed [`SavePlan::check_snapshot`]: plan only incrementals
     /// from now on, removing nothing.
     pub fn refuse_snapshots(&mut self) {
         self.snapshots_refused = true;
+        self.compaction_pending = false;
     }
 
     /// Records a plan that was carried out: its chunk is known, its obsolete chunks are gone.
@@ -167,5 +215,9 @@ impl ChunkLedger {
         self.known
             .insert(plan.key.clone(), (plan.kind, plan.bytes.len()));
         self.saved_heads = plan.heads.clone();
+        self.compaction_pending = match plan.kind {
+            ChunkKind::Snapshot => false,
+            _ => self.wants_compaction(),
+        };
     }
 }
