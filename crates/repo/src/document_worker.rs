@@ -86,6 +86,9 @@ struct DocumentWorker {
     find_deadline: Option<Instant>,
     dirty_sync_states: HashMap<StorageId, Vec<u8>>,
     last_activity: Instant,
+    /// When the last save started: a document saved again within the save debounce is being
+    /// written to without pause, and its acknowledged saves are quick ones.
+    last_save_at: Option<Instant>,
     wanted_locally: bool,
     /// Peers whose changes are applied but not yet saved (durable acknowledgement): every
     /// message to them waits for the save, because any of them may acknowledge those changes.
@@ -128,6 +131,7 @@ pub(crate) fn spawn(
         find_deadline: None,
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
+        last_save_at: None,
         awaiting_save: HashSet::new(),
         in_flight: HashSet::new(),
         held: Vec::new(),
@@ -705,14 +709,21 @@ impl DocumentWorker {
             self.release_saved();
             return;
         };
+        let now = Instant::now();
+        let busy = self
+            .last_save_at
+            .is_some_and(|last| now.duration_since(last) < self.ctx.timing.save_debounce);
+        self.last_save_at = Some(now);
         let plan = {
             let doc = self.shared.lock();
-            // A peer waits for its acknowledgement: the cheapest durable write now, the
-            // compaction (a whole-document save, and a load to check it) once saves go quiet.
-            if self.in_flight.is_empty() {
-                self.ledger.plan_save(&doc)
-            } else {
+            // A peer waits for its acknowledgement on a document written to without pause: the
+            // cheapest durable write now, the compaction (a whole-document save, and a load to
+            // check it) once saves go quiet. A lone change is saved as the rule says: quick, it
+            // would cost a second write for the compaction.
+            if busy && !self.in_flight.is_empty() {
                 self.ledger.plan_quick_save(&doc)
+            } else {
+                self.ledger.plan_save(&doc)
             }
         };
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
