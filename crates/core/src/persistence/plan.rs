@@ -148,15 +148,7 @@ impl ChunkLedger {
                 obsolete,
             })
         } else {
-            let bytes = document.save_after(&self.saved_heads);
-            let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
-            Some(SavePlan {
-                key,
-                bytes,
-                kind: ChunkKind::Incremental,
-                heads,
-                obsolete: Vec::new(),
-            })
+            Some(self.incremental(document, heads))
         }
     }
 
@@ -177,15 +169,20 @@ impl ChunkLedger {
             // chunks stay few (each compaction then covers several times a snapshot's worth).
             return self.plan_save(document);
         }
+        Some(self.incremental(document, heads))
+    }
+
+    /// The changes since the last save, as one incremental chunk.
+    fn incremental(&self, document: &Automerge, heads: Vec<ChangeHash>) -> SavePlan {
         let bytes = document.save_after(&self.saved_heads);
         let key = ChunkKey::incremental(self.document_id.clone(), &bytes).to_storage_key();
-        Some(SavePlan {
+        SavePlan {
             key,
             bytes,
             kind: ChunkKind::Incremental,
             heads,
             obsolete: Vec::new(),
-        })
+        }
     }
 
     /// Whether a compaction waits for the next [`plan_save`](Self::plan_save).
