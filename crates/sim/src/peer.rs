@@ -31,6 +31,9 @@ pub struct SimDoc {
     pub wanted: bool,
     /// The chunk write in flight, with the change hashes it makes durable.
     pub saving: Option<(SavePlan, Vec<ChangeHash>)>,
+    /// Saves so far: every other one is a quick save (`ChunkLedger::plan_quick_save`), as the
+    /// repo's saves for an acknowledgement on a busy document are.
+    pub saves: u64,
 }
 
 /// A connected peer as this peer sees it.
@@ -228,6 +231,7 @@ impl SimPeer {
                 ledger: loaded.ledger,
                 wanted,
                 saving: None,
+                saves: 0,
             },
         );
         let peers: Vec<PeerId> = self
@@ -383,6 +387,7 @@ impl SimPeer {
                 ledger: ChunkLedger::new(id.clone()),
                 wanted: false,
                 saving: None,
+                saves: 0,
             },
         );
         let peers: Vec<PeerId> = self
@@ -498,9 +503,14 @@ impl SimPeer {
         if doc.saving.is_some() {
             return false;
         }
-        let Some(plan) = doc.ledger.plan_save(&doc.doc) else {
+        let plan = match doc.saves % 2 {
+            0 => doc.ledger.plan_save(&doc.doc),
+            _ => doc.ledger.plan_quick_save(&doc.doc),
+        };
+        let Some(plan) = plan else {
             return false;
         };
+        doc.saves += 1;
         let hashes = doc.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
         self.store
             .borrow_mut()
