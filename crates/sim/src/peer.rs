@@ -41,7 +41,8 @@ pub struct SimDoc {
 pub struct LinkInfo {
     /// What it said about itself.
     pub metadata: PeerMetadata,
-    /// Whether the share policy offers it documents unasked (decided at connection time).
+    /// Whether the share policy offers it documents unasked (as it said when the connection
+    /// opened, or at the last `share_policy_changed`).
     pub announce: bool,
 }
 
@@ -156,6 +157,31 @@ impl SimPeer {
             let offer = announce || self.docs.get(&id).is_some_and(|d| d.wanted);
             if offer {
                 messages.extend(self.add_peer(&id, &peer));
+            }
+        }
+        messages
+    }
+
+    /// `repo.share_policy_changed()`: the policy toward `peer` is now `announce`; every document
+    /// in memory starts syncing with it if it is now offered (or was asked for, or is wanted
+    /// here), and stops if it no longer is.
+    pub fn share_policy_changed(&mut self, peer: &PeerId, announce: bool) -> Vec<Message> {
+        let Some(link) = self.links.get_mut(peer) else {
+            return Vec::new();
+        };
+        link.announce = announce;
+        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+        let mut messages = Vec::new();
+        for id in ids {
+            let Some(doc) = self.docs.get_mut(&id) else {
+                continue;
+            };
+            let share = announce || doc.wanted || doc.sync.was_asked_by(peer);
+            if share && !doc.sync.has_peer(peer) {
+                messages.extend(self.add_peer(&id, peer));
+            } else if !share && doc.sync.has_peer(peer) {
+                let out = doc.sync.remove_peer(peer);
+                messages.extend(self.take_output(&id, out));
             }
         }
         messages

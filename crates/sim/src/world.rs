@@ -9,7 +9,7 @@ use std::rc::Rc;
 use automerge::{ChangeHash, ReadDoc};
 use tandem_core::persistence::load_document;
 use tandem_core::sync::HandleState;
-use tandem_core::{ChunkKind, DocumentId, Message, StorageId};
+use tandem_core::{ChunkKind, DocumentId, Message, PeerId, StorageId};
 
 use crate::peer::{render, SimPeer};
 use crate::rng::SimRng;
@@ -516,6 +516,14 @@ impl World {
                         "peer {peer} share policy toward {other}: announce {offer}"
                     ));
                     self.announce.insert((peer, other), offer);
+                    // Some applications tell the repo (`share_policy_changed`); the others'
+                    // connections keep what the policy said when they opened.
+                    if self.rng.chance(0.5) {
+                        self.log(format!("peer {peer} re-evaluates its share policy"));
+                        let other_id = self.peers[other].id.clone();
+                        let out = self.peers[peer].share_policy_changed(&other_id, offer);
+                        self.send(peer, out);
+                    }
                 }
             }
             91..=94 => {
@@ -553,7 +561,7 @@ impl World {
         let damage = self.peers[peer].restart(&mut rng);
         self.rng = rng;
         for hit in &damage {
-            if !matches!(hit, CrashDamage::Survived(_)) {
+            if !matches!(hit, CrashDamage::Survived(_) | CrashDamage::Superseded(_)) {
                 self.stats.damaged_writes += 1;
             }
         }
@@ -634,24 +642,30 @@ impl World {
         Ok(self.stats.clone())
     }
 
-    /// Every policy back to sharing, every link up, and every connection a fault touched or
-    /// whose policy changed is opened afresh.
+    /// Every policy back to sharing (each peer re-evaluates it on the connections that stay
+    /// up), every link up, and every connection a fault touched opened afresh.
+    ///
+    /// A connection that opened while its policy said "announce false" is not reopened: only
+    /// `share_policy_changed` can make it carry what it did not carry. (Reopening it, as this
+    /// once did only for policies still false at the end, hid a policy turned back to true
+    /// without a re-evaluation: seed 4,245.)
     fn heal(&mut self) -> Result<(), Failure> {
         self.log("heal".into());
-        let changed: BTreeSet<(usize, usize)> = self
-            .announce
-            .iter()
-            .filter(|(_, offer)| !**offer)
-            .map(|((a, b), _)| (*a.min(b), *a.max(b)))
-            .collect();
         self.announce.clear();
         let pairs: Vec<(usize, usize)> = self.links.keys().copied().collect();
         for (a, b) in pairs {
             let touched = self.links.get(&(a, b)).is_some_and(|l| l.disturbed);
-            if touched || changed.contains(&(a, b)) {
+            if touched {
                 self.bring_down(a, b);
             }
             self.bring_up(a, b);
+        }
+        for index in 0..self.peers.len() {
+            let others: Vec<PeerId> = self.peers[index].links.keys().cloned().collect();
+            for other in others {
+                let out = self.peers[index].share_policy_changed(&other, true);
+                self.send(index, out);
+            }
         }
         Ok(())
     }
