@@ -59,6 +59,13 @@ pub(crate) enum DocEvent {
     RequestAgain(oneshot::Sender<()>),
     /// Gossip told us the heads a storage we subscribed to holds.
     GossipedHeads(StorageId, RemoteHeads),
+    /// The application changed what its share policy answers (`Repo::share_policy_changed`):
+    /// decide again, for every connected peer, whether to sync with it. Each peer comes with
+    /// what the policy now says of it as a whole (`announce(peer, None)`).
+    SharePolicyChanged {
+        peers: Vec<(PeerLink, bool)>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// How a worker begins.
@@ -297,12 +304,7 @@ impl DocumentWorker {
             }
             DocEvent::PeerDisconnected(peer) => {
                 self.links.remove(&peer);
-                // Built against the sync state that just ended: not for its next connection.
-                self.held.retain(|m| m.target_id() != Some(&peer));
-                self.awaiting_save.remove(&peer);
-                self.in_flight.remove(&peer);
-                let out = self.sync.remove_peer(&peer);
-                self.apply(out, None);
+                self.stop_sync(&peer);
             }
             DocEvent::Incoming(incoming) => {
                 let (from, message) = *incoming;
@@ -322,6 +324,10 @@ impl DocumentWorker {
             }
             DocEvent::Broadcast(data) => self.broadcast(data),
             DocEvent::WantedLocally => self.wanted_locally = true,
+            DocEvent::SharePolicyChanged { peers, done } => {
+                self.share_policy_changed(peers).await;
+                let _ = done.send(());
+            }
             DocEvent::Flush(reply) => {
                 let _ = reply.send(self.save().await);
             }
@@ -424,17 +430,57 @@ impl DocumentWorker {
         if self.sync.has_peer(&peer) {
             return;
         }
+        if self.should_share(&peer, true).await {
+            self.start_sync(link).await;
+        }
+    }
+
+    /// Whether to sync with `peer`: offered if announced; asked for if we lack the document and
+    /// look for it; synced on if the peer asked for it before. The last two only with access.
+    /// A peer the policy offers nothing at all (`announce_any` false) is not asked about this
+    /// document's announcement, as when it connected.
+    async fn should_share(&self, peer: &PeerId, announce_any: bool) -> bool {
         let document_id = &self.shared.document_id;
         let policy = &self.ctx.policy;
-        // Offered if announced; asked for if we lack it and look for it; synced on if the peer
-        // asked before. The last two only with access.
         let missing = self.sync.state() != HandleState::Ready;
-        let share = policy.announce(&peer, Some(document_id)).await
-            || ((self.sync.was_asked_by(&peer) || (self.wanted_locally && missing))
-                && policy.access(&peer, document_id).await);
-        if !share {
-            return;
+        let asked_or_looking = self.sync.was_asked_by(peer) || (self.wanted_locally && missing);
+        (announce_any && policy.announce(peer, Some(document_id)).await)
+            || (asked_or_looking && policy.access(peer, document_id).await)
+    }
+
+    /// Decides again, after a share-policy change, for every connected peer: starts syncing
+    /// with those now shared with, stops with those no longer shared with (automerge-repo's
+    /// `shareConfigChanged`). A peer that stops keeps its connection and its sync state, so a
+    /// later change back resumes where it left off.
+    async fn share_policy_changed(&mut self, peers: Vec<(PeerLink, bool)>) {
+        for (link, announce_any) in peers {
+            let peer = link.peer_id.clone();
+            let known = self.sync.has_peer(&peer);
+            let share = self.should_share(&peer, announce_any).await;
+            if share && !known {
+                self.links.insert(peer.clone(), link.clone());
+                self.start_sync(link).await;
+                self.opened_by(&peer, known);
+            } else if !share && known {
+                debug!(%peer, "share policy no longer shares the document with this peer");
+                self.stop_sync(&peer);
+            }
         }
+    }
+
+    /// Takes `peer` out of the sync set (it left, or is no longer shared with).
+    fn stop_sync(&mut self, peer: &PeerId) {
+        // Built against the sync state that just ended: not for what comes next.
+        self.held.retain(|m| m.target_id() != Some(peer));
+        self.awaiting_save.remove(peer);
+        self.in_flight.remove(peer);
+        let out = self.sync.remove_peer(peer);
+        self.apply(out, None);
+    }
+
+    /// Adds `link`'s peer to the sync set, with the sync state stored for it, and says hello.
+    async fn start_sync(&mut self, link: PeerLink) {
+        let peer = link.peer_id.clone();
         let stored = self.stored_sync_state(&link).await;
         let out = {
             let doc = self.shared.lock();

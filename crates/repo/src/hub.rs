@@ -66,6 +66,11 @@ pub(crate) enum Command {
     Documents {
         reply: oneshot::Sender<Vec<DocumentId>>,
     },
+    /// The share policy answers differently now: every document in memory decides again which
+    /// connected peers it syncs with. Answered once every worker has.
+    SharePolicyChanged {
+        reply: oneshot::Sender<()>,
+    },
     /// How many (connection, document) introductions the hub keeps: what a long-lived
     /// connection would leak if unloaded documents stayed introduced.
     #[cfg(test)]
@@ -267,6 +272,7 @@ impl Hub {
             Command::Documents { reply } => {
                 let _ = reply.send(self.documents.keys().cloned().collect());
             }
+            Command::SharePolicyChanged { reply } => self.share_policy_changed(reply).await,
             #[cfg(test)]
             Command::Introductions { reply } => {
                 let _ = reply.send(self.introductions.len());
@@ -418,6 +424,54 @@ impl Hub {
                     .await;
             }
         }
+    }
+
+    /// `Repo::share_policy_changed`: asks the policy again whether each peer is offered anything,
+    /// then has every document's worker decide again for every peer.
+    async fn share_policy_changed(&mut self, reply: oneshot::Sender<()>) {
+        let mut peers = Vec::with_capacity(self.connections.len());
+        let mut withdrawn = Vec::new();
+        for (peer, connection) in &mut self.connections {
+            let announce_any = self.ctx.policy.announce(peer, None).await;
+            if connection.announce_any && !announce_any {
+                withdrawn.push(peer.clone());
+            }
+            connection.announce_any = announce_any;
+            peers.push((connection.link.clone(), announce_any));
+        }
+        // A peer offered everything until now was told to every worker, and the hub kept no
+        // introductions for it. Its departure must still reach them all. (A peer offered nothing
+        // before and now is only synced on where it asked or is asked, which `incoming` and
+        // `Find` already introduced; one offered everything now is told to every worker.)
+        for peer in &withdrawn {
+            for document_id in self.documents.keys() {
+                self.introductions.introduce(peer, document_id);
+            }
+        }
+        let mut acks = Vec::with_capacity(self.documents.len());
+        let mut gone = Vec::new();
+        for (document_id, handle) in &self.documents {
+            let (done, ack) = oneshot::channel();
+            let event = DocEvent::SharePolicyChanged {
+                peers: peers.clone(),
+                done,
+            };
+            if handle.shared.worker.send(event).await.is_ok() {
+                acks.push(ack);
+            } else {
+                gone.push(document_id.clone());
+            }
+        }
+        for document_id in gone {
+            self.documents.remove(&document_id);
+        }
+        // Waiting is the caller's business, not the hub's.
+        tokio::spawn(async move {
+            for ack in acks {
+                let _ = ack.await;
+            }
+            let _ = reply.send(());
+        });
     }
 
     async fn disconnected(&mut self, id: ConnectionId) {
@@ -718,6 +772,57 @@ mod tests {
         })
         .await
         .unwrap_or_else(|_| panic!("introductions kept after unloading"));
+        client.shutdown().await;
+        server.shutdown().await;
+    }
+
+    /// A peer offered everything when it connected is known to every worker, and the hub keeps
+    /// no introductions for it. When the policy withdraws that (`share_policy_changed`), the hub
+    /// must count it as introduced everywhere, or its departure reaches no worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_no_longer_offered_everything_is_still_told_to_leave_everywhere() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let offered = Arc::new(AtomicBool::new(true));
+        let policy = {
+            let offered = offered.clone();
+            crate::FnSharePolicy::new(move |_, _| offered.load(Ordering::SeqCst), |_, _| true)
+        };
+        let (left, right, link) = memory::pair();
+        let server = Repo::builder()
+            .share_policy(policy)
+            .network(left)
+            .start()
+            .await
+            .unwrap();
+        let client = Repo::builder().network(right).start().await.unwrap();
+        client
+            .wait_for_peer(server.peer_id(), PATIENCE)
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(server.create_empty().await.unwrap());
+        }
+        let introductions = || async {
+            server
+                .command(|reply| Command::Introductions { reply })
+                .await
+                .unwrap()
+        };
+        assert_eq!(introductions().await, 0, "offered everything: nothing kept");
+
+        offered.store(false, Ordering::SeqCst);
+        server.share_policy_changed().await.unwrap();
+        assert_eq!(introductions().await, held.len());
+
+        link.cut();
+        tokio::time::timeout(PATIENCE, async {
+            while introductions().await > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await; // polling, not a guess
+            }
+        })
+        .await
+        .expect("the departure was not recorded");
         client.shutdown().await;
         server.shutdown().await;
     }

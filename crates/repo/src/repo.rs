@@ -622,6 +622,42 @@ impl Repo {
         self.command(|reply| Command::Documents { reply }).await
     }
 
+    /// Tells the repo that its share policy now answers differently (automerge-repo's
+    /// `shareConfigChanged`). The policy is asked again whether each connected peer is offered
+    /// anything, and every document in memory decides again, for every connected peer, whether to
+    /// sync with it: it starts with the peers it now shares with and stops with those it no longer
+    /// does (their connection stays up). Without this call, a connection keeps what the policy
+    /// said when it opened. Returns once every document has decided; documents not in memory
+    /// decide when they next load.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tandem_repo::{network::memory, FnSharePolicy, Repo};
+    ///
+    /// let open = Arc::new(AtomicBool::new(false));
+    /// let offers = open.clone();
+    /// let policy = FnSharePolicy::new(move |_, _| offers.load(Ordering::SeqCst), |_, _| true);
+    /// let (left, right, _link) = memory::pair();
+    /// let alice = Repo::builder().network(left).share_policy(policy).start().await?;
+    /// let bob = Repo::builder().network(right).start().await?;
+    /// bob.wait_for_peer(alice.peer_id(), Duration::from_secs(5)).await?;
+    /// let _doc = alice.create_empty().await?;
+    ///
+    /// // Offered from now on: alice pushes the document to bob without being asked.
+    /// open.store(true, Ordering::SeqCst);
+    /// alice.share_policy_changed().await?;
+    /// # alice.shutdown().await; bob.shutdown().await;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn share_policy_changed(&self) -> Result<(), RepoError> {
+        self.command(|reply| Command::SharePolicyChanged { reply })
+            .await
+    }
+
     /// Saves every document in memory now. Documents that are not ready have nothing to save
     /// and do not make this fail (unlike JS).
     pub async fn flush(&self) -> Result<(), RepoError> {

@@ -3,7 +3,13 @@
 mod common;
 
 use common::*;
-use tandem_core::PeerId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::ROOT;
+use tandem_core::{DocumentId, PeerId};
 use tandem_repo::{FnSharePolicy, Repo, RepoError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,4 +102,112 @@ async fn a_denylisted_document_is_neither_served_nor_fetched() {
         Err(RepoError::Denied(_))
     ));
     repo.shutdown().await;
+}
+
+/// A policy whose announcements (`announce`) and access (`access`) an application switches at
+/// run time, as automerge-repo applications do before calling `shareConfigChanged`.
+fn switchable(announce: &Arc<AtomicBool>, access: &Arc<AtomicBool>) -> FnSharePolicy {
+    let (announce, access) = (announce.clone(), access.clone());
+    FnSharePolicy::new(
+        move |_, _| announce.load(Ordering::SeqCst),
+        move |_, _| access.load(Ordering::SeqCst),
+    )
+}
+
+/// Waits until `repo` holds `id` in memory: a document offered to it arrives unasked.
+async fn wait_held(repo: &Repo, id: &DocumentId) {
+    tokio::time::timeout(PATIENCE, async {
+        let mut peers = repo.peer_changes();
+        while !repo.documents().await.unwrap().contains(id) {
+            // Nothing signals an offered document's arrival; wake now and then to look.
+            let _ = tokio::time::timeout(Duration::from_millis(20), peers.changed()).await;
+        }
+    })
+    .await
+    .expect("the document never arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_opens_up_offers_documents_once_the_repo_is_told() {
+    let announce = Arc::new(AtomicBool::new(false));
+    let access = Arc::new(AtomicBool::new(true));
+    let owner = Repo::builder()
+        .share_policy(switchable(&announce, &access))
+        .start()
+        .await
+        .unwrap();
+    let watcher = Repo::builder().start().await.unwrap();
+    let _link = link(&owner, &watcher).await;
+    let doc = owner.create_empty().await.unwrap();
+    doc.change(|tx| tx.put(ROOT, "state", "written before the policy opened"))
+        .unwrap()
+        .unwrap();
+
+    announce.store(true, Ordering::SeqCst);
+    owner.share_policy_changed().await.unwrap();
+    wait_held(&watcher, doc.document_id()).await;
+    let pushed = watcher.find(doc.url()).await.unwrap();
+    wait_for_heads(&pushed, &doc.heads().unwrap()).await;
+    // And it stays shared: later changes follow.
+    doc.change(|tx| tx.put(ROOT, "state", "written after"))
+        .unwrap()
+        .unwrap();
+    wait_for_heads(&pushed, &doc.heads().unwrap()).await;
+    owner.shutdown().await;
+    watcher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_taken_away_stops_syncing_and_given_back_resumes() {
+    let allowed = Arc::new(AtomicBool::new(true));
+    let revoked = DocumentId::random();
+    let policy = {
+        let (allowed, revoked) = (allowed.clone(), revoked.clone());
+        FnSharePolicy::new(
+            |_, _| false,
+            move |peer, doc| {
+                peer.as_str() != "friend" || *doc != revoked || allowed.load(Ordering::SeqCst)
+            },
+        )
+    };
+    let owner = Repo::builder().share_policy(policy).start().await.unwrap();
+    let friend = Repo::builder().peer_id("friend").start().await.unwrap();
+    let witness = Repo::builder().start().await.unwrap();
+    let _l1 = link(&owner, &friend).await;
+    let _l2 = link(&owner, &witness).await;
+    let mut empty = automerge::Automerge::new();
+    empty.empty_commit(Default::default());
+    let doc = owner.import_into(&revoked, &empty.save()).await.unwrap();
+    let other = owner.create_empty().await.unwrap();
+    let at_friend = friend.find(doc.url()).await.unwrap();
+    let at_witness = witness.find(doc.url()).await.unwrap();
+
+    allowed.store(false, Ordering::SeqCst);
+    owner.share_policy_changed().await.unwrap();
+    doc.change(|tx| tx.put(ROOT, "state", "after the friend lost access"))
+        .unwrap()
+        .unwrap();
+    let heads = doc.heads().unwrap();
+    // The owner sends a change to every peer it syncs with at once: the witness has it, so
+    // anything for the friend was queued on its link by now. A round trip on that link (a
+    // find of another document) and a flush of the friend's document (queued behind whatever
+    // arrived before) leave no message for it unapplied.
+    wait_for_heads(&at_witness, &heads).await;
+    friend.find(other.url()).await.unwrap();
+    friend
+        .flush_documents([doc.document_id().clone()])
+        .await
+        .unwrap();
+    assert_ne!(
+        at_friend.heads().unwrap(),
+        heads,
+        "a peer without access any more still got the change"
+    );
+
+    allowed.store(true, Ordering::SeqCst);
+    owner.share_policy_changed().await.unwrap();
+    wait_for_heads(&at_friend, &heads).await;
+    for repo in [owner, friend, witness] {
+        repo.shutdown().await;
+    }
 }
