@@ -494,3 +494,33 @@ fn an_empty_answer_to_a_request_is_not_taken_for_unavailable() {
     assert_eq!(net.node("b").sync.state(), HandleState::Ready);
     assert_eq!(net.node("b").doc.get_heads(), net.node("c").doc.get_heads());
 }
+
+/// What a peer asked for counts for its connection only: a policy that lets peers sync what
+/// they asked for must not offer a reconnected peer what it asked for before (automerge-repo
+/// forgets it on disconnect too). Taking a peer out of the sync set for the policy's sake keeps
+/// it: the peer still asked, on this connection.
+#[test]
+fn what_a_peer_asked_for_is_forgotten_when_it_leaves_not_when_it_is_set_aside() {
+    let id = DocumentId::random();
+    let mut net = Net::new(
+        &id,
+        &[
+            ("a", HandleState::Ready, with_text("hello")),
+            ("b", HandleState::Loading, Automerge::new()),
+        ],
+    );
+    net.link("b", "a");
+    net.finish_loading("b");
+    net.run();
+    assert!(net.node("a").sync.was_asked_by(&peer("b")));
+
+    let _ = net.node("a").sync.remove_peer(&peer("b"));
+    assert!(net.node("a").sync.was_asked_by(&peer("b")));
+
+    let _ = net.node("a").sync.peer_left(&peer("b"));
+    assert!(!net.node("a").sync.was_asked_by(&peer("b")));
+    assert!(
+        net.node("a").sync.remembers(&peer("b")),
+        "its sync state stays"
+    );
+}

@@ -304,7 +304,10 @@ impl DocumentWorker {
             }
             DocEvent::PeerDisconnected(peer) => {
                 self.links.remove(&peer);
-                self.stop_sync(&peer);
+                // Built against the sync state that just ended: not for its next connection.
+                self.held.retain(|m| m.target_id() != Some(&peer));
+                let out = self.sync.peer_left(&peer);
+                self.apply(out, None);
             }
             DocEvent::Incoming(incoming) => {
                 let (from, message) = *incoming;
@@ -450,8 +453,8 @@ impl DocumentWorker {
 
     /// Decides again, after a share-policy change, for every connected peer: starts syncing
     /// with those now shared with, stops with those no longer shared with (automerge-repo's
-    /// `shareConfigChanged`). A peer that stops keeps its connection and its sync state, so a
-    /// later change back resumes where it left off.
+    /// `shareConfigChanged`). A peer that stops keeps its connection; a later change back
+    /// resumes from the heads the two last shared.
     async fn share_policy_changed(&mut self, peers: Vec<(PeerLink, bool)>) {
         for (link, announce_any) in peers {
             let peer = link.peer_id.clone();
@@ -468,12 +471,10 @@ impl DocumentWorker {
         }
     }
 
-    /// Takes `peer` out of the sync set (it left, or is no longer shared with).
+    /// Takes `peer` out of the sync set: the share policy no longer shares the document with it.
     fn stop_sync(&mut self, peer: &PeerId) {
         // Built against the sync state that just ended: not for what comes next.
         self.held.retain(|m| m.target_id() != Some(peer));
-        self.awaiting_save.remove(peer);
-        self.in_flight.remove(peer);
         let out = self.sync.remove_peer(peer);
         self.apply(out, None);
     }
@@ -481,7 +482,12 @@ impl DocumentWorker {
     /// Adds `link`'s peer to the sync set, with the sync state stored for it, and says hello.
     async fn start_sync(&mut self, link: PeerLink) {
         let peer = link.peer_id.clone();
-        let stored = self.stored_sync_state(&link).await;
+        // A state remembered from before wins over a stored one: no need to read it.
+        let stored = if self.sync.remembers(&peer) {
+            None
+        } else {
+            self.stored_sync_state(&link).await
+        };
         let out = {
             let doc = self.shared.lock();
             self.sync.add_peer(&doc, peer, &link.metadata, stored)

@@ -626,9 +626,10 @@ impl Repo {
     /// `shareConfigChanged`). The policy is asked again whether each connected peer is offered
     /// anything, and every document in memory decides again, for every connected peer, whether to
     /// sync with it: it starts with the peers it now shares with and stops with those it no longer
-    /// does (their connection stays up). Without this call, a connection keeps what the policy
-    /// said when it opened. Returns once every document has decided; documents not in memory
-    /// decide when they next load.
+    /// does (their connection stays up). Without this call, a document already syncing with a
+    /// peer, or already passed over, stays so, and a peer keeps the `announce(peer, None)` answer
+    /// it had when it connected. Returns once every document has decided; documents not in
+    /// memory decide when they next load.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -9,9 +9,11 @@ use tandem_core::{DocumentId, PeerId};
 ///
 /// - `announce(peer, Some(doc))`: push `doc` to `peer` unprompted (when either side connects or
 ///   the document is created or found).
-/// - `announce(peer, None)`: whether `peer` is offered documents at all. A repo asks this once
-///   per connection; `false` spares it one call per document it holds (what a sync server with
-///   thousands of documents wants) and marks the peer as not "generous" for remote-heads gossip.
+/// - `announce(peer, None)`: whether `peer` is offered documents at all. A repo asks this when
+///   the peer connects and again on [`Repo::share_policy_changed`](crate::Repo::share_policy_changed);
+///   `false` spares it one call per document it holds (what a sync server with thousands of
+///   documents wants). The answer at connection time also decides whether the peer is
+///   "generous" for remote-heads gossip, for the connection's lifetime (as in automerge-repo).
 /// - `access(peer, doc)`: whether `peer` may sync `doc` when it asks. A refusal is answered with
 ///   `doc-unavailable`, exactly as if the document did not exist here.
 ///

@@ -125,8 +125,8 @@ pub struct DocumentSync {
     peers: BTreeMap<PeerId, PeerSync>,
     /// Sync states of peers that left, for when they come back (§5.6).
     parked: BTreeMap<PeerId, sync::State>,
-    /// Peers that sent `sync` or `request` for this document: the share policy lets them sync it
-    /// when `access` allows, even if it is not announced to them.
+    /// Peers that sent `sync` or `request` for this document on their current connection: the
+    /// share policy lets them sync it when `access` allows, even if it is not announced to them.
     asked_by: HashSet<PeerId>,
 }
 
@@ -174,7 +174,7 @@ impl DocumentSync {
         self.peers.get(peer).map(|p| p.status)
     }
 
-    /// Whether `peer` ever sent `sync` or `request` for this document.
+    /// Whether `peer` sent `sync` or `request` for this document since it connected.
     pub fn was_asked_by(&self, peer: &PeerId) -> bool {
         self.asked_by.contains(peer)
     }
@@ -233,8 +233,16 @@ impl DocumentSync {
         out
     }
 
-    /// Takes `peer` out of the sync set (it disconnected, or the share policy no longer allows
-    /// it); its sync state is kept for a reconnect.
+    /// `peer` disconnected: out of the sync set, its sync state kept for a reconnect, and what it
+    /// asked for forgotten (automerge-repo forgets it too: on its next connection it is offered
+    /// only what the policy announces to it, until it asks again).
+    pub fn peer_left(&mut self, peer: &PeerId) -> SyncOutput {
+        self.asked_by.remove(peer);
+        self.remove_peer(peer)
+    }
+
+    /// Takes `peer` out of the sync set (the share policy no longer allows it, or it left); its
+    /// sync state is kept for when it is back.
     pub fn remove_peer(&mut self, peer: &PeerId) -> SyncOutput {
         if let Some(gone) = self.peers.remove(peer) {
             self.parked.insert(peer.clone(), gone.state);
