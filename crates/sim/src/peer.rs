@@ -154,34 +154,40 @@ impl SimPeer {
         let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
         let mut messages = Vec::new();
         for id in ids {
-            let offer = announce || self.docs.get(&id).is_some_and(|d| d.wanted);
-            if offer {
+            if self
+                .docs
+                .get(&id)
+                .is_some_and(|doc| should_share(doc, &peer, announce))
+            {
                 messages.extend(self.add_peer(&id, &peer));
             }
         }
         messages
     }
 
-    /// `repo.share_policy_changed()`: the policy toward `peer` is now `announce`; every document
-    /// in memory starts syncing with it if it is now offered (or was asked for, or is wanted
-    /// here), and stops if it no longer is.
-    pub fn share_policy_changed(&mut self, peer: &PeerId, announce: bool) -> Vec<Message> {
-        let Some(link) = self.links.get_mut(peer) else {
-            return Vec::new();
-        };
-        link.announce = announce;
-        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+    /// `repo.share_policy_changed()`: `announce` says what the policy now offers each connected
+    /// peer; every document in memory starts syncing with the peers it now shares with and stops
+    /// with those it no longer does, by the repo's rule (`should_share`).
+    pub fn share_policy_changed(&mut self, announce: impl Fn(&PeerId) -> bool) -> Vec<Message> {
+        let peers: Vec<PeerId> = self.links.keys().cloned().collect();
         let mut messages = Vec::new();
-        for id in ids {
-            let Some(doc) = self.docs.get_mut(&id) else {
-                continue;
-            };
-            let share = announce || doc.wanted || doc.sync.was_asked_by(peer);
-            if share && !doc.sync.has_peer(peer) {
-                messages.extend(self.add_peer(&id, peer));
-            } else if !share && doc.sync.has_peer(peer) {
-                let out = doc.sync.remove_peer(peer);
-                messages.extend(self.take_output(&id, out));
+        for peer in peers {
+            let offer = announce(&peer);
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.announce = offer;
+            }
+            let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+            for id in ids {
+                let Some(doc) = self.docs.get_mut(&id) else {
+                    continue;
+                };
+                let share = should_share(doc, &peer, offer);
+                if share && !doc.sync.has_peer(&peer) {
+                    messages.extend(self.add_peer(&id, &peer));
+                } else if !share && doc.sync.has_peer(&peer) {
+                    let out = doc.sync.remove_peer(&peer);
+                    messages.extend(self.take_output(&id, out));
+                }
             }
         }
         messages
@@ -196,7 +202,7 @@ impl SimPeer {
         let mut messages = Vec::new();
         for id in ids {
             if let Some(doc) = self.docs.get_mut(&id) {
-                let out = doc.sync.remove_peer(peer);
+                let out = doc.sync.peer_left(peer);
                 messages.extend(self.take_output(&id, out));
             }
         }
@@ -377,7 +383,12 @@ impl SimPeer {
                 let mut messages = Vec::new();
                 if !doc.wanted {
                     doc.wanted = true;
-                    let peers: Vec<PeerId> = self.links.keys().cloned().collect();
+                    let peers: Vec<PeerId> = self
+                        .links
+                        .iter()
+                        .filter(|(peer, link)| should_share(doc, peer, link.announce))
+                        .map(|(peer, _)| peer.clone())
+                        .collect();
                     for peer in peers {
                         messages.extend(self.add_peer(id, &peer));
                     }
@@ -597,6 +608,15 @@ impl SimPeer {
         let doc = self.docs.get(id)?;
         Some(render(&doc.doc))
     }
+}
+
+/// tandem-repo's rule (its worker's `should_share`, without `access`, which the simulation does
+/// not restrict): offered if announced; synced on if the peer asked for it on this connection;
+/// asked for if we look for it and lack it.
+fn should_share(doc: &SimDoc, peer: &PeerId, announce: bool) -> bool {
+    announce
+        || doc.sync.was_asked_by(peer)
+        || (doc.wanted && doc.sync.state() != HandleState::Ready)
 }
 
 fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> String {

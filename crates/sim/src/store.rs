@@ -1,7 +1,7 @@
 //! A peer's storage: an ordered map that forgets or tears writes a crash caught before they were
 //! durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use tandem_core::{StorageId, StorageKey};
 
@@ -28,11 +28,17 @@ struct PendingWrite {
     writer: usize,
     key: StorageKey,
     before: Option<Vec<u8>>,
-    /// Another writer has since renamed its own file over the key, or removed it. (Two
-    /// processes that save the same snapshot write the same key; the first to crash must not
-    /// take away what the other made durable. Seed 6,746 did, before this.)
-    superseded: bool,
+    /// This write's number (for `superseded_by`).
+    serial: u64,
+    /// The write of another writer that has since renamed its own file over the key
+    /// ([`REMOVED`] for a removal). Two processes that save the same snapshot write the same
+    /// key: the first to crash must not take away what the other made durable (seed 6,746 did,
+    /// before this). Cleared if a crash undoes that later write: the key is this write's again.
+    superseded_by: Option<u64>,
 }
+
+/// `superseded_by` of a write whose key was removed since.
+const REMOVED: u64 = u64::MAX;
 
 /// One storage directory. Several peers may share one (two processes on one directory).
 #[derive(Debug)]
@@ -41,6 +47,7 @@ pub struct SimStore {
     pub id: StorageId,
     data: BTreeMap<StorageKey, Vec<u8>>,
     pending: Vec<PendingWrite>,
+    writes: u64,
 }
 
 impl SimStore {
@@ -50,27 +57,31 @@ impl SimStore {
             id,
             data: BTreeMap::new(),
             pending: Vec::new(),
+            writes: 0,
         }
     }
 
     /// Writes `bytes` under `key` for `writer`; a crash of `writer` before [`sync`](Self::sync)
     /// may undo or tear it.
     pub fn put(&mut self, writer: usize, key: StorageKey, bytes: Vec<u8>) {
-        self.supersede(&key, Some(writer));
+        self.writes += 1;
+        let serial = self.writes;
+        self.supersede(&key, Some(writer), serial);
         let before = self.data.insert(key.clone(), bytes);
         self.pending.push(PendingWrite {
             writer,
             key,
             before,
-            superseded: false,
+            serial,
+            superseded_by: None,
         });
     }
 
-    /// Marks the pending writes of `key` by anyone but `by` as replaced.
-    fn supersede(&mut self, key: &StorageKey, by: Option<usize>) {
+    /// Marks the live pending writes of `key` by anyone but `writer` as replaced by `serial`.
+    fn supersede(&mut self, key: &StorageKey, writer: Option<usize>, serial: u64) {
         for write in &mut self.pending {
-            if write.key == *key && Some(write.writer) != by {
-                write.superseded = true;
+            if write.key == *key && Some(write.writer) != writer && write.superseded_by.is_none() {
+                write.superseded_by = Some(serial);
             }
         }
     }
@@ -82,7 +93,7 @@ impl SimStore {
 
     /// Removes `key` (removal is only ever of chunks that are already merged elsewhere).
     pub fn remove(&mut self, key: &StorageKey) {
-        self.supersede(key, None);
+        self.supersede(key, None, REMOVED);
         self.data.remove(key);
     }
 
@@ -115,12 +126,21 @@ impl SimStore {
     pub fn crash(&mut self, writer: usize, rng: &mut SimRng) -> Vec<CrashDamage> {
         let mut damage = Vec::new();
         let mut keep = Vec::new();
-        for write in std::mem::take(&mut self.pending).into_iter().rev() {
+        // Writes this crash undid: a write they had superseded holds its key again. A write is
+        // only ever superseded by a newer one, which this newest-first walk has seen already.
+        let mut undone = HashSet::new();
+        for mut write in std::mem::take(&mut self.pending).into_iter().rev() {
+            if write
+                .superseded_by
+                .is_some_and(|serial| undone.contains(&serial))
+            {
+                write.superseded_by = None;
+            }
             if write.writer != writer {
                 keep.push(write);
                 continue;
             }
-            if write.superseded {
+            if write.superseded_by.is_some() {
                 damage.push(CrashDamage::Superseded(write.key));
                 continue;
             }
@@ -134,6 +154,7 @@ impl SimStore {
                         Some(before) => self.data.insert(write.key.clone(), before),
                         None => self.data.remove(&write.key),
                     };
+                    undone.insert(write.serial);
                     damage.push(CrashDamage::Dropped(write.key));
                 }
                 2 => {
@@ -179,6 +200,28 @@ mod tests {
             assert_eq!(damage, vec![CrashDamage::Superseded(key("snapshot"))]);
             assert_eq!(store.get(&key("snapshot")), Some(&b"from 0".to_vec()));
         }
+    }
+
+    #[test]
+    fn a_write_superseded_by_one_a_crash_undid_is_live_again() {
+        let mut outcomes = HashSet::new();
+        for seed in 0..64 {
+            let mut store = SimStore::new(StorageId::from("store".to_string()));
+            let mut rng = SimRng::new(seed);
+            store.put(1, key("snapshot"), b"from 1".to_vec());
+            store.put(0, key("snapshot"), b"from 0".to_vec());
+            let undone = store.crash(0, &mut rng) == vec![CrashDamage::Dropped(key("snapshot"))];
+            let damage = store.crash(1, &mut rng);
+            if undone {
+                // Writer 1's write holds the key again, and its crash may take it.
+                assert_ne!(damage, vec![CrashDamage::Superseded(key("snapshot"))]);
+                outcomes.insert(store.get(&key("snapshot")).cloned());
+            }
+        }
+        assert!(
+            outcomes.contains(&None),
+            "writer 1's own write was never dropped"
+        );
     }
 
     #[test]

@@ -520,9 +520,7 @@ impl World {
                     // connections keep what the policy said when they opened.
                     if self.rng.chance(0.5) {
                         self.log(format!("peer {peer} re-evaluates its share policy"));
-                        let other_id = self.peers[other].id.clone();
-                        let out = self.peers[peer].share_policy_changed(&other_id, offer);
-                        self.send(peer, out);
+                        self.share_policy_changed(peer);
                     }
                 }
             }
@@ -661,13 +659,20 @@ impl World {
             self.bring_up(a, b);
         }
         for index in 0..self.peers.len() {
-            let others: Vec<PeerId> = self.peers[index].links.keys().cloned().collect();
-            for other in others {
-                let out = self.peers[index].share_policy_changed(&other, true);
-                self.send(index, out);
-            }
+            self.share_policy_changed(index);
         }
         Ok(())
+    }
+
+    /// `peer`'s application calls `share_policy_changed` with the policy as it stands.
+    fn share_policy_changed(&mut self, peer: usize) {
+        let offers: BTreeMap<PeerId, bool> = (0..self.peers.len())
+            .filter(|&other| other != peer)
+            .map(|other| (self.peers[other].id.clone(), self.announces(peer, other)))
+            .collect();
+        let out = self.peers[peer]
+            .share_policy_changed(|other| offers.get(other).copied().unwrap_or(true));
+        self.send(peer, out);
     }
 
     /// Delivers everything, without faults, until nothing is in flight and no save is pending.
