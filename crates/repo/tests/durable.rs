@@ -108,3 +108,89 @@ async fn the_writer_waits_for_the_save_and_other_peers_do_not() {
         repo.shutdown().await;
     }
 }
+
+/// Waits until `repo` no longer counts `peer` among its connected peers.
+async fn wait_gone(repo: &Repo, peer: &tandem_core::PeerId) {
+    let mut peers = repo.peer_changes();
+    tokio::time::timeout(PATIENCE, peers.wait_for(|now| !now.contains_key(peer)))
+        .await
+        .expect("the peer never left")
+        .unwrap();
+}
+
+/// A writer that reconnects while the server's save of its change still waits must not hear,
+/// in the server's answer to its greeting, heads that acknowledge the change: they are not
+/// durable yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
+    let storage = GatedStorage {
+        inner: MemoryStorage::new(),
+        open: watch::channel(true).0,
+        waiting: watch::channel(0).0,
+    };
+    let server = Repo::builder()
+        .share_policy(AskOnly)
+        .shared_storage(Arc::new(storage.clone()))
+        .durable_acknowledgement(true)
+        .start()
+        .await
+        .unwrap();
+    let server_storage = server.storage_id().unwrap().clone();
+    let writer = Repo::builder().start().await.unwrap();
+    let reader = Repo::builder().start().await.unwrap();
+    let writer_link = link(&writer, &server).await;
+    let _r = link(&reader, &server).await;
+    let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
+    wait_acknowledged(&doc, &server_storage).await;
+    let seen = reader.find(doc.url()).await.unwrap();
+    wait_for_heads(&seen, &doc.heads().unwrap()).await;
+    let other = server.create_empty().await.unwrap();
+
+    storage.open.send_replace(false);
+    doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
+    wait_for_heads(&seen, &doc.heads().unwrap()).await;
+    let mut waiting = storage.waiting.subscribe();
+    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+        .await
+        .expect("the server never tried to save the change")
+        .unwrap();
+
+    writer_link.cut();
+    wait_gone(&server, writer.peer_id()).await;
+    wait_gone(&writer, server.peer_id()).await;
+    writer_link.restore();
+    common::wait_connected(&writer, &server).await;
+    // The writer greets the server on the document. To know the server has answered that
+    // greeting: the writer's ephemeral message, sent after it, is relayed to the reader by the
+    // same server worker, after the answer. (Broadcast until one arrives: until the writer's
+    // worker has heard of the new connection, a broadcast reaches nobody.)
+    let mut relayed = Box::pin(seen.ephemeral_messages());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            doc.broadcast(&"after the greeting").await.unwrap();
+            let wait = std::time::Duration::from_millis(50);
+            if tokio::time::timeout(wait, relayed.next()).await.is_ok() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("no ephemeral message was relayed");
+    // Whatever the server sent the writer came before its answer to a find of another document
+    // on the same link, and the writer's worker takes it in before a flush queued after it.
+    writer.find(other.url()).await.unwrap();
+    writer
+        .flush_documents([doc.document_id().clone()])
+        .await
+        .unwrap();
+    assert!(
+        !acknowledged(&doc, &server_storage),
+        "acknowledged while the save still waits"
+    );
+
+    storage.open.send_replace(true);
+    wait_acknowledged(&doc, &server_storage).await;
+    for repo in [writer, reader, server] {
+        repo.shutdown().await;
+    }
+}
