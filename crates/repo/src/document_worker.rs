@@ -34,9 +34,10 @@ use crate::RepoError;
 
 /// What the hub and the handles tell a worker.
 pub(crate) enum DocEvent {
-    /// A peer connected (or the worker started while it was connected): share it if the policy
-    /// says so.
-    PeerConnected(PeerLink),
+    /// A peer connected (or the document was found here while it was connected): share with it
+    /// if the policy says so. The flag is the connection's `announce(peer, None)`: whether the
+    /// policy offers that peer anything.
+    PeerConnected(PeerLink, bool),
     /// A peer disconnected.
     PeerDisconnected(PeerId),
     /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
@@ -118,7 +119,7 @@ pub(crate) fn spawn(
     hub: mpsc::WeakSender<HubEvent>,
     inbox: mpsc::Receiver<DocEvent>,
     start: Start,
-    peers: Vec<PeerLink>,
+    peers: Vec<(PeerLink, bool)>,
 ) {
     let state = match start {
         Start::Load { .. } => HandleState::Loading,
@@ -208,7 +209,7 @@ impl DocumentWorker {
         mut self,
         mut inbox: mpsc::Receiver<DocEvent>,
         start: Start,
-        peers: Vec<PeerLink>,
+        peers: Vec<(PeerLink, bool)>,
     ) {
         match start {
             Start::Load { after, .. } => {
@@ -216,8 +217,8 @@ impl DocumentWorker {
                     let _ = previous.await;
                 }
                 self.load().await;
-                for link in peers {
-                    self.peer_connected(link).await;
+                for (link, announce_any) in peers {
+                    self.peer_connected(link, announce_any).await;
                 }
                 // Apply what arrived while loading, then answer everyone at once: a peer that
                 // asked is answered as an asker (§5.2).
@@ -233,8 +234,8 @@ impl DocumentWorker {
                 self.apply(out, None);
             }
             Start::Created => {
-                for link in peers {
-                    self.peer_connected(link).await;
+                for (link, announce_any) in peers {
+                    self.peer_connected(link, announce_any).await;
                 }
                 self.schedule_save();
             }
@@ -296,10 +297,10 @@ impl DocumentWorker {
             return ControlFlow::Continue(());
         }
         match event {
-            DocEvent::PeerConnected(link) => {
+            DocEvent::PeerConnected(link, announce_any) => {
                 let peer = link.peer_id.clone();
                 let known = self.sync.has_peer(&peer);
-                self.peer_connected(link).await;
+                self.peer_connected(link, announce_any).await;
                 self.opened_by(&peer, known);
             }
             DocEvent::PeerDisconnected(peer) => {
@@ -427,13 +428,13 @@ impl DocumentWorker {
         }
     }
 
-    async fn peer_connected(&mut self, link: PeerLink) {
+    async fn peer_connected(&mut self, link: PeerLink, announce_any: bool) {
         let peer = link.peer_id.clone();
         self.links.insert(peer.clone(), link.clone());
         if self.sync.has_peer(&peer) {
             return;
         }
-        if self.should_share(&peer, true).await {
+        if self.should_share(&peer, announce_any).await {
             self.start_sync(link).await;
         }
     }
@@ -505,6 +506,11 @@ impl DocumentWorker {
             message,
             Message::Sync(_) | Message::Request(_) | Message::Ephemeral(_)
         ) && !self.sync.has_peer(&peer);
+        if matches!(message, Message::Sync(_) | Message::Request(_)) {
+            // Even if refused now: should the policy grant access later
+            // (`Repo::share_policy_changed`), the peer is synced with, as in automerge-repo.
+            self.sync.note_asked(&peer);
+        }
         if needs_access && !self.ctx.policy.access(&peer, &document_id).await {
             debug!(%peer, "access denied");
             from.outbox

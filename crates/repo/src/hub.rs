@@ -195,19 +195,19 @@ impl Hub {
                         let handle = handle.clone();
                         if newly_wanted {
                             // Found here before only for a peer: now every peer may be asked.
-                            let mut links: Vec<PeerLink> = Vec::new();
+                            let mut links: Vec<(PeerLink, bool)> = Vec::new();
                             for (peer, connection) in &self.connections {
                                 if !connection.announce_any {
                                     self.introductions.introduce(peer, &document_id);
                                 }
-                                links.push(connection.link.clone());
+                                links.push((connection.link.clone(), connection.announce_any));
                             }
                             let _ = handle.shared.worker.send(DocEvent::WantedLocally).await;
-                            for link in links {
+                            for (link, announce_any) in links {
                                 let _ = handle
                                     .shared
                                     .worker
-                                    .send(DocEvent::PeerConnected(link))
+                                    .send(DocEvent::PeerConnected(link, announce_any))
                                     .await;
                             }
                         }
@@ -334,10 +334,10 @@ impl Hub {
         let mut peers = Vec::new();
         for (peer, connection) in &self.connections {
             if connection.announce_any {
-                peers.push(connection.link.clone());
+                peers.push((connection.link.clone(), true));
             } else if any_peer {
                 self.introductions.introduce(peer, &document_id);
-                peers.push(connection.link.clone());
+                peers.push((connection.link.clone(), false));
             }
         }
         document_worker::spawn(
@@ -404,7 +404,7 @@ impl Hub {
             peers.insert(peer.clone(), remote.metadata.clone());
         });
         if announce_any {
-            self.tell_all(|| DocEvent::PeerConnected(link.clone()))
+            self.tell_all(|| DocEvent::PeerConnected(link.clone(), true))
                 .await;
         } else {
             // Offered nothing, but it may have what we are looking for.
@@ -420,7 +420,7 @@ impl Hub {
                 let _ = handle
                     .shared
                     .worker
-                    .send(DocEvent::PeerConnected(link.clone()))
+                    .send(DocEvent::PeerConnected(link.clone(), false))
                     .await;
             }
         }

@@ -140,11 +140,13 @@ async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
     let reader = Repo::builder().start().await.unwrap();
     let writer_link = link(&writer, &server).await;
     let _r = link(&reader, &server).await;
+    // Made and saved before the gate shuts: only the change below waits for the disk.
+    let other = server.create_empty().await.unwrap();
+    server.flush().await.unwrap();
     let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
     wait_acknowledged(&doc, &server_storage).await;
     let seen = reader.find(doc.url()).await.unwrap();
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
-    let other = server.create_empty().await.unwrap();
 
     storage.open.send_replace(false);
     doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use automerge::transaction::Transactable;
 use automerge::ROOT;
 use tandem_core::{DocumentId, PeerId};
-use tandem_repo::{FnSharePolicy, Repo, RepoError};
+use tandem_repo::{FnSharePolicy, HandleState, Repo, RepoError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_access_is_told_the_document_is_unavailable() {
@@ -210,4 +210,36 @@ async fn access_taken_away_stops_syncing_and_given_back_resumes() {
     for repo in [owner, friend, witness] {
         repo.shutdown().await;
     }
+}
+
+/// A peer refused a document it asked for is synced with once the policy lets it have it: the
+/// ask counts although it was refused (automerge-repo records it for exactly this), and the
+/// peer's unavailable handle turns ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refused_then_granted_access_gets_the_document_it_asked_for() {
+    let allowed = Arc::new(AtomicBool::new(false));
+    let policy = {
+        let allowed = allowed.clone();
+        FnSharePolicy::new(|_, _| false, move |_, _| allowed.load(Ordering::SeqCst))
+    };
+    let owner = Repo::builder().share_policy(policy).start().await.unwrap();
+    let asker = Repo::builder().start().await.unwrap();
+    let _link = link(&owner, &asker).await;
+    let doc = owner.create_empty().await.unwrap();
+    let wanted = asker.find_with_progress(doc.url()).await.unwrap();
+    let state = wanted
+        .wait_for_state(PATIENCE, |s| s == HandleState::Unavailable)
+        .await
+        .unwrap();
+    assert_eq!(state, HandleState::Unavailable);
+
+    allowed.store(true, Ordering::SeqCst);
+    owner.share_policy_changed().await.unwrap();
+    wanted
+        .wait_for_state(PATIENCE, |s| s == HandleState::Ready)
+        .await
+        .expect("the document never came once access was granted");
+    wait_for_heads(&wanted, &doc.heads().unwrap()).await;
+    owner.shutdown().await;
+    asker.shutdown().await;
 }

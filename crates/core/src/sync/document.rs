@@ -179,6 +179,13 @@ impl DocumentSync {
         self.asked_by.contains(peer)
     }
 
+    /// Records that `peer` sent `sync` or `request` for the document, before the driver decides
+    /// whether to let it (a refused peer asked all the same: should the policy let it later, it
+    /// is synced with). [`receive_sync`](Self::receive_sync) records it too.
+    pub fn note_asked(&mut self, peer: &PeerId) {
+        self.asked_by.insert(peer.clone());
+    }
+
     /// Whether a sync state for `peer` is kept in memory (so the driver need not read storage).
     pub fn remembers(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer) || self.parked.contains_key(peer)
