@@ -10,6 +10,7 @@ use automerge::{transaction::Transactable, ROOT};
 use common::{link, wait_for_heads, PATIENCE};
 use futures::StreamExt;
 use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_repo::network::memory::Link;
 use tandem_repo::{AskOnly, DocHandle, Repo};
 use tandem_storage_mem::MemoryStorage;
 use tokio::sync::watch;
@@ -64,25 +65,56 @@ async fn wait_acknowledged(doc: &DocHandle, storage: &tandem_core::StorageId) {
     .expect("never acknowledged");
 }
 
+/// A server with durable acknowledgement on gated storage, and a writer and a reader linked to
+/// it (links in that order).
+struct Setup {
+    storage: GatedStorage,
+    server: Repo,
+    server_storage: tandem_core::StorageId,
+    writer: Repo,
+    reader: Repo,
+    links: [Link; 2],
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let storage = GatedStorage {
+            inner: MemoryStorage::new(),
+            open: watch::channel(true).0,
+            waiting: watch::channel(0).0,
+        };
+        let server = Repo::builder()
+            .share_policy(AskOnly)
+            .shared_storage(Arc::new(storage.clone()))
+            .durable_acknowledgement(true)
+            .start()
+            .await
+            .unwrap();
+        let server_storage = server.storage_id().unwrap().clone();
+        let writer = Repo::builder().start().await.unwrap();
+        let reader = Repo::builder().start().await.unwrap();
+        let links = [link(&writer, &server).await, link(&reader, &server).await];
+        Setup {
+            storage,
+            server,
+            server_storage,
+            writer,
+            reader,
+            links,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_waits_for_the_save_and_other_peers_do_not() {
-    let storage = GatedStorage {
-        inner: MemoryStorage::new(),
-        open: watch::channel(true).0,
-        waiting: watch::channel(0).0,
-    };
-    let server = Repo::builder()
-        .share_policy(AskOnly)
-        .shared_storage(Arc::new(storage.clone()))
-        .durable_acknowledgement(true)
-        .start()
-        .await
-        .unwrap();
-    let server_storage = server.storage_id().unwrap().clone();
-    let writer = Repo::builder().start().await.unwrap();
-    let reader = Repo::builder().start().await.unwrap();
-    let _w = link(&writer, &server).await;
-    let _r = link(&reader, &server).await;
+    let Setup {
+        storage,
+        server,
+        server_storage,
+        writer,
+        reader,
+        links: _links,
+    } = Setup::start().await;
 
     let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
     wait_acknowledged(&doc, &server_storage).await;
@@ -123,23 +155,14 @@ async fn wait_gone(repo: &Repo, peer: &tandem_core::PeerId) {
 /// durable yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
-    let storage = GatedStorage {
-        inner: MemoryStorage::new(),
-        open: watch::channel(true).0,
-        waiting: watch::channel(0).0,
-    };
-    let server = Repo::builder()
-        .share_policy(AskOnly)
-        .shared_storage(Arc::new(storage.clone()))
-        .durable_acknowledgement(true)
-        .start()
-        .await
-        .unwrap();
-    let server_storage = server.storage_id().unwrap().clone();
-    let writer = Repo::builder().start().await.unwrap();
-    let reader = Repo::builder().start().await.unwrap();
-    let writer_link = link(&writer, &server).await;
-    let _r = link(&reader, &server).await;
+    let Setup {
+        storage,
+        server,
+        server_storage,
+        writer,
+        reader,
+        links: [writer_link, _reader_link],
+    } = Setup::start().await;
     // Made and saved before the gate shuts: only the change below waits for the disk.
     let other = server.create_empty().await.unwrap();
     server.flush().await.unwrap();
