@@ -440,7 +440,8 @@ impl DocumentWorker {
     }
 
     /// Whether to sync with `peer`: offered if announced; asked for if we lack the document and
-    /// look for it; synced on if the peer asked for it before. The last two only with access.
+    /// look for it; synced on if the peer asked for it on its current connection. The last two
+    /// only with access.
     /// A peer the policy offers nothing at all (`announce_any` false) is not asked about this
     /// document's announcement, as when it connected.
     async fn should_share(&self, peer: &PeerId, announce_any: bool) -> bool {

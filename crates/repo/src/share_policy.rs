@@ -20,8 +20,10 @@ use tandem_core::{DocumentId, PeerId};
 /// A peer that asked for a document and has access keeps getting its changes even when it is not
 /// announced, for as long as its connection lasts (a peer that reconnects asks again, as with
 /// automerge-repo). An ask that `access` refused still counts: should the policy allow it later
-/// ([`Repo::share_policy_changed`](crate::Repo::share_policy_changed)), the peer gets the document. The default (both always true) is automerge-repo's; a server usually wants
-/// [`AskOnly`].
+/// ([`Repo::share_policy_changed`](crate::Repo::share_policy_changed)), the peer gets the
+/// document.
+///
+/// The default (both always true) is automerge-repo's; a server usually wants [`AskOnly`].
 #[async_trait]
 pub trait SharePolicy: Send + Sync + 'static {
     /// Whether to offer `document` (or, with `None`, anything) to `peer` unprompted.
