@@ -721,27 +721,39 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(20);
 
+    /// A server built from `server` and a plain client, linked in memory and connected.
+    async fn server_and_client(server: crate::RepoBuilder) -> (Repo, Repo, memory::Link) {
+        let (left, right, link) = memory::pair();
+        let server = server.network(left).start().await.unwrap();
+        let client = Repo::builder().network(right).start().await.unwrap();
+        client
+            .wait_for_peer(server.peer_id(), PATIENCE)
+            .await
+            .unwrap();
+        (server, client, link)
+    }
+
+    /// How many (connection, document) introductions `repo`'s hub keeps.
+    async fn introductions(repo: &Repo) -> usize {
+        repo.command(|reply| Command::Introductions { reply })
+            .await
+            .unwrap()
+    }
+
     /// A server that offers nothing (so it keeps introductions per connection) unloads the
     /// documents a client brought once they go idle, and forgets which connection introduced
     /// them: a client connected for days does not make the server keep every id it touched.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unloaded_documents_are_no_longer_introduced_to_anyone() {
         let storage = MemoryStorage::new();
-        let (left, right, _link) = memory::pair();
-        let server = Repo::builder()
-            .share_policy(AskOnly)
-            .storage(storage.clone())
-            .save_debounce(Duration::from_millis(5))
-            .idle_timeout(Duration::from_millis(100))
-            .network(left)
-            .start()
-            .await
-            .unwrap();
-        let client = Repo::builder().network(right).start().await.unwrap();
-        client
-            .wait_for_peer(server.peer_id(), PATIENCE)
-            .await
-            .unwrap();
+        let (server, client, _link) = server_and_client(
+            Repo::builder()
+                .share_policy(AskOnly)
+                .storage(storage.clone())
+                .save_debounce(Duration::from_millis(5))
+                .idle_timeout(Duration::from_millis(100)),
+        )
+        .await;
 
         let mut held = Vec::new();
         for i in 0..50 {
@@ -751,12 +763,6 @@ mod tests {
                 .unwrap();
             held.push(doc);
         }
-        let introductions = || async {
-            server
-                .command(|reply| Command::Introductions { reply })
-                .await
-                .unwrap()
-        };
         tokio::time::timeout(PATIENCE, async {
             // Every document reached the server's storage...
             for doc in &held {
@@ -766,7 +772,8 @@ mod tests {
                 }
             }
             // ...and left its memory, introductions and all.
-            while !server.documents().await.unwrap().is_empty() || introductions().await > 0 {
+            while !server.documents().await.unwrap().is_empty() || introductions(&server).await > 0
+            {
                 tokio::time::sleep(Duration::from_millis(10)).await; // polling, not a guess
             }
         })
@@ -787,37 +794,24 @@ mod tests {
             let offered = offered.clone();
             crate::FnSharePolicy::new(move |_, _| offered.load(Ordering::SeqCst), |_, _| true)
         };
-        let (left, right, link) = memory::pair();
-        let server = Repo::builder()
-            .share_policy(policy)
-            .network(left)
-            .start()
-            .await
-            .unwrap();
-        let client = Repo::builder().network(right).start().await.unwrap();
-        client
-            .wait_for_peer(server.peer_id(), PATIENCE)
-            .await
-            .unwrap();
+        let (server, client, link) = server_and_client(Repo::builder().share_policy(policy)).await;
         let mut held = Vec::new();
         for _ in 0..3 {
             held.push(server.create_empty().await.unwrap());
         }
-        let introductions = || async {
-            server
-                .command(|reply| Command::Introductions { reply })
-                .await
-                .unwrap()
-        };
-        assert_eq!(introductions().await, 0, "offered everything: nothing kept");
+        assert_eq!(
+            introductions(&server).await,
+            0,
+            "offered everything: nothing kept"
+        );
 
         offered.store(false, Ordering::SeqCst);
         server.share_policy_changed().await.unwrap();
-        assert_eq!(introductions().await, held.len());
+        assert_eq!(introductions(&server).await, held.len());
 
         link.cut();
         tokio::time::timeout(PATIENCE, async {
-            while introductions().await > 0 {
+            while introductions(&server).await > 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await; // polling, not a guess
             }
         })
