@@ -13,7 +13,7 @@ use std::sync::Arc;
 use automerge::sync::State as SyncState;
 use automerge::{Automerge, ChangeHash, Patch, PatchLog};
 use futures::FutureExt;
-use tandem_core::persistence::{load_from_storage, ChunkLedger};
+use tandem_core::persistence::{load_document, read_document_chunks, ChunkLedger};
 use tandem_core::sync::{DocumentSync, HandleState, SyncOutput};
 use tandem_core::untrusted::apply_untrusted;
 use tandem_core::{
@@ -27,6 +27,7 @@ use tracing::{debug, error, warn};
 use crate::context::{now_millis, RepoContext};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 use crate::handle::HandleShared;
+use crate::heavy_work::heavy;
 use crate::hub::HubEvent;
 use crate::outbox::PeerLink;
 use crate::save_task::{self, SaveJob, SaveOutcome};
@@ -399,33 +400,39 @@ impl DocumentWorker {
             return;
         };
         let document_id = self.shared.document_id.clone();
-        match load_from_storage(storage.as_ref(), &document_id).await {
-            Ok(loaded) => {
-                for chunk in &loaded.corrupt {
-                    warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
-                }
-                if let Some(mut stored) = loaded.document {
-                    let mut doc = self.shared.lock();
-                    // What memory holds (usually nothing yet) goes into what storage held, not
-                    // the other way: automerge rebuilds the changes it merges, and a stored
-                    // change another writer left may be one it cannot rebuild
-                    // (`tandem_core::untrusted`).
-                    stored.set_actor(doc.get_actor().clone());
-                    let taken = doc.get_heads().is_empty()
-                        || apply_untrusted(&mut stored, |s| s.merge(&mut doc).map(drop)).is_ok();
-                    if taken {
-                        *doc = stored;
-                    } else if let Err(error) =
-                        apply_untrusted(&mut doc, |d| d.merge(&mut stored).map(drop))
-                    {
-                        warn!(%error, "stored document could not be merged");
-                    }
-                    self.last_heads = doc.get_heads();
-                }
-                self.ledger = loaded.ledger;
+        let chunks = match read_document_chunks(storage.as_ref(), &document_id).await {
+            Ok(chunks) => chunks,
+            Err(error) => {
+                warn!(%error, "reading the document from storage failed");
+                return;
             }
-            Err(error) => warn!(%error, "reading the document from storage failed"),
-        }
+        };
+        let bytes = chunks.iter().map(|(_, chunk)| chunk.len()).sum();
+        heavy(bytes, || {
+            let loaded = load_document(&document_id, chunks);
+            for chunk in &loaded.corrupt {
+                warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
+            }
+            if let Some(mut stored) = loaded.document {
+                let mut doc = self.shared.lock();
+                // What memory holds (usually nothing yet) goes into what storage held, not
+                // the other way: automerge rebuilds the changes it merges, and a stored
+                // change another writer left may be one it cannot rebuild
+                // (`tandem_core::untrusted`).
+                stored.set_actor(doc.get_actor().clone());
+                let taken = doc.get_heads().is_empty()
+                    || apply_untrusted(&mut stored, |s| s.merge(&mut doc).map(drop)).is_ok();
+                if taken {
+                    *doc = stored;
+                } else if let Err(error) =
+                    apply_untrusted(&mut doc, |d| d.merge(&mut stored).map(drop))
+                {
+                    warn!(%error, "stored document could not be merged");
+                }
+                self.last_heads = doc.get_heads();
+            }
+            self.ledger = loaded.ledger;
+        });
     }
 
     async fn peer_connected(&mut self, link: PeerLink, announce_any: bool) {
@@ -535,7 +542,8 @@ impl DocumentWorker {
                 // afterwards would walk the whole document for every change.
                 let listened = self.shared.changes.receiver_count() > 0;
                 let mut patch_log = PatchLog::new(listened);
-                let result = {
+                // A whole document from a peer that had nothing takes long to apply.
+                let result = heavy(m.data.as_bytes().len(), || {
                     let mut doc = self.shared.lock();
                     let result = self.sync.receive_sync_logging(
                         &mut doc,
@@ -551,7 +559,7 @@ impl DocumentWorker {
                             Some((doc.get_heads(), doc.make_patches(&mut patch_log)));
                     }
                     result
-                };
+                });
                 match result {
                     Ok(out) => self.apply(out, Some(&peer)),
                     Err(error) => {

@@ -32,6 +32,7 @@ mod event_fanout;
 mod events;
 mod gossip;
 mod handle;
+mod heavy_work;
 mod hub;
 mod initial;
 mod introductions;

@@ -19,6 +19,7 @@ use tracing::warn;
 
 use crate::context::{RepoContext, Timing};
 use crate::document_worker::DocEvent;
+use crate::heavy_work::heavy;
 use crate::hub::{Command, Hub, HubEvent, QUEUE_DEPTH};
 use crate::initial::document_from_json;
 use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
@@ -594,7 +595,9 @@ impl Repo {
     ) -> Result<DocHandle, RepoError> {
         let mut incoming = load_untrusted(bytes)?;
         let handle = self.find_with_progress(id).await?;
-        apply_untrusted(&mut handle.shared.lock(), |doc| doc.merge(&mut incoming))?;
+        heavy(bytes.len(), || {
+            apply_untrusted(&mut handle.shared.lock(), |doc| doc.merge(&mut incoming))
+        })?;
         handle.shared.local_change.notify_one();
         // The worker may have settled as unavailable just before the merge; it turns ready when
         // it sees the change.
@@ -697,10 +700,12 @@ impl Repo {
 
 /// Loads a whole document from bytes given to the repo, checked as a peer's changes are.
 fn load_untrusted(bytes: &[u8]) -> Result<Automerge, UntrustedError> {
-    let mut document = Automerge::new();
-    apply_untrusted(&mut document, |doc| {
-        *doc = Automerge::load(bytes)?;
-        Ok(())
-    })?;
-    Ok(document)
+    heavy(bytes.len(), || {
+        let mut document = Automerge::new();
+        apply_untrusted(&mut document, |doc| {
+            *doc = Automerge::load(bytes)?;
+            Ok(())
+        })?;
+        Ok(document)
+    })
 }

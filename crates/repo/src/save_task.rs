@@ -14,6 +14,8 @@ use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageError, StorageId}
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::heavy_work::heavy;
+
 /// What one save writes.
 pub(crate) struct SaveJob {
     /// The new chunk, if the document changed since the last save.
@@ -61,7 +63,7 @@ async fn write(
     } = job;
     if let Some(plan) = &plan {
         // Here, not in the worker: a whole-document load, which nobody should wait on.
-        if let Err(why) = plan.check_snapshot() {
+        if let Err(why) = heavy(plan.bytes.len(), || plan.check_snapshot()) {
             return SaveOutcome {
                 chunk_stored: false,
                 saved_plan: None,

@@ -302,3 +302,101 @@ async fn flush_does_not_fail_because_another_document_is_unavailable() {
         .unwrap();
     repo.shutdown().await;
 }
+
+/// A text of `changes` commits of 50 pseudo-random letters each (so that it does not compress
+/// to nothing).
+fn big_text(changes: usize) -> automerge::Automerge {
+    let mut doc = automerge::AutoCommit::new();
+    let text = doc
+        .put_object(ROOT, "text", automerge::ObjType::Text)
+        .unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..changes {
+        let chunk: String = (0..50)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                char::from(b'a' + ((state >> 33) % 26) as u8)
+            })
+            .collect();
+        doc.splice_text(&text, i * 50, 0, &chunk).unwrap();
+        doc.commit();
+    }
+    doc.document().clone()
+}
+
+/// Big documents take the whole-document paths that hand the runtime thread's other tasks over
+/// (`heavy_work.rs`; they only do on a multi-thread runtime): a load from storage, a peer's
+/// whole document, a compaction's check, an import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_documents_load_sync_compact_and_import_on_a_multi_thread_runtime() {
+    let storage = MemoryStorage::new();
+    let original = big_text(300);
+    let saved = original.save();
+    // Well over the size from which heavy_work hands the thread over (a kilobyte).
+    assert!(saved.len() > 4 * 1024, "{} bytes", saved.len());
+    let writer = Repo::builder()
+        .storage(storage.clone())
+        .start()
+        .await
+        .unwrap();
+    let id = writer.import(&saved).await.unwrap().document_id().clone();
+    writer.flush().await.unwrap();
+    writer.shutdown().await;
+
+    // The server loads it from storage; the client, which has nothing, receives it whole.
+    let (server, client, _link) = connected(
+        Repo::builder()
+            .storage(storage.clone())
+            .save_debounce(Duration::from_millis(1)),
+        Repo::builder(),
+    )
+    .await;
+    let at_client = client.find(id.clone()).await.unwrap();
+    assert_eq!(at_client.heads().unwrap(), original.get_heads());
+    let text = |doc: &automerge::Automerge| {
+        let (_, text) = doc.get(ROOT, "text").unwrap().unwrap();
+        doc.text(text).unwrap()
+    };
+    assert_eq!(at_client.with_doc(text).unwrap(), text(&original));
+
+    // Edits until the server compacts: its snapshot is checked by loading it back, and the
+    // chunks it replaces go.
+    let at_server = server.find(id.clone()).await.unwrap();
+    let first_snapshot = chunks(&storage, ChunkKind::Snapshot);
+    assert_eq!(first_snapshot.len(), 1);
+    let mut edits = 0;
+    while chunks(&storage, ChunkKind::Snapshot) == first_snapshot {
+        at_client
+            .change(|tx| {
+                let (_, text) = tx.get(ROOT, "text").unwrap().unwrap();
+                tx.splice_text(&text, 0, 0, &"x".repeat(200)).unwrap();
+            })
+            .unwrap();
+        wait_for_heads(&at_server, &at_client.heads().unwrap()).await;
+        server.flush().await.unwrap();
+        edits += 1;
+        assert!(edits < 1_000, "the server never compacted");
+    }
+    let heads = at_client.heads().unwrap();
+    assert_eq!(chunks(&storage, ChunkKind::Snapshot).len(), 1);
+    server.shutdown().await;
+
+    // What the compaction left loads whole, here through an import of the exported bytes.
+    let again = Repo::builder()
+        .storage(storage.clone())
+        .start()
+        .await
+        .unwrap();
+    let reloaded = again.find(id).await.unwrap();
+    assert_eq!(reloaded.heads().unwrap(), heads);
+    let exported = again.export(reloaded.url()).await.unwrap();
+    let imported = again.import(&exported).await.unwrap();
+    assert_eq!(
+        imported.with_doc(text).unwrap(),
+        at_client.with_doc(text).unwrap()
+    );
+    again.shutdown().await;
+    client.shutdown().await;
+}

@@ -107,6 +107,16 @@ pub async fn load_from_storage<S: StorageAdapter + ?Sized>(
     storage: &S,
     document_id: &DocumentId,
 ) -> Result<LoadedDocument, StorageError> {
+    let chunks = read_document_chunks(storage, document_id).await?;
+    Ok(load_document(document_id, chunks))
+}
+
+/// The reading half of [`load_from_storage`]: a document's snapshot and incremental chunks, for
+/// a caller that runs the loading half ([`load_document`], whole-document work) elsewhere.
+pub async fn read_document_chunks<S: StorageAdapter + ?Sized>(
+    storage: &S,
+    document_id: &DocumentId,
+) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
     let mut chunks = storage
         .load_range(&ChunkKind::Snapshot.prefix(document_id))
         .await?;
@@ -115,7 +125,7 @@ pub async fn load_from_storage<S: StorageAdapter + ?Sized>(
             .load_range(&ChunkKind::Incremental.prefix(document_id))
             .await?,
     );
-    Ok(load_document(document_id, chunks))
+    Ok(chunks)
 }
 
 /// Loads `bytes` refusing anything partial: `load_incremental` keeps what it could parse of a

@@ -9,5 +9,7 @@
 mod load;
 mod plan;
 
-pub use load::{load_document, load_from_storage, CorruptChunk, LoadedDocument};
+pub use load::{
+    load_document, load_from_storage, read_document_chunks, CorruptChunk, LoadedDocument,
+};
 pub use plan::{should_compact, ChunkLedger, SavePlan, COMPACTION_FLOOR, QUICK_SAVE_GROWTH};
