@@ -200,6 +200,17 @@ async fn worker_panicked(
 /// arriving together are made durable together.
 const QUEUE_BATCH: usize = 256;
 
+/// At most this many messages wait for a document's save. Only a save that keeps failing (a
+/// full disk, say) lets them pile up: its writers keep writing, and every answer to them waits.
+/// Past this, the writers are cut off, as a peer that stops reading is at
+/// [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER): they keep their unacknowledged changes
+/// and send them again when they reconnect. (Small in unit tests, which reach it.)
+const MAX_HELD: usize = if cfg!(test) {
+    256
+} else {
+    crate::MAX_QUEUED_PER_PEER
+};
+
 /// Far enough ahead to stand for "never" in a `sleep_until`.
 fn never() -> Instant {
     Instant::now() + std::time::Duration::from_secs(86_400 * 365)
@@ -673,6 +684,9 @@ impl DocumentWorker {
                 });
             self.held.extend(held);
             self.send_all(now);
+            if self.held.len() > MAX_HELD {
+                self.cut_off_waiting_writers();
+            }
         }
         if !out.sync_states.is_empty() {
             self.dirty_sync_states.extend(out.sync_states);
@@ -853,6 +867,27 @@ impl DocumentWorker {
             return Err(error.into());
         }
         Ok(())
+    }
+
+    /// Disconnects every peer with messages held for the save, and drops those messages (they
+    /// were built for connections that end here). The peers still hold the changes that were
+    /// not acknowledged, and send them again on their next connection.
+    fn cut_off_waiting_writers(&mut self) {
+        let waiting: HashSet<PeerId> = self
+            .held
+            .drain(..)
+            .filter_map(|message| message.target_id().cloned())
+            .collect();
+        for peer in waiting {
+            warn!(
+                %peer,
+                held = MAX_HELD,
+                "the document's saves keep failing and its messages to this peer pile up; disconnecting it"
+            );
+            if let Some(link) = self.links.get(&peer) {
+                link.outbox.close();
+            }
+        }
     }
 
     /// The in-flight peers' changes are durable: their acknowledgements go, except to peers

@@ -870,6 +870,108 @@ mod tests {
         }
     }
 
+    /// A save that never ends (a hung disk) makes every answer to the document's writers wait
+    /// for it. Past a bound (small in unit tests) the writers are cut off, which bounds the
+    /// server's memory; what they wrote stays, and a reader of another document goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_waiting_on_a_save_that_never_ends_are_cut_off_past_a_bound() {
+        let storage = GatedStorage {
+            inner: MemoryStorage::new(),
+            open: Arc::new(tokio::sync::watch::channel(true).0),
+            log: Arc::default(),
+            loads: Arc::new(tokio::sync::watch::channel(0).0),
+        };
+        let (server, writer, _link) = server_and_client(
+            Repo::builder()
+                .storage(storage.clone())
+                .durable_acknowledgement(true)
+                .save_debounce(Duration::from_millis(1)),
+        )
+        .await;
+        let (left, right, _reader_link) = memory::pair();
+        server.add_network(left).await.unwrap();
+        let reader = Repo::builder().network(right).start().await.unwrap();
+        reader
+            .wait_for_peer(server.peer_id(), PATIENCE)
+            .await
+            .unwrap();
+        let news = server.create_empty().await.unwrap();
+        let news_at_reader = reader.find(news.url()).await.unwrap();
+        let (written, ()) = writer
+            .create_with(|tx| tx.put(ROOT, "n", 0).unwrap())
+            .await
+            .unwrap();
+        let at_server = server.find(written.url()).await.unwrap();
+        server.flush().await.unwrap();
+
+        storage.open.send_replace(false);
+        let mut peers = writer.peer_changes();
+        let mut changes = Box::pin(at_server.changes());
+        let mut last_received = 0;
+        for n in 1..=2_000 {
+            written.change(|tx| tx.put(ROOT, "n", n).unwrap()).unwrap();
+            let target = written.heads().unwrap();
+            let outcome = tokio::time::timeout(PATIENCE, async {
+                tokio::select! {
+                    _ = async {
+                        while at_server.heads().unwrap() != target {
+                            futures::StreamExt::next(&mut changes).await;
+                        }
+                    } => true,
+                    _ = peers.wait_for(|peers| !peers.contains_key(server.peer_id())) => false,
+                }
+            })
+            .await
+            .expect("the server neither took the change nor cut the writer off");
+            if !outcome {
+                break;
+            }
+            last_received = n;
+        }
+        assert!(
+            !writer.peers().contains_key(server.peer_id()),
+            "the writer was never cut off"
+        );
+        assert!(last_received > 200, "cut off after {last_received} changes");
+        let at_server_n = at_server
+            .with_doc(|doc| doc.get(ROOT, "n").unwrap().unwrap().0.as_i64())
+            .unwrap();
+        assert!(at_server_n >= Some(last_received), "{at_server_n:?}");
+
+        // The reader of another document is still served.
+        news.change(|tx| tx.put(ROOT, "still", true).unwrap())
+            .unwrap();
+        let heads = news.heads().unwrap();
+        let mut news_changes = Box::pin(news_at_reader.changes());
+        tokio::time::timeout(PATIENCE, async {
+            while news_at_reader.heads().unwrap() != heads {
+                futures::StreamExt::next(&mut news_changes).await;
+            }
+        })
+        .await
+        .expect("the reader no longer hears from the server");
+
+        // Once the disk answers, what the writer sent is saved.
+        storage.open.send_replace(true);
+        server.flush().await.unwrap();
+        let loaded =
+            tandem_core::persistence::load_from_storage(&storage.inner, written.document_id())
+                .await
+                .unwrap();
+        let stored_n = loaded
+            .document
+            .unwrap()
+            .get(ROOT, "n")
+            .unwrap()
+            .unwrap()
+            .0
+            .as_i64();
+        assert_eq!(stored_n, at_server_n);
+        reader.shutdown().await;
+        writer.shutdown().await;
+        server.shutdown().await;
+    }
+
     /// A worker's `Unloaded` can reach the hub late, after a newer worker for the same document
     /// has itself begun to stop. It must not clear the newer worker's entry: the worker started
     /// next would read storage before the newer one's last save, and miss its last changes.
