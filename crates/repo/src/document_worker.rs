@@ -5,7 +5,7 @@
 //! carries out what it returns: messages into peers' outboxes, chunks and sync states into
 //! storage, states and events onto the handle.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use crate::context::{now_millis, RepoContext};
+use crate::durable_acks::DurableAcks;
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 use crate::handle::HandleShared;
 use crate::heavy_work::heavy;
@@ -99,16 +100,11 @@ struct DocumentWorker {
     /// written to without pause, and its acknowledged saves are quick ones.
     last_save_at: Option<Instant>,
     wanted_locally: bool,
-    /// Peers whose changes are applied but not yet saved (durable acknowledgement): every
-    /// message to them waits for the save, because any of them may acknowledge those changes.
-    awaiting_save: HashSet<PeerId>,
-    /// Peers whose changes the save in flight is writing.
-    in_flight: HashSet<PeerId>,
-    /// Messages to `awaiting_save` and `in_flight` peers, held until their changes are saved,
-    /// in order.
-    held: Vec<Message>,
-    /// The save running beside the worker, if any (one at a time).
+    /// Durable acknowledgement: which messages to peers wait for which save.
+    acks: DurableAcks,
+    /// The save running beside the worker, if any (one at a time), and its number.
     saving: Option<oneshot::Receiver<SaveOutcome>>,
+    saving_number: u64,
     /// Patches of the change just applied or announced, logged while it was made, for the
     /// change event that follows, with the heads they lead to.
     logged_patches: Option<(Vec<ChangeHash>, Vec<Patch>)>,
@@ -141,10 +137,9 @@ pub(crate) fn spawn(
         dirty_sync_states: HashMap::new(),
         last_activity: Instant::now(),
         last_save_at: None,
-        awaiting_save: HashSet::new(),
-        in_flight: HashSet::new(),
-        held: Vec::new(),
+        acks: DurableAcks::new(),
         saving: None,
+        saving_number: 0,
         logged_patches: None,
         wanted_locally: matches!(
             start,
@@ -200,9 +195,10 @@ async fn worker_panicked(
 /// arriving together are made durable together.
 const QUEUE_BATCH: usize = 256;
 
-/// At most this many messages wait for a document's save. Only a save that keeps failing (a
-/// full disk, say) lets them pile up: its writers keep writing, and every answer to them waits.
-/// Past this, the writers are cut off, as a peer that stops reading is at
+/// At most this many messages, to all of a document's writers together, wait for its saves.
+/// A message waits for one save at most (`durable_acks.rs`), so only saves that keep failing or
+/// never end (a full disk, a hung one) let them pile up: the writers keep writing, and every
+/// answer to them waits. Past this, the writers are cut off, as a peer that stops reading is at
 /// [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER): they keep their unacknowledged changes
 /// and send them again when they reconnect. (Small in unit tests, which reach it.)
 const MAX_HELD: usize = if cfg!(test) {
@@ -275,7 +271,7 @@ impl DocumentWorker {
                 }
                 _ = tokio::time::sleep_until(save_at), if self.save_at.is_some() && self.saving.is_none() => {
                     // Acknowledgements are waiting: let changes already queued join this save.
-                    if !self.awaiting_save.is_empty() {
+                    if self.acks.waiting_on_next_save() {
                         for _ in 0..QUEUE_BATCH {
                             let Ok(event) = inbox.try_recv() else { break };
                             if self.handle(event).await.is_break() {
@@ -318,7 +314,7 @@ impl DocumentWorker {
             DocEvent::PeerDisconnected(peer) => {
                 self.links.remove(&peer);
                 // Built against the sync state that just ended: not for its next connection.
-                self.held.retain(|m| m.target_id() != Some(&peer));
+                self.acks.connection_ended(&peer);
                 let out = self.sync.peer_left(&peer);
                 self.apply(out, None);
             }
@@ -443,7 +439,8 @@ impl DocumentWorker {
                 self.last_heads = doc.get_heads();
             }
             self.ledger = loaded.ledger;
-        });
+        })
+        .await;
     }
 
     async fn peer_connected(&mut self, link: PeerLink, announce_any: bool) {
@@ -494,7 +491,7 @@ impl DocumentWorker {
     /// Takes `peer` out of the sync set: the share policy no longer shares the document with it.
     fn stop_sync(&mut self, peer: &PeerId) {
         // Built against the sync state that just ended: not for what comes next.
-        self.held.retain(|m| m.target_id() != Some(peer));
+        self.acks.connection_ended(peer);
         let out = self.sync.remove_peer(peer);
         self.apply(out, None);
     }
@@ -570,7 +567,8 @@ impl DocumentWorker {
                             Some((doc.get_heads(), doc.make_patches(&mut patch_log)));
                     }
                     result
-                });
+                })
+                .await;
                 match result {
                     Ok(out) => self.apply(out, Some(&peer)),
                     Err(error) => {
@@ -669,24 +667,14 @@ impl DocumentWorker {
         // the save never happen, the sender still has them and sends them again.
         if self.ctx.durable_acks && out.document_changed {
             if let Some(origin) = origin {
-                self.awaiting_save.insert(origin.clone());
+                self.acks.changed_by(origin);
                 self.save_at = Some(Instant::now());
             }
         }
-        if self.awaiting_save.is_empty() && self.in_flight.is_empty() {
-            self.send_all(out.messages);
-        } else {
-            let (held, now): (Vec<Message>, Vec<Message>) =
-                out.messages.into_iter().partition(|m| {
-                    m.target_id().is_some_and(|target| {
-                        self.awaiting_save.contains(target) || self.in_flight.contains(target)
-                    })
-                });
-            self.held.extend(held);
-            self.send_all(now);
-            if self.held.len() > MAX_HELD {
-                self.cut_off_waiting_writers();
-            }
+        let now = self.acks.route(out.messages);
+        self.send_all(now);
+        if self.acks.held_len() > MAX_HELD {
+            self.cut_off_waiting_writers();
         }
         if !out.sync_states.is_empty() {
             self.dirty_sync_states.extend(out.sync_states);
@@ -784,10 +772,10 @@ impl DocumentWorker {
     /// Plans the next save and starts writing it beside the worker.
     fn start_save(&mut self) {
         self.save_at = None;
-        self.in_flight.extend(self.awaiting_save.drain());
+        let number = self.acks.save_started();
         // Without storage there is nothing to plan (a plan can mean serialising the document).
         let Some(storage) = self.ctx.storage.clone() else {
-            self.release_saved();
+            self.release_saved(number);
             return;
         };
         let now = Instant::now();
@@ -801,7 +789,7 @@ impl DocumentWorker {
             // cheapest durable write now, the compaction (a whole-document save, and a load to
             // check it) once saves go quiet. A lone change is saved as the rule says: quick, it
             // would cost a second write for the compaction.
-            if busy && !self.in_flight.is_empty() {
+            if busy && self.acks.anyone_waiting() {
                 self.ledger.plan_quick_save(&doc)
             } else {
                 self.ledger.plan_save(&doc)
@@ -810,9 +798,10 @@ impl DocumentWorker {
         let sync_states = std::mem::take(&mut self.dirty_sync_states);
         if plan.is_none() && sync_states.is_empty() {
             // Nothing new to write: whatever waited is already durable.
-            self.release_saved();
+            self.release_saved(number);
             return;
         }
+        self.saving_number = number;
         let job = SaveJob { plan, sync_states };
         self.saving = Some(save_task::spawn(
             storage,
@@ -832,7 +821,6 @@ impl DocumentWorker {
     /// Takes in a save's outcome (`None`: the task ended without one).
     fn save_finished(&mut self, outcome: Option<SaveOutcome>) -> Result<(), RepoError> {
         let Some(outcome) = outcome else {
-            self.awaiting_save.extend(self.in_flight.drain());
             self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
             return Err(tandem_core::StorageError::Closed.into());
         };
@@ -850,17 +838,14 @@ impl DocumentWorker {
             );
             self.ledger.refuse_snapshots();
             // Nothing was written: save again at once, as an incremental.
-            self.awaiting_save.extend(self.in_flight.drain());
             self.save_at = Some(Instant::now());
             return Ok(());
         }
         if outcome.chunk_stored {
-            self.release_saved();
+            self.release_saved(self.saving_number);
             if self.ledger.compaction_pending() {
                 self.schedule_save();
             }
-        } else {
-            self.awaiting_save.extend(self.in_flight.drain());
         }
         if let Err(error) = outcome.result {
             self.save_at = Some(Instant::now() + self.ctx.timing.save_debounce);
@@ -873,12 +858,7 @@ impl DocumentWorker {
     /// were built for connections that end here). The peers still hold the changes that were
     /// not acknowledged, and send them again on their next connection.
     fn cut_off_waiting_writers(&mut self) {
-        let waiting: HashSet<PeerId> = self
-            .held
-            .drain(..)
-            .filter_map(|message| message.target_id().cloned())
-            .collect();
-        for peer in waiting {
+        for peer in self.acks.drop_held() {
             warn!(
                 %peer,
                 held = MAX_HELD,
@@ -890,16 +870,9 @@ impl DocumentWorker {
         }
     }
 
-    /// The in-flight peers' changes are durable: their acknowledgements go, except to peers
-    /// with newer changes still awaiting a save (their messages stay in order behind).
-    fn release_saved(&mut self) {
-        self.in_flight.clear();
-        let (keep, go): (Vec<Message>, Vec<Message>) =
-            std::mem::take(&mut self.held).into_iter().partition(|m| {
-                m.target_id()
-                    .is_some_and(|target| self.awaiting_save.contains(target))
-            });
-        self.held = keep;
+    /// Save `number` landed: the messages that waited for it go.
+    fn release_saved(&mut self, number: u64) {
+        let go = self.acks.save_landed(number);
         self.send_all(go);
     }
 

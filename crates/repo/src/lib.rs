@@ -27,6 +27,7 @@
 
 mod context;
 mod document_worker;
+mod durable_acks;
 mod error;
 mod event_fanout;
 mod events;

@@ -8,7 +8,7 @@ use automerge::transaction::Transaction;
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use futures::StreamExt;
 use tandem_core::sync::HandleState;
-use tandem_core::untrusted::{apply_untrusted, UntrustedError};
+use tandem_core::untrusted::apply_untrusted;
 use tandem_core::{
     AutomergeUrl, DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageAdapter,
     StorageId, StorageKey,
@@ -19,7 +19,7 @@ use tracing::warn;
 
 use crate::context::{RepoContext, Timing};
 use crate::document_worker::DocEvent;
-use crate::heavy_work::heavy;
+use crate::heavy_work::heavy_owned;
 use crate::hub::{Command, Hub, HubEvent, QUEUE_DEPTH};
 use crate::initial::document_from_json;
 use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
@@ -583,7 +583,7 @@ impl Repo {
 
     /// A new document (new id) from saved bytes.
     pub async fn import(&self, bytes: &[u8]) -> Result<DocHandle, RepoError> {
-        self.create(load_untrusted(bytes)?).await
+        self.create(load_untrusted(bytes).await?).await
     }
 
     /// Merges saved bytes into the document `id` (found or not): they should share history.
@@ -593,11 +593,14 @@ impl Repo {
         id: impl DocumentRef,
         bytes: &[u8],
     ) -> Result<DocHandle, RepoError> {
-        let mut incoming = load_untrusted(bytes)?;
+        let mut incoming = load_untrusted(bytes).await?;
         let handle = self.find_with_progress(id).await?;
-        heavy(bytes.len(), || {
-            apply_untrusted(&mut handle.shared.lock(), |doc| doc.merge(&mut incoming))
-        })?;
+        let shared = handle.shared.clone();
+        heavy_owned(bytes.len(), move || {
+            apply_untrusted(&mut shared.lock(), |doc| doc.merge(&mut incoming))
+        })
+        .await
+        .ok_or(RepoError::Shutdown)??;
         handle.shared.local_change.notify_one();
         // The worker may have settled as unavailable just before the merge; it turns ready when
         // it sees the change.
@@ -699,13 +702,17 @@ impl Repo {
 }
 
 /// Loads a whole document from bytes given to the repo, checked as a peer's changes are.
-fn load_untrusted(bytes: &[u8]) -> Result<Automerge, UntrustedError> {
-    heavy(bytes.len(), || {
+async fn load_untrusted(bytes: &[u8]) -> Result<Automerge, RepoError> {
+    let bytes = bytes.to_vec();
+    let loaded = heavy_owned(bytes.len(), move || {
         let mut document = Automerge::new();
         apply_untrusted(&mut document, |doc| {
-            *doc = Automerge::load(bytes)?;
+            *doc = Automerge::load(&bytes)?;
             Ok(())
-        })?;
-        Ok(document)
+        })
+        .map(|()| document)
     })
+    .await
+    .ok_or(RepoError::Shutdown)?;
+    Ok(loaded?)
 }

@@ -63,7 +63,12 @@ async fn write(
     } = job;
     if let Some(plan) = &plan {
         // Here, not in the worker: a whole-document load, which nobody should wait on.
-        if let Err(why) = heavy(plan.bytes.len(), || plan.check_snapshot()) {
+        let work = if plan.needs_check() {
+            plan.bytes.len()
+        } else {
+            0
+        };
+        if let Err(why) = heavy(work, || plan.check_snapshot()).await {
             return SaveOutcome {
                 chunk_stored: false,
                 saved_plan: None,

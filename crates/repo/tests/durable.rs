@@ -15,12 +15,14 @@ use tandem_repo::{AskOnly, DocHandle, Repo};
 use tandem_storage_mem::MemoryStorage;
 use tokio::sync::watch;
 
-/// Memory storage whose saves wait while the gate is shut, counting the saves waiting.
+/// Memory storage whose saves wait while the gate is shut, counting the saves waiting. Each
+/// ticket lets one save through the shut gate.
 #[derive(Clone)]
 struct GatedStorage {
     inner: MemoryStorage,
     open: watch::Sender<bool>,
     waiting: watch::Sender<usize>,
+    tickets: Arc<tokio::sync::Semaphore>,
 }
 
 #[async_trait]
@@ -31,7 +33,11 @@ impl StorageAdapter for GatedStorage {
     async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
         self.waiting.send_modify(|n| *n += 1);
         let mut open = self.open.subscribe();
-        let _ = open.wait_for(|open| *open).await;
+        tokio::select! {
+            biased;
+            _ = open.wait_for(|open| *open) => {}
+            ticket = self.tickets.acquire() => ticket.expect("never closed").forget(),
+        }
         self.waiting.send_modify(|n| *n -= 1);
         self.inner.save(key, value).await
     }
@@ -82,6 +88,7 @@ impl Setup {
             inner: MemoryStorage::new(),
             open: watch::channel(true).0,
             waiting: watch::channel(0).0,
+            tickets: Arc::new(tokio::sync::Semaphore::new(0)),
         };
         let server = Repo::builder()
             .share_policy(AskOnly)
@@ -212,6 +219,60 @@ async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
         !acknowledged(&doc, &server_storage),
         "acknowledged while the save still waits"
     );
+
+    storage.open.send_replace(true);
+    wait_acknowledged(&doc, &server_storage).await;
+    for repo in [writer, reader, server] {
+        repo.shutdown().await;
+    }
+}
+
+/// A writer that changes the document again while the save of its last change runs hears that
+/// change acknowledged as soon as that save lands, not only once it stops writing: a writer
+/// faster than the disk is still answered, save by save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_faster_than_the_disk_is_answered_save_by_save() {
+    let Setup {
+        storage,
+        server,
+        server_storage,
+        writer,
+        reader,
+        links: _links,
+    } = Setup::start().await;
+    let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
+    wait_acknowledged(&doc, &server_storage).await;
+    let at_server = server.find(doc.url()).await.unwrap();
+
+    // The first change's save starts, and waits.
+    storage.open.send_replace(false);
+    doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
+    let first = doc.heads().unwrap();
+    let mut waiting = storage.waiting.subscribe();
+    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+        .await
+        .expect("the server never tried to save the first change")
+        .unwrap();
+    // The second change arrives while it waits.
+    doc.change(|tx| tx.put(ROOT, "n", 2)).unwrap().unwrap();
+    let second = doc.heads().unwrap();
+    wait_for_heads(&at_server, &second).await;
+
+    // The first save lands; the second waits at the gate.
+    storage.tickets.add_permits(1);
+    let mut events = Box::pin(doc.remote_heads_changes());
+    tokio::time::timeout(PATIENCE, async {
+        while doc.remote_heads(&server_storage).map(|e| e.heads) != Some(first.clone()) {
+            events.next().await;
+        }
+    })
+    .await
+    .expect("the first change was not acknowledged once its save landed");
+    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+        .await
+        .expect("the server never tried to save the second change")
+        .unwrap();
+    assert!(!acknowledged(&doc, &server_storage));
 
     storage.open.send_replace(true);
     wait_acknowledged(&doc, &server_storage).await;

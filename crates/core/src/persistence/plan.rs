@@ -64,6 +64,12 @@ pub struct SavePlan {
 }
 
 impl SavePlan {
+    /// Whether [`check_snapshot`](Self::check_snapshot) has anything to check: a snapshot that
+    /// replaces chunks. Other plans pass at once.
+    pub fn needs_check(&self) -> bool {
+        self.kind == ChunkKind::Snapshot && !self.obsolete.is_empty()
+    }
+
     /// Whether this plan may be carried out: a snapshot that replaces chunks must first load
     /// back at its heads. automerge 0.12 can hold changes (taken from another writer of the same
     /// storage, say) that it writes into a snapshot it cannot load; removing the chunks for such
@@ -73,7 +79,7 @@ impl SavePlan {
     ///
     /// This is a whole-document load: do it off any path that waits on it.
     pub fn check_snapshot(&self) -> Result<(), String> {
-        if self.kind != ChunkKind::Snapshot || self.obsolete.is_empty() {
+        if !self.needs_check() {
             return Ok(());
         }
         match guard(|| Automerge::load(&self.bytes)) {

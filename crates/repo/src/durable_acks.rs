@@ -1,0 +1,221 @@
+//! Durable acknowledgement's bookkeeping for one document: which messages to which peers must
+//! wait for which save.
+//!
+//! Any sync message to a peer may tell it that we hold its changes (our heads include them).
+//! So once a peer's change is applied, every message to that peer waits until a save that holds
+//! the change has landed, and goes out in order after it. Saves are numbered as they start; a
+//! save holds every change applied before it started. A message built after the peer's latest
+//! change waits for the first save that started after that change, and no longer: a peer that
+//! writes again while a save runs still gets the answers that save made durable, as soon as it
+//! lands. (Waiting instead until the peer had nothing unsaved would starve a peer that writes
+//! faster than the disk syncs.)
+//!
+//! Sans-IO: the worker reports changes, messages and saves, and sends what comes back.
+
+use std::collections::{HashMap, HashSet};
+
+use tandem_core::{Message, PeerId};
+
+/// The document's acknowledgement bookkeeping (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct DurableAcks {
+    /// The number the next save to start gets (the first is 1).
+    next_save: u64,
+    /// Every change applied before save number `durable_through` started is durable.
+    durable_through: u64,
+    /// Peers with applied changes not yet durable: the save their latest change waits for. A
+    /// peer stays here across disconnects, so that a new connection waits too.
+    unsaved: HashMap<PeerId, u64>,
+    /// Messages held, with the save each waits for, in the order they were built.
+    held: Vec<(u64, Message)>,
+}
+
+impl DurableAcks {
+    /// Nothing waits.
+    pub(crate) fn new() -> Self {
+        DurableAcks {
+            next_save: 1,
+            ..Self::default()
+        }
+    }
+
+    /// `peer`'s change was just applied: messages to it wait for the next save to start.
+    pub(crate) fn changed_by(&mut self, peer: &PeerId) {
+        self.unsaved.insert(peer.clone(), self.next_save);
+    }
+
+    /// Holds the messages that must wait for a save and returns the rest, to send now.
+    pub(crate) fn route(&mut self, messages: Vec<Message>) -> Vec<Message> {
+        if self.unsaved.is_empty() {
+            return messages;
+        }
+        let mut now = Vec::with_capacity(messages.len());
+        for message in messages {
+            let waits_for = message
+                .target_id()
+                .and_then(|target| self.unsaved.get(target).copied());
+            match waits_for {
+                Some(save) => self.held.push((save, message)),
+                None => now.push(message),
+            }
+        }
+        now
+    }
+
+    /// Whether a peer waits on changes that no started save holds yet.
+    pub(crate) fn waiting_on_next_save(&self) -> bool {
+        self.unsaved.values().any(|save| *save == self.next_save)
+    }
+
+    /// Whether any peer waits for a save.
+    pub(crate) fn anyone_waiting(&self) -> bool {
+        !self.unsaved.is_empty()
+    }
+
+    /// A save starts now, holding every change applied so far: its number.
+    pub(crate) fn save_started(&mut self) -> u64 {
+        let number = self.next_save;
+        self.next_save += 1;
+        number
+    }
+
+    /// Save `number` landed (or had nothing to write): what waited for it, or for an earlier
+    /// save that failed, goes out, in order.
+    pub(crate) fn save_landed(&mut self, number: u64) -> Vec<Message> {
+        self.durable_through = self.durable_through.max(number);
+        let through = self.durable_through;
+        self.unsaved.retain(|_, save| *save > through);
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(save, _)| *save <= through);
+        self.held = keep;
+        go.into_iter().map(|(_, message)| message).collect()
+    }
+
+    /// `peer`'s connection (or its sync) ended: messages built for it are dropped. Its unsaved
+    /// changes still hold back what a new connection gets.
+    pub(crate) fn connection_ended(&mut self, peer: &PeerId) {
+        self.held
+            .retain(|(_, message)| message.target_id() != Some(peer));
+    }
+
+    /// How many messages are held.
+    pub(crate) fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Drops every held message and returns their peers, to be cut off.
+    pub(crate) fn drop_held(&mut self) -> HashSet<PeerId> {
+        self.held
+            .drain(..)
+            .filter_map(|(_, message)| message.target_id().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_core::{DocUnavailableMessage, DocumentId};
+
+    use super::*;
+
+    fn peer(name: &str) -> PeerId {
+        PeerId::from(name.to_owned())
+    }
+
+    /// A message to `to`, told apart by `n` (its document id's first bytes do not matter here).
+    fn message(to: &str, n: u8) -> Message {
+        Message::DocUnavailable(DocUnavailableMessage {
+            sender_id: peer(&format!("server-{n}")),
+            target_id: peer(to),
+            document_id: DocumentId::from_random_bytes([n; 16]),
+        })
+    }
+
+    fn senders(messages: &[Message]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| match m {
+                Message::DocUnavailable(m) => m.sender_id.to_string(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_unsaved_changes_nothing_waits() {
+        let mut acks = DurableAcks::new();
+        assert_eq!(acks.route(vec![message("w", 1)]).len(), 1);
+        assert!(!acks.anyone_waiting());
+    }
+
+    #[test]
+    fn a_writer_hears_back_once_the_save_holding_its_change_lands() {
+        let mut acks = DurableAcks::new();
+        acks.changed_by(&peer("w"));
+        let now = acks.route(vec![message("w", 1), message("reader", 2)]);
+        assert_eq!(senders(&now), ["server-2"], "only the writer waits");
+        assert!(acks.waiting_on_next_save());
+        let save = acks.save_started();
+        assert!(!acks.waiting_on_next_save());
+        assert_eq!(senders(&acks.save_landed(save)), ["server-1"]);
+        assert!(!acks.anyone_waiting());
+        assert_eq!(acks.route(vec![message("w", 3)]).len(), 1);
+    }
+
+    /// A writer faster than the disk: each save releases what it made durable, though the
+    /// writer has newer changes waiting for the next one.
+    #[test]
+    fn a_writer_that_keeps_writing_is_answered_save_by_save() {
+        let mut acks = DurableAcks::new();
+        acks.changed_by(&peer("w"));
+        acks.route(vec![message("w", 1)]);
+        let first = acks.save_started();
+        acks.changed_by(&peer("w"));
+        acks.route(vec![message("w", 2)]);
+        assert_eq!(senders(&acks.save_landed(first)), ["server-1"]);
+        assert!(acks.anyone_waiting());
+        // Still behind the one before it, in order.
+        acks.route(vec![message("w", 3)]);
+        let second = acks.save_started();
+        assert_eq!(senders(&acks.save_landed(second)), ["server-2", "server-3"]);
+        assert!(!acks.anyone_waiting());
+    }
+
+    #[test]
+    fn after_a_failed_save_the_next_one_that_lands_releases_both() {
+        let mut acks = DurableAcks::new();
+        acks.changed_by(&peer("w"));
+        acks.route(vec![message("w", 1)]);
+        let _failed = acks.save_started();
+        acks.changed_by(&peer("w"));
+        acks.route(vec![message("w", 2)]);
+        assert!(acks.waiting_on_next_save());
+        let retry = acks.save_started();
+        assert_eq!(senders(&acks.save_landed(retry)), ["server-1", "server-2"]);
+    }
+
+    #[test]
+    fn a_new_connection_still_waits_but_gets_nothing_built_for_the_old_one() {
+        let mut acks = DurableAcks::new();
+        acks.changed_by(&peer("w"));
+        acks.route(vec![message("w", 1)]);
+        acks.connection_ended(&peer("w"));
+        assert_eq!(acks.held_len(), 0);
+        assert!(acks.route(vec![message("w", 2)]).is_empty());
+        let save = acks.save_started();
+        assert_eq!(senders(&acks.save_landed(save)), ["server-2"]);
+    }
+
+    #[test]
+    fn dropping_held_messages_names_their_peers() {
+        let mut acks = DurableAcks::new();
+        acks.changed_by(&peer("a"));
+        acks.changed_by(&peer("b"));
+        acks.route(vec![message("a", 1), message("b", 2), message("c", 3)]);
+        let cut: HashSet<PeerId> = acks.drop_held();
+        assert_eq!(cut, HashSet::from([peer("a"), peer("b")]));
+        assert_eq!(acks.held_len(), 0);
+        assert!(acks.anyone_waiting(), "their changes are still unsaved");
+    }
+}
