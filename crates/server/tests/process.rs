@@ -248,6 +248,96 @@ async fn acknowledged_changes_survive_kill_9() {
     }
 }
 
+/// A writer that does not wait for answers writes faster than the disk syncs: the server
+/// answers it save by save, each answer once the changes it acknowledges are durable. Killed
+/// with SIGKILL at a random moment, the server has, after a restart, every change of the last
+/// heads it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_does_not_wait_is_acknowledged_only_what_survives_kill_9() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start(dir.path());
+    let writer = client(&url).await;
+    let (_, meta) = writer.peers().into_iter().next().unwrap();
+    let server_storage = meta.storage_id.expect("the server has storage");
+    let (doc, _) = writer.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
+
+    let (killed_tx, killed) = tokio::sync::watch::channel(false);
+    let writing = {
+        let doc = doc.clone();
+        let mut killed = killed.clone();
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            let until = tokio::time::Instant::now() + PATIENCE;
+            while !*killed.borrow_and_update() && tokio::time::Instant::now() < until {
+                n += 1;
+                doc.change(|tx| tx.put(ROOT, "n", n)).unwrap().unwrap();
+                // As fast as the runtime lets it: every save finds newer changes waiting.
+                tokio::task::yield_now().await;
+            }
+            n
+        })
+    };
+    // Every acknowledgement, while the writer keeps writing; the kill comes after the 20th.
+    let mut acks = Box::pin(doc.remote_heads_changes());
+    let mut acknowledged = Vec::new();
+    let mut count = 0;
+    while count < 20 {
+        let event = tokio::time::timeout(PATIENCE, acks.next())
+            .await
+            .expect("no acknowledgement while the writer kept writing")
+            .expect("events end only at shutdown");
+        if event.storage_id == server_storage {
+            acknowledged = event.heads;
+            count += 1;
+        }
+    }
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % 40;
+    let mut last_before_kill = acknowledged.clone();
+    let _ = tokio::time::timeout(Duration::from_millis(jitter), async {
+        while let Some(event) = acks.next().await {
+            if event.storage_id == server_storage {
+                last_before_kill = event.heads;
+            }
+        }
+    })
+    .await;
+    kill_hard(&mut server);
+    let _ = killed_tx.send(true);
+    let written = writing.await.unwrap();
+    // Answers that were on the way when the server died still count.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, acks.next()).await {
+        if event.storage_id == server_storage {
+            last_before_kill = event.heads;
+        }
+    }
+    writer.shutdown().await;
+    assert!(written > 20, "the writer wrote only {written} changes");
+
+    let (server, url) = start(dir.path());
+    let reader = client(&url).await;
+    let found = reader.find(doc.url()).await.unwrap();
+    let missing: Vec<_> = found
+        .with_doc(|d| {
+            last_before_kill
+                .iter()
+                .filter(|h| d.get_change_by_hash(h).is_none())
+                .copied()
+                .collect()
+        })
+        .unwrap();
+    assert!(
+        missing.is_empty(),
+        "{written} changes written, lost acknowledged {missing:?}"
+    );
+    reader.shutdown().await;
+    assert!(terminate(server).success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_flags_serve_wss() {
     let dir = tempfile::tempdir().unwrap();
