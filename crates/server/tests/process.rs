@@ -222,30 +222,42 @@ async fn acknowledged_changes_survive_kill_9() {
             "round {round}: only {count} changes acknowledged"
         );
 
-        let (server, url) = start(dir.path());
-        let reader = client(&url).await;
-        let found = reader
-            .find(doc_url.clone().unwrap())
+        let missing = missing_after_restart(dir.path(), doc_url.clone().unwrap(), &acknowledged)
             .await
             .unwrap_or_else(|e| {
                 panic!("round {round}: {count} changes acknowledged, all lost: {e}")
             });
-        let missing: Vec<_> = found
+        assert!(
+            missing.is_empty(),
+            "round {round}: {count} changes acknowledged, lost {missing:?}"
+        );
+    }
+}
+
+/// Restarts the server on `data_dir` and returns which of `heads` (and so of the changes they
+/// stand for) its copy of `doc` lacks.
+async fn missing_after_restart(
+    data_dir: &std::path::Path,
+    doc: tandem_core::AutomergeUrl,
+    heads: &[automerge::ChangeHash],
+) -> Result<Vec<automerge::ChangeHash>, tandem_repo::RepoError> {
+    let (server, url) = start(data_dir);
+    let reader = client(&url).await;
+    let found = reader.find(doc).await;
+    let missing = found.map(|found| {
+        found
             .with_doc(|d| {
-                acknowledged
+                heads
                     .iter()
                     .filter(|h| d.get_change_by_hash(h).is_none())
                     .copied()
                     .collect()
             })
-            .unwrap();
-        assert!(
-            missing.is_empty(),
-            "round {round}: {count} changes acknowledged, lost {missing:?}"
-        );
-        reader.shutdown().await;
-        assert!(terminate(server).success());
-    }
+            .unwrap()
+    });
+    reader.shutdown().await;
+    assert!(terminate(server).success());
+    missing
 }
 
 /// A writer that does not wait for answers writes faster than the disk syncs: the server
@@ -318,24 +330,13 @@ async fn a_writer_that_does_not_wait_is_acknowledged_only_what_survives_kill_9()
     writer.shutdown().await;
     assert!(written > 20, "the writer wrote only {written} changes");
 
-    let (server, url) = start(dir.path());
-    let reader = client(&url).await;
-    let found = reader.find(doc.url()).await.unwrap();
-    let missing: Vec<_> = found
-        .with_doc(|d| {
-            last_before_kill
-                .iter()
-                .filter(|h| d.get_change_by_hash(h).is_none())
-                .copied()
-                .collect()
-        })
-        .unwrap();
+    let missing = missing_after_restart(dir.path(), doc.url(), &last_before_kill)
+        .await
+        .unwrap_or_else(|e| panic!("{written} changes written, all lost: {e}"));
     assert!(
         missing.is_empty(),
         "{written} changes written, lost acknowledged {missing:?}"
     );
-    reader.shutdown().await;
-    assert!(terminate(server).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
