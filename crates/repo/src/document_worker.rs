@@ -352,6 +352,9 @@ impl DocumentWorker {
                 self.catch_up_local();
                 if let Err(error) = self.save().await {
                     warn!(%error, "final save failed");
+                    // Peers whose changes were not saved hear nothing more from this worker;
+                    // cut off, they reconnect and send those changes again.
+                    self.cut_off_waiting_writers();
                 }
                 self.publish(HandleState::Unloaded);
                 let _ = reply.send(());
@@ -420,6 +423,7 @@ impl DocumentWorker {
             for chunk in &loaded.corrupt {
                 warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
             }
+            let mut merged = true;
             if let Some(mut stored) = loaded.document {
                 let mut doc = self.shared.lock();
                 // What memory holds (usually nothing yet) goes into what storage held, not
@@ -435,10 +439,15 @@ impl DocumentWorker {
                     apply_untrusted(&mut doc, |d| d.merge(&mut stored).map(drop))
                 {
                     warn!(%error, "stored document could not be merged");
+                    merged = false;
                 }
                 self.last_heads = doc.get_heads();
             }
-            self.ledger = loaded.ledger;
+            // A stored document that could not be merged is not in memory: a ledger that counted
+            // its chunks as saved would let a compaction remove them.
+            if merged {
+                self.ledger = loaded.ledger;
+            }
         })
         .await;
     }
@@ -854,11 +863,11 @@ impl DocumentWorker {
         Ok(())
     }
 
-    /// Disconnects every peer with messages held for the save, and drops those messages (they
-    /// were built for connections that end here). The peers still hold the changes that were
-    /// not acknowledged, and send them again on their next connection.
+    /// Disconnects every peer with changes or messages waiting for a save, and drops those
+    /// messages (they were built for connections that end here). The peers still hold the
+    /// changes that were not acknowledged, and send them again on their next connection.
     fn cut_off_waiting_writers(&mut self) {
-        for peer in self.acks.drop_held() {
+        for peer in self.acks.drop_waiting() {
             warn!(
                 %peer,
                 held = MAX_HELD,
@@ -928,7 +937,8 @@ impl DocumentWorker {
         self.last_activity = Instant::now();
         // The worker and the hub each hold one reference; anything more is a user's handle.
         let unheld = Arc::strong_count(&self.shared) <= 2;
-        if unheld && self.sync.state().is_settled() {
+        // Peers' changes not yet saved (storage failing) keep the document here until they are.
+        if unheld && self.sync.state().is_settled() && !self.acks.anyone_waiting() {
             if let Some(hub) = self.hub.upgrade() {
                 let _ = hub.try_send(HubEvent::Idle(self.shared.document_id.clone()));
             }

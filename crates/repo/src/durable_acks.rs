@@ -10,6 +10,13 @@
 //! lands. (Waiting instead until the peer had nothing unsaved would starve a peer that writes
 //! faster than the disk syncs.)
 //!
+//! What this covers: the changes a peer sends us itself, as in a star of clients around a
+//! server. In a mesh, a peer's change can reach us first through another peer (or wait in
+//! automerge's queue for a dependency another peer sends, after a save): only that other peer is
+//! known to have changed the document, and the author may hear our heads, with its change in
+//! them, before the save. Telling authors apart would take a map from automerge actors to peers,
+//! which the protocol does not give.
+//!
 //! Sans-IO: the worker reports changes, messages and saves, and sends what comes back.
 
 use std::collections::{HashMap, HashSet};
@@ -104,12 +111,16 @@ impl DurableAcks {
         self.held.len()
     }
 
-    /// Drops every held message and returns their peers, to be cut off.
-    pub(crate) fn drop_held(&mut self) -> HashSet<PeerId> {
-        self.held
-            .drain(..)
-            .filter_map(|(_, message)| message.target_id().cloned())
-            .collect()
+    /// Drops every held message and returns the peers that waited for a save (with changes or
+    /// messages waiting), to be cut off. Their changes still count as unsaved.
+    pub(crate) fn drop_waiting(&mut self) -> HashSet<PeerId> {
+        let mut waiting: HashSet<PeerId> = self.unsaved.keys().cloned().collect();
+        waiting.extend(
+            self.held
+                .drain(..)
+                .filter_map(|(_, message)| message.target_id().cloned()),
+        );
+        waiting
     }
 }
 
@@ -208,13 +219,14 @@ mod tests {
     }
 
     #[test]
-    fn dropping_held_messages_names_their_peers() {
+    fn dropping_held_messages_names_every_waiting_peer() {
         let mut acks = DurableAcks::new();
         acks.changed_by(&peer("a"));
         acks.changed_by(&peer("b"));
+        acks.changed_by(&peer("quiet"));
         acks.route(vec![message("a", 1), message("b", 2), message("c", 3)]);
-        let cut: HashSet<PeerId> = acks.drop_held();
-        assert_eq!(cut, HashSet::from([peer("a"), peer("b")]));
+        let cut: HashSet<PeerId> = acks.drop_waiting();
+        assert_eq!(cut, HashSet::from([peer("a"), peer("b"), peer("quiet")]));
         assert_eq!(acks.held_len(), 0);
         assert!(acks.anyone_waiting(), "their changes are still unsaved");
     }

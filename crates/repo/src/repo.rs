@@ -208,6 +208,9 @@ impl RepoBuilder {
     /// until the changes are saved, and changes that arrive meanwhile join the same save. A
     /// crash then never loses what a peer was told is kept. Costs one storage write of latency
     /// per round trip; off by default (JS saves up to 100 ms after acknowledging). Needs storage.
+    /// It covers the changes a peer sends this repo itself (a star of clients around a server);
+    /// a peer's change relayed by another peer first (a mesh) can be acknowledged to its author
+    /// before the save.
     pub fn durable_acknowledgement(mut self, enabled: bool) -> Self {
         self.durable_acks = enabled;
         self
