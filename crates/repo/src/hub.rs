@@ -833,6 +833,16 @@ mod tests {
     }
 
     impl GatedStorage {
+        /// Empty, with the gate open.
+        fn with_gate_open() -> Self {
+            GatedStorage {
+                inner: MemoryStorage::new(),
+                open: Arc::new(tokio::sync::watch::channel(true).0),
+                log: Arc::default(),
+                loads: Arc::new(tokio::sync::watch::channel(0).0),
+            }
+        }
+
         fn note(&self, what: &'static str) {
             self.log.lock().unwrap().push(what);
         }
@@ -875,12 +885,7 @@ mod tests {
     /// server's memory; what they wrote stays, and a reader of another document goes on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writers_waiting_on_a_save_that_never_ends_are_cut_off_past_a_bound() {
-        let storage = GatedStorage {
-            inner: MemoryStorage::new(),
-            open: Arc::new(tokio::sync::watch::channel(true).0),
-            log: Arc::default(),
-            loads: Arc::new(tokio::sync::watch::channel(0).0),
-        };
+        let storage = GatedStorage::with_gate_open();
         let (server, writer, _link) = server_and_client(
             Repo::builder()
                 .storage(storage.clone())
@@ -977,12 +982,7 @@ mod tests {
     /// next would read storage before the newer one's last save, and miss its last changes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_late_unloaded_does_not_let_the_next_worker_read_before_the_last_save() {
-        let storage = GatedStorage {
-            inner: MemoryStorage::new(),
-            open: Arc::new(tokio::sync::watch::channel(true).0),
-            log: Arc::default(),
-            loads: Arc::new(tokio::sync::watch::channel(0).0),
-        };
+        let storage = GatedStorage::with_gate_open();
         let repo = Repo::builder()
             .storage(storage.clone())
             .save_debounce(Duration::from_millis(5))
