@@ -230,4 +230,148 @@ mod tests {
         assert_eq!(acks.held_len(), 0);
         assert!(acks.anyone_waiting(), "their changes are still unsaved");
     }
+
+    /// One step of a worker's life, as the bookkeeping sees it.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A peer's change is applied.
+        Change(u8),
+        /// A message to a peer is built.
+        Build(u8),
+        /// A save starts (if none is running).
+        Start,
+        /// The running save lands.
+        Land,
+        /// The running save fails.
+        Fail,
+        /// A save with nothing to write starts and lands at once.
+        Nothing,
+        /// A peer's connection ends.
+        Leave(u8),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..3).prop_map(Step::Change),
+            (0u8..3).prop_map(Step::Build),
+            (0u8..3).prop_map(Step::Build),
+            Just(Step::Start),
+            Just(Step::Land),
+            Just(Step::Fail),
+            Just(Step::Nothing),
+            (0u8..3).prop_map(Step::Leave),
+        ]
+    }
+
+    /// A model of what was sent: every message goes out only once a save that started after its
+    /// peer's latest change (before the message was built) has landed; each peer's messages go
+    /// in the order they were built; and once a save lands with nothing new behind it, nothing
+    /// is left waiting.
+    #[derive(Default)]
+    struct Model {
+        /// Per message number: its peer and the time of its peer's latest change before it.
+        built: Vec<(u8, Option<usize>)>,
+        latest_change: HashMap<u8, usize>,
+        /// When each landed save started.
+        landed_starts: Vec<usize>,
+        /// Message numbers sent, per peer, in order.
+        sent: HashMap<u8, Vec<usize>>,
+        /// Message numbers dropped with a connection.
+        dropped: HashSet<usize>,
+    }
+
+    impl Model {
+        fn sent(&mut self, messages: Vec<Message>) {
+            for n in senders(&messages) {
+                let n: usize = n.trim_start_matches("server-").parse().unwrap();
+                let (peer, change) = self.built[n];
+                if let Some(change) = change {
+                    assert!(
+                        self.landed_starts.iter().any(|start| *start > change),
+                        "message {n} to peer {peer} went out before a save holding its change"
+                    );
+                }
+                let order = self.sent.entry(peer).or_default();
+                assert!(order.last().is_none_or(|last| *last < n), "out of order");
+                order.push(n);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn messages_wait_for_exactly_the_save_that_holds_their_peers_change(
+            steps in proptest::collection::vec(step(), 0..120)
+        ) {
+            let mut acks = DurableAcks::new();
+            let mut model = Model::default();
+            let mut running: Option<(u64, usize)> = None;
+            for (time, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Change(p) => {
+                        acks.changed_by(&peer(&p.to_string()));
+                        model.latest_change.insert(p, time);
+                    }
+                    Step::Build(p) => {
+                        let n = model.built.len();
+                        model.built.push((p, model.latest_change.get(&p).copied()));
+                        let to = message(&p.to_string(), 0);
+                        let Message::DocUnavailable(mut m) = to else { unreachable!() };
+                        m.sender_id = peer(&format!("server-{n}"));
+                        let now = acks.route(vec![Message::DocUnavailable(m)]);
+                        model.sent(now);
+                    }
+                    Step::Start if running.is_none() => {
+                        running = Some((acks.save_started(), time));
+                    }
+                    Step::Land => {
+                        if let Some((number, started)) = running.take() {
+                            model.landed_starts.push(started);
+                            let go = acks.save_landed(number);
+                            model.sent(go);
+                        }
+                    }
+                    Step::Fail => {
+                        running = None;
+                    }
+                    Step::Nothing if running.is_none() => {
+                        let number = acks.save_started();
+                        model.landed_starts.push(time);
+                        let go = acks.save_landed(number);
+                        model.sent(go);
+                    }
+                    Step::Leave(p) => {
+                        let before: HashSet<usize> = model.sent.values().flatten().copied().collect();
+                        acks.connection_ended(&peer(&p.to_string()));
+                        for (n, (to, _)) in model.built.iter().enumerate() {
+                            if *to == p && !before.contains(&n) {
+                                model.dropped.insert(n);
+                            }
+                        }
+                    }
+                    Step::Start | Step::Nothing => {}
+                }
+            }
+            // The disk answers again: the running save lands, and one more with nothing new.
+            if let Some((number, started)) = running.take() {
+                model.landed_starts.push(started);
+                let go = acks.save_landed(number);
+                model.sent(go);
+            }
+            let number = acks.save_started();
+            model.landed_starts.push(usize::MAX);
+            let go = acks.save_landed(number);
+            model.sent(go);
+            proptest::prop_assert_eq!(acks.held_len(), 0);
+            proptest::prop_assert!(!acks.anyone_waiting());
+            let sent: HashSet<usize> = model.sent.values().flatten().copied().collect();
+            for n in 0..model.built.len() {
+                proptest::prop_assert!(
+                    sent.contains(&n) || model.dropped.contains(&n),
+                    "message {} neither sent nor dropped", n
+                );
+            }
+        }
+    }
 }
