@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod base58check;
+pub mod document;
 mod document_id;
 pub mod message;
 pub mod network;

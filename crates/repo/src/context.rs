@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_core::document::DocumentConfig;
 use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
 use crate::gossip::Gossip;
@@ -19,6 +20,8 @@ pub(crate) struct Timing {
     pub(crate) find_timeout: Duration,
     /// How long a handle nobody holds stays in memory; `None` keeps everything.
     pub(crate) idle_timeout: Option<Duration>,
+    /// At most this many messages to a document's writers wait for its saves.
+    pub(crate) max_held: usize,
 }
 
 pub(crate) struct RepoContext {
@@ -28,12 +31,10 @@ pub(crate) struct RepoContext {
     pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
     pub(crate) policy: Arc<dyn SharePolicy>,
     pub(crate) denylist: HashSet<DocumentId>,
-    pub(crate) timing: Timing,
-    pub(crate) session_id: SessionId,
-    /// Replies that acknowledge a peer's changes wait until those changes are saved.
-    pub(crate) durable_acks: bool,
     /// Remote-heads gossip, when enabled (off by default, as in JS).
     pub(crate) gossip: Option<Gossip>,
+    /// What every document's actor is configured with.
+    pub(crate) document: Arc<DocumentConfig>,
     ephemeral_count: AtomicU64,
 }
 
@@ -50,17 +51,24 @@ impl RepoContext {
         gossip: bool,
         durable_acks: bool,
     ) -> Self {
+        let document = Arc::new(DocumentConfig {
+            storage: storage.is_some(),
+            save_debounce: timing.save_debounce,
+            find_timeout: timing.find_timeout,
+            idle_timeout: timing.idle_timeout,
+            durable_acknowledgement: durable_acks && storage.is_some(),
+            max_held: timing.max_held,
+            ..DocumentConfig::new(peer_id.clone(), SessionId::random())
+        });
         RepoContext {
             gossip: gossip.then(|| Gossip::new(peer_id.clone())),
-            durable_acks: durable_acks && storage.is_some(),
+            document,
             peer_id,
             storage_id,
             is_ephemeral,
             storage,
             policy,
             denylist,
-            timing,
-            session_id: SessionId::random(),
             ephemeral_count: AtomicU64::new(0),
         }
     }

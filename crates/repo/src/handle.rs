@@ -9,6 +9,7 @@ use automerge::{Automerge, ChangeHash, Patch, PatchLog, ReadDoc};
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tandem_core::document::LoggedPatches;
 use tandem_core::sync::HandleState;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
 use tokio::sync::{mpsc, watch, Notify};
@@ -56,14 +57,7 @@ pub(crate) struct HandleShared {
     pub(crate) hub: mpsc::WeakSender<HubEvent>,
     /// Patches of local changes, logged as they were made while someone listened, for the
     /// worker's next change event (taken under the document's lock).
-    pub(crate) local_patches: Mutex<Option<LoggedPatches>>,
-}
-
-/// Patches that lead from one set of heads to another.
-pub(crate) struct LoggedPatches {
-    pub(crate) from: Vec<ChangeHash>,
-    pub(crate) to: Vec<ChangeHash>,
-    pub(crate) patches: Vec<Patch>,
+    pub(crate) local_patches: Mutex<Vec<LoggedPatches>>,
 }
 
 const EVENT_BUFFER: usize = 256;
@@ -87,25 +81,17 @@ impl HandleShared {
             remote_heads_events: EventFanout::new(EVENT_BUFFER),
             worker,
             hub,
-            local_patches: Mutex::new(None),
+            local_patches: Mutex::new(Vec::new()),
         }
     }
 
-    /// Notes a local change's patches (called with the document locked). They extend what is
-    /// pending if they continue it; otherwise they replace it, and the worker, seeing that they
-    /// do not start at its last heads, diffs instead.
+    /// Notes a local change's patches (called with the document locked), for the document's
+    /// actor, which takes them before its next step.
     fn log_local_patches(&self, from: Vec<ChangeHash>, to: Vec<ChangeHash>, patches: Vec<Patch>) {
-        let mut pending = self
-            .local_patches
+        self.local_patches
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match pending.as_mut() {
-            Some(logged) if logged.to == from => {
-                logged.to = to;
-                logged.patches.extend(patches);
-            }
-            _ => *pending = Some(LoggedPatches { from, to, patches }),
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(LoggedPatches { from, to, patches });
     }
 
     /// The document, even if a closure panicked while holding it (automerge rolls back an

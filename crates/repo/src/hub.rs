@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::context::RepoContext;
-use crate::document_worker::{self, DocEvent, Start};
+use crate::document_worker::{self, Begin, DocEvent};
 use crate::events::RemoteHeadsEvent;
 use crate::handle::{DocHandle, HandleShared};
 use crate::introductions::Introductions;
@@ -185,7 +185,7 @@ impl Hub {
                 document,
                 reply,
             } => {
-                let handle = self.spawn(document_id, *document, Start::Created);
+                let handle = self.spawn(document_id, *document, Begin::Created);
                 let _ = reply.send(handle);
             }
             Command::Find { document_id, reply } => {
@@ -290,18 +290,18 @@ impl Hub {
         self.spawn(
             document_id,
             Automerge::new(),
-            Start::Load {
+            Begin::Load {
                 after,
                 wanted_locally,
             },
         )
     }
 
-    fn spawn(&mut self, document_id: DocumentId, document: Automerge, start: Start) -> DocHandle {
+    fn spawn(&mut self, document_id: DocumentId, document: Automerge, start: Begin) -> DocHandle {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let state = match start {
-            Start::Load { .. } => HandleState::Loading,
-            Start::Created => HandleState::Ready,
+            Begin::Load { .. } => HandleState::Loading,
+            Begin::Created => HandleState::Ready,
         };
         let shared = Arc::new(HandleShared::new(
             document_id.clone(),
@@ -326,7 +326,7 @@ impl Hub {
         // offered documents are candidates.
         let any_peer = matches!(
             start,
-            Start::Load {
+            Begin::Load {
                 wanted_locally: true,
                 ..
             }
@@ -890,6 +890,7 @@ mod tests {
             Repo::builder()
                 .storage(storage.clone())
                 .durable_acknowledgement(true)
+                .max_held(256)
                 .save_debounce(Duration::from_millis(1)),
         )
         .await;

@@ -27,7 +27,6 @@
 
 mod context;
 mod document_worker;
-mod durable_acks;
 mod error;
 mod event_fanout;
 mod events;

@@ -124,6 +124,7 @@ impl Default for RepoBuilder {
                 save_debounce: Duration::from_millis(100),
                 find_timeout: Duration::from_secs(60),
                 idle_timeout: None,
+                max_held: crate::MAX_QUEUED_PER_PEER,
             },
             is_ephemeral: false,
             gossip: false,
@@ -185,6 +186,15 @@ impl RepoBuilder {
     /// first; a later find reloads them). Default: keep everything.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.timing.idle_timeout = Some(idle);
+        self
+    }
+
+    /// At most `held` messages to a document's writers wait for its saves before the writers are
+    /// cut off (default [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER)); unit tests reach a
+    /// small bound.
+    #[cfg(test)]
+    pub(crate) fn max_held(mut self, held: usize) -> Self {
+        self.timing.max_held = held;
         self
     }
 

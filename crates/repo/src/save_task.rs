@@ -6,38 +6,14 @@
 //! channel; only then does the worker record the chunk in its ledger and release the
 //! acknowledgements that waited for it. One save per document is in flight at a time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use tandem_core::persistence::SavePlan;
-use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageError, StorageId};
+use tandem_core::document::{SaveJob, SaveOutcome};
+use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageId};
 use tokio::sync::oneshot;
 use tracing::warn;
 
 use crate::heavy_work::heavy;
-
-/// What one save writes.
-pub(crate) struct SaveJob {
-    /// The new chunk, if the document changed since the last save.
-    pub plan: Option<SavePlan>,
-    /// Sync states to store, by the peer's storage id.
-    pub sync_states: HashMap<StorageId, Vec<u8>>,
-}
-
-/// How it went.
-pub(crate) struct SaveOutcome {
-    /// Whether the document's changes are durable: the chunk was stored, or there was none.
-    pub chunk_stored: bool,
-    /// The chunk's plan, present only if a chunk was durably stored.
-    pub saved_plan: Option<SavePlan>,
-    /// Sync states not stored (the chunk or one of them failed); the worker keeps them dirty.
-    pub unsaved_sync_states: HashMap<StorageId, Vec<u8>>,
-    /// The first error, if any.
-    pub result: Result<(), StorageError>,
-    /// The plan was a snapshot that did not load back, and nothing was written (see
-    /// `SavePlan::check_snapshot`): why.
-    pub snapshot_refused: Option<String>,
-}
 
 /// Starts writing `job` and returns where its outcome will arrive.
 pub(crate) fn spawn(

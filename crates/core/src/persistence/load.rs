@@ -150,3 +150,41 @@ fn check_whole(bytes: &[u8]) -> Result<(), automerge::AutomergeError> {
         Err(error) => Err(error),
     }
 }
+
+/// Merges what storage held into `document` (usually empty, still loading) and says what the
+/// document actor needs to know ([`Loaded`](crate::document::Loaded)).
+///
+/// What memory holds goes into what storage held, not the other way: automerge rebuilds the
+/// changes it merges, and a stored change another writer left may be one it cannot rebuild
+/// ([`crate::untrusted`]). A stored document that cannot be merged gives no ledger, so no
+/// compaction removes its chunks.
+pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> crate::document::Loaded {
+    for chunk in &loaded.corrupt {
+        tracing::warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
+    }
+    let Some(mut stored) = loaded.document else {
+        return crate::document::Loaded {
+            ledger: Some(loaded.ledger),
+            found: false,
+        };
+    };
+    stored.set_actor(document.get_actor().clone());
+    let taken = document.get_heads().is_empty()
+        || apply_untrusted(&mut stored, |s| s.merge(document).map(drop)).is_ok();
+    let merged = if taken {
+        *document = stored;
+        true
+    } else {
+        match apply_untrusted(document, |d| d.merge(&mut stored).map(drop)) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "stored document could not be merged");
+                false
+            }
+        }
+    };
+    crate::document::Loaded {
+        ledger: merged.then_some(loaded.ledger),
+        found: true,
+    }
+}

@@ -10,6 +10,7 @@ mod load;
 mod plan;
 
 pub use load::{
-    load_document, load_from_storage, read_document_chunks, CorruptChunk, LoadedDocument,
+    load_document, load_from_storage, read_document_chunks, take_in_stored, CorruptChunk,
+    LoadedDocument,
 };
 pub use plan::{should_compact, ChunkLedger, SavePlan, COMPACTION_FLOOR, QUICK_SAVE_GROWTH};

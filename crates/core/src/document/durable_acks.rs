@@ -17,11 +17,11 @@
 //! them, before the save. Telling authors apart would take a map from automerge actors to peers,
 //! which the protocol does not give.
 //!
-//! Sans-IO: the worker reports changes, messages and saves, and sends what comes back.
+//! The document actor reports changes, messages and saves, and sends what comes back.
 
 use std::collections::{HashMap, HashSet};
 
-use tandem_core::{Message, PeerId};
+use crate::{Message, PeerId};
 
 /// The document's acknowledgement bookkeeping (see the module docs).
 #[derive(Debug, Default)]
@@ -106,6 +106,16 @@ impl DurableAcks {
             .retain(|(_, message)| message.target_id() != Some(peer));
     }
 
+    /// The number the next save to start will get.
+    pub(crate) fn next_save(&self) -> u64 {
+        self.next_save
+    }
+
+    /// Every change applied before this save number started is durable.
+    pub(crate) fn durable_through(&self) -> u64 {
+        self.durable_through
+    }
+
     /// How many messages are held.
     pub(crate) fn held_len(&self) -> usize {
         self.held.len()
@@ -126,7 +136,7 @@ impl DurableAcks {
 
 #[cfg(test)]
 mod tests {
-    use tandem_core::{DocUnavailableMessage, DocumentId};
+    use crate::{DocUnavailableMessage, DocumentId};
 
     use super::*;
 
