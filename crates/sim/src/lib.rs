@@ -1,13 +1,15 @@
 //! Deterministic simulation of several tandem peers under faults.
 //!
-//! Each simulated peer wires tandem-core's sans-IO pieces ([`DocumentSync`], [`ChunkLedger`],
-//! [`load_document`], [`EphemeralDedup`]) the way tandem-repo's hub and document workers do,
-//! over an in-memory store that a crash can tear. One thread, a step counter for a clock, and
-//! one seeded generator decide everything: the same seed replays the same run, event for event.
+//! Each simulated peer holds its documents as tandem-core's real [`DocumentActor`]s and does for
+//! them what tandem-repo's hub and document tasks do: it feeds them peers, messages, commands and
+//! timer expiries, answers their policy questions and storage reads, and performs their saves on
+//! an in-memory store that a crash can tear. The simulation has no sharing, relaying or saving
+//! rule of its own. One thread, a virtual clock (ticks of 10 ms) and one seeded generator decide
+//! everything: the same seed replays the same run, event for event.
 //!
 //! A run draws its shape from the seed (3–5 peers, maybe two sharing a store, fault rates),
 //! takes a few hundred random steps (create, find, edit maps/lists/text/counters, broadcast,
-//! delete, share-policy changes, saves, evictions; message loss, duplication, reordering and
+//! delete, share-policy changes, flushes, evictions; message loss, duplication, reordering and
 //! delay, link cuts and heals, kill -9 and restart), then heals everything, runs to quiescence
 //! and checks:
 //! - every peer holding a document in memory has the same heads and the same content;
@@ -17,10 +19,7 @@
 //! - no message storm, no ephemeral message delivered twice or back to its sender, no sync
 //!   message from an honest peer refused.
 //!
-//! [`DocumentSync`]: tandem_core::sync::DocumentSync
-//! [`ChunkLedger`]: tandem_core::persistence::ChunkLedger
-//! [`load_document`]: tandem_core::persistence::load_document
-//! [`EphemeralDedup`]: tandem_core::sync::EphemeralDedup
+//! [`DocumentActor`]: tandem_core::document::DocumentActor
 
 mod peer;
 mod rng;

@@ -1,15 +1,22 @@
-//! One simulated repo: its documents' sans-IO cores (`DocumentSync`, `ChunkLedger`) wired the way
-//! tandem-repo's hub and workers wire them, over a [`SimStore`], with no tasks and no clock.
+//! One simulated repo: each document it holds is a real [`DocumentActor`], fed and obeyed the way
+//! tandem-repo's hub and document tasks feed and obey it, over a [`SimStore`], on a virtual clock.
+//! The simulation decides nothing about sharing, relaying or saving: it performs the actors'
+//! effects, with faults.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use automerge::sync::State as SyncState;
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ChangeHash, ObjType, ReadDoc, ROOT};
-use tandem_core::persistence::{load_document, ChunkLedger, SavePlan};
-use tandem_core::sync::{DocumentSync, EphemeralDedup, HandleState, SyncOutput};
+use tandem_core::document::{
+    CommandId, DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, SaveId,
+    SaveJob, SaveOutcome, ShareQuestion, Start,
+};
+use tandem_core::persistence::{load_document, take_in_stored};
+use tandem_core::sync::{EphemeralDedup, HandleState};
 use tandem_core::{
     ChunkKey, ChunkKind, DocumentId, EphemeralMessage, Message, MessageData, PeerId, PeerMetadata,
     SessionId, StorageKey,
@@ -18,22 +25,21 @@ use tandem_core::{
 use crate::rng::SimRng;
 use crate::store::SimStore;
 
+/// One tick of the world's clock.
+pub const TICK: Duration = Duration::from_millis(10);
+
 /// A document a peer holds in memory.
 #[derive(Debug)]
 pub struct SimDoc {
     /// The document.
     pub doc: Automerge,
-    /// Its synchroniser.
-    pub sync: DocumentSync,
-    /// What this peer knows of its chunks.
-    pub ledger: ChunkLedger,
-    /// Found through the peer's own API: every connected peer may be asked for it.
+    /// Its actor.
+    pub actor: DocumentActor,
+    /// Found through the peer's own API (the hub's wanted set): every connected peer is told of
+    /// it, whatever the policy offers them.
     pub wanted: bool,
-    /// The chunk write in flight, with the change hashes it makes durable.
-    pub saving: Option<(SavePlan, Vec<ChangeHash>)>,
-    /// Saves so far: every other one is a quick save (`ChunkLedger::plan_quick_save`), as the
-    /// repo's saves for an acknowledgement on a busy document are.
-    pub saves: u64,
+    /// The save written but not yet durable, with the change hashes it makes durable.
+    saving: Option<(SaveId, SaveJob, Vec<ChangeHash>)>,
 }
 
 /// A connected peer as this peer sees it.
@@ -41,18 +47,20 @@ pub struct SimDoc {
 pub struct LinkInfo {
     /// What it said about itself.
     pub metadata: PeerMetadata,
-    /// Whether the share policy offers it documents unasked (as it said when the connection
-    /// opened, or at the last `share_policy_changed`).
+    /// Whether the share policy offered it documents when the connection opened (or at the last
+    /// `share_policy_changed`).
     pub announce: bool,
 }
 
 /// Something a peer did that breaks an invariant on its own (not a convergence question).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerViolation {
-    /// A sync message from an honest peer was refused.
+    /// A peer was disconnected for what it sent (a sync message from an honest peer refused).
     SyncRefused(String),
     /// An ephemeral message reached the application twice, or came back to its sender.
     EphemeralEcho(String),
+    /// An evicted document's last save never ended.
+    StuckStopping(String),
 }
 
 /// One simulated repo.
@@ -67,17 +75,26 @@ pub struct SimPeer {
     /// deleted and found again reuse sequence numbers; automerge refuses such changes.)
     actor_seed: [u8; 16],
     actors_made: u64,
-    session: SessionId,
+    config: Arc<DocumentConfig>,
     ephemeral_count: u64,
     /// Its storage (maybe shared with another peer).
     pub store: Rc<RefCell<SimStore>>,
     /// Documents in memory.
     pub docs: BTreeMap<DocumentId, SimDoc>,
+    /// Documents stopping (evicted), until their last save is durable.
+    unloading: BTreeMap<DocumentId, SimDoc>,
     /// Connected peers.
     pub links: BTreeMap<PeerId, LinkInfo>,
+    /// The share policy as the application sets it now: whether to announce to a peer.
+    policy: BTreeMap<PeerId, bool>,
     dedup: EphemeralDedup,
     /// Ephemeral values delivered to the application: (sender, session, count).
     delivered: BTreeSet<(PeerId, SessionId, u64)>,
+    /// Documents whose save started since the world last asked.
+    started_saves: Vec<DocumentId>,
+    base: Instant,
+    now: Instant,
+    commands: u64,
     /// Chunks the loader found corrupt (torn by a crash) and skipped.
     pub corrupt_chunks_skipped: usize,
     /// Invariants broken along the way.
@@ -85,23 +102,49 @@ pub struct SimPeer {
 }
 
 impl SimPeer {
-    /// A fresh peer on `store`.
-    pub fn new(index: usize, store: Rc<RefCell<SimStore>>, rng: &mut SimRng) -> Self {
+    /// A fresh peer on `store`; its clock starts at `base`.
+    pub fn new(
+        index: usize,
+        store: Rc<RefCell<SimStore>>,
+        rng: &mut SimRng,
+        base: Instant,
+    ) -> Self {
+        let id = PeerId::from(format!("peer-{index}"));
         SimPeer {
             index,
-            id: PeerId::from(format!("peer-{index}")),
+            config: Self::config(&id, rng),
+            id,
             actor_seed: rng.bytes16(),
             actors_made: 0,
-            session: SessionId::from_random(u128::from_le_bytes(rng.bytes16())),
             ephemeral_count: 0,
             store,
             docs: BTreeMap::new(),
+            unloading: BTreeMap::new(),
             links: BTreeMap::new(),
+            policy: BTreeMap::new(),
             dedup: EphemeralDedup::default(),
             delivered: BTreeSet::new(),
+            started_saves: Vec::new(),
+            base,
+            now: base,
+            commands: 0,
             corrupt_chunks_skipped: 0,
             violations: Vec::new(),
         }
+    }
+
+    /// The repo's defaults, with storage, and a session of this lifetime.
+    fn config(id: &PeerId, rng: &mut SimRng) -> Arc<DocumentConfig> {
+        let session = SessionId::from_random(u128::from_le_bytes(rng.bytes16()));
+        Arc::new(DocumentConfig {
+            storage: true,
+            ..DocumentConfig::new(id.clone(), session)
+        })
+    }
+
+    /// The world's clock moved to `tick`.
+    pub fn set_time(&mut self, tick: u64) {
+        self.now = self.base + TICK * tick as u32;
     }
 
     /// A fresh actor id for a document being opened.
@@ -114,6 +157,11 @@ impl SimPeer {
         ActorId::from(bytes.to_vec())
     }
 
+    fn command(&mut self) -> CommandId {
+        self.commands += 1;
+        CommandId(self.commands)
+    }
+
     /// What the peer says about itself when it connects.
     pub fn metadata(&self) -> PeerMetadata {
         PeerMetadata {
@@ -122,73 +170,96 @@ impl SimPeer {
         }
     }
 
+    /// The application's share policy now announces to `peer`, or not.
+    pub fn set_policy(&mut self, peer: PeerId, announce: bool) {
+        self.policy.insert(peer, announce);
+    }
+
+    /// The policy back to announcing to everyone.
+    pub fn reset_policy(&mut self) {
+        self.policy.clear();
+    }
+
+    fn announces(&self, peer: &PeerId) -> bool {
+        self.policy.get(peer).copied().unwrap_or(true)
+    }
+
+    /// Documents whose save started since the last call.
+    pub fn take_started_saves(&mut self) -> Vec<DocumentId> {
+        std::mem::take(&mut self.started_saves)
+    }
+
     /// The process dies: memory is gone, the store keeps what was durable (and whatever the
     /// crash did to the rest). A new actor and session, as a new process would have.
     pub fn restart(&mut self, rng: &mut SimRng) -> Vec<crate::store::CrashDamage> {
         let damage = self.store.borrow_mut().crash(self.index, rng);
         self.docs.clear();
+        self.unloading.clear();
         self.links.clear();
+        self.started_saves.clear();
         self.dedup = EphemeralDedup::default();
         self.delivered.clear();
         self.actor_seed = rng.bytes16();
-        self.session = SessionId::from_random(u128::from_le_bytes(rng.bytes16()));
+        self.config = Self::config(&self.id, rng);
         self.ephemeral_count = 0;
         damage
     }
 
-    /// A connection to `peer` opened (the hub's `connected`: every document the policy offers
-    /// it, and every document wanted here, starts syncing with it).
-    pub fn connect(
-        &mut self,
-        peer: PeerId,
-        metadata: PeerMetadata,
-        announce: bool,
-    ) -> Vec<Message> {
-        self.links.insert(
-            peer.clone(),
-            LinkInfo {
-                metadata: metadata.clone(),
-                announce,
-            },
-        );
-        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+    fn info(&self, peer: &PeerId) -> Option<PeerInfo> {
+        let link = self.links.get(peer)?;
+        Some(PeerInfo {
+            peer: peer.clone(),
+            metadata: link.metadata.clone(),
+            announce_any: link.announce,
+        })
+    }
+
+    // ---- the hub's part ----
+
+    /// A connection to `peer` opened: documents hear of it if the policy offers it anything, and
+    /// wanted documents hear of it anyway (tandem-repo's hub).
+    pub fn connect(&mut self, peer: PeerId, metadata: PeerMetadata) -> Vec<Message> {
+        let announce = self.announces(&peer);
+        self.links
+            .insert(peer.clone(), LinkInfo { metadata, announce });
+        let Some(info) = self.info(&peer) else {
+            return Vec::new();
+        };
+        let ids: Vec<DocumentId> = self
+            .docs
+            .iter()
+            .filter(|(_, doc)| announce || doc.wanted)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut messages = Vec::new();
         for id in ids {
-            if self
-                .docs
-                .get(&id)
-                .is_some_and(|doc| should_share(doc, &peer, announce))
-            {
-                messages.extend(self.add_peer(&id, &peer));
-            }
+            messages.extend(self.feed(&id, DocumentInput::PeerConnected(info.clone())));
         }
         messages
     }
 
-    /// `repo.share_policy_changed()`: `announce` says what the policy now offers each connected
-    /// peer; every document in memory starts syncing with the peers it now shares with and stops
-    /// with those it no longer does, by the repo's rule (`should_share`).
-    pub fn share_policy_changed(&mut self, announce: impl Fn(&PeerId) -> bool) -> Vec<Message> {
+    /// `repo.share_policy_changed()`: each connected peer is asked about again, and every
+    /// document decides again with what the policy now says.
+    pub fn share_policy_changed(&mut self) -> Vec<Message> {
         let peers: Vec<PeerId> = self.links.keys().cloned().collect();
+        for peer in &peers {
+            let announce = self.announces(peer);
+            if let Some(link) = self.links.get_mut(peer) {
+                link.announce = announce;
+            }
+        }
+        let infos: Vec<PeerInfo> = peers.iter().filter_map(|p| self.info(p)).collect();
+        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
         let mut messages = Vec::new();
-        for peer in peers {
-            let offer = announce(&peer);
-            if let Some(link) = self.links.get_mut(&peer) {
-                link.announce = offer;
-            }
-            let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
-            for id in ids {
-                let Some(doc) = self.docs.get_mut(&id) else {
-                    continue;
-                };
-                let share = should_share(doc, &peer, offer);
-                if share && !doc.sync.has_peer(&peer) {
-                    messages.extend(self.add_peer(&id, &peer));
-                } else if !share && doc.sync.has_peer(&peer) {
-                    let out = doc.sync.remove_peer(&peer);
-                    messages.extend(self.take_output(&id, out));
-                }
-            }
+        for id in ids {
+            let command = self.command();
+            messages.extend(self.feed(
+                &id,
+                DocumentInput::SharePolicyChanged {
+                    peers: infos.clone(),
+                    command,
+                },
+            ));
         }
         messages
     }
@@ -198,162 +269,64 @@ impl SimPeer {
         if self.links.remove(peer).is_none() {
             return Vec::new();
         }
-        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+        let ids: Vec<DocumentId> = self
+            .docs
+            .iter()
+            .filter(|(_, doc)| doc.actor.knows_peer(peer))
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut messages = Vec::new();
         for id in ids {
-            if let Some(doc) = self.docs.get_mut(&id) {
-                let out = doc.sync.peer_left(peer);
-                messages.extend(self.take_output(&id, out));
-            }
+            messages.extend(self.feed(&id, DocumentInput::PeerDisconnected(peer.clone())));
         }
         messages
     }
 
-    fn add_peer(&mut self, id: &DocumentId, peer: &PeerId) -> Vec<Message> {
-        let Some(link) = self.links.get(peer).cloned() else {
-            return Vec::new();
-        };
-        let stored = self.sync_state_from_store(id, &link.metadata);
-        let Some(doc) = self.docs.get_mut(id) else {
-            return Vec::new();
-        };
-        let out = doc
-            .sync
-            .add_peer(&doc.doc, peer.clone(), &link.metadata, stored);
-        self.take_output(id, out)
-    }
-
-    fn sync_state_from_store(&self, id: &DocumentId, metadata: &PeerMetadata) -> Option<SyncState> {
-        let storage_id = metadata.storage_id.as_ref()?;
-        let key = ChunkKey::sync_state(id.clone(), storage_id).to_storage_key();
-        let bytes = self.store.borrow().get(&key).cloned()?;
-        SyncState::decode(&bytes).ok()
-    }
-
-    /// Carries out a core step's effects that stay inside the peer; returns its messages.
-    ///
-    /// Sync states are written at once, not with the next chunk as tandem-repo writes them: a
-    /// harsher world, where a crash can keep a state that is ahead of the saved document.
-    fn take_output(&mut self, id: &DocumentId, out: SyncOutput) -> Vec<Message> {
-        for (storage_id, bytes) in out.sync_states {
-            let key = ChunkKey::sync_state(id.clone(), &storage_id).to_storage_key();
-            self.store.borrow_mut().put(self.index, key, bytes);
-        }
-        out.messages
-    }
-
-    /// Reads a document from storage into memory, `Loading`, with the peers it may talk to.
-    fn load(&mut self, id: &DocumentId, wanted: bool) {
-        let (snapshots, incrementals) = {
-            let store = self.store.borrow();
-            (
-                store.range(&ChunkKind::Snapshot.prefix(id)),
-                store.range(&ChunkKind::Incremental.prefix(id)),
-            )
-        };
-        let loaded = load_document(id, snapshots.into_iter().chain(incrementals).collect());
-        self.corrupt_chunks_skipped += loaded.corrupt.len();
-        let mut doc = loaded.document.unwrap_or_default();
-        doc.set_actor(self.next_actor());
-        self.docs.insert(
-            id.clone(),
-            SimDoc {
-                doc,
-                sync: DocumentSync::new(id.clone(), self.id.clone(), HandleState::Loading),
-                ledger: loaded.ledger,
-                wanted,
-                saving: None,
-                saves: 0,
-            },
-        );
-        let peers: Vec<PeerId> = self
-            .links
-            .iter()
-            .filter(|(_, link)| wanted || link.announce)
-            .map(|(peer, _)| peer.clone())
-            .collect();
-        for peer in peers {
-            // Silent while loading: `finish_loading` speaks to all of them at once.
-            let _ = self.add_peer(id, &peer);
-        }
-    }
-
-    fn finish_loading(&mut self, id: &DocumentId) -> Vec<Message> {
-        let Some(doc) = self.docs.get_mut(id) else {
-            return Vec::new();
-        };
-        let out = doc.sync.finish_loading(&doc.doc);
-        self.take_output(id, out)
-    }
-
     /// A message arrived from `from`.
     pub fn receive(&mut self, from: &PeerId, message: Message) -> Vec<Message> {
-        if !self.links.contains_key(from) {
+        let Some(link) = self.links.get(from).cloned() else {
             return Vec::new(); // the connection it came on is gone
-        }
-        match message {
-            Message::Sync(ref m) | Message::Request(ref m) => {
-                let request = matches!(message, Message::Request(_));
-                let id = m.document_id.clone();
-                let fresh = !self.docs.contains_key(&id);
-                if fresh {
-                    self.load(&id, false);
-                }
-                let metadata = self
-                    .links
-                    .get(from)
-                    .map(|l| l.metadata.clone())
-                    .unwrap_or_default();
-                let stored = match self.docs.get(&id) {
-                    Some(doc) if !doc.sync.remembers(from) => {
-                        self.sync_state_from_store(&id, &metadata)
-                    }
-                    _ => None,
-                };
-                let mut messages = Vec::new();
-                if let Some(doc) = self.docs.get_mut(&id) {
-                    match doc.sync.receive_sync(
-                        &mut doc.doc,
-                        from,
-                        &metadata,
-                        stored,
-                        m.data.as_bytes(),
-                        request,
-                    ) {
-                        Ok(out) => messages.extend(self.take_output(&id, out)),
-                        Err(error) => self.violations.push(PeerViolation::SyncRefused(format!(
-                            "{} from {from}: {error}",
-                            self.id
-                        ))),
-                    }
-                }
-                if fresh {
-                    messages.extend(self.finish_loading(&id));
-                }
-                messages
+        };
+        if let Message::Ephemeral(m) = &message {
+            if !self.ephemeral_arrives(from, m) {
+                return Vec::new();
             }
-            Message::DocUnavailable(m) => match self.docs.get_mut(&m.document_id) {
-                Some(doc) => {
-                    let out = doc.sync.receive_doc_unavailable(from);
-                    self.take_output(&m.document_id, out)
-                }
-                None => Vec::new(),
-            },
-            Message::Ephemeral(m) => self.ephemeral(from, m),
-            _ => Vec::new(),
         }
+        let Some(id) = message.document_id().cloned() else {
+            return Vec::new();
+        };
+        let input = DocumentInput::Incoming {
+            from: from.clone(),
+            metadata: link.metadata,
+            message,
+        };
+        if self.docs.contains_key(&id) {
+            return self.feed(&id, input);
+        }
+        if matches!(
+            input,
+            DocumentInput::Incoming {
+                message: Message::DocUnavailable(_),
+                ..
+            }
+        ) {
+            return Vec::new(); // about a document we are not looking for
+        }
+        self.open(&id, false, Some(input))
     }
 
-    fn ephemeral(&mut self, hop: &PeerId, m: EphemeralMessage) -> Vec<Message> {
+    /// The hub's checks on an ephemeral message, and the application's: whether it goes on to
+    /// the document.
+    fn ephemeral_arrives(&mut self, hop: &PeerId, m: &EphemeralMessage) -> bool {
         if m.sender_id == self.id {
             self.violations.push(PeerViolation::EphemeralEcho(format!(
                 "{} got its own message {} back from {hop}",
                 self.id, m.count
             )));
-            return Vec::new();
+            return false;
         }
         if !self.dedup.accept(&m.sender_id, &m.session_id, m.count) {
-            return Vec::new();
+            return false;
         }
         let key = (m.sender_id.clone(), m.session_id.clone(), m.count);
         if !self.delivered.insert(key) {
@@ -362,48 +335,73 @@ impl SimPeer {
                 self.id, m.sender_id, m.count
             )));
         }
-        let Some(doc) = self.docs.get(&m.document_id) else {
-            return Vec::new();
-        };
-        doc.sync
-            .peers()
-            .filter(|peer| **peer != m.sender_id && *peer != hop)
-            .map(|peer| {
-                let mut forward = m.clone();
-                forward.target_id = peer.clone();
-                Message::Ephemeral(forward)
-            })
-            .collect()
+        true
     }
+
+    /// Brings a document into memory from storage, with the peers it may talk to at once; `first`
+    /// is what made it come (it goes in before the load's answer, as a repo's task feeds what
+    /// arrived while it loaded).
+    fn open(
+        &mut self,
+        id: &DocumentId,
+        wanted: bool,
+        first: Option<DocumentInput>,
+    ) -> Vec<Message> {
+        // A new task for the document waits for the last one's save.
+        let mut messages = self.finish_unloading(id);
+        let peers: Vec<PeerInfo> = self
+            .links
+            .keys()
+            .filter_map(|peer| self.info(peer))
+            .filter(|info| wanted || info.announce_any)
+            .collect();
+        let mut doc = Automerge::new().with_actor(self.next_actor());
+        let actor = DocumentActor::new(
+            self.config.clone(),
+            id.clone(),
+            Start::Load {
+                wanted_locally: wanted,
+            },
+            peers,
+            &doc,
+            self.now,
+        );
+        let mut sim_doc = SimDoc {
+            doc: Automerge::new(),
+            actor,
+            wanted,
+            saving: None,
+        };
+        let effects = sim_doc.actor.start(self.now, &mut doc);
+        sim_doc.doc = doc;
+        self.docs.insert(id.clone(), sim_doc);
+        let mut inputs: VecDeque<DocumentInput> = first.into_iter().collect();
+        for effect in effects {
+            self.perform(id, effect, &mut inputs, &mut messages);
+        }
+        self.run(id, inputs, &mut messages);
+        messages
+    }
+
+    // ---- the application's part ----
 
     /// `repo.find(id)`.
     pub fn find(&mut self, id: &DocumentId) -> Vec<Message> {
-        match self.docs.get_mut(id) {
-            Some(doc) => {
-                let mut messages = Vec::new();
-                if !doc.wanted {
-                    doc.wanted = true;
-                    let peers: Vec<PeerId> = self
-                        .links
-                        .iter()
-                        .filter(|(peer, link)| should_share(doc, peer, link.announce))
-                        .map(|(peer, _)| peer.clone())
-                        .collect();
-                    for peer in peers {
-                        messages.extend(self.add_peer(id, &peer));
-                    }
-                }
-                if let Some(doc) = self.docs.get_mut(id) {
-                    let out = doc.sync.request_again(&doc.doc);
-                    messages.extend(self.take_output(id, out));
-                }
-                messages
-            }
-            None => {
-                self.load(id, true);
-                self.finish_loading(id)
+        let Some(doc) = self.docs.get_mut(id) else {
+            return self.open(id, true, None);
+        };
+        let mut messages = Vec::new();
+        if !doc.wanted {
+            doc.wanted = true;
+            messages.extend(self.feed(id, DocumentInput::WantedLocally));
+            let infos: Vec<PeerInfo> = self.links.keys().filter_map(|p| self.info(p)).collect();
+            for info in infos {
+                messages.extend(self.feed(id, DocumentInput::PeerConnected(info)));
             }
         }
+        let command = self.command();
+        messages.extend(self.feed(id, DocumentInput::RequestAgain(command)));
+        messages
     }
 
     /// `repo.create()`: a document with one change, offered to the peers the policy allows.
@@ -416,27 +414,34 @@ impl SimPeer {
             .and_then(|_| tx.put(ROOT, "count", automerge::ScalarValue::counter(0)));
         debug_assert!(seeded.is_ok());
         tx.commit_with(CommitOptions::default().with_time(now));
-        self.docs.insert(
-            id.clone(),
-            SimDoc {
-                doc,
-                sync: DocumentSync::new(id.clone(), self.id.clone(), HandleState::Ready),
-                ledger: ChunkLedger::new(id.clone()),
-                wanted: false,
-                saving: None,
-                saves: 0,
-            },
-        );
-        let peers: Vec<PeerId> = self
+        let peers: Vec<PeerInfo> = self
             .links
-            .iter()
-            .filter(|(_, link)| link.announce)
-            .map(|(peer, _)| peer.clone())
+            .keys()
+            .filter_map(|peer| self.info(peer))
+            .filter(|info| info.announce_any)
             .collect();
+        let actor = DocumentActor::new(
+            self.config.clone(),
+            id.clone(),
+            Start::Created,
+            peers,
+            &doc,
+            self.now,
+        );
+        let mut sim_doc = SimDoc {
+            doc,
+            actor,
+            wanted: false,
+            saving: None,
+        };
+        let effects = sim_doc.actor.start(self.now, &mut sim_doc.doc);
+        self.docs.insert(id.clone(), sim_doc);
         let mut messages = Vec::new();
-        for peer in peers {
-            messages.extend(self.add_peer(&id, &peer));
+        let mut inputs = VecDeque::new();
+        for effect in effects {
+            self.perform(&id, effect, &mut inputs, &mut messages);
         }
+        self.run(&id, inputs, &mut messages);
         messages
     }
 
@@ -448,7 +453,7 @@ impl SimPeer {
         now: i64,
     ) -> Option<(String, Vec<Message>)> {
         let doc = self.docs.get_mut(id)?;
-        if doc.sync.state() != HandleState::Ready {
+        if doc.actor.state() != HandleState::Ready {
             return None;
         }
         let kind = rng.below(4);
@@ -492,115 +497,176 @@ impl SimPeer {
             }
         };
         tx.commit_with(CommitOptions::default().with_time(now));
-        let out = doc.sync.document_changed(&doc.doc);
-        Some((what, self.take_output(id, out)))
+        Some((what, self.feed(id, DocumentInput::LocalChange)))
     }
 
-    /// The find timeout passes for every document still `Requesting`; returns how many.
+    /// The world's clock says the find timeout has passed: documents still looking give up.
+    /// How many did.
     pub fn time_out_finds(&mut self) -> usize {
-        let mut timed_out = 0;
-        for doc in self.docs.values_mut() {
-            if doc.sync.state() == HandleState::Requesting {
-                let _ = doc.sync.find_timed_out();
-                timed_out += 1;
-            }
+        let looking: Vec<DocumentId> = self
+            .docs
+            .iter()
+            .filter(|(_, doc)| doc.actor.state() == HandleState::Requesting)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let _ = self.tick();
+        looking
+            .iter()
+            .filter(|id| {
+                self.docs
+                    .get(*id)
+                    .is_some_and(|doc| doc.actor.state() != HandleState::Requesting)
+            })
+            .count()
+    }
+
+    /// Timers: every document whose time has come hears so.
+    pub fn tick(&mut self) -> Vec<Message> {
+        let now = self.now;
+        let due: Vec<DocumentId> = self
+            .docs
+            .iter()
+            .chain(self.unloading.iter())
+            .filter(|(_, doc)| doc.actor.next_timeout().is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut messages = Vec::new();
+        for id in due {
+            messages.extend(self.feed(&id, DocumentInput::Timeout));
         }
-        timed_out
+        messages
+    }
+
+    /// Whether any document has a save scheduled or written and not yet durable.
+    pub fn saves_pending(&self) -> bool {
+        self.docs
+            .values()
+            .chain(self.unloading.values())
+            .any(|doc| doc.saving.is_some() || doc.actor.save_scheduled())
     }
 
     /// `handle.broadcast(value)`.
     pub fn broadcast(&mut self, id: &DocumentId) -> Vec<Message> {
-        let Some(doc) = self.docs.get(id) else {
+        if !self.docs.contains_key(id) {
             return Vec::new();
-        };
+        }
         self.ephemeral_count += 1;
         let Ok(data) = MessageData::new(vec![0x18, (self.ephemeral_count % 200) as u8]) else {
             return Vec::new();
         };
-        doc.sync
-            .peers()
-            .map(|peer| {
-                Message::Ephemeral(EphemeralMessage {
-                    sender_id: self.id.clone(),
-                    target_id: peer.clone(),
-                    document_id: id.clone(),
-                    data: data.clone(),
-                    count: self.ephemeral_count,
-                    session_id: self.session.clone(),
-                })
-            })
-            .collect()
+        let count = self.ephemeral_count;
+        self.feed(id, DocumentInput::Broadcast { data, count })
     }
 
-    /// Starts saving what changed: the chunk is written but not yet durable.
-    pub fn save_start(&mut self, id: &DocumentId) -> bool {
-        let Some(doc) = self.docs.get_mut(id) else {
-            return false;
-        };
-        if doc.saving.is_some() {
-            return false;
+    /// `repo.flush()`: every document saves what it has.
+    pub fn flush(&mut self) -> Vec<Message> {
+        let ids: Vec<DocumentId> = self.docs.keys().cloned().collect();
+        let mut messages = Vec::new();
+        for id in ids {
+            let command = self.command();
+            messages.extend(self.feed(&id, DocumentInput::Flush(command)));
         }
-        let plan = match doc.saves % 2 {
-            0 => doc.ledger.plan_save(&doc.doc),
-            _ => doc.ledger.plan_quick_save(&doc.doc),
-        };
-        let Some(plan) = plan else {
-            return false;
-        };
-        doc.saves += 1;
-        let hashes = doc.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
-        self.store
-            .borrow_mut()
-            .put(self.index, plan.key.clone(), plan.bytes.clone());
-        doc.saving = Some((plan, hashes));
-        true
+        messages
     }
 
-    /// The save's fsync returned: the chunk is durable, the chunks it merged go, and its changes
-    /// are acknowledged (returned).
-    pub fn save_durable(&mut self, id: &DocumentId) -> Option<Vec<ChangeHash>> {
-        let doc = self.docs.get_mut(id)?;
-        let (plan, hashes) = doc.saving.take()?;
-        let mut store = self.store.borrow_mut();
-        store.sync(self.index);
-        let mut obsolete = plan.obsolete.clone();
-        obsolete.sort();
-        for key in &obsolete {
-            store.remove(key);
+    /// The fsync of `id`'s save returned: the chunk is durable, the chunks it merged go, and the
+    /// actor hears that the save landed. The change hashes it made durable, and what the actor
+    /// sent on hearing it.
+    pub fn save_durable(&mut self, id: &DocumentId) -> Option<(Vec<ChangeHash>, Vec<Message>)> {
+        let (save, job, hashes) = self.doc_mut(id)?.saving.take()?;
+        {
+            let mut store = self.store.borrow_mut();
+            store.sync(self.index);
+            if let Some(plan) = &job.plan {
+                let mut obsolete = plan.obsolete.clone();
+                obsolete.sort();
+                for key in &obsolete {
+                    store.remove(key);
+                }
+            }
         }
-        doc.ledger.record_saved(&plan);
-        Some(hashes)
+        let outcome = SaveOutcome {
+            chunk_stored: true,
+            saved_plan: job.plan,
+            unsaved_sync_states: Default::default(),
+            result: Ok(()),
+            snapshot_refused: None,
+        };
+        Some((
+            hashes,
+            self.feed(id, DocumentInput::Saved { save, outcome }),
+        ))
     }
 
-    /// Whether everything in memory of `id` is durable (so it may be unloaded).
-    pub fn is_saved(&self, id: &DocumentId) -> bool {
-        self.docs.get(id).is_some_and(|doc| {
-            doc.saving.is_none() && doc.ledger.saved_heads() == doc.doc.get_heads().as_slice()
-        })
-    }
-
-    /// Idle eviction: a saved document leaves memory.
-    pub fn evict(&mut self, id: &DocumentId) -> bool {
-        if !self.is_saved(id) {
-            return false;
+    /// A document stopping: its last save lands now (the next task for it waits for that).
+    fn finish_unloading(&mut self, id: &DocumentId) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for _ in 0..8 {
+            let Some(doc) = self.unloading.get(id) else {
+                return messages;
+            };
+            if doc.saving.is_some() {
+                if let Some((_, sent)) = self.save_durable(id) {
+                    messages.extend(sent);
+                }
+            } else {
+                messages.extend(self.feed(id, DocumentInput::Timeout));
+            }
         }
-        self.store.borrow_mut().sync(self.index);
-        self.docs.remove(id).is_some()
+        if self.unloading.remove(id).is_some() {
+            self.violations.push(PeerViolation::StuckStopping(format!(
+                "{} could not finish stopping {id}",
+                self.id
+            )));
+        }
+        messages
+    }
+
+    /// The document, in memory or stopping.
+    fn doc_mut(&mut self, id: &DocumentId) -> Option<&mut SimDoc> {
+        match self.docs.get_mut(id) {
+            Some(doc) => Some(doc),
+            None => self.unloading.get_mut(id),
+        }
+    }
+
+    /// Idle eviction (the hub unloads a settled document nobody holds): it saves and leaves
+    /// memory. Whether it was settled.
+    pub fn evict(&mut self, id: &DocumentId) -> (bool, Vec<Message>) {
+        if !self
+            .docs
+            .get(id)
+            .is_some_and(|doc| doc.actor.state().is_settled())
+        {
+            return (false, Vec::new());
+        }
+        let command = self.command();
+        let messages = self.feed(id, DocumentInput::Stop(command));
+        // Still saving: it waits beside the others until its save is durable.
+        if let Some(doc) = self.docs.remove(id) {
+            self.unloading.insert(id.clone(), doc);
+        }
+        (true, messages)
     }
 
     /// `repo.delete(id)`: gone from memory and storage. As in tandem-repo (and automerge-repo),
     /// deleting is local: a peer that sends the document again brings it back.
-    pub fn delete(&mut self, id: &DocumentId) {
-        self.docs.remove(id);
-        let mut store = self.store.borrow_mut();
-        let keys: Vec<StorageKey> = store
-            .range(&StorageKey::document(id))
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
-        for key in keys {
-            store.remove(&key);
+    pub fn delete(&mut self, id: &DocumentId) -> Vec<Message> {
+        let mut messages = self.finish_unloading(id);
+        let delete = DocumentInput::Delete(self.command());
+        if self.docs.contains_key(id) {
+            messages.extend(self.feed(id, delete));
+        } else {
+            // Not in memory: a short-lived task removes it from storage.
+            messages.extend(self.open(id, false, Some(delete)));
         }
+        // A save in flight lands first; then the actor removes the document.
+        if self.docs.get(id).is_some_and(|doc| doc.saving.is_some()) {
+            if let Some((_, sent)) = self.save_durable(id) {
+                messages.extend(sent);
+            }
+        }
+        messages
     }
 
     /// The document's content as JSON, for comparing peers.
@@ -608,15 +674,141 @@ impl SimPeer {
         let doc = self.docs.get(id)?;
         Some(render(&doc.doc))
     }
-}
 
-/// tandem-repo's rule (its worker's `should_share`, without `access`, which the simulation does
-/// not restrict): offered if announced; synced on if the peer asked for it on this connection;
-/// asked for if we look for it and lack it.
-fn should_share(doc: &SimDoc, peer: &PeerId, announce: bool) -> bool {
-    announce
-        || doc.sync.was_asked_by(peer)
-        || (doc.wanted && doc.sync.state() != HandleState::Ready)
+    // ---- the document task's part ----
+
+    /// Feeds one input to `id`'s actor and performs what follows; the messages to send.
+    fn feed(&mut self, id: &DocumentId, input: DocumentInput) -> Vec<Message> {
+        let mut messages = Vec::new();
+        self.run(id, VecDeque::from([input]), &mut messages);
+        messages
+    }
+
+    /// Feeds inputs, and the answers to what their effects ask, until none is left.
+    fn run(
+        &mut self,
+        id: &DocumentId,
+        mut inputs: VecDeque<DocumentInput>,
+        out: &mut Vec<Message>,
+    ) {
+        let now = self.now;
+        while let Some(input) = inputs.pop_front() {
+            let Some(doc) = self.doc_mut(id) else {
+                return;
+            };
+            let effects = doc.actor.handle(now, input, &mut doc.doc);
+            for effect in effects {
+                self.perform(id, effect, &mut inputs, out);
+            }
+        }
+        if self.doc_mut(id).is_some_and(|doc| doc.actor.is_ended()) {
+            self.docs.remove(id);
+            self.unloading.remove(id);
+        }
+    }
+
+    /// Performs one effect as tandem-repo's document task does; answers go to `inputs`.
+    fn perform(
+        &mut self,
+        id: &DocumentId,
+        effect: DocumentEffect,
+        inputs: &mut VecDeque<DocumentInput>,
+        out: &mut Vec<Message>,
+    ) {
+        match effect {
+            DocumentEffect::Send(message) => out.push(message),
+            DocumentEffect::Disconnect(peer) => {
+                self.violations.push(PeerViolation::SyncRefused(format!(
+                    "{} disconnects {peer} over {}",
+                    self.id, id
+                )));
+            }
+            DocumentEffect::Ask {
+                question,
+                peer,
+                ask,
+            } => {
+                let allowed = match ask {
+                    ShareQuestion::Announce => self.announces(&peer),
+                    // The simulation restricts nobody's access.
+                    ShareQuestion::Access => true,
+                };
+                inputs.push_back(DocumentInput::Answered { question, allowed });
+            }
+            DocumentEffect::LoadSyncState { read, storage_id } => {
+                let key = ChunkKey::sync_state(id.clone(), &storage_id).to_storage_key();
+                let state = self.store.borrow().get(&key).cloned();
+                inputs.push_back(DocumentInput::SyncStateLoaded { read, state });
+            }
+            DocumentEffect::Load => {
+                let chunks = {
+                    let store = self.store.borrow();
+                    let mut chunks = store.range(&ChunkKind::Snapshot.prefix(id));
+                    chunks.extend(store.range(&ChunkKind::Incremental.prefix(id)));
+                    chunks
+                };
+                let loaded = load_document(id, chunks);
+                self.corrupt_chunks_skipped += loaded.corrupt.len();
+                if let Some(doc) = self.doc_mut(id) {
+                    let loaded = take_in_stored(&mut doc.doc, loaded);
+                    inputs.push_back(DocumentInput::Loaded(loaded));
+                }
+            }
+            DocumentEffect::Save { save, job } => {
+                if let Some(Err(why)) = job.plan.as_ref().map(|plan| plan.check_snapshot()) {
+                    let outcome = SaveOutcome {
+                        chunk_stored: false,
+                        saved_plan: None,
+                        unsaved_sync_states: job.sync_states,
+                        result: Ok(()),
+                        snapshot_refused: Some(why),
+                    };
+                    inputs.push_back(DocumentInput::Saved { save, outcome });
+                    return;
+                }
+                let index = self.index;
+                let store = self.store.clone();
+                let Some(doc) = self.doc_mut(id) else {
+                    return;
+                };
+                let hashes = match &job.plan {
+                    Some(_) => doc.doc.get_changes(&[]).iter().map(|c| c.hash()).collect(),
+                    None => Vec::new(),
+                };
+                {
+                    let mut store = store.borrow_mut();
+                    if let Some(plan) = &job.plan {
+                        store.put(index, plan.key.clone(), plan.bytes.clone());
+                    }
+                    for (storage_id, bytes) in &job.sync_states {
+                        let key = ChunkKey::sync_state(id.clone(), storage_id).to_storage_key();
+                        store.put(index, key, bytes.clone());
+                    }
+                }
+                doc.saving = Some((save, job, hashes));
+                self.started_saves.push(id.clone());
+            }
+            DocumentEffect::RemoveDocument => {
+                let mut store = self.store.borrow_mut();
+                let keys: Vec<StorageKey> = store
+                    .range(&StorageKey::document(id))
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .collect();
+                for key in keys {
+                    store.remove(&key);
+                }
+            }
+            DocumentEffect::State(_)
+            | DocumentEffect::Changed(_)
+            | DocumentEffect::RemoteHeads { .. }
+            | DocumentEffect::Ephemeral { .. }
+            | DocumentEffect::PeerOpened(_)
+            | DocumentEffect::Idle
+            | DocumentEffect::Completed { .. }
+            | DocumentEffect::Stopped => {}
+        }
+    }
 }
 
 fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> String {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use automerge::{ChangeHash, ReadDoc};
 use tandem_core::persistence::load_document;
 use tandem_core::sync::HandleState;
-use tandem_core::{ChunkKind, DocumentId, Message, PeerId, StorageId};
+use tandem_core::{ChunkKind, DocumentId, Message, StorageId};
 
 use crate::peer::{render, SimPeer};
 use crate::rng::SimRng;
@@ -17,6 +17,8 @@ use crate::store::{CrashDamage, SimStore};
 
 /// More messages than this in flight at once means a message storm (an echo loop).
 pub const MAX_IN_FLIGHT: usize = 20_000;
+/// The repo's find timeout (60 s), in ticks of the world's clock.
+const FIND_TIMEOUT_TICKS: u64 = 60_000 / crate::peer::TICK.as_millis() as u64;
 /// Deliveries allowed for the healed world to fall quiet (a healthy run needs a few hundred).
 const QUIESCENCE_DELIVERIES: usize = 20_000;
 
@@ -173,8 +175,6 @@ pub struct World {
     peers: Vec<SimPeer>,
     stores: Vec<Rc<RefCell<SimStore>>>,
     links: BTreeMap<(usize, usize), Link>,
-    /// Share policy: does `a` offer `b` documents unasked.
-    announce: BTreeMap<(usize, usize), bool>,
     in_flight: Vec<InFlight>,
     /// Saves written and waiting for their fsync: (due, peer, document).
     syncing: Vec<(u64, usize, DocumentId)>,
@@ -193,6 +193,7 @@ impl World {
         let config = Config::from_seed(&mut rng);
         let mut stores: Vec<Rc<RefCell<SimStore>>> = Vec::new();
         let mut peers = Vec::new();
+        let base = std::time::Instant::now();
         for index in 0..config.peers {
             let store = if index == 1 && config.shared_store {
                 stores[0].clone()
@@ -202,7 +203,7 @@ impl World {
                 stores.push(store.clone());
                 store
             };
-            peers.push(SimPeer::new(index, store, &mut rng));
+            peers.push(SimPeer::new(index, store, &mut rng, base));
         }
         // A chain so that everyone can reach everyone, plus random shortcuts.
         let mut links = BTreeMap::new();
@@ -225,7 +226,6 @@ impl World {
             peers,
             stores,
             links,
-            announce: BTreeMap::new(),
             in_flight: Vec::new(),
             syncing: Vec::new(),
             documents: Vec::new(),
@@ -249,10 +249,6 @@ impl World {
             problem,
             trace: self.trace.clone(),
         }
-    }
-
-    fn announces(&self, from: usize, to: usize) -> bool {
-        self.announce.get(&(from, to)).copied().unwrap_or(true)
     }
 
     fn send(&mut self, from: usize, messages: Vec<Message>) {
@@ -299,10 +295,9 @@ impl World {
         self.log(format!("link {a}-{b} up"));
         let (meta_a, meta_b) = (self.peers[a].metadata(), self.peers[b].metadata());
         let (id_a, id_b) = (self.peers[a].id.clone(), self.peers[b].id.clone());
-        let (ann_ab, ann_ba) = (self.announces(a, b), self.announces(b, a));
-        let out = self.peers[a].connect(id_b, meta_b, ann_ab);
+        let out = self.peers[a].connect(id_b, meta_b);
         self.send(a, out);
-        let out = self.peers[b].connect(id_a, meta_a, ann_ba);
+        let out = self.peers[b].connect(id_a, meta_a);
         self.send(b, out);
     }
 
@@ -396,7 +391,7 @@ impl World {
             .partition(|(at, _, _)| all || *at <= now);
         self.syncing = later;
         for (_, peer, id) in due {
-            if let Some(hashes) = self.peers[peer].save_durable(&id) {
+            if let Some((hashes, out)) = self.peers[peer].save_durable(&id) {
                 self.stats.saves += 1;
                 let store = self.peers[peer].store.borrow().id.clone();
                 self.log(format!(
@@ -408,21 +403,43 @@ impl World {
                     .entry((store, id))
                     .or_default()
                     .extend(hashes);
+                self.send(peer, out);
             }
+            self.saves_started(peer);
         }
     }
 
-    fn start_save(&mut self, peer: usize, id: &DocumentId) {
-        if self.peers[peer].save_start(id) {
+    /// Saves `peer`'s actors started: each becomes durable a few ticks later.
+    fn saves_started(&mut self, peer: usize) {
+        for id in self.peers[peer].take_started_saves() {
             let due = self.now + 1 + self.rng.below(5) as u64;
-            self.syncing.push((due, peer, id.clone()));
+            self.syncing.push((due, peer, id));
         }
+    }
+
+    /// Moves the clock on one tick: due saves land, and every actor whose timer is due hears.
+    fn advance(&mut self, all_syncs: bool) {
+        self.now += 1;
+        for peer in &mut self.peers {
+            peer.set_time(self.now);
+        }
+        self.fire_syncs(all_syncs);
+        for index in 0..self.peers.len() {
+            let out = self.peers[index].tick();
+            self.send(index, out);
+            self.saves_started(index);
+        }
+    }
+
+    /// Sends what a peer's step produced, and registers the saves it started.
+    fn after(&mut self, peer: usize, out: Vec<Message>) {
+        self.send(peer, out);
+        self.saves_started(peer);
     }
 
     /// One random step.
     fn step(&mut self) -> Result<(), Failure> {
-        self.now += 1;
-        self.fire_syncs(false);
+        self.advance(false);
         let roll = self.rng.below(100);
         let peer = self.rng.below(self.peers.len());
         match roll {
@@ -437,7 +454,7 @@ impl World {
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} creates {}", short(&id)));
                 let out = self.peers[peer].create(id, self.now as i64);
-                self.send(peer, out);
+                self.after(peer, out);
             }
             50..=69 => {
                 let Some(id) = self.rng.pick(&self.documents).cloned() else {
@@ -449,7 +466,7 @@ impl World {
                 if let Some((what, out)) = edit {
                     self.stats.operations += 1;
                     self.log(format!("peer {peer} edits {}: {what}", short(&id)));
-                    self.send(peer, out);
+                    self.after(peer, out);
                 }
             }
             70..=76 => {
@@ -459,7 +476,7 @@ impl World {
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} finds {}", short(&id)));
                 let out = self.peers[peer].find(&id);
-                self.send(peer, out);
+                self.after(peer, out);
             }
             77..=79 => {
                 let Some(id) = self.rng.pick(&self.documents).cloned() else {
@@ -468,22 +485,23 @@ impl World {
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} broadcasts on {}", short(&id)));
                 let out = self.peers[peer].broadcast(&id);
-                self.send(peer, out);
+                self.after(peer, out);
             }
             80..=85 => {
-                let ids: Vec<DocumentId> = self.peers[peer].docs.keys().cloned().collect();
-                for id in ids {
-                    self.start_save(peer, &id);
-                }
+                self.log(format!("peer {peer} flushes"));
+                let out = self.peers[peer].flush();
+                self.after(peer, out);
             }
             86..=87 => {
                 let Some(id) = self.rng.pick(&self.documents).cloned() else {
                     return Ok(());
                 };
-                if self.peers[peer].evict(&id) {
+                let (evicted, out) = self.peers[peer].evict(&id);
+                if evicted {
                     self.stats.evictions += 1;
                     self.log(format!("peer {peer} evicts {}", short(&id)));
                 }
+                self.after(peer, out);
             }
             88 if self.rng.chance(0.3) => {
                 let Some(id) = self.rng.pick(&self.documents).cloned() else {
@@ -503,7 +521,8 @@ impl World {
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} deletes {}", short(&id)));
                 self.syncing.retain(|(_, p, d)| !(*p == peer && *d == id));
-                self.peers[peer].delete(&id);
+                let out = self.peers[peer].delete(&id);
+                self.after(peer, out);
                 let store = self.peers[peer].store.borrow().id.clone();
                 self.acknowledged.remove(&(store, id));
             }
@@ -515,7 +534,8 @@ impl World {
                     self.log(format!(
                         "peer {peer} share policy toward {other}: announce {offer}"
                     ));
-                    self.announce.insert((peer, other), offer);
+                    let other_id = self.peers[other].id.clone();
+                    self.peers[peer].set_policy(other_id, offer);
                     // Some applications tell the repo (`share_policy_changed`); the others'
                     // connections keep what the policy said when they opened.
                     if self.rng.chance(0.5) {
@@ -605,15 +625,18 @@ impl World {
         }
         self.heal()?;
         self.quiesce()?;
-        // Quiet, yet still looking: the find timeout (60 s in the repo) passes. Peers that all
-        // lack a document and each answered the others' requests with an empty `sync` settle
-        // only this way, as JS peers do; how often that happens is counted.
+        // Quiet, yet still looking: the find timeout (60 s) passes. Peers that all lack a
+        // document and each answered the others' requests with an empty `sync` settle only this
+        // way, as JS peers do; how often that happens is counted.
+        self.now += FIND_TIMEOUT_TICKS;
         for index in 0..self.peers.len() {
+            self.peers[index].set_time(self.now);
             let timed_out = self.peers[index].time_out_finds();
             if timed_out > 0 {
                 self.stats.find_timeouts += timed_out;
                 self.log(format!("peer {index}: {timed_out} finds time out"));
             }
+            self.saves_started(index);
         }
         for peer in &self.peers {
             if let Some(problem) = peer.violations.first() {
@@ -624,12 +647,15 @@ impl World {
         self.check_acknowledged()?;
         // The last word: every peer restarts cleanly and still has what its store acknowledged.
         for index in 0..self.peers.len() {
-            let ids: Vec<DocumentId> = self.peers[index].docs.keys().cloned().collect();
-            for id in ids {
-                self.start_save(index, &id);
-            }
+            let out = self.peers[index].flush();
+            self.after(index, out);
         }
-        self.fire_syncs(true);
+        for _ in 0..QUIESCENCE_DELIVERIES {
+            if self.syncing.is_empty() && !self.peers.iter().any(|p| p.saves_pending()) {
+                break;
+            }
+            self.advance(true);
+        }
         self.check_acknowledged()?;
         for peer in &self.peers {
             if let Some(problem) = peer.violations.first() {
@@ -649,7 +675,9 @@ impl World {
     /// without a re-evaluation: seed 4,245.)
     fn heal(&mut self) -> Result<(), Failure> {
         self.log("heal".into());
-        self.announce.clear();
+        for peer in &mut self.peers {
+            peer.reset_policy();
+        }
         let pairs: Vec<(usize, usize)> = self.links.keys().copied().collect();
         for (a, b) in pairs {
             let touched = self.links.get(&(a, b)).is_some_and(|l| l.disturbed);
@@ -666,25 +694,20 @@ impl World {
 
     /// `peer`'s application calls `share_policy_changed` with the policy as it stands.
     fn share_policy_changed(&mut self, peer: usize) {
-        let offers: BTreeMap<PeerId, bool> = (0..self.peers.len())
-            .filter(|&other| other != peer)
-            .map(|other| (self.peers[other].id.clone(), self.announces(peer, other)))
-            .collect();
-        let out = self.peers[peer]
-            .share_policy_changed(|other| offers.get(other).copied().unwrap_or(true));
-        self.send(peer, out);
+        let out = self.peers[peer].share_policy_changed();
+        self.after(peer, out);
     }
 
     /// Delivers everything, without faults, until nothing is in flight and no save is pending.
     fn quiesce(&mut self) -> Result<(), Failure> {
         let mut deliveries = 0;
         while deliveries < QUIESCENCE_DELIVERIES {
-            self.now += 1;
-            self.fire_syncs(true);
+            self.advance(true);
             while deliveries < QUIESCENCE_DELIVERIES && self.deliver(false)? {
                 deliveries += 1;
             }
-            if self.in_flight.is_empty() && self.syncing.is_empty() {
+            let saving = self.peers.iter().any(|p| p.saves_pending());
+            if self.in_flight.is_empty() && self.syncing.is_empty() && !saving {
                 return Ok(());
             }
         }
@@ -719,14 +742,14 @@ impl World {
                 let Some(doc) = peer.docs.get(id) else {
                     continue;
                 };
-                match doc.sync.state() {
+                match doc.actor.state() {
                     HandleState::Loading | HandleState::Requesting => {
                         let holders = self.holders(id);
                         return Err(self.fail(format!(
                             "peer {} left {} stuck in {:?}; holders: {}",
                             peer.index,
                             short(id),
-                            doc.sync.state(),
+                            doc.actor.state(),
                             holders
                         )));
                     }
@@ -780,7 +803,7 @@ impl World {
                 Some(format!(
                     "peer {}: {:?}, changes {:?}, waiting on {:?}, stored {:?}",
                     p.index,
-                    d.sync.state(),
+                    d.actor.state(),
                     d.doc
                         .get_changes(&[])
                         .iter()
