@@ -42,6 +42,7 @@
 mod base58check;
 pub mod document;
 mod document_id;
+pub mod hub;
 pub mod message;
 pub mod network;
 mod peer;

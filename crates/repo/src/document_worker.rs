@@ -16,6 +16,7 @@ use tandem_core::document::{
     Changed, CommandId, DocumentActor, DocumentEffect, DocumentInput, PeerInfo, SaveId,
     SaveOutcome, ShareQuestion, Start,
 };
+use tandem_core::hub::DocumentActorId;
 use tandem_core::persistence::{load_document, read_document_chunks, take_in_stored};
 use tandem_core::sync::HandleState;
 use tandem_core::{ChunkKey, Message, MessageData, PeerId, RemoteHeads, StorageId, StorageKey};
@@ -23,12 +24,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
+use crate::connection_io::InFlight;
 use crate::context::{now_millis, RepoContext};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 use crate::handle::HandleShared;
 use crate::heavy_work::heavy;
 use crate::hub::HubEvent;
 use crate::outbox::PeerLink;
+use crate::pending::Pending;
 use crate::save_task;
 use crate::RepoError;
 
@@ -42,7 +45,8 @@ pub(crate) enum DocEvent {
     /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
     /// not be the original sender). Boxed: a task's queue allocates room for 32 events at once,
     /// and this, the largest, would make that room 4.6 KiB for every loaded document.
-    Incoming(Box<(PeerLink, Message)>),
+    /// The message's in-flight permit, if any, is released once the task takes it in.
+    Incoming(Box<(PeerLink, Message, Option<InFlight>)>),
     /// `DocHandle::broadcast`: a CBOR value for the document's peers.
     Broadcast(Vec<u8>),
     /// Save now.
@@ -81,31 +85,30 @@ pub(crate) enum Begin {
 enum Reply {
     Flush(oneshot::Sender<Result<(), RepoError>>),
     Done(oneshot::Sender<()>),
-    /// A stop: the hub hears `Unloaded` after the reply.
-    Stopped(oneshot::Sender<()>),
 }
 
 struct DocumentTask {
+    id: DocumentActorId,
     shared: Arc<HandleShared>,
     ctx: Arc<RepoContext>,
     hub: mpsc::WeakSender<HubEvent>,
     actor: DocumentActor,
     /// Outboxes of the peers the actor may send to.
     links: HashMap<PeerId, PeerLink>,
-    replies: HashMap<CommandId, Reply>,
-    next_command: u64,
+    replies: Pending<Reply>,
     /// The previous task of the document, still saving; loading waits for it.
     after: Option<oneshot::Receiver<()>>,
     /// The save running beside the task, if any.
     saving: Option<(SaveId, oneshot::Receiver<SaveOutcome>)>,
-    inbox: mpsc::Receiver<DocEvent>,
+    inbox: mpsc::UnboundedReceiver<DocEvent>,
 }
 
 pub(crate) fn spawn(
+    id: DocumentActorId,
     shared: Arc<HandleShared>,
     ctx: Arc<RepoContext>,
     hub: mpsc::WeakSender<HubEvent>,
-    inbox: mpsc::Receiver<DocEvent>,
+    inbox: mpsc::UnboundedReceiver<DocEvent>,
     begin: Begin,
     peers: Vec<(PeerLink, bool)>,
 ) {
@@ -138,13 +141,13 @@ pub(crate) fn spawn(
         )
     };
     let task = DocumentTask {
+        id,
         shared,
         ctx,
         hub,
         actor,
         links,
-        replies: HashMap::new(),
-        next_command: 0,
+        replies: Pending::new(),
         after,
         saving: None,
         inbox,
@@ -162,7 +165,7 @@ pub(crate) fn spawn(
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "(no message)".to_owned());
-                task_panicked(&shared, &hub, &message).await;
+                task_panicked(id, &shared, &hub, &message).await;
             }
         },
         span,
@@ -174,6 +177,7 @@ pub(crate) fn spawn(
 /// and a `find` waiting on it would wait forever: the handles turn unavailable (changes fail,
 /// waits end), and the hub forgets the task, so the next `find` starts afresh from storage.
 async fn task_panicked(
+    id: DocumentActorId,
     shared: &Arc<HandleShared>,
     hub: &mpsc::WeakSender<HubEvent>,
     message: &str,
@@ -185,7 +189,7 @@ async fn task_panicked(
     );
     shared.state.send_replace(HandleState::Unavailable);
     if let Some(hub) = hub.upgrade() {
-        let _ = hub.send(HubEvent::WorkerFailed(Arc::clone(shared))).await;
+        let _ = hub.send(HubEvent::TaskFailed(id)).await;
     }
 }
 
@@ -254,10 +258,7 @@ impl DocumentTask {
     }
 
     fn command(&mut self, reply: Reply) -> CommandId {
-        self.next_command += 1;
-        let command = CommandId(self.next_command);
-        self.replies.insert(command, reply);
-        command
+        self.replies.insert(reply)
     }
 
     /// Turns what the hub or a handle sent into the actor's input.
@@ -273,7 +274,8 @@ impl DocumentTask {
                 DocumentInput::PeerDisconnected(peer)
             }
             DocEvent::Incoming(incoming) => {
-                let (link, message) = *incoming;
+                // Taken in: its connection may send another.
+                let (link, message, _in_flight) = *incoming;
                 let input = DocumentInput::Incoming {
                     from: link.peer_id.clone(),
                     metadata: link.metadata.clone(),
@@ -293,7 +295,7 @@ impl DocumentTask {
             }
             DocEvent::Flush(reply) => DocumentInput::Flush(self.command(Reply::Flush(reply))),
             DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Done(reply))),
-            DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Stopped(reply))),
+            DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Done(reply))),
             DocEvent::WantedLocally => DocumentInput::WantedLocally,
             DocEvent::RequestAgain(reply) => {
                 DocumentInput::RequestAgain(self.command(Reply::Done(reply)))
@@ -469,26 +471,24 @@ impl DocumentTask {
                 // The task and the hub each hold one reference; anything more is a user's handle.
                 if Arc::strong_count(&self.shared) <= 2 {
                     if let Some(hub) = self.hub.upgrade() {
-                        let _ = hub.try_send(HubEvent::Idle(document_id.clone()));
+                        let _ = hub.try_send(HubEvent::Idle(self.id));
                     }
                 }
             }
-            DocumentEffect::Completed { command, result } => match self.replies.remove(&command) {
+            DocumentEffect::Completed { command, result } => match self.replies.take(command) {
                 Some(Reply::Flush(reply)) => {
                     let _ = reply.send(result.map_err(RepoError::from));
                 }
                 Some(Reply::Done(reply)) => {
                     let _ = reply.send(());
                 }
-                Some(Reply::Stopped(reply)) => {
-                    let _ = reply.send(());
-                    if let Some(hub) = self.hub.upgrade() {
-                        let _ = hub.send(HubEvent::Unloaded(document_id.clone())).await;
-                    }
-                }
                 None => {}
             },
-            DocumentEffect::Stopped => {}
+            DocumentEffect::Stopped => {
+                if let Some(hub) = self.hub.upgrade() {
+                    let _ = hub.send(HubEvent::Ended(self.id)).await;
+                }
+            }
         }
         None
     }

@@ -53,7 +53,7 @@ pub(crate) struct HandleShared {
     pub(crate) ephemeral: EventFanout<EphemeralEvent>,
     pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
     pub(crate) remote_heads_events: EventFanout<RemoteHeadsEvent>,
-    pub(crate) worker: mpsc::Sender<DocEvent>,
+    pub(crate) worker: mpsc::UnboundedSender<DocEvent>,
     pub(crate) hub: mpsc::WeakSender<HubEvent>,
     /// Patches of local changes, logged as they were made while someone listened, for the
     /// worker's next change event (taken under the document's lock).
@@ -67,7 +67,7 @@ impl HandleShared {
         document_id: DocumentId,
         doc: Automerge,
         state: HandleState,
-        worker: mpsc::Sender<DocEvent>,
+        worker: mpsc::UnboundedSender<DocEvent>,
         hub: mpsc::WeakSender<HubEvent>,
     ) -> Self {
         HandleShared {
@@ -391,7 +391,6 @@ impl DocHandle {
         self.shared
             .worker
             .send(DocEvent::Broadcast(data))
-            .await
             .map_err(|_| HandleError::Shutdown)
     }
 

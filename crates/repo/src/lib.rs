@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod connection_io;
 mod context;
 mod document_worker;
 mod error;
@@ -35,9 +36,9 @@ mod handle;
 mod heavy_work;
 mod hub;
 mod initial;
-mod introductions;
 pub mod network;
 mod outbox;
+mod pending;
 mod repo;
 mod save_task;
 mod share_policy;

@@ -452,13 +452,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Hands the hub an event as if a worker or connection had sent it (tests of the hub's
-    /// handling of late or out-of-order events).
-    #[cfg(test)]
-    pub(crate) async fn send_hub_event(&self, event: HubEvent) {
-        let _ = self.inner.hub.send(event).await;
-    }
-
     pub(crate) async fn command<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -548,7 +541,6 @@ impl Repo {
                 .shared
                 .worker
                 .send(DocEvent::RequestAgain(tx))
-                .await
                 .is_ok()
             {
                 let _ = rx.await;

@@ -1,11 +1,11 @@
-//! Which loaded documents each peer has been introduced to, kept by the hub for peers the share
-//! policy does not offer everything: a peer's departure is told only to the workers that know
+//! Which loaded documents each peer has been introduced to, kept by the hub actor for peers the share
+//! policy does not offer everything: a peer's departure is told only to the documents that know
 //! it, and a document that leaves memory is forgotten by every peer that knew it. Both ways are
 //! indexed, so neither event scans all peers or all documents.
 
 use std::collections::{HashMap, HashSet};
 
-use tandem_core::{DocumentId, PeerId};
+use crate::{DocumentId, PeerId};
 
 /// Peer ↔ document introductions, both ways.
 #[derive(Debug, Default)]
@@ -15,7 +15,7 @@ pub(crate) struct Introductions {
 }
 
 impl Introductions {
-    /// `peer` now knows `document`'s worker (it wrote about it, or was asked for it).
+    /// `peer` now knows `document`'s actor (it wrote about it, or was asked for it).
     pub(crate) fn introduce(&mut self, peer: &PeerId, document: &DocumentId) {
         self.by_peer
             .entry(peer.clone())
@@ -27,7 +27,7 @@ impl Introductions {
             .insert(peer.clone());
     }
 
-    /// `peer` left: the documents whose workers knew it.
+    /// `peer` left: the documents whose actors knew it.
     pub(crate) fn peer_left(&mut self, peer: &PeerId) -> HashSet<DocumentId> {
         let documents = self.by_peer.remove(peer).unwrap_or_default();
         for document in &documents {
@@ -41,7 +41,7 @@ impl Introductions {
         documents
     }
 
-    /// `document` left memory (or was deleted): no worker of it knows any peer any more.
+    /// `document` left memory (or was deleted): no actor of it knows any peer any more.
     pub(crate) fn document_gone(&mut self, document: &DocumentId) {
         for peer in self.by_document.remove(document).unwrap_or_default() {
             if let Some(documents) = self.by_peer.get_mut(&peer) {
@@ -54,7 +54,6 @@ impl Introductions {
     }
 
     /// How many (peer, document) introductions there are.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_peer.values().map(HashSet::len).sum()
     }

@@ -1,0 +1,611 @@
+//! The hub actor: connections, which document hears of which peer, and routing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::introductions::Introductions;
+use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
+use crate::document::{CommandId, Counter, PeerInfo, Start};
+use crate::sync::EphemeralDedup;
+use crate::{DocUnavailableMessage, DocumentId, Message, PeerId, PeerMetadata};
+
+/// A connection as the hub keeps it.
+#[derive(Debug)]
+struct Connection {
+    peer: PeerId,
+    metadata: PeerMetadata,
+    /// `announce(peer, None)`: whether the policy offers the peer anything. `None` until the
+    /// policy answers; until then the peer is treated as offered nothing (it is introduced to
+    /// what it touches, and told everywhere once the answer says so).
+    announce_any: Option<bool>,
+}
+
+impl Connection {
+    fn offered_everything(&self) -> bool {
+        self.announce_any == Some(true)
+    }
+}
+
+/// What a policy question was asked for.
+#[derive(Debug)]
+enum Asked {
+    /// A new connection.
+    Connected(ConnectionId),
+    /// A share-policy change: this connection's part of `command`.
+    PolicyChanged {
+        command: CommandId,
+        connection: ConnectionId,
+    },
+}
+
+/// A share-policy change waiting for the policy's answers.
+#[derive(Debug)]
+struct PolicyChange {
+    waiting: usize,
+    answers: Vec<(ConnectionId, bool)>,
+}
+
+/// The repo's routing decisions: which connections are up and who is behind them, which
+/// document actor is in memory for which document, which documents each peer has been introduced
+/// to, which ephemeral messages were seen, what a message from a peer is allowed to claim.
+///
+/// Sans-IO: the driver feeds [`HubInput`]s and performs the [`HubEffect`]s that come back, in
+/// order. The hub never waits for a document: it tells document actors (by
+/// [`DocumentActorId`]) what concerns them and goes on; its work per event is proportional to
+/// what the event touches (a message touches one document; a departure, the documents its peer
+/// was introduced to), except where the event concerns every document (a peer offered
+/// everything, a policy change, a shutdown).
+///
+/// ```
+/// use std::time::Instant;
+/// use tandem_core::document::CommandId;
+/// use tandem_core::hub::{HubActor, HubEffect, HubInput};
+/// use tandem_core::{DocumentId, PeerId, PeerMetadata};
+///
+/// let mut hub = HubActor::new(PeerId::from("server"), Default::default());
+/// let effects = hub.handle(Instant::now(), HubInput::Connect {
+///     command: CommandId(1),
+///     peer: PeerId::from("alice"),
+///     metadata: PeerMetadata::default(),
+/// });
+/// // Accepted, then a question for the share policy: does it offer alice anything?
+/// assert!(matches!(effects[0], HubEffect::Accepted { .. }));
+/// assert!(matches!(effects[1], HubEffect::Ask { .. }));
+/// ```
+#[derive(Debug)]
+pub struct HubActor {
+    local_peer: PeerId,
+    denylist: HashSet<DocumentId>,
+    connections: HashMap<ConnectionId, Connection>,
+    by_peer: HashMap<PeerId, ConnectionId>,
+    documents: HashMap<DocumentId, DocumentActorId>,
+    actors: HashMap<DocumentActorId, DocumentId>,
+    /// Actors of evicted documents still saving; a new actor for the document waits for them.
+    unloading: HashMap<DocumentId, DocumentActorId>,
+    /// Documents found through this repo's API (not only for a peer): any peer may be asked for
+    /// them, whatever the policy offers it.
+    wanted: HashSet<DocumentId>,
+    /// Which documents' actors know which peers (those not offered everything).
+    introductions: Introductions,
+    dedup: EphemeralDedup,
+    asked: HashMap<HubQuestionId, Asked>,
+    policy_changes: HashMap<CommandId, PolicyChange>,
+    connection_ids: Counter,
+    actor_ids: Counter,
+    question_ids: Counter,
+    effects: Vec<HubEffect>,
+}
+
+impl HubActor {
+    /// A hub for the repo `local_peer`, refusing the documents of `denylist`.
+    pub fn new(local_peer: PeerId, denylist: HashSet<DocumentId>) -> Self {
+        HubActor {
+            local_peer,
+            denylist,
+            connections: HashMap::new(),
+            by_peer: HashMap::new(),
+            documents: HashMap::new(),
+            actors: HashMap::new(),
+            unloading: HashMap::new(),
+            wanted: HashSet::new(),
+            introductions: Introductions::default(),
+            dedup: EphemeralDedup::default(),
+            asked: HashMap::new(),
+            policy_changes: HashMap::new(),
+            connection_ids: Counter::default(),
+            actor_ids: Counter::default(),
+            question_ids: Counter::default(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// Feeds one input; returns what to do, in order.
+    pub fn handle(&mut self, _now: Instant, input: HubInput) -> Vec<HubEffect> {
+        match input {
+            HubInput::Connect {
+                command,
+                peer,
+                metadata,
+            } => self.connect(command, peer, metadata),
+            HubInput::Incoming {
+                connection,
+                message,
+            } => self.incoming(connection, message),
+            HubInput::Disconnected(connection) => self.disconnected(connection),
+            HubInput::Answered { question, allowed } => self.answered(question, allowed),
+            HubInput::Create {
+                command,
+                document_id,
+            } => {
+                let actor = self.spawn(document_id, Start::Created);
+                self.effects.push(HubEffect::Found { command, actor });
+            }
+            HubInput::Find {
+                command,
+                document_id,
+            } => self.find(command, document_id),
+            HubInput::Delete {
+                command,
+                document_id,
+            } => self.delete(command, document_id),
+            HubInput::Flush { command, documents } => {
+                let actors: Vec<DocumentActorId> = match documents {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|id| self.documents.get(id).copied())
+                        .collect(),
+                    None => self.documents.values().copied().collect(),
+                };
+                for actor in actors {
+                    self.tell(actor, DocumentEvent::Flush(command));
+                }
+                self.effects.push(HubEffect::Completed(command));
+            }
+            HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
+            HubInput::Shutdown { command } => {
+                let actors: Vec<DocumentActorId> =
+                    self.documents.drain().map(|(_, actor)| actor).collect();
+                for actor in actors {
+                    self.tell(actor, DocumentEvent::Stop(Some(command)));
+                }
+                self.effects.push(HubEffect::Completed(command));
+            }
+            HubInput::DocumentIdle(actor) => self.idle(actor),
+            HubInput::DocumentStopped(actor) => self.stopped(actor),
+            HubInput::DocumentFailed(actor) => {
+                if let Some(document_id) = self.actors.remove(&actor) {
+                    if self.documents.get(&document_id) == Some(&actor) {
+                        self.documents.remove(&document_id);
+                        self.introductions.document_gone(&document_id);
+                    }
+                }
+            }
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The documents in memory.
+    pub fn documents(&self) -> impl Iterator<Item = (&DocumentId, &DocumentActorId)> {
+        self.documents.iter()
+    }
+
+    /// The actor in memory for `document_id`, if any.
+    pub fn actor_of(&self, document_id: &DocumentId) -> Option<DocumentActorId> {
+        self.documents.get(document_id).copied()
+    }
+
+    /// How many (peer, document) introductions the hub keeps: what a long-lived connection
+    /// would leak if unloaded documents stayed introduced.
+    pub fn introductions(&self) -> usize {
+        self.introductions.len()
+    }
+
+    /// The connections the hub keeps.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnectionId, &PeerId)> {
+        self.connections.iter().map(|(id, c)| (*id, &c.peer))
+    }
+
+    fn tell(&mut self, actor: DocumentActorId, event: DocumentEvent) {
+        self.effects.push(HubEffect::Tell { actor, event });
+    }
+
+    fn info(connection: &Connection) -> PeerInfo {
+        PeerInfo {
+            peer: connection.peer.clone(),
+            metadata: connection.metadata.clone(),
+            announce_any: connection.offered_everything(),
+        }
+    }
+
+    fn ask(&mut self, peer: PeerId, asked: Asked) {
+        let question = HubQuestionId(self.question_ids.next());
+        self.asked.insert(question, asked);
+        self.effects.push(HubEffect::Ask { question, peer });
+    }
+
+    // ---- connections ----
+
+    fn connect(&mut self, command: CommandId, peer: PeerId, metadata: PeerMetadata) {
+        if peer == self.local_peer {
+            warn!(%peer, "a peer claims our own id; refusing it");
+            self.effects.push(HubEffect::Refused(command));
+            return;
+        }
+        // A second connection from one peer id takes over, as on a JS server.
+        if let Some(old) = self.by_peer.remove(&peer) {
+            info!(%peer, "peer reconnected; closing its previous connection");
+            if let Some(entry) = self.connections.remove(&old) {
+                self.effects.push(HubEffect::Close(old));
+                self.effects.push(HubEffect::PeerLeft(peer.clone()));
+                self.tell_departure(&entry);
+            }
+        }
+        let connection = ConnectionId(self.connection_ids.next());
+        self.connections.insert(
+            connection,
+            Connection {
+                peer: peer.clone(),
+                metadata,
+                announce_any: None,
+            },
+        );
+        self.by_peer.insert(peer.clone(), connection);
+        self.effects.push(HubEffect::Accepted {
+            command,
+            connection,
+        });
+        self.ask(peer, Asked::Connected(connection));
+    }
+
+    fn answered(&mut self, question: HubQuestionId, allowed: bool) {
+        match self.asked.remove(&question) {
+            Some(Asked::Connected(connection)) => self.announce_known(connection, allowed),
+            Some(Asked::PolicyChanged {
+                command,
+                connection,
+            }) => {
+                if let Some(change) = self.policy_changes.get_mut(&command) {
+                    change.waiting -= 1;
+                    change.answers.push((connection, allowed));
+                    if change.waiting == 0 {
+                        self.policy_change_answered(command);
+                    }
+                }
+            }
+            None => debug!(?question, "an answer nobody waits for; ignored"),
+        }
+    }
+
+    /// The policy said whether a new connection's peer is offered anything.
+    fn announce_known(&mut self, connection: ConnectionId, announce_any: bool) {
+        let Some(entry) = self.connections.get_mut(&connection) else {
+            return; // gone meanwhile
+        };
+        entry.announce_any = Some(announce_any);
+        let info = Self::info(entry);
+        info!(peer = %info.peer, announce_any, "peer connected");
+        self.effects.push(HubEffect::PeerJoined {
+            connection,
+            peer: info.clone(),
+        });
+        let targets: Vec<(DocumentId, DocumentActorId)> = if announce_any {
+            self.documents
+                .iter()
+                .map(|(id, actor)| (id.clone(), *actor))
+                .collect()
+        } else {
+            // Offered nothing, but it may have what we are looking for.
+            self.wanted
+                .iter()
+                .filter_map(|id| self.documents.get(id).map(|actor| (id.clone(), *actor)))
+                .collect()
+        };
+        for (document_id, actor) in targets {
+            if !announce_any {
+                self.introductions.introduce(&info.peer, &document_id);
+            }
+            self.tell(
+                actor,
+                DocumentEvent::PeerConnected {
+                    peer: info.clone(),
+                    connection,
+                },
+            );
+        }
+    }
+
+    fn disconnected(&mut self, connection: ConnectionId) {
+        let Some(entry) = self.connections.remove(&connection) else {
+            return; // an older connection of a peer that has since reconnected
+        };
+        self.by_peer.remove(&entry.peer);
+        info!(peer = %entry.peer, "peer disconnected");
+        self.effects.push(HubEffect::PeerLeft(entry.peer.clone()));
+        self.effects.push(HubEffect::Close(connection));
+        self.tell_departure(&entry);
+    }
+
+    /// Tells the documents that know the peer that it is gone: every document if the policy
+    /// offered it everything, otherwise those it was introduced to.
+    fn tell_departure(&mut self, entry: &Connection) {
+        let introduced = self.introductions.peer_left(&entry.peer);
+        let actors: Vec<DocumentActorId> = if entry.offered_everything() {
+            self.documents.values().copied().collect()
+        } else {
+            introduced
+                .iter()
+                .filter_map(|id| self.documents.get(id).copied())
+                .collect()
+        };
+        for actor in actors {
+            self.tell(actor, DocumentEvent::PeerDisconnected(entry.peer.clone()));
+        }
+    }
+
+    fn share_policy_changed(&mut self, command: CommandId) {
+        let connections: Vec<(ConnectionId, PeerId)> = self
+            .connections
+            .iter()
+            .map(|(id, c)| (*id, c.peer.clone()))
+            .collect();
+        self.policy_changes.insert(
+            command,
+            PolicyChange {
+                waiting: connections.len(),
+                answers: Vec::new(),
+            },
+        );
+        if connections.is_empty() {
+            self.policy_change_answered(command);
+            return;
+        }
+        for (connection, peer) in connections {
+            self.ask(
+                peer,
+                Asked::PolicyChanged {
+                    command,
+                    connection,
+                },
+            );
+        }
+    }
+
+    /// Every peer's `announce(peer, None)` is known again: every document decides again.
+    fn policy_change_answered(&mut self, command: CommandId) {
+        let Some(change) = self.policy_changes.remove(&command) else {
+            return;
+        };
+        for (connection, announce_any) in change.answers {
+            let Some(entry) = self.connections.get_mut(&connection) else {
+                continue;
+            };
+            let withdrawn = entry.offered_everything() && !announce_any;
+            entry.announce_any = Some(announce_any);
+            // A peer offered everything until now was told to every document, and no
+            // introductions were kept for it. Its departure must still reach them all. (A peer
+            // offered nothing before is synced only where it asked or is asked, which `incoming`
+            // and `find` introduced.)
+            if withdrawn {
+                let peer = entry.peer.clone();
+                for document_id in self.documents.keys() {
+                    self.introductions.introduce(&peer, document_id);
+                }
+            }
+        }
+        let peers: Vec<(PeerInfo, ConnectionId)> = self
+            .connections
+            .iter()
+            .map(|(id, c)| (Self::info(c), *id))
+            .collect();
+        let actors: Vec<DocumentActorId> = self.documents.values().copied().collect();
+        for actor in actors {
+            self.tell(
+                actor,
+                DocumentEvent::SharePolicyChanged {
+                    peers: peers.clone(),
+                    command,
+                },
+            );
+        }
+        self.effects.push(HubEffect::Completed(command));
+    }
+
+    // ---- messages ----
+
+    fn incoming(&mut self, connection: ConnectionId, message: Message) {
+        let Some(entry) = self.connections.get(&connection) else {
+            return;
+        };
+        let peer = entry.peer.clone();
+        // Only ephemeral messages are relayed with their original sender; anything else must
+        // come from the peer itself.
+        let own = matches!(
+            message,
+            Message::Sync(_)
+                | Message::Request(_)
+                | Message::DocUnavailable(_)
+                | Message::RemoteSubscriptionChange(_)
+                | Message::RemoteHeadsChanged(_)
+        );
+        if own && message.sender_id() != &peer {
+            warn!(%peer, claimed = %message.sender_id(), "peer lies about its id; disconnecting it");
+            self.effects.push(HubEffect::Close(connection));
+            return;
+        }
+        if matches!(
+            message,
+            Message::RemoteSubscriptionChange(_) | Message::RemoteHeadsChanged(_)
+        ) {
+            self.effects.push(HubEffect::Gossip {
+                connection,
+                message,
+            });
+            return;
+        }
+        let Some(document_id) = message.document_id().cloned() else {
+            debug!(%peer, kind = message.type_name(), "message ignored");
+            return;
+        };
+        if self.denylist.contains(&document_id) {
+            if matches!(message, Message::Sync(_) | Message::Request(_)) {
+                self.effects.push(HubEffect::Send(
+                    connection,
+                    Message::DocUnavailable(DocUnavailableMessage {
+                        sender_id: self.local_peer.clone(),
+                        target_id: peer,
+                        document_id,
+                    }),
+                ));
+            }
+            return;
+        }
+        if let Message::Ephemeral(m) = &message {
+            if !self.dedup.accept(&m.sender_id, &m.session_id, m.count) {
+                return;
+            }
+        }
+        let actor = match self.documents.get(&document_id) {
+            Some(actor) => *actor,
+            // A doc-unavailable for a document we are not looking for answers nothing.
+            None if matches!(message, Message::DocUnavailable(_)) => return,
+            None => self.spawn_loader(document_id.clone()),
+        };
+        let Some(entry) = self.connections.get(&connection) else {
+            return;
+        };
+        if !entry.offered_everything() {
+            self.introductions.introduce(&peer, &document_id);
+        }
+        let metadata = entry.metadata.clone();
+        self.tell(
+            actor,
+            DocumentEvent::Incoming {
+                connection,
+                from: peer,
+                metadata,
+                message,
+            },
+        );
+    }
+
+    // ---- documents ----
+
+    fn find(&mut self, command: CommandId, document_id: DocumentId) {
+        let newly_wanted = self.wanted.insert(document_id.clone());
+        let actor = match self.documents.get(&document_id) {
+            Some(&actor) => {
+                if newly_wanted {
+                    // Found here before only for a peer: now every peer may be asked.
+                    self.tell(actor, DocumentEvent::WantedLocally);
+                    let peers: Vec<(PeerInfo, ConnectionId)> = self
+                        .connections
+                        .iter()
+                        .map(|(id, c)| (Self::info(c), *id))
+                        .collect();
+                    for (peer, connection) in peers {
+                        if !peer.announce_any {
+                            self.introductions.introduce(&peer.peer, &document_id);
+                        }
+                        self.tell(actor, DocumentEvent::PeerConnected { peer, connection });
+                    }
+                }
+                actor
+            }
+            None => self.spawn_loader(document_id),
+        };
+        self.effects.push(HubEffect::Found { command, actor });
+    }
+
+    fn delete(&mut self, command: CommandId, document_id: DocumentId) {
+        self.forget(&document_id);
+        let actor = match self.documents.remove(&document_id) {
+            Some(actor) => actor,
+            // Not in memory: a short-lived actor (never listed) removes it from storage.
+            None => {
+                let actor = self.spawn_loader(document_id.clone());
+                self.documents.remove(&document_id);
+                actor
+            }
+        };
+        self.tell(actor, DocumentEvent::Delete(command));
+    }
+
+    /// A document's peers and interest go: it left memory for good, or was deleted.
+    fn forget(&mut self, document_id: &DocumentId) {
+        self.wanted.remove(document_id);
+        self.introductions.document_gone(document_id);
+        self.effects.push(HubEffect::Forgotten(document_id.clone()));
+    }
+
+    fn spawn_loader(&mut self, document_id: DocumentId) -> DocumentActorId {
+        let wanted_locally = self.wanted.contains(&document_id);
+        self.spawn(document_id, Start::Load { wanted_locally })
+    }
+
+    fn spawn(&mut self, document_id: DocumentId, start: Start) -> DocumentActorId {
+        let actor = DocumentActorId(self.actor_ids.next());
+        let after = self.unloading.remove(&document_id);
+        // A document we look for may be asked of any peer; otherwise only peers offered
+        // documents are candidates.
+        let any_peer = matches!(
+            start,
+            Start::Load {
+                wanted_locally: true
+            }
+        );
+        let mut peers = Vec::new();
+        for (id, connection) in &self.connections {
+            let info = Self::info(connection);
+            if info.announce_any {
+                peers.push((info, *id));
+            } else if any_peer {
+                self.introductions.introduce(&info.peer, &document_id);
+                peers.push((info, *id));
+            }
+        }
+        self.documents.insert(document_id.clone(), actor);
+        self.actors.insert(actor, document_id.clone());
+        self.effects.push(HubEffect::Spawn {
+            actor,
+            document_id,
+            start,
+            peers,
+            after,
+        });
+        actor
+    }
+
+    fn idle(&mut self, actor: DocumentActorId) {
+        let Some(document_id) = self.actors.get(&actor).cloned() else {
+            return;
+        };
+        // Only if it is still this actor's document (a newer one may have replaced it).
+        if self.documents.get(&document_id) != Some(&actor) {
+            return;
+        }
+        self.documents.remove(&document_id);
+        // Until it ends, a new actor for the document waits for it before reading storage.
+        debug!(%document_id, "unloading idle document");
+        self.unloading.insert(document_id, actor);
+        self.tell(actor, DocumentEvent::Stop(None));
+    }
+
+    fn stopped(&mut self, actor: DocumentActorId) {
+        let Some(document_id) = self.actors.remove(&actor) else {
+            return;
+        };
+        // Only this actor's own entry goes: a newer actor of the document may be stopping too,
+        // and one started next must wait for that one.
+        if self.unloading.get(&document_id) == Some(&actor) {
+            self.unloading.remove(&document_id);
+        }
+        if self.documents.get(&document_id) == Some(&actor) {
+            self.documents.remove(&document_id);
+        }
+        if !self.documents.contains_key(&document_id) {
+            self.forget(&document_id);
+        }
+    }
+}

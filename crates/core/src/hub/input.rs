@@ -1,0 +1,86 @@
+//! What the driver tells the hub actor.
+
+use super::{ConnectionId, DocumentActorId, HubQuestionId};
+use crate::document::CommandId;
+use crate::{DocumentId, Message, PeerId, PeerMetadata};
+
+/// One event for the [`HubActor`](super::HubActor).
+#[derive(Debug)]
+pub enum HubInput {
+    /// A transport joined a peer. Answered with
+    /// [`Accepted`](super::HubEffect::Accepted) or [`Refused`](super::HubEffect::Refused).
+    Connect {
+        /// Named in the answer.
+        command: CommandId,
+        /// Who.
+        peer: PeerId,
+        /// What it said about itself.
+        metadata: PeerMetadata,
+    },
+    /// A message arrived on a connection.
+    Incoming {
+        /// The connection.
+        connection: ConnectionId,
+        /// The message.
+        message: Message,
+    },
+    /// A connection ended.
+    Disconnected(ConnectionId),
+    /// The answer to `announce(peer, None)`.
+    Answered {
+        /// The question.
+        question: HubQuestionId,
+        /// What the policy said.
+        allowed: bool,
+    },
+    /// The application creates (or imports) a document: a new actor, ready at once. Answered
+    /// with [`Found`](super::HubEffect::Found).
+    Create {
+        /// Named in the answer.
+        command: CommandId,
+        /// The new document's id.
+        document_id: DocumentId,
+    },
+    /// The application looks for a document. Answered with [`Found`](super::HubEffect::Found).
+    Find {
+        /// Named in the answer.
+        command: CommandId,
+        /// Which.
+        document_id: DocumentId,
+    },
+    /// The application deletes a document; its actor is told
+    /// [`Delete`](super::DocumentEvent::Delete) with this command.
+    Delete {
+        /// Named in the document's completion.
+        command: CommandId,
+        /// Which.
+        document_id: DocumentId,
+    },
+    /// The application saves documents now (`None`: all in memory). Each is told
+    /// [`Flush`](super::DocumentEvent::Flush), then [`Completed`](super::HubEffect::Completed).
+    Flush {
+        /// Named in the effects.
+        command: CommandId,
+        /// Which.
+        documents: Option<Vec<DocumentId>>,
+    },
+    /// The share policy answers differently now: every peer is asked `announce(peer, None)`
+    /// again, then every document decides again. Ends with
+    /// [`Completed`](super::HubEffect::Completed).
+    SharePolicyChanged {
+        /// Named in the effects.
+        command: CommandId,
+    },
+    /// The repo stops: every document is told to stop, then
+    /// [`Completed`](super::HubEffect::Completed).
+    Shutdown {
+        /// Named in the effects.
+        command: CommandId,
+    },
+    /// A document's actor has been idle for its idle time and nobody holds its handle.
+    DocumentIdle(DocumentActorId),
+    /// A document's actor ended (stopped after an eviction, or deleted).
+    DocumentStopped(DocumentActorId),
+    /// A document's actor failed (its task panicked): it is gone.
+    DocumentFailed(DocumentActorId),
+}

@@ -1,0 +1,20 @@
+//! The repo's routing decisions, as a sans-IO actor: [`HubActor`].
+//!
+//! A frame from a connection is decoded by the transport, handed to the hub actor
+//! ([`HubInput::Incoming`]), which checks what it claims and tells the document's actor
+//! ([`HubEffect::Tell`]); the document actor decides what to send and save
+//! ([`crate::document`]); the driver performs both actors' effects.
+
+mod actor;
+mod effect;
+mod ids;
+mod input;
+mod introductions;
+
+pub use actor::HubActor;
+pub use effect::{DocumentEvent, HubEffect};
+pub use ids::{ConnectionId, DocumentActorId, HubQuestionId};
+pub use input::HubInput;
+
+#[cfg(test)]
+mod tests;

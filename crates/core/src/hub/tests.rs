@@ -1,0 +1,237 @@
+//! The hub actor, driven step by step.
+
+use std::time::Instant;
+
+use super::*;
+use crate::document::{CommandId, Start};
+use crate::{
+    DocumentId, EphemeralMessage, Message, MessageData, PeerId, PeerMetadata, SessionId,
+    SyncMessage,
+};
+
+fn hub() -> HubActor {
+    HubActor::new(PeerId::from("server"), Default::default())
+}
+
+fn step(hub: &mut HubActor, input: HubInput) -> Vec<HubEffect> {
+    hub.handle(Instant::now(), input)
+}
+
+/// Connects `peer`, answers the policy with `announce_any`; its connection id.
+fn connect(hub: &mut HubActor, peer: &str, announce_any: bool) -> ConnectionId {
+    let effects = step(
+        hub,
+        HubInput::Connect {
+            command: CommandId(1),
+            peer: PeerId::from(peer),
+            metadata: PeerMetadata::default(),
+        },
+    );
+    let connection = effects
+        .iter()
+        .find_map(|e| match e {
+            HubEffect::Accepted { connection, .. } => Some(*connection),
+            _ => None,
+        })
+        .expect("accepted");
+    let question = effects
+        .iter()
+        .find_map(|e| match e {
+            HubEffect::Ask { question, .. } => Some(*question),
+            _ => None,
+        })
+        .expect("asked");
+    step(
+        hub,
+        HubInput::Answered {
+            question,
+            allowed: announce_any,
+        },
+    );
+    connection
+}
+
+fn incoming(hub: &mut HubActor, connection: ConnectionId, message: Message) -> Vec<HubEffect> {
+    step(
+        hub,
+        HubInput::Incoming {
+            connection,
+            message,
+        },
+    )
+}
+
+fn find(hub: &mut HubActor, document_id: &DocumentId) -> Vec<HubEffect> {
+    step(
+        hub,
+        HubInput::Find {
+            command: CommandId(2),
+            document_id: document_id.clone(),
+        },
+    )
+}
+
+fn spawned(effects: &[HubEffect]) -> Option<(DocumentActorId, Option<DocumentActorId>)> {
+    effects.iter().find_map(|e| match e {
+        HubEffect::Spawn { actor, after, .. } => Some((*actor, *after)),
+        _ => None,
+    })
+}
+
+fn sync_from(peer: &str, document_id: &DocumentId) -> Message {
+    Message::Sync(SyncMessage {
+        sender_id: PeerId::from(peer),
+        target_id: PeerId::from("server"),
+        document_id: document_id.clone(),
+        data: MessageData::new(vec![0x42]).expect("not empty"),
+    })
+}
+
+/// An older actor's end can reach the hub after a newer actor of the same document has itself
+/// begun to stop. It must not clear the newer one's place: the actor started next would read
+/// storage before the newer one's last save, and miss its last changes.
+#[test]
+fn a_late_end_of_an_older_actor_does_not_let_the_next_one_skip_waiting() {
+    let mut hub = hub();
+    let id = DocumentId::random();
+    let (first, after) = spawned(&find(&mut hub, &id)).expect("spawned");
+    assert_eq!(after, None);
+    step(&mut hub, HubInput::DocumentIdle(first));
+    let (second, after) = spawned(&find(&mut hub, &id)).expect("spawned again");
+    assert_eq!(after, Some(first), "the second waits for the first");
+    step(&mut hub, HubInput::DocumentIdle(second));
+    // The first's end, late.
+    step(&mut hub, HubInput::DocumentStopped(first));
+    let (_third, after) = spawned(&find(&mut hub, &id)).expect("spawned a third time");
+    assert_eq!(after, Some(second), "the third waits for the second");
+}
+
+/// Once the stopping actor has ended, nothing waits for it.
+#[test]
+fn an_actor_started_after_the_last_one_ended_waits_for_nobody() {
+    let mut hub = hub();
+    let id = DocumentId::random();
+    let (first, _) = spawned(&find(&mut hub, &id)).expect("spawned");
+    step(&mut hub, HubInput::DocumentIdle(first));
+    step(&mut hub, HubInput::DocumentStopped(first));
+    let (_, after) = spawned(&find(&mut hub, &id)).expect("spawned again");
+    assert_eq!(after, None);
+}
+
+/// A stale idle report (from an actor already replaced) stops nothing.
+#[test]
+fn an_idle_report_from_a_replaced_actor_stops_nothing() {
+    let mut hub = hub();
+    let id = DocumentId::random();
+    let (first, _) = spawned(&find(&mut hub, &id)).expect("spawned");
+    step(&mut hub, HubInput::DocumentIdle(first));
+    let (second, _) = spawned(&find(&mut hub, &id)).expect("spawned again");
+    let effects = step(&mut hub, HubInput::DocumentIdle(first));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(hub.actor_of(&id), Some(second));
+}
+
+/// A sync message claiming another sender closes the connection and reaches no document.
+#[test]
+fn a_peer_that_lies_about_its_id_is_disconnected() {
+    let mut hub = hub();
+    let alice = connect(&mut hub, "alice", false);
+    let id = DocumentId::random();
+    let effects = incoming(&mut hub, alice, sync_from("mallory", &id));
+    assert!(
+        matches!(effects[..], [HubEffect::Close(c)] if c == alice),
+        "{effects:?}"
+    );
+    assert_eq!(hub.actor_of(&id), None);
+}
+
+/// A denied document is answered `doc-unavailable` and never loaded.
+#[test]
+fn a_denied_document_is_unavailable_and_never_loaded() {
+    let id = DocumentId::random();
+    let mut hub = HubActor::new(PeerId::from("server"), [id.clone()].into());
+    let alice = connect(&mut hub, "alice", false);
+    let effects = incoming(&mut hub, alice, sync_from("alice", &id));
+    assert!(
+        matches!(&effects[..], [HubEffect::Send(c, Message::DocUnavailable(_))] if *c == alice),
+        "{effects:?}"
+    );
+    assert_eq!(hub.actor_of(&id), None);
+}
+
+/// An ephemeral message seen once (from any hop) is not passed on again.
+#[test]
+fn an_ephemeral_message_is_passed_on_once() {
+    let mut hub = hub();
+    let alice = connect(&mut hub, "alice", true);
+    let bob = connect(&mut hub, "bob", true);
+    let id = DocumentId::random();
+    let message = Message::Ephemeral(EphemeralMessage {
+        sender_id: PeerId::from("carol"),
+        target_id: PeerId::from("server"),
+        document_id: id.clone(),
+        data: MessageData::new(vec![0x01]).expect("not empty"),
+        count: 7,
+        session_id: SessionId::from_random(1),
+    });
+    let first = incoming(&mut hub, alice, message.clone());
+    assert!(first.iter().any(|e| matches!(e, HubEffect::Tell { .. })));
+    let again = incoming(&mut hub, bob, message);
+    assert!(again.is_empty(), "{again:?}");
+}
+
+/// A peer offered nothing is introduced to what it touches; when the document leaves memory it
+/// is forgotten, and the peer's departure reaches nobody.
+#[test]
+fn introductions_end_with_the_document() {
+    let mut hub = hub();
+    let alice = connect(&mut hub, "alice", false);
+    let id = DocumentId::random();
+    let effects = incoming(&mut hub, alice, sync_from("alice", &id));
+    let (actor, _) = spawned(&effects).expect("loaded for the peer");
+    assert_eq!(hub.introductions(), 1);
+    step(&mut hub, HubInput::DocumentIdle(actor));
+    step(&mut hub, HubInput::DocumentStopped(actor));
+    assert_eq!(hub.introductions(), 0);
+    let effects = step(&mut hub, HubInput::Disconnected(alice));
+    assert!(
+        !effects.iter().any(|e| matches!(e, HubEffect::Tell { .. })),
+        "{effects:?}"
+    );
+}
+
+/// A document found here may be asked of every peer, even one offered nothing; one loaded for
+/// a peer is offered only to peers offered everything.
+#[test]
+fn a_wanted_document_starts_with_every_peer() {
+    let mut hub = hub();
+    connect(&mut hub, "offered", true);
+    connect(&mut hub, "not-offered", false);
+    let wanted = DocumentId::random();
+    let effects = find(&mut hub, &wanted);
+    let peers = effects.iter().find_map(|e| match e {
+        HubEffect::Spawn { peers, start, .. } => Some((peers.len(), *start)),
+        _ => None,
+    });
+    assert_eq!(
+        peers,
+        Some((
+            2,
+            Start::Load {
+                wanted_locally: true
+            }
+        ))
+    );
+    let created = step(
+        &mut hub,
+        HubInput::Create {
+            command: CommandId(3),
+            document_id: DocumentId::random(),
+        },
+    );
+    let peers = created.iter().find_map(|e| match e {
+        HubEffect::Spawn { peers, .. } => Some(peers.len()),
+        _ => None,
+    });
+    assert_eq!(peers, Some(1));
+}

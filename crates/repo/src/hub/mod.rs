@@ -1,0 +1,555 @@
+//! The repo's central task: the driver of the [`HubActor`].
+//!
+//! It decides nothing. It feeds the actor what the connections, the document tasks and the
+//! application send, and performs what comes back: it starts document tasks and passes them
+//! their events, opens and closes connections' IO, asks the share policy (on a task of its own,
+//! so the hub never waits for it), answers the application. It never waits for a document's
+//! queue: document inboxes are unbounded, and what a peer can put in them is bounded by its
+//! connection's in-flight allowance ([`crate::connection_io`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use automerge::Automerge;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tandem_core::document::{CommandId, PeerInfo, Start};
+use tandem_core::hub::{
+    ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput, HubQuestionId,
+};
+use tandem_core::sync::HandleState;
+use tandem_core::{Connection, DocumentId, Message, PeerId, PeerMetadata};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::connection_io::{read_connection, write_connection, InFlight};
+use crate::context::RepoContext;
+use crate::document_worker::{self, Begin, DocEvent};
+use crate::events::RemoteHeadsEvent;
+use crate::handle::{DocHandle, HandleShared};
+use crate::outbox::{outbox, PeerLink};
+use crate::pending::Pending;
+use crate::RepoError;
+
+#[cfg(test)]
+mod tests;
+
+/// Queue depth of the hub's inbox: a full queue makes the sender (a connection reader, the
+/// application) wait.
+pub(crate) const QUEUE_DEPTH: usize = 1024;
+
+pub(crate) enum HubEvent {
+    Command(Command),
+    Connected(Connection),
+    Incoming(ConnectionId, Message, InFlight),
+    Disconnected(ConnectionId),
+    /// The share policy's answer to `announce(peer, None)`.
+    Answered(HubQuestionId, bool),
+    /// A document's task found its document unheld and idle.
+    Idle(DocumentActorId),
+    /// A document's task ended (stopped or deleted).
+    Ended(DocumentActorId),
+    /// A document's task panicked; its handles are unavailable.
+    TaskFailed(DocumentActorId),
+}
+
+pub(crate) enum Command {
+    Create {
+        document_id: DocumentId,
+        document: Box<Automerge>,
+        reply: oneshot::Sender<DocHandle>,
+    },
+    Find {
+        document_id: DocumentId,
+        reply: oneshot::Sender<DocHandle>,
+    },
+    Delete {
+        document_id: DocumentId,
+        reply: oneshot::Sender<()>,
+    },
+    Flush {
+        documents: Option<Vec<DocumentId>>,
+        reply: oneshot::Sender<Result<(), RepoError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    Documents {
+        reply: oneshot::Sender<Vec<DocumentId>>,
+    },
+    /// The share policy answers differently now. Answered once every document has decided
+    /// again.
+    SharePolicyChanged {
+        reply: oneshot::Sender<()>,
+    },
+    /// How many (connection, document) introductions the hub keeps.
+    #[cfg(test)]
+    Introductions {
+        reply: oneshot::Sender<usize>,
+    },
+}
+
+/// Who waits for a hub command.
+enum Reply {
+    Handle(oneshot::Sender<DocHandle>),
+    Delete(oneshot::Sender<()>),
+    /// Answered once every document told has answered.
+    Joined(oneshot::Sender<Result<(), RepoError>>),
+    Unit(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct Hub {
+    ctx: Arc<RepoContext>,
+    inbox: mpsc::Receiver<HubEvent>,
+    me: mpsc::WeakSender<HubEvent>,
+    actor: HubActor,
+    /// Each document task's handle.
+    documents: HashMap<DocumentActorId, DocHandle>,
+    links: HashMap<ConnectionId, PeerLink>,
+    /// Connections waiting for the actor's verdict.
+    joining: Pending<Connection>,
+    replies: Pending<Reply>,
+    /// The answers of the documents a command told, to wait for together.
+    joins: HashMap<CommandId, Vec<BoxFuture<'static, Result<(), RepoError>>>>,
+    /// Evicted documents' tasks, until they end: the next task of the document waits for them.
+    stopping: HashMap<DocumentActorId, oneshot::Receiver<()>>,
+    /// The document of the `Create` being fed.
+    creating: Option<Automerge>,
+    /// The in-flight permit of the message being fed.
+    in_flight: Option<InFlight>,
+    peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
+    stopped: bool,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        ctx: Arc<RepoContext>,
+        inbox: mpsc::Receiver<HubEvent>,
+        me: mpsc::WeakSender<HubEvent>,
+        peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
+    ) -> Hub {
+        Hub {
+            actor: HubActor::new(ctx.peer_id.clone(), ctx.denylist.clone()),
+            ctx,
+            inbox,
+            me,
+            documents: HashMap::new(),
+            links: HashMap::new(),
+            joining: Pending::new(),
+            replies: Pending::new(),
+            joins: HashMap::new(),
+            stopping: HashMap::new(),
+            creating: None,
+            in_flight: None,
+            peers,
+            stopped: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        while let Some(event) = self.inbox.recv().await {
+            let input = self.input(event);
+            if let Some(input) = input {
+                let effects = self.actor.handle(Instant::now().into_std(), input);
+                for effect in effects {
+                    self.perform(effect).await;
+                }
+            }
+            self.in_flight = None;
+            if self.stopped {
+                return;
+            }
+        }
+    }
+
+    fn command(&mut self, reply: Reply) -> CommandId {
+        self.replies.insert(reply)
+    }
+
+    /// The actor's input for an event, if it has one.
+    fn input(&mut self, event: HubEvent) -> Option<HubInput> {
+        Some(match event {
+            HubEvent::Command(command) => return self.command_input(command),
+            HubEvent::Connected(connection) => {
+                let peer = connection.remote.peer_id.clone();
+                let metadata = connection.remote.metadata.clone();
+                HubInput::Connect {
+                    command: self.joining.insert(connection),
+                    peer,
+                    metadata,
+                }
+            }
+            HubEvent::Incoming(connection, message, permit) => {
+                self.in_flight = Some(permit);
+                HubInput::Incoming {
+                    connection,
+                    message,
+                }
+            }
+            HubEvent::Disconnected(connection) => HubInput::Disconnected(connection),
+            HubEvent::Answered(question, allowed) => HubInput::Answered { question, allowed },
+            HubEvent::Idle(actor) => {
+                // One reference is ours, one the task's: any other is a user's handle.
+                let held = self
+                    .documents
+                    .get(&actor)
+                    .map_or(true, |handle| Arc::strong_count(&handle.shared) > 2);
+                if held {
+                    return None;
+                }
+                HubInput::DocumentIdle(actor)
+            }
+            HubEvent::Ended(actor) => {
+                self.documents.remove(&actor);
+                self.stopping.remove(&actor);
+                HubInput::DocumentStopped(actor)
+            }
+            HubEvent::TaskFailed(actor) => {
+                self.documents.remove(&actor);
+                HubInput::DocumentFailed(actor)
+            }
+        })
+    }
+
+    fn command_input(&mut self, command: Command) -> Option<HubInput> {
+        Some(match command {
+            Command::Create {
+                document_id,
+                document,
+                reply,
+            } => {
+                self.creating = Some(*document);
+                HubInput::Create {
+                    command: self.command(Reply::Handle(reply)),
+                    document_id,
+                }
+            }
+            Command::Find { document_id, reply } => HubInput::Find {
+                command: self.command(Reply::Handle(reply)),
+                document_id,
+            },
+            Command::Delete { document_id, reply } => HubInput::Delete {
+                command: self.command(Reply::Delete(reply)),
+                document_id,
+            },
+            Command::Flush { documents, reply } => HubInput::Flush {
+                command: self.command(Reply::Joined(reply)),
+                documents,
+            },
+            Command::Shutdown { reply } => HubInput::Shutdown {
+                command: self.command(Reply::Shutdown(reply)),
+            },
+            Command::SharePolicyChanged { reply } => HubInput::SharePolicyChanged {
+                command: self.command(Reply::Unit(reply)),
+            },
+            Command::Documents { reply } => {
+                let _ = reply.send(self.actor.documents().map(|(id, _)| id.clone()).collect());
+                return None;
+            }
+            #[cfg(test)]
+            Command::Introductions { reply } => {
+                let _ = reply.send(self.actor.introductions());
+                return None;
+            }
+        })
+    }
+
+    async fn perform(&mut self, effect: HubEffect) {
+        match effect {
+            HubEffect::Accepted {
+                command,
+                connection,
+            } => self.open(command, connection),
+            HubEffect::Refused(command) => {
+                self.joining.take(command);
+            }
+            HubEffect::Close(connection) => {
+                if let Some(link) = self.links.get(&connection) {
+                    link.outbox.close();
+                }
+            }
+            HubEffect::Send(connection, message) => {
+                if let Some(link) = self.links.get(&connection) {
+                    link.outbox.send(message);
+                }
+            }
+            HubEffect::Ask { question, peer } => {
+                // On a task of its own: a slow policy holds up nobody's messages.
+                let policy = self.ctx.policy.clone();
+                let hub = self.me.clone();
+                tokio::spawn(async move {
+                    let allowed = policy.announce(&peer, None).await;
+                    if let Some(hub) = hub.upgrade() {
+                        let _ = hub.send(HubEvent::Answered(question, allowed)).await;
+                    }
+                });
+            }
+            HubEffect::PeerJoined { connection, peer } => {
+                if let (Some(gossip), Some(link)) = (&self.ctx.gossip, self.links.get(&connection))
+                {
+                    gossip.peer_connected(link.clone(), peer.announce_any);
+                }
+                self.peers.send_modify(|peers| {
+                    peers.insert(peer.peer, peer.metadata);
+                });
+            }
+            HubEffect::PeerLeft(peer) => {
+                if let Some(gossip) = &self.ctx.gossip {
+                    gossip.peer_disconnected(&peer);
+                }
+                self.peers.send_modify(|peers| {
+                    peers.remove(&peer);
+                });
+            }
+            HubEffect::Spawn {
+                actor,
+                document_id,
+                start,
+                peers,
+                after,
+            } => self.spawn(actor, document_id, start, peers, after),
+            HubEffect::Tell { actor, event } => self.tell(actor, event),
+            HubEffect::Gossip {
+                connection: _,
+                message,
+            } => self.gossip(&message),
+            HubEffect::Forgotten(document_id) => {
+                if let Some(gossip) = &self.ctx.gossip {
+                    gossip.forget_document(&document_id);
+                }
+            }
+            HubEffect::Found { command, actor } => {
+                if let (Some(Reply::Handle(reply)), Some(handle)) =
+                    (self.replies.take(command), self.documents.get(&actor))
+                {
+                    let _ = reply.send(handle.clone());
+                }
+            }
+            HubEffect::Completed(command) => self.completed(command).await,
+        }
+    }
+
+    /// Starts a connection's IO under the id the actor gave it.
+    fn open(&mut self, command: CommandId, connection: ConnectionId) {
+        let Some(Connection {
+            remote,
+            outgoing,
+            incoming,
+        }) = self.joining.take(command)
+        else {
+            return;
+        };
+        let (outbox, outbox_rx) = outbox();
+        let link = PeerLink {
+            peer_id: remote.peer_id,
+            metadata: remote.metadata,
+            outbox,
+        };
+        tokio::spawn(write_connection(outbox_rx, outgoing));
+        if let Some(hub) = self.me.upgrade() {
+            tokio::spawn(read_connection(connection, link.clone(), incoming, hub));
+        }
+        self.links.insert(connection, link);
+    }
+
+    fn spawn(
+        &mut self,
+        actor: DocumentActorId,
+        document_id: DocumentId,
+        start: Start,
+        peers: Vec<(PeerInfo, ConnectionId)>,
+        after: Option<DocumentActorId>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (document, state, begin) = match start {
+            Start::Created => (
+                self.creating.take().unwrap_or_default(),
+                HandleState::Ready,
+                Begin::Created,
+            ),
+            Start::Load { wanted_locally } => (
+                Automerge::new(),
+                HandleState::Loading,
+                Begin::Load {
+                    after: after.and_then(|after| self.stopping.remove(&after)),
+                    wanted_locally,
+                },
+            ),
+        };
+        let shared = Arc::new(HandleShared::new(
+            document_id.clone(),
+            document,
+            state,
+            tx,
+            self.me.clone(),
+        ));
+        if let Some(gossip) = &self.ctx.gossip {
+            // Gossip may have told us about the document before anyone opened it here.
+            let mut known = shared
+                .remote_heads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (storage_id, heads) in gossip.subscribed_heads(&document_id) {
+                if let Some(event) = RemoteHeadsEvent::from_gossip(storage_id.clone(), &heads) {
+                    known.insert(storage_id, event);
+                }
+            }
+        }
+        let peers = peers
+            .into_iter()
+            .filter_map(|(peer, connection)| {
+                let link = self.links.get(&connection)?;
+                Some((link.clone(), peer.announce_any))
+            })
+            .collect();
+        document_worker::spawn(
+            actor,
+            shared.clone(),
+            self.ctx.clone(),
+            self.me.clone(),
+            rx,
+            begin,
+            peers,
+        );
+        self.documents
+            .insert(actor, DocHandle { shared, view: None });
+    }
+
+    /// Passes an event to a document's task, with what only the driver has: outboxes, replies.
+    fn tell(&mut self, actor: DocumentActorId, event: DocumentEvent) {
+        let Some(worker) = self.documents.get(&actor).map(|h| h.shared.worker.clone()) else {
+            debug!(%actor, "event for a document task that is gone; dropped");
+            return;
+        };
+        let link =
+            |links: &HashMap<ConnectionId, PeerLink>, connection| links.get(&connection).cloned();
+        let event = match event {
+            DocumentEvent::PeerConnected { peer, connection } => {
+                let Some(link) = link(&self.links, connection) else {
+                    return;
+                };
+                DocEvent::PeerConnected(link, peer.announce_any)
+            }
+            DocumentEvent::PeerDisconnected(peer) => DocEvent::PeerDisconnected(peer),
+            DocumentEvent::Incoming {
+                connection,
+                message,
+                ..
+            } => {
+                let Some(link) = link(&self.links, connection) else {
+                    return;
+                };
+                DocEvent::Incoming(Box::new((link, message, self.in_flight.take())))
+            }
+            DocumentEvent::WantedLocally => DocEvent::WantedLocally,
+            DocumentEvent::SharePolicyChanged { peers, command } => {
+                let peers = peers
+                    .into_iter()
+                    .filter_map(|(peer, connection)| {
+                        Some((link(&self.links, connection)?, peer.announce_any))
+                    })
+                    .collect();
+                let (done, answer) = oneshot::channel();
+                self.join(command, answer.map(|_| Ok(())).boxed());
+                DocEvent::SharePolicyChanged { peers, done }
+            }
+            DocumentEvent::Flush(command) => {
+                let (reply, answer) = oneshot::channel();
+                self.join(
+                    command,
+                    answer.map(|result| result.unwrap_or(Ok(()))).boxed(),
+                );
+                DocEvent::Flush(reply)
+            }
+            DocumentEvent::Stop(command) => {
+                let (reply, answer) = oneshot::channel();
+                match command {
+                    Some(command) => self.join(command, answer.map(|_| Ok(())).boxed()),
+                    None => {
+                        self.stopping.insert(actor, answer);
+                    }
+                }
+                DocEvent::Stop(reply)
+            }
+            DocumentEvent::Delete(command) => match self.replies.take(command) {
+                Some(Reply::Delete(reply)) => DocEvent::Delete(reply),
+                _ => DocEvent::Delete(oneshot::channel().0),
+            },
+        };
+        if worker.send(event).is_err() {
+            debug!(%actor, "document task gone; event dropped");
+        }
+    }
+
+    fn join(&mut self, command: CommandId, answer: BoxFuture<'static, Result<(), RepoError>>) {
+        self.joins.entry(command).or_default().push(answer);
+    }
+
+    async fn completed(&mut self, command: CommandId) {
+        let answers = self.joins.remove(&command).unwrap_or_default();
+        let all = async move {
+            let mut result = Ok(());
+            for answer in answers {
+                if let Err(error) = answer.await {
+                    if result.is_ok() {
+                        result = Err(error);
+                    }
+                }
+            }
+            result
+        };
+        match self.replies.take(command) {
+            Some(Reply::Joined(reply)) => {
+                // Waiting is the caller's business, not the hub's.
+                tokio::spawn(async move {
+                    let _ = reply.send(all.await);
+                });
+            }
+            Some(Reply::Unit(reply)) => {
+                tokio::spawn(async move {
+                    let _ = all.await;
+                    let _ = reply.send(());
+                });
+            }
+            Some(Reply::Shutdown(reply)) => {
+                let _ = all.await;
+                for (_, link) in self.links.drain() {
+                    link.outbox.close();
+                }
+                self.peers.send_modify(|peers| peers.clear());
+                self.stopped = true;
+                let _ = reply.send(());
+            }
+            Some(other) => {
+                self.replies.restore(command, other);
+            }
+            None => {}
+        }
+    }
+
+    /// A gossip message: the rules answer peers directly; heads we subscribed to go to the
+    /// document's handle if it is in memory.
+    fn gossip(&mut self, message: &Message) {
+        let Some(gossip) = &self.ctx.gossip else {
+            debug!(
+                kind = message.type_name(),
+                "remote-heads gossip is off; ignored"
+            );
+            return;
+        };
+        for (document_id, storage_id, heads) in gossip.receive(message) {
+            let handle = self
+                .actor
+                .actor_of(&document_id)
+                .and_then(|actor| self.documents.get(&actor));
+            if let Some(handle) = handle {
+                let _ = handle
+                    .shared
+                    .worker
+                    .send(DocEvent::GossipedHeads(storage_id, heads));
+            }
+        }
+    }
+}
