@@ -49,6 +49,7 @@ mod peer;
 pub mod persistence;
 pub mod storage;
 pub mod sync;
+pub mod testing;
 pub mod untrusted;
 mod url;
 

@@ -456,7 +456,7 @@ impl DocumentTask {
                     timestamp,
                 });
             }
-            DocumentEffect::Ephemeral { sender, data } => {
+            DocumentEffect::Ephemeral { sender, data, .. } => {
                 self.shared.ephemeral.send(EphemeralEvent {
                     sender_id: sender,
                     data,

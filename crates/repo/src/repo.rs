@@ -189,15 +189,6 @@ impl RepoBuilder {
         self
     }
 
-    /// At most `held` messages to a document's writers wait for its saves before the writers are
-    /// cut off (default [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER)); unit tests reach a
-    /// small bound.
-    #[cfg(test)]
-    pub(crate) fn max_held(mut self, held: usize) -> Self {
-        self.timing.max_held = held;
-        self
-    }
-
     /// Tell peers we keep nothing, so they do not persist sync state for us.
     pub fn ephemeral(mut self, is_ephemeral: bool) -> Self {
         self.is_ephemeral = is_ephemeral;

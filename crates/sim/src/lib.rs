@@ -1,10 +1,9 @@
 //! Deterministic simulation of several tandem peers under faults.
 //!
-//! Each simulated peer holds its documents as tandem-core's real [`DocumentActor`]s and does for
-//! them what tandem-repo's hub and document tasks do: it feeds them peers, messages, commands and
-//! timer expiries, answers their policy questions and storage reads, and performs their saves on
-//! an in-memory store that a crash can tear. The simulation has no sharing, relaying or saving
-//! rule of its own. One thread, a virtual clock (ticks of 10 ms) and one seeded generator decide
+//! Each simulated peer is a [`Node`]: tandem-core's real hub and document actors, driven as
+//! tandem-repo's tasks drive them, over an in-memory store that a crash can tear. The simulation
+//! has no routing, sharing, relaying or saving rule of its own: it moves the nodes' messages and
+//! lands their saves, with faults. One thread, a virtual clock (ticks of 10 ms) and one seeded generator decide
 //! everything: the same seed replays the same run, event for event.
 //!
 //! A run draws its shape from the seed (3–5 peers, maybe two sharing a store, fault rates),
@@ -19,14 +18,14 @@
 //! - no message storm, no ephemeral message delivered twice or back to its sender, no sync
 //!   message from an honest peer refused.
 //!
-//! [`DocumentActor`]: tandem_core::document::DocumentActor
+//! [`Node`]: tandem_core::testing::Node
 
 mod peer;
 mod rng;
 mod store;
 mod world;
 
-pub use peer::{render, PeerViolation, SimDoc, SimPeer};
+pub use peer::{render, PeerViolation, SimPeer};
 pub use rng::SimRng;
 pub use store::{CrashDamage, SimStore};
 pub use world::{Config, Failure, Stats, World, MAX_IN_FLIGHT};

@@ -7,6 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use automerge::{ChangeHash, ReadDoc};
+use tandem_core::hub::DocumentActorId;
 use tandem_core::persistence::load_document;
 use tandem_core::sync::HandleState;
 use tandem_core::{ChunkKind, DocumentId, Message, StorageId};
@@ -176,8 +177,8 @@ pub struct World {
     stores: Vec<Rc<RefCell<SimStore>>>,
     links: BTreeMap<(usize, usize), Link>,
     in_flight: Vec<InFlight>,
-    /// Saves written and waiting for their fsync: (due, peer, document).
-    syncing: Vec<(u64, usize, DocumentId)>,
+    /// Saves written and waiting for their fsync: (due, peer, document actor).
+    syncing: Vec<(u64, usize, DocumentActorId)>,
     documents: Vec<DocumentId>,
     /// Changes each store acknowledged, per document.
     acknowledged: BTreeMap<(StorageId, DocumentId), BTreeSet<ChangeHash>>,
@@ -390,8 +391,8 @@ impl World {
             .into_iter()
             .partition(|(at, _, _)| all || *at <= now);
         self.syncing = later;
-        for (_, peer, id) in due {
-            if let Some((hashes, out)) = self.peers[peer].save_durable(&id) {
+        for (_, peer, actor) in due {
+            if let Some((id, hashes, out)) = self.peers[peer].save_durable(actor) {
                 self.stats.saves += 1;
                 let store = self.peers[peer].store.borrow().id.clone();
                 self.log(format!(
@@ -411,23 +412,19 @@ impl World {
 
     /// Saves `peer`'s actors started: each becomes durable a few ticks later.
     fn saves_started(&mut self, peer: usize) {
-        for id in self.peers[peer].take_started_saves() {
+        for actor in self.peers[peer].take_started_saves() {
             let due = self.now + 1 + self.rng.below(5) as u64;
-            self.syncing.push((due, peer, id));
+            self.syncing.push((due, peer, actor));
         }
     }
 
     /// Moves the clock on one tick: due saves land, and every actor whose timer is due hears.
     fn advance(&mut self, all_syncs: bool) {
         self.now += 1;
-        for peer in &mut self.peers {
-            peer.set_time(self.now);
-        }
         self.fire_syncs(all_syncs);
         for index in 0..self.peers.len() {
-            let out = self.peers[index].tick();
-            self.send(index, out);
-            self.saves_started(index);
+            let out = self.peers[index].set_time(self.now);
+            self.after(index, out);
         }
     }
 
@@ -512,15 +509,24 @@ impl World {
                 // and what it acknowledged is not there. Not a case a repo can make safe (it
                 // cannot see the other process), so the simulation does not delete then.
                 let store = self.peers[peer].store.clone();
-                let open_elsewhere = self.peers.iter().any(|p| {
-                    p.index != peer && Rc::ptr_eq(&p.store, &store) && p.docs.contains_key(&id)
-                });
+                let open_elsewhere = self
+                    .peers
+                    .iter()
+                    .any(|p| p.index != peer && Rc::ptr_eq(&p.store, &store) && p.has(&id));
                 if open_elsewhere {
                     return Ok(());
                 }
                 self.stats.operations += 1;
                 self.log(format!("peer {peer} deletes {}", short(&id)));
-                self.syncing.retain(|(_, p, d)| !(*p == peer && *d == id));
+                // A save in flight lands first (the document's actor waits for it), and what it
+                // acknowledged goes with the document.
+                if let Some(actor) = self.peers[peer].save_of(&id) {
+                    self.syncing
+                        .retain(|(_, p, a)| !(*p == peer && *a == actor));
+                    if let Some((_, _, out)) = self.peers[peer].save_durable(actor) {
+                        self.after(peer, out);
+                    }
+                }
                 let out = self.peers[peer].delete(&id);
                 self.after(peer, out);
                 let store = self.peers[peer].store.borrow().id.clone();
@@ -630,8 +636,7 @@ impl World {
         // way, as JS peers do; how often that happens is counted.
         self.now += FIND_TIMEOUT_TICKS;
         for index in 0..self.peers.len() {
-            self.peers[index].set_time(self.now);
-            let timed_out = self.peers[index].time_out_finds();
+            let timed_out = self.peers[index].time_out_finds(self.now);
             if timed_out > 0 {
                 self.stats.find_timeouts += timed_out;
                 self.log(format!("peer {index}: {timed_out} finds time out"));
@@ -661,7 +666,7 @@ impl World {
             if let Some(problem) = peer.violations.first() {
                 return Err(self.fail(format!("{problem:?}")));
             }
-            self.stats.corrupt_chunks_skipped += peer.corrupt_chunks_skipped;
+            self.stats.corrupt_chunks_skipped += peer.corrupt_chunks();
         }
         Ok(self.stats.clone())
     }
@@ -713,7 +718,8 @@ impl World {
         }
         let mut detail = String::new();
         for peer in &self.peers {
-            for (id, doc) in &peer.docs {
+            for doc in peer.docs() {
+                let id = &doc.document_id;
                 let missing = doc.doc.get_missing_deps(&[]);
                 if !missing.is_empty() {
                     detail.push_str(&format!(
@@ -739,7 +745,7 @@ impl World {
         for id in &ids {
             let mut seen: Option<(usize, Vec<ChangeHash>, String)> = None;
             for peer in &self.peers {
-                let Some(doc) = peer.docs.get(id) else {
+                let Some(doc) = peer.doc(id) else {
                     continue;
                 };
                 match doc.actor.state() {
@@ -782,7 +788,7 @@ impl World {
         self.peers
             .iter()
             .filter_map(|p| {
-                let d = p.docs.get(id)?;
+                let d = p.doc(id)?;
                 let stored: Vec<String> = p
                     .store
                     .borrow()

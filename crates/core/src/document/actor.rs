@@ -1,6 +1,6 @@
 //! The document actor: every decision about one document, as a state machine.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -205,7 +205,7 @@ pub struct DocumentActor {
     /// When the last save started: a document saved again within the save debounce is being
     /// written to without pause, and its acknowledged saves are quick ones.
     last_save_at: Option<Instant>,
-    dirty_sync_states: HashMap<StorageId, Vec<u8>>,
+    dirty_sync_states: BTreeMap<StorageId, Vec<u8>>,
     wanted_locally: bool,
     /// The save in flight (one at a time).
     saving: Option<SaveId>,
@@ -252,7 +252,7 @@ impl DocumentActor {
             find_deadline: None,
             last_activity: now,
             last_save_at: None,
-            dirty_sync_states: HashMap::new(),
+            dirty_sync_states: BTreeMap::new(),
             wanted_locally: matches!(
                 start,
                 Start::Load {
@@ -390,6 +390,11 @@ impl DocumentActor {
     /// What storage is known to hold of the document.
     pub fn ledger(&self) -> &ChunkLedger {
         &self.ledger
+    }
+
+    /// The heads `peer` last said it has (see [`DocumentSync::peer_heads`]).
+    pub fn peer_heads(&self, peer: &PeerId) -> Option<Vec<ChangeHash>> {
+        self.sync.peer_heads(peer)
     }
 
     /// Whether a save is scheduled (not yet started).
@@ -838,6 +843,8 @@ impl DocumentActor {
         }
         self.effects.push(DocumentEffect::Ephemeral {
             sender: message.sender_id.clone(),
+            session_id: message.session_id.clone(),
+            count: message.count,
             data: message.data.as_bytes().to_vec(),
         });
         for peer in self.sync.peers() {

@@ -19,7 +19,7 @@
 //!
 //! The document actor reports changes, messages and saves, and sends what comes back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Message, PeerId};
 
@@ -32,7 +32,7 @@ pub(crate) struct DurableAcks {
     durable_through: u64,
     /// Peers with applied changes not yet durable: the save their latest change waits for. A
     /// peer stays here across disconnects, so that a new connection waits too.
-    unsaved: HashMap<PeerId, u64>,
+    unsaved: BTreeMap<PeerId, u64>,
     /// Messages held, with the save each waits for, in the order they were built.
     held: Vec<(u64, Message)>,
 }
@@ -123,8 +123,8 @@ impl DurableAcks {
 
     /// Drops every held message and returns the peers that waited for a save (with changes or
     /// messages waiting), to be cut off. Their changes still count as unsaved.
-    pub(crate) fn drop_waiting(&mut self) -> HashSet<PeerId> {
-        let mut waiting: HashSet<PeerId> = self.unsaved.keys().cloned().collect();
+    pub(crate) fn drop_waiting(&mut self) -> BTreeSet<PeerId> {
+        let mut waiting: BTreeSet<PeerId> = self.unsaved.keys().cloned().collect();
         waiting.extend(
             self.held
                 .drain(..)
@@ -235,8 +235,8 @@ mod tests {
         acks.changed_by(&peer("b"));
         acks.changed_by(&peer("quiet"));
         acks.route(vec![message("a", 1), message("b", 2), message("c", 3)]);
-        let cut: HashSet<PeerId> = acks.drop_waiting();
-        assert_eq!(cut, HashSet::from([peer("a"), peer("b"), peer("quiet")]));
+        let cut: BTreeSet<PeerId> = acks.drop_waiting();
+        assert_eq!(cut, BTreeSet::from([peer("a"), peer("b"), peer("quiet")]));
         assert_eq!(acks.held_len(), 0);
         assert!(acks.anyone_waiting(), "their changes are still unsaved");
     }
@@ -282,13 +282,13 @@ mod tests {
     struct Model {
         /// Per message number: its peer and the time of its peer's latest change before it.
         built: Vec<(u8, Option<usize>)>,
-        latest_change: HashMap<u8, usize>,
+        latest_change: BTreeMap<u8, usize>,
         /// When each landed save started.
         landed_starts: Vec<usize>,
         /// Message numbers sent, per peer, in order.
-        sent: HashMap<u8, Vec<usize>>,
+        sent: BTreeMap<u8, Vec<usize>>,
         /// Message numbers dropped with a connection.
-        dropped: HashSet<usize>,
+        dropped: BTreeSet<usize>,
     }
 
     impl Model {
@@ -352,7 +352,7 @@ mod tests {
                         model.sent(go);
                     }
                     Step::Leave(p) => {
-                        let before: HashSet<usize> = model.sent.values().flatten().copied().collect();
+                        let before: BTreeSet<usize> = model.sent.values().flatten().copied().collect();
                         acks.connection_ended(&peer(&p.to_string()));
                         for (n, (to, _)) in model.built.iter().enumerate() {
                             if *to == p && !before.contains(&n) {
@@ -375,7 +375,7 @@ mod tests {
             model.sent(go);
             proptest::prop_assert_eq!(acks.held_len(), 0);
             proptest::prop_assert!(!acks.anyone_waiting());
-            let sent: HashSet<usize> = model.sent.values().flatten().copied().collect();
+            let sent: BTreeSet<usize> = model.sent.values().flatten().copied().collect();
             for n in 0..model.built.len() {
                 proptest::prop_assert!(
                     sent.contains(&n) || model.dropped.contains(&n),

@@ -4,7 +4,7 @@ use automerge::{ChangeHash, Patch};
 
 use super::{CommandId, QuestionId, ReadId, SaveId, SaveJob};
 use crate::sync::HandleState;
-use crate::{Message, PeerId, StorageError, StorageId};
+use crate::{Message, PeerId, SessionId, StorageError, StorageId};
 
 /// A share-policy question about this document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,10 @@ pub enum DocumentEffect {
     Ephemeral {
         /// The original sender.
         sender: PeerId,
+        /// The sender's session.
+        session_id: SessionId,
+        /// Its count in that session.
+        count: u64,
         /// The CBOR value.
         data: Vec<u8>,
     },

@@ -1,6 +1,6 @@
 //! What one save writes, and how it went: the data between the actor and the storage driver.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::persistence::SavePlan;
 use crate::{StorageError, StorageId};
@@ -13,7 +13,7 @@ pub struct SaveJob {
     /// The new chunk, if the document changed since the last save.
     pub plan: Option<SavePlan>,
     /// Sync states to store, by the peer's storage id.
-    pub sync_states: HashMap<StorageId, Vec<u8>>,
+    pub sync_states: BTreeMap<StorageId, Vec<u8>>,
 }
 
 /// How a save went.
@@ -24,7 +24,7 @@ pub struct SaveOutcome {
     /// The chunk's plan, present only if a chunk was durably stored.
     pub saved_plan: Option<SavePlan>,
     /// Sync states not stored (the chunk or one of them failed); the actor keeps them dirty.
-    pub unsaved_sync_states: HashMap<StorageId, Vec<u8>>,
+    pub unsaved_sync_states: BTreeMap<StorageId, Vec<u8>>,
     /// The first error, if any.
     pub result: Result<(), StorageError>,
     /// The plan was a snapshot that did not load back, and nothing was written: why.
@@ -37,7 +37,7 @@ impl SaveOutcome {
         SaveOutcome {
             chunk_stored: false,
             saved_plan: None,
-            unsaved_sync_states: HashMap::new(),
+            unsaved_sync_states: BTreeMap::new(),
             result: Err(StorageError::Closed),
             snapshot_refused: None,
         }

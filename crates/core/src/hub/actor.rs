@@ -1,6 +1,6 @@
 //! The hub actor: connections, which document hears of which peer, and routing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
@@ -78,15 +78,15 @@ struct PolicyChange {
 pub struct HubActor {
     local_peer: PeerId,
     denylist: HashSet<DocumentId>,
-    connections: HashMap<ConnectionId, Connection>,
+    connections: BTreeMap<ConnectionId, Connection>,
     by_peer: HashMap<PeerId, ConnectionId>,
-    documents: HashMap<DocumentId, DocumentActorId>,
+    documents: BTreeMap<DocumentId, DocumentActorId>,
     actors: HashMap<DocumentActorId, DocumentId>,
     /// Actors of evicted documents still saving; a new actor for the document waits for them.
     unloading: HashMap<DocumentId, DocumentActorId>,
     /// Documents found through this repo's API (not only for a peer): any peer may be asked for
     /// them, whatever the policy offers it.
-    wanted: HashSet<DocumentId>,
+    wanted: BTreeSet<DocumentId>,
     /// Which documents' actors know which peers (those not offered everything).
     introductions: Introductions,
     dedup: EphemeralDedup,
@@ -104,12 +104,12 @@ impl HubActor {
         HubActor {
             local_peer,
             denylist,
-            connections: HashMap::new(),
+            connections: BTreeMap::new(),
             by_peer: HashMap::new(),
-            documents: HashMap::new(),
+            documents: BTreeMap::new(),
             actors: HashMap::new(),
             unloading: HashMap::new(),
-            wanted: HashSet::new(),
+            wanted: BTreeSet::new(),
             introductions: Introductions::default(),
             dedup: EphemeralDedup::default(),
             asked: HashMap::new(),
@@ -166,7 +166,7 @@ impl HubActor {
             HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
             HubInput::Shutdown { command } => {
                 let actors: Vec<DocumentActorId> =
-                    self.documents.drain().map(|(_, actor)| actor).collect();
+                    std::mem::take(&mut self.documents).into_values().collect();
                 for actor in actors {
                     self.tell(actor, DocumentEvent::Stop(Some(command)));
                 }

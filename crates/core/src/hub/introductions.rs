@@ -3,15 +3,15 @@
 //! it, and a document that leaves memory is forgotten by every peer that knew it. Both ways are
 //! indexed, so neither event scans all peers or all documents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{DocumentId, PeerId};
 
 /// Peer ↔ document introductions, both ways.
 #[derive(Debug, Default)]
 pub(crate) struct Introductions {
-    by_peer: HashMap<PeerId, HashSet<DocumentId>>,
-    by_document: HashMap<DocumentId, HashSet<PeerId>>,
+    by_peer: BTreeMap<PeerId, BTreeSet<DocumentId>>,
+    by_document: BTreeMap<DocumentId, BTreeSet<PeerId>>,
 }
 
 impl Introductions {
@@ -28,7 +28,7 @@ impl Introductions {
     }
 
     /// `peer` left: the documents whose actors knew it.
-    pub(crate) fn peer_left(&mut self, peer: &PeerId) -> HashSet<DocumentId> {
+    pub(crate) fn peer_left(&mut self, peer: &PeerId) -> BTreeSet<DocumentId> {
         let documents = self.by_peer.remove(peer).unwrap_or_default();
         for document in &documents {
             if let Some(peers) = self.by_document.get_mut(document) {
@@ -55,7 +55,7 @@ impl Introductions {
 
     /// How many (peer, document) introductions there are.
     pub(crate) fn len(&self) -> usize {
-        self.by_peer.values().map(HashSet::len).sum()
+        self.by_peer.values().map(BTreeSet::len).sum()
     }
 }
 
@@ -76,13 +76,13 @@ mod tests {
 
         introductions.document_gone(&x);
         assert_eq!(introductions.len(), 1);
-        assert_eq!(introductions.peer_left(&b), HashSet::new());
-        assert_eq!(introductions.peer_left(&a), HashSet::from([y.clone()]));
+        assert_eq!(introductions.peer_left(&b), BTreeSet::new());
+        assert_eq!(introductions.peer_left(&a), BTreeSet::from([y.clone()]));
         assert_eq!(introductions.len(), 0);
         assert!(introductions.by_document.is_empty() && introductions.by_peer.is_empty());
 
         // A peer that comes back starts afresh.
         introductions.introduce(&a, &y);
-        assert_eq!(introductions.peer_left(&a), HashSet::from([y]));
+        assert_eq!(introductions.peer_left(&a), BTreeSet::from([y]));
     }
 }

@@ -174,6 +174,11 @@ impl DocumentSync {
         self.peers.get(peer).map(|p| p.status)
     }
 
+    /// The heads `peer` last said it has, if it is in the sync set and said any.
+    pub fn peer_heads(&self, peer: &PeerId) -> Option<Vec<ChangeHash>> {
+        self.peers.get(peer)?.state.their_heads.clone()
+    }
+
     /// Whether `peer` sent `sync` or `request` for this document since it connected.
     pub fn was_asked_by(&self, peer: &PeerId) -> bool {
         self.asked_by.contains(peer)

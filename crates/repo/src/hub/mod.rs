@@ -32,9 +32,6 @@ use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
 use crate::RepoError;
 
-#[cfg(test)]
-mod tests;
-
 /// Queue depth of the hub's inbox: a full queue makes the sender (a connection reader, the
 /// application) wait.
 pub(crate) const QUEUE_DEPTH: usize = 1024;
@@ -82,11 +79,6 @@ pub(crate) enum Command {
     /// again.
     SharePolicyChanged {
         reply: oneshot::Sender<()>,
-    },
-    /// How many (connection, document) introductions the hub keeps.
-    #[cfg(test)]
-    Introductions {
-        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -246,11 +238,6 @@ impl Hub {
             },
             Command::Documents { reply } => {
                 let _ = reply.send(self.actor.documents().map(|(id, _)| id.clone()).collect());
-                return None;
-            }
-            #[cfg(test)]
-            Command::Introductions { reply } => {
-                let _ = reply.send(self.actor.introductions());
                 return None;
             }
         })
