@@ -13,9 +13,12 @@ use tandem::{AutomergeUrl, ChunkKey, DocumentId, StorageAdapter, StorageId, Stor
 
 /// Loads a document through tandem's loader, from both chunk ranges.
 async fn load(store: &FsStorage, id: &DocumentId) -> automerge::Automerge {
-    let loaded = tandem::persistence::load_from_storage(store, id)
-        .await
-        .expect("load_range");
+    let loaded = tandem::persistence::load_document(
+        id,
+        tandem::storage::read_document_chunks(store, id)
+            .await
+            .expect("load_range"),
+    );
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document.unwrap_or_else(|| panic!("{id} has chunks"))
 }

@@ -10,18 +10,14 @@ use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use tandem_core::hub::ConnectionId;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn};
 
-use crate::hub::HubEvent;
+use crate::channels::HubEvent;
 use crate::outbox::{OutboxReceiver, PeerLink};
 
 /// Messages from one connection that may be on their way to documents at once.
 pub(crate) const IN_FLIGHT_PER_CONNECTION: usize = 1024;
-
-/// A message's place in its connection's in-flight allowance; dropped once the document took
-/// the message in.
-pub(crate) type InFlight = OwnedSemaphorePermit;
 
 /// Drains a connection's outbox into its sink; closes the sink when the outbox closes.
 pub(crate) async fn write_connection(

@@ -17,56 +17,22 @@ use tandem_core::document::{
     SaveOutcome, ShareQuestion, Start,
 };
 use tandem_core::hub::DocumentActorId;
-use tandem_core::persistence::{load_document, read_document_chunks, take_in_stored};
+use tandem_core::persistence::{load_document, take_in_stored, Loaded};
+use tandem_core::storage::read_document_chunks;
 use tandem_core::sync::HandleState;
-use tandem_core::{ChunkKey, Message, MessageData, PeerId, RemoteHeads, StorageId, StorageKey};
+use tandem_core::{ChunkKey, MessageData, PeerId, StorageKey};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use crate::connection_io::InFlight;
+use crate::channels::{DocEvent, HandleShared, HubEvent};
 use crate::context::{now_millis, RepoContext};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
-use crate::handle::HandleShared;
 use crate::heavy_work::heavy;
-use crate::hub::HubEvent;
 use crate::outbox::PeerLink;
 use crate::pending::Pending;
 use crate::save_task;
 use crate::RepoError;
-
-/// What the hub and the handles tell a document's task.
-pub(crate) enum DocEvent {
-    /// A peer connected (or the document was found here while it was connected). The flag is
-    /// the connection's `announce(peer, None)`: whether the policy offers that peer anything.
-    PeerConnected(PeerLink, bool),
-    /// A peer disconnected.
-    PeerDisconnected(PeerId),
-    /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
-    /// not be the original sender). Boxed: a task's queue allocates room for 32 events at once,
-    /// and this, the largest, would make that room 4.6 KiB for every loaded document.
-    /// The message's in-flight permit, if any, is released once the task takes it in.
-    Incoming(Box<(PeerLink, Message, Option<InFlight>)>),
-    /// `DocHandle::broadcast`: a CBOR value for the document's peers.
-    Broadcast(Vec<u8>),
-    /// Save now.
-    Flush(oneshot::Sender<Result<(), RepoError>>),
-    /// Remove the document from storage and end.
-    Delete(oneshot::Sender<()>),
-    /// Save and end (shutdown or eviction).
-    Stop(oneshot::Sender<()>),
-    /// The application looks for this document.
-    WantedLocally,
-    /// The application looks for the document again. Answered once the request is out.
-    RequestAgain(oneshot::Sender<()>),
-    /// Gossip told us the heads a storage we subscribed to holds.
-    GossipedHeads(StorageId, RemoteHeads),
-    /// The share policy answers differently now: decide again for every connected peer.
-    SharePolicyChanged {
-        peers: Vec<(PeerLink, bool)>,
-        done: oneshot::Sender<()>,
-    },
-}
 
 /// How a task begins.
 pub(crate) enum Begin {
@@ -495,11 +461,11 @@ impl DocumentTask {
 
     /// Waits for the previous task of the document, then reads the chunks and merges them into
     /// the handle's document.
-    async fn load(&mut self) -> tandem_core::document::Loaded {
+    async fn load(&mut self) -> Loaded {
         if let Some(previous) = self.after.take() {
             let _ = previous.await;
         }
-        let failed = tandem_core::document::Loaded {
+        let failed = Loaded {
             ledger: None,
             found: false,
         };

@@ -1,7 +1,6 @@
 //! [`DocHandle`]: one document of a repo, shared by everyone who found it (PROTOCOL.md §6.2).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use automerge::transaction::Transaction;
@@ -9,16 +8,12 @@ use automerge::{Automerge, ChangeHash, Patch, PatchLog, ReadDoc};
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tandem_core::document::LoggedPatches;
 use tandem_core::sync::HandleState;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::watch;
 
-use crate::event_fanout::EventFanout;
-
-use crate::document_worker::DocEvent;
+use crate::channels::{Command, DocEvent, HandleShared, HubEvent};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
-use crate::hub::{Command, HubEvent};
 use crate::HandleError;
 
 /// A document of a [`Repo`](crate::Repo): its state, its content, and its traffic.
@@ -40,67 +35,6 @@ pub struct DocHandle {
 pub(crate) struct FrozenView {
     heads: Vec<ChangeHash>,
     doc: Automerge,
-}
-
-/// What the handle, its clones and the document's worker share.
-pub(crate) struct HandleShared {
-    pub(crate) document_id: DocumentId,
-    pub(crate) doc: Mutex<Automerge>,
-    pub(crate) state: watch::Sender<HandleState>,
-    /// Signalled after each local change; permits coalesce, so a burst is one wake-up.
-    pub(crate) local_change: Notify,
-    pub(crate) changes: EventFanout<DocumentChange>,
-    pub(crate) ephemeral: EventFanout<EphemeralEvent>,
-    pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
-    pub(crate) remote_heads_events: EventFanout<RemoteHeadsEvent>,
-    pub(crate) worker: mpsc::UnboundedSender<DocEvent>,
-    pub(crate) hub: mpsc::WeakSender<HubEvent>,
-    /// Patches of local changes, logged as they were made while someone listened, for the
-    /// worker's next change event (taken under the document's lock).
-    pub(crate) local_patches: Mutex<Vec<LoggedPatches>>,
-}
-
-const EVENT_BUFFER: usize = 256;
-
-impl HandleShared {
-    pub(crate) fn new(
-        document_id: DocumentId,
-        doc: Automerge,
-        state: HandleState,
-        worker: mpsc::UnboundedSender<DocEvent>,
-        hub: mpsc::WeakSender<HubEvent>,
-    ) -> Self {
-        HandleShared {
-            document_id,
-            doc: Mutex::new(doc),
-            state: watch::channel(state).0,
-            local_change: Notify::new(),
-            changes: EventFanout::new(EVENT_BUFFER),
-            ephemeral: EventFanout::new(EVENT_BUFFER),
-            remote_heads: Mutex::new(HashMap::new()),
-            remote_heads_events: EventFanout::new(EVENT_BUFFER),
-            worker,
-            hub,
-            local_patches: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Notes a local change's patches (called with the document locked), for the document's
-    /// actor, which takes them before its next step.
-    fn log_local_patches(&self, from: Vec<ChangeHash>, to: Vec<ChangeHash>, patches: Vec<Patch>) {
-        self.local_patches
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(LoggedPatches { from, to, patches });
-    }
-
-    /// The document, even if a closure panicked while holding it (automerge rolls back an
-    /// unfinished transaction when it is dropped, so the document is consistent).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Automerge> {
-        self.doc
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// A change's author and the like, decoded from the change (automerge-repo's `metadata()`).

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod channels;
 mod connection_io;
 mod context;
 mod document_worker;

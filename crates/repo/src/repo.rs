@@ -17,10 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use crate::channels::{Command, DocEvent, HubEvent, QUEUE_DEPTH};
 use crate::context::{RepoContext, Timing};
-use crate::document_worker::DocEvent;
 use crate::heavy_work::heavy_owned;
-use crate::hub::{Command, Hub, HubEvent, QUEUE_DEPTH};
+use crate::hub::Hub;
 use crate::initial::document_from_json;
 use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
 
@@ -499,12 +499,14 @@ impl Repo {
         document_id: DocumentId,
         document: Automerge,
     ) -> Result<DocHandle, RepoError> {
-        self.command(|reply| Command::Create {
-            document_id,
-            document: Box::new(document),
-            reply,
-        })
-        .await
+        let shared = self
+            .command(|reply| Command::Create {
+                document_id,
+                document: Box::new(document),
+                reply,
+            })
+            .await?;
+        Ok(DocHandle { shared, view: None })
     }
 
     /// The handle of a document in whatever state it is (loading, requesting, …), without
@@ -514,8 +516,10 @@ impl Repo {
         if self.inner.ctx.denylist.contains(&document_id) {
             return Err(RepoError::Denied(document_id));
         }
-        self.command(|reply| Command::Find { document_id, reply })
-            .await
+        let shared = self
+            .command(|reply| Command::Find { document_id, reply })
+            .await?;
+        Ok(DocHandle { shared, view: None })
     }
 
     /// A document from memory, storage or peers, once it is ready. With no storage copy and no

@@ -410,9 +410,10 @@ async fn two_processes_share_one_directory_and_lose_nothing() {
     assert!(terminate(second).success());
 
     let store = tandem_storage_fs::FsStorage::open(dir.path()).unwrap();
-    let loaded = tandem_core::persistence::load_from_storage(&store, doc.document_id())
+    let chunks = tandem_core::storage::read_document_chunks(&store, doc.document_id())
         .await
         .unwrap();
+    let loaded = tandem_core::persistence::load_document(doc.document_id(), chunks);
     assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
     let union = loaded.document.expect("the document is on disk");
     for i in 0..CHANGES {

@@ -81,9 +81,12 @@ fn documents(count: usize) -> Vec<(StorageKey, Vec<u8>)> {
 
 async fn load_all(store: &FsStorage, ids: &[DocumentId]) -> usize {
     let loads = ids.iter().map(|id| async move {
-        let loaded = tandem_core::persistence::load_from_storage(store, id)
-            .await
-            .expect("load_range");
+        let loaded = tandem_core::persistence::load_document(
+            id,
+            tandem_core::storage::read_document_chunks(store, id)
+                .await
+                .expect("load_range"),
+        );
         loaded.document.is_some()
     });
     join_all(loads)

@@ -67,9 +67,12 @@ fn lay_out(dir: &Path, files: &[Value]) {
 
 /// Loads a document through tandem's loader, from both chunk ranges.
 async fn load_document(store: &FsStorage, id: &DocumentId) -> Option<Automerge> {
-    let loaded = tandem_core::persistence::load_from_storage(store, id)
-        .await
-        .unwrap();
+    let loaded = tandem_core::persistence::load_document(
+        id,
+        tandem_core::storage::read_document_chunks(store, id)
+            .await
+            .unwrap(),
+    );
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document
 }

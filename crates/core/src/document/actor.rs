@@ -12,10 +12,10 @@ use super::durable_acks::DurableAcks;
 use super::ids::Counter;
 use super::share::{ShareRule, ShareStep};
 use super::{
-    Changed, CommandId, DocumentEffect, DocumentInput, Loaded, PeerInfo, QuestionId, ReadId,
-    SaveId, SaveJob, SaveOutcome, ShareQuestion,
+    Changed, CommandId, DocumentEffect, DocumentInput, PeerInfo, QuestionId, ReadId, SaveId,
+    SaveJob, SaveOutcome, ShareQuestion,
 };
-use crate::persistence::ChunkLedger;
+use crate::persistence::{ChunkLedger, Loaded};
 use crate::sync::{DocumentSync, HandleState, SyncOutput};
 use crate::{
     DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
@@ -169,9 +169,8 @@ enum Work {
 /// use std::sync::Arc;
 /// use std::time::Instant;
 /// use automerge::Automerge;
-/// use tandem_core::document::{
-///     DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, Loaded, Start,
-/// };
+/// use tandem_core::document::{DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, Start};
+/// use tandem_core::persistence::Loaded;
 /// use tandem_core::sync::HandleState;
 /// use tandem_core::{DocumentId, PeerId, SessionId};
 ///

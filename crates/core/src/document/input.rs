@@ -1,7 +1,7 @@
 //! What the driver tells a document actor.
 
 use super::{CommandId, QuestionId, ReadId, SaveId, SaveOutcome};
-use crate::persistence::ChunkLedger;
+use crate::persistence::Loaded;
 use crate::{Message, MessageData, PeerId, PeerMetadata};
 
 /// A connected peer as a document sees it: who it is, what it said of itself, and whether the
@@ -14,17 +14,6 @@ pub struct PeerInfo {
     pub metadata: PeerMetadata,
     /// Whether the policy offers it documents at all.
     pub announce_any: bool,
-}
-
-/// What storage held of the document, once the driver has merged it into the document
-/// ([`take_in_stored`](crate::persistence::take_in_stored)).
-#[derive(Debug)]
-pub struct Loaded {
-    /// The chunks now in the document; `None` if reading failed or the stored document could not
-    /// be merged (its chunks are then never compacted away).
-    pub ledger: Option<ChunkLedger>,
-    /// Whether storage held any of the document.
-    pub found: bool,
 }
 
 /// One event for a [`DocumentActor`](super::DocumentActor).

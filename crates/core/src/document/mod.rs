@@ -20,5 +20,5 @@ pub use actor::{DocumentActor, DocumentConfig, LoggedPatches, Start};
 pub use effect::{Changed, DocumentEffect, ShareQuestion};
 pub(crate) use ids::Counter;
 pub use ids::{CommandId, QuestionId, ReadId, SaveId};
-pub use input::{DocumentInput, Loaded, PeerInfo};
+pub use input::{DocumentInput, PeerInfo};
 pub use save_job::{SaveJob, SaveOutcome};

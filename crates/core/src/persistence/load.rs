@@ -4,7 +4,7 @@ use automerge::{Automerge, LoadOptions, OnPartialLoad, ReadDoc, VerificationMode
 
 use super::ChunkLedger;
 use crate::untrusted::{apply_untrusted, guard, UntrustedError};
-use crate::{ChunkKey, ChunkKind, DocumentId, StorageAdapter, StorageError, StorageKey};
+use crate::{ChunkKey, ChunkKind, DocumentId, StorageKey};
 
 /// A chunk automerge could not read (truncated, torn by a non-atomic writer, not a chunk, or
 /// one automerge panics on).
@@ -100,34 +100,6 @@ pub fn load_document(
     }
 }
 
-/// Reads a document's snapshot and incremental ranges from `storage` and loads them with
-/// [`load_document`]: what a repo does when it finds a document. Runtime-agnostic; it only
-/// awaits the adapter.
-pub async fn load_from_storage<S: StorageAdapter + ?Sized>(
-    storage: &S,
-    document_id: &DocumentId,
-) -> Result<LoadedDocument, StorageError> {
-    let chunks = read_document_chunks(storage, document_id).await?;
-    Ok(load_document(document_id, chunks))
-}
-
-/// The reading half of [`load_from_storage`]: a document's snapshot and incremental chunks, for
-/// a caller that runs the loading half ([`load_document`], whole-document work) elsewhere.
-pub async fn read_document_chunks<S: StorageAdapter + ?Sized>(
-    storage: &S,
-    document_id: &DocumentId,
-) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-    let mut chunks = storage
-        .load_range(&ChunkKind::Snapshot.prefix(document_id))
-        .await?;
-    chunks.extend(
-        storage
-            .load_range(&ChunkKind::Incremental.prefix(document_id))
-            .await?,
-    );
-    Ok(chunks)
-}
-
 /// Loads `bytes` refusing anything partial: `load_incremental` keeps what it could parse of a
 /// torn chunk and says nothing, which would hide corruption.
 fn strict_load(bytes: &[u8]) -> Result<Automerge, automerge::AutomergeError> {
@@ -151,19 +123,30 @@ fn check_whole(bytes: &[u8]) -> Result<(), automerge::AutomergeError> {
     }
 }
 
+/// What storage held of the document, once the driver has merged it into the document
+/// ([`take_in_stored`]).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The chunks now in the document; `None` if reading failed or the stored document could not
+    /// be merged (its chunks are then never compacted away).
+    pub ledger: Option<ChunkLedger>,
+    /// Whether storage held any of the document.
+    pub found: bool,
+}
+
 /// Merges what storage held into `document` (usually empty, still loading) and says what the
-/// document actor needs to know ([`Loaded`](crate::document::Loaded)).
+/// document actor needs to know ([`Loaded`]).
 ///
 /// What memory holds goes into what storage held, not the other way: automerge rebuilds the
 /// changes it merges, and a stored change another writer left may be one it cannot rebuild
 /// ([`crate::untrusted`]). A stored document that cannot be merged gives no ledger, so no
 /// compaction removes its chunks.
-pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> crate::document::Loaded {
+pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> Loaded {
     for chunk in &loaded.corrupt {
         tracing::warn!(key = ?chunk.key, error = %chunk.error, "skipping corrupt chunk");
     }
     let Some(mut stored) = loaded.document else {
-        return crate::document::Loaded {
+        return Loaded {
             ledger: Some(loaded.ledger),
             found: false,
         };
@@ -183,7 +166,7 @@ pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> crate
             }
         }
     };
-    crate::document::Loaded {
+    Loaded {
         ledger: merged.then_some(loaded.ledger),
         found: true,
     }

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::StorageKey;
+use super::{ChunkKind, StorageKey};
+use crate::DocumentId;
 
 /// A storage operation that failed. Adapters say which key and why; the repo decides whether to
 /// retry, surface the error, or stop.
@@ -65,4 +66,22 @@ pub trait StorageAdapter: Send + Sync + 'static {
 
     /// Removes every key starting with `prefix`.
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError>;
+}
+
+/// A document's snapshot and incremental chunks, for
+/// [`load_document`](crate::persistence::load_document) (whole-document work, which the caller
+/// runs where it likes).
+pub async fn read_document_chunks<S: StorageAdapter + ?Sized>(
+    storage: &S,
+    document_id: &DocumentId,
+) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+    let mut chunks = storage
+        .load_range(&ChunkKind::Snapshot.prefix(document_id))
+        .await?;
+    chunks.extend(
+        storage
+            .load_range(&ChunkKind::Incremental.prefix(document_id))
+            .await?,
+    );
+    Ok(chunks)
 }

@@ -6,5 +6,5 @@ mod adapter;
 pub mod conformance;
 mod key;
 
-pub use adapter::{StorageAdapter, StorageError};
+pub use adapter::{read_document_chunks, StorageAdapter, StorageError};
 pub use key::{content_hash, heads_hash, ChunkKey, ChunkKind, StorageKey, STORAGE_ADAPTER_ID};

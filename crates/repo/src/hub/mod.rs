@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tandem_core::document::{CommandId, PeerInfo, Start};
 use tandem_core::hub::{
-    ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput, HubQuestionId,
+    ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput,
 };
 use tandem_core::sync::HandleState;
 use tandem_core::{Connection, DocumentId, Message, PeerId, PeerMetadata};
@@ -23,68 +23,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::connection_io::{read_connection, write_connection, InFlight};
+use crate::channels::{Command, DocEvent, HandleShared, HubEvent, InFlight};
+use crate::connection_io::{read_connection, write_connection};
 use crate::context::RepoContext;
-use crate::document_worker::{self, Begin, DocEvent};
+use crate::document_worker::{self, Begin};
 use crate::events::RemoteHeadsEvent;
-use crate::handle::{DocHandle, HandleShared};
 use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
 use crate::RepoError;
 
-/// Queue depth of the hub's inbox: a full queue makes the sender (a connection reader, the
-/// application) wait.
-pub(crate) const QUEUE_DEPTH: usize = 1024;
-
-pub(crate) enum HubEvent {
-    Command(Command),
-    Connected(Connection),
-    Incoming(ConnectionId, Message, InFlight),
-    Disconnected(ConnectionId),
-    /// The share policy's answer to `announce(peer, None)`.
-    Answered(HubQuestionId, bool),
-    /// A document's task found its document unheld and idle.
-    Idle(DocumentActorId),
-    /// A document's task ended (stopped or deleted).
-    Ended(DocumentActorId),
-    /// A document's task panicked; its handles are unavailable.
-    TaskFailed(DocumentActorId),
-}
-
-pub(crate) enum Command {
-    Create {
-        document_id: DocumentId,
-        document: Box<Automerge>,
-        reply: oneshot::Sender<DocHandle>,
-    },
-    Find {
-        document_id: DocumentId,
-        reply: oneshot::Sender<DocHandle>,
-    },
-    Delete {
-        document_id: DocumentId,
-        reply: oneshot::Sender<()>,
-    },
-    Flush {
-        documents: Option<Vec<DocumentId>>,
-        reply: oneshot::Sender<Result<(), RepoError>>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-    Documents {
-        reply: oneshot::Sender<Vec<DocumentId>>,
-    },
-    /// The share policy answers differently now. Answered once every document has decided
-    /// again.
-    SharePolicyChanged {
-        reply: oneshot::Sender<()>,
-    },
-}
-
 /// Who waits for a hub command.
 enum Reply {
-    Handle(oneshot::Sender<DocHandle>),
+    Handle(oneshot::Sender<Arc<HandleShared>>),
     Delete(oneshot::Sender<()>),
     /// Answered once every document told has answered.
     Joined(oneshot::Sender<Result<(), RepoError>>),
@@ -98,7 +48,7 @@ pub(crate) struct Hub {
     me: mpsc::WeakSender<HubEvent>,
     actor: HubActor,
     /// Each document task's handle.
-    documents: HashMap<DocumentActorId, DocHandle>,
+    documents: HashMap<DocumentActorId, Arc<HandleShared>>,
     links: HashMap<ConnectionId, PeerLink>,
     /// Connections waiting for the actor's verdict.
     joining: Pending<Connection>,
@@ -187,7 +137,7 @@ impl Hub {
                 let held = self
                     .documents
                     .get(&actor)
-                    .map_or(true, |handle| Arc::strong_count(&handle.shared) > 2);
+                    .map_or(true, |shared| Arc::strong_count(shared) > 2);
                 if held {
                     return None;
                 }
@@ -400,13 +350,12 @@ impl Hub {
             begin,
             peers,
         );
-        self.documents
-            .insert(actor, DocHandle { shared, view: None });
+        self.documents.insert(actor, shared);
     }
 
     /// Passes an event to a document's task, with what only the driver has: outboxes, replies.
     fn tell(&mut self, actor: DocumentActorId, event: DocumentEvent) {
-        let Some(worker) = self.documents.get(&actor).map(|h| h.shared.worker.clone()) else {
+        let Some(worker) = self.documents.get(&actor).map(|s| s.worker.clone()) else {
             debug!(%actor, "event for a document task that is gone; dropped");
             return;
         };
@@ -531,9 +480,8 @@ impl Hub {
                 .actor
                 .actor_of(&document_id)
                 .and_then(|actor| self.documents.get(&actor));
-            if let Some(handle) = handle {
-                let _ = handle
-                    .shared
+            if let Some(shared) = handle {
+                let _ = shared
                     .worker
                     .send(DocEvent::GossipedHeads(storage_id, heads));
             }
