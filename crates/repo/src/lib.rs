@@ -25,9 +25,11 @@
 
 #![warn(missing_docs)]
 
+mod builder;
 mod channels;
 mod connection_io;
 mod context;
+mod document_ref;
 mod document_worker;
 mod error;
 mod event_fanout;
@@ -44,10 +46,12 @@ mod repo;
 mod save_task;
 mod share_policy;
 
+pub use builder::RepoBuilder;
+pub use document_ref::DocumentRef;
 pub use error::{HandleError, RepoError};
 pub use events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 pub use handle::{ChangeMetadata, DocHandle};
 pub use outbox::MAX_QUEUED_PER_PEER;
-pub use repo::{DocumentRef, Repo, RepoBuilder};
+pub use repo::Repo;
 pub use share_policy::{AskOnly, FnSharePolicy, ShareAll, SharePolicy};
 pub use tandem_core::sync::HandleState;

@@ -1,273 +1,25 @@
 //! [`Repo`]: the documents of one process, their storage and their peers (PROTOCOL.md §6.3).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use automerge::transaction::Transaction;
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{Automerge, ReadDoc};
 use futures::StreamExt;
 use tandem_core::sync::HandleState;
 use tandem_core::untrusted::apply_untrusted;
-use tandem_core::{
-    AutomergeUrl, DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageAdapter,
-    StorageId, StorageKey,
-};
+use tandem_core::{DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::channels::{Command, DocEvent, HubEvent, QUEUE_DEPTH};
-use crate::context::{RepoContext, Timing};
+use crate::context::RepoContext;
 use crate::heavy_work::heavy_owned;
 use crate::hub::Hub;
 use crate::initial::document_from_json;
-use crate::{DocHandle, RepoError, ShareAll, SharePolicy};
-
-/// Anything that names a document: a [`DocumentId`], an [`AutomergeUrl`], or text holding
-/// either (`automerge:…`, a bare Base58Check id, or a legacy UUID).
-pub trait DocumentRef {
-    /// The document id, or why the text is not one.
-    fn to_document_id(&self) -> Result<DocumentId, RepoError>;
-
-    /// The heads a URL names (`automerge:<id>#<heads>`), if any.
-    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
-        Ok(None)
-    }
-}
-
-impl DocumentRef for DocumentId {
-    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
-        Ok(self.clone())
-    }
-}
-
-impl DocumentRef for AutomergeUrl {
-    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
-        Ok(self.document_id().clone())
-    }
-
-    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
-        Ok(self.change_hashes()?)
-    }
-}
-
-impl DocumentRef for str {
-    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
-        if self.starts_with("automerge:") {
-            let url: AutomergeUrl = self.parse()?;
-            return Ok(url.document_id().clone());
-        }
-        Ok(DocumentId::interpret(self)?)
-    }
-
-    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
-        if self.starts_with("automerge:") {
-            let url: AutomergeUrl = self.parse()?;
-            return DocumentRef::heads(&url);
-        }
-        Ok(None)
-    }
-}
-
-impl DocumentRef for String {
-    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
-        self.as_str().to_document_id()
-    }
-
-    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
-        self.as_str().heads()
-    }
-}
-
-impl<T: DocumentRef + ?Sized> DocumentRef for &T {
-    fn to_document_id(&self) -> Result<DocumentId, RepoError> {
-        (**self).to_document_id()
-    }
-
-    fn heads(&self) -> Result<Option<Vec<ChangeHash>>, RepoError> {
-        (**self).heads()
-    }
-}
-
-/// Configures and starts a [`Repo`].
-pub struct RepoBuilder {
-    storage: Option<Arc<dyn StorageAdapter>>,
-    networks: Vec<Box<dyn NetworkAdapter>>,
-    peer_id: Option<PeerId>,
-    policy: Arc<dyn SharePolicy>,
-    denylist: HashSet<DocumentId>,
-    timing: Timing,
-    is_ephemeral: bool,
-    gossip: bool,
-    durable_acks: bool,
-}
-
-impl std::fmt::Debug for RepoBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RepoBuilder")
-            .field("peer_id", &self.peer_id)
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for RepoBuilder {
-    fn default() -> Self {
-        RepoBuilder {
-            storage: None,
-            networks: Vec::new(),
-            peer_id: None,
-            policy: Arc::new(ShareAll),
-            denylist: HashSet::new(),
-            timing: Timing {
-                save_debounce: Duration::from_millis(100),
-                find_timeout: Duration::from_secs(60),
-                idle_timeout: None,
-                max_held: crate::MAX_QUEUED_PER_PEER,
-            },
-            is_ephemeral: false,
-            gossip: false,
-            durable_acks: false,
-        }
-    }
-}
-
-impl RepoBuilder {
-    /// Where documents are kept. Without storage, documents live only in memory and peers.
-    pub fn storage(mut self, storage: impl StorageAdapter) -> Self {
-        self.storage = Some(Arc::new(storage));
-        self
-    }
-
-    /// Like [`storage`](Self::storage), for a store shared with other owners.
-    pub fn shared_storage(mut self, storage: Arc<dyn StorageAdapter>) -> Self {
-        self.storage = Some(storage);
-        self
-    }
-
-    /// A transport; call once per adapter. More can be added later with [`Repo::add_network`].
-    pub fn network(mut self, adapter: impl NetworkAdapter) -> Self {
-        self.networks.push(Box::new(adapter));
-        self
-    }
-
-    /// Our name on the network (default: a random `peer-…` id, unique per repo).
-    pub fn peer_id(mut self, peer_id: impl Into<PeerId>) -> Self {
-        self.peer_id = Some(peer_id.into());
-        self
-    }
-
-    /// Who gets which documents (default [`ShareAll`]).
-    pub fn share_policy(mut self, policy: impl SharePolicy) -> Self {
-        self.policy = Arc::new(policy);
-        self
-    }
-
-    /// Documents this repo never serves nor fetches.
-    pub fn denylist(mut self, documents: impl IntoIterator<Item = DocumentId>) -> Self {
-        self.denylist.extend(documents);
-        self
-    }
-
-    /// How long after a change its save starts (default 100 ms); changes meanwhile join it.
-    pub fn save_debounce(mut self, delay: Duration) -> Self {
-        self.timing.save_debounce = delay;
-        self
-    }
-
-    /// How long a find waits for an answer from peers (default 60 s).
-    pub fn find_timeout(mut self, timeout: Duration) -> Self {
-        self.timing.find_timeout = timeout;
-        self
-    }
-
-    /// Unload documents that nobody holds a handle to after `idle` without activity (saved
-    /// first; a later find reloads them). Default: keep everything.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.timing.idle_timeout = Some(idle);
-        self
-    }
-
-    /// Tell peers we keep nothing, so they do not persist sync state for us.
-    pub fn ephemeral(mut self, is_ephemeral: bool) -> Self {
-        self.is_ephemeral = is_ephemeral;
-        self
-    }
-
-    /// Takes part in remote-heads gossip (PROTOCOL.md §5.8): relays subscriptions and heads
-    /// records between peers, and lets [`Repo::subscribe_to_remotes`] learn the heads of storages
-    /// this repo never meets directly. Off by default, as in automerge-repo; gossip messages are
-    /// ignored while it is off.
-    pub fn remote_heads_gossip(mut self, enabled: bool) -> Self {
-        self.gossip = enabled;
-        self
-    }
-
-    /// Acknowledge a peer's changes only once they are in storage: the sync reply that tells the
-    /// peer we hold its changes (what a JS app's "synced with server" indicator reads) waits
-    /// until the changes are saved, and changes that arrive meanwhile join the same save. A
-    /// crash then never loses what a peer was told is kept. Costs one storage write of latency
-    /// per round trip; off by default (JS saves up to 100 ms after acknowledging). Needs storage.
-    /// It covers the changes a peer sends this repo itself (a star of clients around a server);
-    /// a peer's change relayed by another peer first (a mesh) can be acknowledged to its author
-    /// before the save.
-    pub fn durable_acknowledgement(mut self, enabled: bool) -> Self {
-        self.durable_acks = enabled;
-        self
-    }
-
-    /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
-    /// the network adapters. Call within a tokio runtime.
-    pub async fn start(self) -> Result<Repo, RepoError> {
-        let storage_id = match &self.storage {
-            Some(storage) => Some(storage_id(storage.as_ref()).await?),
-            None => None,
-        };
-        let ctx = Arc::new(RepoContext::new(
-            self.peer_id.unwrap_or_else(PeerId::random),
-            storage_id,
-            self.is_ephemeral,
-            self.storage,
-            self.policy,
-            self.denylist,
-            self.timing,
-            self.gossip,
-            self.durable_acks,
-        ));
-        let (hub_tx, hub_rx) = mpsc::channel(QUEUE_DEPTH);
-        let (peers_tx, peers_rx) = watch::channel(BTreeMap::new());
-        let hub = Hub::new(ctx.clone(), hub_rx, hub_tx.downgrade(), peers_tx);
-        let hub_task = tokio::spawn(hub.run());
-        let repo = Repo {
-            inner: Arc::new(RepoInner {
-                ctx,
-                hub: hub_tx,
-                peers: peers_rx,
-                tasks: Mutex::new(vec![hub_task]),
-            }),
-        };
-        for adapter in self.networks {
-            repo.add_network_boxed(adapter).await?;
-        }
-        Ok(repo)
-    }
-}
-
-/// Reads the store's id, or creates and persists one before anyone is told (unlike JS, where
-/// two racing calls can produce two ids).
-async fn storage_id(storage: &dyn StorageAdapter) -> Result<StorageId, RepoError> {
-    let key = StorageKey::storage_adapter_id();
-    if let Some(bytes) = storage.load(&key).await? {
-        match String::from_utf8(bytes) {
-            Ok(text) if !text.is_empty() => return Ok(StorageId::from(text)),
-            _ => warn!("stored storage id is not text; making a new one"),
-        }
-    }
-    let id = StorageId::random();
-    storage.save(&key, id.as_str().as_bytes().to_vec()).await?;
-    Ok(id)
-}
+use crate::{DocHandle, DocumentRef, RepoError};
 
 /// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
 /// with every connected peer the share policy allows, saved as they change.
@@ -328,9 +80,20 @@ impl std::fmt::Debug for Repo {
 }
 
 impl Repo {
-    /// A builder with automerge-repo's defaults.
-    pub fn builder() -> RepoBuilder {
-        RepoBuilder::default()
+    /// A repo with `ctx`, its hub task running and no network yet.
+    pub(crate) fn launch(ctx: Arc<RepoContext>) -> Repo {
+        let (hub_tx, hub_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (peers_tx, peers_rx) = watch::channel(BTreeMap::new());
+        let hub = Hub::new(ctx.clone(), hub_rx, hub_tx.downgrade(), peers_tx);
+        let hub_task = tokio::spawn(hub.run());
+        Repo {
+            inner: Arc::new(RepoInner {
+                ctx,
+                hub: hub_tx,
+                peers: peers_rx,
+                tasks: Mutex::new(vec![hub_task]),
+            }),
+        }
     }
 
     /// Asks to learn which heads these storages hold of the documents we share, through peers
@@ -416,7 +179,10 @@ impl Repo {
         self.add_network_boxed(Box::new(adapter)).await
     }
 
-    async fn add_network_boxed(&self, adapter: Box<dyn NetworkAdapter>) -> Result<(), RepoError> {
+    pub(crate) async fn add_network_boxed(
+        &self,
+        adapter: Box<dyn NetworkAdapter>,
+    ) -> Result<(), RepoError> {
         let ctx = &self.inner.ctx;
         let local = LocalPeer {
             peer_id: ctx.peer_id.clone(),

@@ -1,0 +1,186 @@
+//! [`RepoBuilder`]: how a [`Repo`] is configured and started.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_core::{DocumentId, NetworkAdapter, PeerId, StorageAdapter, StorageId, StorageKey};
+use tracing::warn;
+
+use crate::context::{RepoContext, Timing};
+use crate::{Repo, RepoError, ShareAll, SharePolicy};
+
+impl Repo {
+    /// A builder with automerge-repo's defaults.
+    pub fn builder() -> RepoBuilder {
+        RepoBuilder::default()
+    }
+}
+
+/// Configures and starts a [`Repo`].
+pub struct RepoBuilder {
+    storage: Option<Arc<dyn StorageAdapter>>,
+    networks: Vec<Box<dyn NetworkAdapter>>,
+    peer_id: Option<PeerId>,
+    policy: Arc<dyn SharePolicy>,
+    denylist: HashSet<DocumentId>,
+    timing: Timing,
+    is_ephemeral: bool,
+    gossip: bool,
+    durable_acks: bool,
+}
+
+impl std::fmt::Debug for RepoBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoBuilder")
+            .field("peer_id", &self.peer_id)
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RepoBuilder {
+    fn default() -> Self {
+        RepoBuilder {
+            storage: None,
+            networks: Vec::new(),
+            peer_id: None,
+            policy: Arc::new(ShareAll),
+            denylist: HashSet::new(),
+            timing: Timing {
+                save_debounce: Duration::from_millis(100),
+                find_timeout: Duration::from_secs(60),
+                idle_timeout: None,
+                max_held: crate::MAX_QUEUED_PER_PEER,
+            },
+            is_ephemeral: false,
+            gossip: false,
+            durable_acks: false,
+        }
+    }
+}
+
+impl RepoBuilder {
+    /// Where documents are kept. Without storage, documents live only in memory and peers.
+    pub fn storage(mut self, storage: impl StorageAdapter) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Like [`storage`](Self::storage), for a store shared with other owners.
+    pub fn shared_storage(mut self, storage: Arc<dyn StorageAdapter>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// A transport; call once per adapter. More can be added later with [`Repo::add_network`].
+    pub fn network(mut self, adapter: impl NetworkAdapter) -> Self {
+        self.networks.push(Box::new(adapter));
+        self
+    }
+
+    /// Our name on the network (default: a random `peer-…` id, unique per repo).
+    pub fn peer_id(mut self, peer_id: impl Into<PeerId>) -> Self {
+        self.peer_id = Some(peer_id.into());
+        self
+    }
+
+    /// Who gets which documents (default [`ShareAll`]).
+    pub fn share_policy(mut self, policy: impl SharePolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Documents this repo never serves nor fetches.
+    pub fn denylist(mut self, documents: impl IntoIterator<Item = DocumentId>) -> Self {
+        self.denylist.extend(documents);
+        self
+    }
+
+    /// How long after a change its save starts (default 100 ms); changes meanwhile join it.
+    pub fn save_debounce(mut self, delay: Duration) -> Self {
+        self.timing.save_debounce = delay;
+        self
+    }
+
+    /// How long a find waits for an answer from peers (default 60 s).
+    pub fn find_timeout(mut self, timeout: Duration) -> Self {
+        self.timing.find_timeout = timeout;
+        self
+    }
+
+    /// Unload documents that nobody holds a handle to after `idle` without activity (saved
+    /// first; a later find reloads them). Default: keep everything.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.timing.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Tell peers we keep nothing, so they do not persist sync state for us.
+    pub fn ephemeral(mut self, is_ephemeral: bool) -> Self {
+        self.is_ephemeral = is_ephemeral;
+        self
+    }
+
+    /// Takes part in remote-heads gossip (PROTOCOL.md §5.8): relays subscriptions and heads
+    /// records between peers, and lets [`Repo::subscribe_to_remotes`] learn the heads of storages
+    /// this repo never meets directly. Off by default, as in automerge-repo; gossip messages are
+    /// ignored while it is off.
+    pub fn remote_heads_gossip(mut self, enabled: bool) -> Self {
+        self.gossip = enabled;
+        self
+    }
+
+    /// Acknowledge a peer's changes only once they are in storage: the sync reply that tells the
+    /// peer we hold its changes (what a JS app's "synced with server" indicator reads) waits
+    /// until the changes are saved, and changes that arrive meanwhile join the same save. A
+    /// crash then never loses what a peer was told is kept. Costs one storage write of latency
+    /// per round trip; off by default (JS saves up to 100 ms after acknowledging). Needs storage.
+    /// It covers the changes a peer sends this repo itself (a star of clients around a server);
+    /// a peer's change relayed by another peer first (a mesh) can be acknowledged to its author
+    /// before the save.
+    pub fn durable_acknowledgement(mut self, enabled: bool) -> Self {
+        self.durable_acks = enabled;
+        self
+    }
+
+    /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
+    /// the network adapters. Call within a tokio runtime.
+    pub async fn start(self) -> Result<Repo, RepoError> {
+        let storage_id = match &self.storage {
+            Some(storage) => Some(storage_id(storage.as_ref()).await?),
+            None => None,
+        };
+        let ctx = Arc::new(RepoContext::new(
+            self.peer_id.unwrap_or_else(PeerId::random),
+            storage_id,
+            self.is_ephemeral,
+            self.storage,
+            self.policy,
+            self.denylist,
+            self.timing,
+            self.gossip,
+            self.durable_acks,
+        ));
+        let repo = Repo::launch(ctx);
+        for adapter in self.networks {
+            repo.add_network_boxed(adapter).await?;
+        }
+        Ok(repo)
+    }
+}
+
+/// Reads the store's id, or creates and persists one before anyone is told (unlike JS, where
+/// two racing calls can produce two ids).
+async fn storage_id(storage: &dyn StorageAdapter) -> Result<StorageId, RepoError> {
+    let key = StorageKey::storage_adapter_id();
+    if let Some(bytes) = storage.load(&key).await? {
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.is_empty() => return Ok(StorageId::from(text)),
+            _ => warn!("stored storage id is not text; making a new one"),
+        }
+    }
+    let id = StorageId::random();
+    storage.save(&key, id.as_str().as_bytes().to_vec()).await?;
+    Ok(id)
+}
