@@ -43,6 +43,8 @@ pub(crate) enum Command {
     },
     Find {
         document_id: DocumentId,
+        /// Ask the peers again if the document is unavailable.
+        again: bool,
         reply: oneshot::Sender<Arc<HandleShared>>,
     },
     Delete {
@@ -92,6 +94,12 @@ pub(crate) enum DocEvent {
     Stop(oneshot::Sender<()>),
     /// The application looks for this document.
     WantedLocally,
+    /// `Repo::import_into`: merge this document in.
+    Import {
+        document: Box<Automerge>,
+        size: usize,
+        reply: oneshot::Sender<Result<(), RepoError>>,
+    },
     /// The application looks for the document again. Answered once the request is out.
     RequestAgain(oneshot::Sender<()>),
     /// Gossip told us the heads a storage we subscribed to holds.

@@ -49,7 +49,8 @@ pub(crate) enum Begin {
 
 /// Who waits for a command's completion.
 enum Reply {
-    Flush(oneshot::Sender<Result<(), RepoError>>),
+    /// A flush or an import: whether it worked.
+    Outcome(oneshot::Sender<Result<(), RepoError>>),
     Done(oneshot::Sender<()>),
 }
 
@@ -259,10 +260,19 @@ impl DocumentTask {
                     count: self.ctx.next_ephemeral_count(),
                 }
             }
-            DocEvent::Flush(reply) => DocumentInput::Flush(self.command(Reply::Flush(reply))),
+            DocEvent::Flush(reply) => DocumentInput::Flush(self.command(Reply::Outcome(reply))),
             DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Done(reply))),
             DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Done(reply))),
             DocEvent::WantedLocally => DocumentInput::WantedLocally,
+            DocEvent::Import {
+                document,
+                size,
+                reply,
+            } => DocumentInput::Import {
+                document,
+                size,
+                command: self.command(Reply::Outcome(reply)),
+            },
             DocEvent::RequestAgain(reply) => {
                 DocumentInput::RequestAgain(self.command(Reply::Done(reply)))
             }
@@ -442,7 +452,7 @@ impl DocumentTask {
                 }
             }
             DocumentEffect::Completed { command, result } => match self.replies.take(command) {
-                Some(Reply::Flush(reply)) => {
+                Some(Reply::Outcome(reply)) => {
                     let _ = reply.send(result.map_err(RepoError::from));
                 }
                 Some(Reply::Done(reply)) => {
@@ -450,6 +460,11 @@ impl DocumentTask {
                 }
                 None => {}
             },
+            DocumentEffect::Imported { command, result } => {
+                if let Some(Reply::Outcome(reply)) = self.replies.take(command) {
+                    let _ = reply.send(result.map_err(RepoError::from));
+                }
+            }
             DocumentEffect::Stopped => {
                 if let Some(hub) = self.hub.upgrade() {
                     let _ = hub.send(HubEvent::Ended(self.id)).await;

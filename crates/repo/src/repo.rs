@@ -278,12 +278,22 @@ impl Repo {
     /// The handle of a document in whatever state it is (loading, requesting, …), without
     /// waiting: watch [`DocHandle::states`] for progress.
     pub async fn find_with_progress(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
+        self.find_handle(id, false).await
+    }
+
+    /// The hub's find; with `again`, an unavailable document is asked of the peers again
+    /// before the handle comes back.
+    async fn find_handle(&self, id: impl DocumentRef, again: bool) -> Result<DocHandle, RepoError> {
         let document_id = id.to_document_id()?;
         if self.inner.ctx.denylist.contains(&document_id) {
             return Err(RepoError::Denied(document_id));
         }
         let shared = self
-            .command(|reply| Command::Find { document_id, reply })
+            .command(|reply| Command::Find {
+                document_id,
+                again,
+                reply,
+            })
             .await?;
         Ok(DocHandle { shared, view: None })
     }
@@ -294,19 +304,8 @@ impl Repo {
     /// view at those heads ([`DocHandle::at`]).
     pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
         let heads = id.heads()?;
-        let handle = self.find_with_progress(id).await?;
-        if handle.state() == HandleState::Unavailable {
-            // Asked again by the application: peers that lacked it may have it now.
-            let (tx, rx) = oneshot::channel();
-            if handle
-                .shared
-                .worker
-                .send(DocEvent::RequestAgain(tx))
-                .is_ok()
-            {
-                let _ = rx.await;
-            }
-        }
+        // Asked again by the application: peers that lacked it may have it now.
+        let handle = self.find_handle(id, true).await?;
         let mut states = handle.states();
         let state = *states
             .wait_for(|s| s.is_settled())
@@ -359,17 +358,20 @@ impl Repo {
         id: impl DocumentRef,
         bytes: &[u8],
     ) -> Result<DocHandle, RepoError> {
-        let mut incoming = load_untrusted(bytes).await?;
+        let incoming = load_untrusted(bytes).await?;
         let handle = self.find_with_progress(id).await?;
-        let shared = handle.shared.clone();
-        heavy_owned(bytes.len(), move || {
-            apply_untrusted(&mut shared.lock(), |doc| doc.merge(&mut incoming))
-        })
-        .await
-        .ok_or(RepoError::Shutdown)??;
-        handle.shared.local_change.notify_one();
-        // The worker may have settled as unavailable just before the merge; it turns ready when
-        // it sees the change.
+        let (reply, merged) = oneshot::channel();
+        handle
+            .shared
+            .worker
+            .send(DocEvent::Import {
+                document: Box::new(incoming),
+                size: bytes.len(),
+                reply,
+            })
+            .map_err(|_| RepoError::Shutdown)?;
+        merged.await.map_err(|_| RepoError::Shutdown)??;
+        // A document that was unavailable turns ready with the merge.
         let mut states = handle.states();
         let state = *states
             .wait_for(|s| matches!(s, HandleState::Ready | HandleState::Deleted))

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::persistence::{ChunkLedger, Loaded};
 use crate::sync::{DocumentSync, HandleState, SyncOutput};
+use crate::untrusted::apply_untrusted;
 use crate::{
     DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
     PeerMetadata, SessionId, StorageError, StorageId,
@@ -499,6 +500,20 @@ impl DocumentActor {
             DocumentInput::LocalChange => self.local_change(doc),
             DocumentInput::Broadcast { data, count } => self.broadcast(data, count),
             DocumentInput::WantedLocally => self.wanted_locally = true,
+            DocumentInput::Import {
+                mut document,
+                command,
+                ..
+            } => {
+                // What the application had changed goes out as its own change first.
+                self.catch_up_local(doc);
+                let result = apply_untrusted(doc, |d| d.merge(&mut document).map(drop));
+                if result.is_ok() {
+                    self.local_change(doc);
+                }
+                self.effects
+                    .push(DocumentEffect::Imported { command, result });
+            }
             DocumentInput::RequestAgain(command) => {
                 let out = self.sync.request_again(doc);
                 self.apply(out, None, doc);

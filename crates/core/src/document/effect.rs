@@ -4,6 +4,7 @@ use automerge::{ChangeHash, Patch};
 
 use super::{CommandId, QuestionId, ReadId, SaveId, SaveJob};
 use crate::sync::HandleState;
+use crate::untrusted::UntrustedError;
 use crate::{Message, PeerId, SessionId, StorageError, StorageId};
 
 /// A share-policy question about this document.
@@ -103,6 +104,14 @@ pub enum DocumentEffect {
         command: CommandId,
         /// For saves: whether they landed.
         result: Result<(), StorageError>,
+    },
+    /// An [`Import`](super::DocumentInput::Import) is done: merged and announced, or refused
+    /// (the document is as it was).
+    Imported {
+        /// Which.
+        command: CommandId,
+        /// Whether it was merged.
+        result: Result<(), UntrustedError>,
     },
     /// The actor is done (stopped or deleted); nothing more comes of it.
     Stopped,

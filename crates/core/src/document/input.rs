@@ -2,6 +2,8 @@
 
 use super::{CommandId, QuestionId, ReadId, SaveId, SaveOutcome};
 use crate::persistence::Loaded;
+use automerge::Automerge;
+
 use crate::{Message, MessageData, PeerId, PeerMetadata};
 
 /// A connected peer as a document sees it: who it is, what it said of itself, and whether the
@@ -47,6 +49,17 @@ pub enum DocumentInput {
     /// The application looks for the document: peers may be asked for it even if the policy
     /// offers them nothing.
     WantedLocally,
+    /// The application merges another document's history into this one (`import_into`),
+    /// applied as a peer's changes are ([`crate::untrusted`]). Answered with
+    /// [`Imported`](super::DocumentEffect::Imported).
+    Import {
+        /// The document to merge in.
+        document: Box<Automerge>,
+        /// Its size in bytes: what merging it may cost.
+        size: usize,
+        /// Named in the answer.
+        command: CommandId,
+    },
     /// The application looks for the document again: if it is unavailable, ask again.
     /// Completed once the request is out.
     RequestAgain(CommandId),
@@ -100,6 +113,7 @@ impl DocumentInput {
                 message: Message::Sync(m) | Message::Request(m),
                 ..
             } => m.data.as_bytes().len(),
+            DocumentInput::Import { size, .. } => *size,
             _ => 0,
         }
     }

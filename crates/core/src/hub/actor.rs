@@ -145,7 +145,8 @@ impl HubActor {
             HubInput::Find {
                 command,
                 document_id,
-            } => self.find(command, document_id),
+                again,
+            } => self.find(command, document_id, again),
             HubInput::Delete {
                 command,
                 document_id,
@@ -492,7 +493,7 @@ impl HubActor {
 
     // ---- documents ----
 
-    fn find(&mut self, command: CommandId, document_id: DocumentId) {
+    fn find(&mut self, command: CommandId, document_id: DocumentId, again: bool) {
         let newly_wanted = self.wanted.insert(document_id.clone());
         let actor = match self.documents.get(&document_id) {
             Some(&actor) => {
@@ -510,6 +511,9 @@ impl HubActor {
                         }
                         self.tell(actor, DocumentEvent::PeerConnected { peer, connection });
                     }
+                }
+                if again {
+                    self.tell(actor, DocumentEvent::RequestAgain(command));
                 }
                 actor
             }

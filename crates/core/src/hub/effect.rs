@@ -31,6 +31,9 @@ pub enum DocumentEvent {
     },
     /// The application looks for the document.
     WantedLocally,
+    /// The application looks for the document again: if it is unavailable, ask the peers
+    /// again. Part of the find `command`, which is answered once this is done.
+    RequestAgain(CommandId),
     /// Decide again for every connected peer.
     SharePolicyChanged {
         /// Every connected peer, with what the policy now says of it as a whole.

@@ -47,6 +47,9 @@ pub enum HubInput {
         command: CommandId,
         /// Which.
         document_id: DocumentId,
+        /// Ask the peers again if the document is unavailable (a `find` that waits for the
+        /// document, rather than one that only wants its handle).
+        again: bool,
     },
     /// The application deletes a document; its actor is told
     /// [`Delete`](super::DocumentEvent::Delete) with this command.

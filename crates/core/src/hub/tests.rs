@@ -67,6 +67,7 @@ fn find(hub: &mut HubActor, document_id: &DocumentId) -> Vec<HubEffect> {
         HubInput::Find {
             command: CommandId(2),
             document_id: document_id.clone(),
+            again: false,
         },
     )
 }

@@ -120,7 +120,6 @@ pub struct Node {
     load_after: BTreeMap<DocumentActorId, DocumentActorId>,
     waiting_loads: BTreeMap<DocumentActorId, DocumentActorId>,
     creating: Option<Automerge>,
-    found: Option<DocumentActorId>,
     actor_seed: [u8; 16],
     actors_made: u64,
     ephemeral_count: u64,
@@ -165,7 +164,6 @@ impl Node {
             load_after: BTreeMap::new(),
             waiting_loads: BTreeMap::new(),
             creating: None,
-            found: None,
             actor_seed,
             actors_made: 0,
             ephemeral_count: 0,
@@ -297,23 +295,16 @@ impl Node {
         self.run();
     }
 
-    /// `repo.find()`: the document's actor (its state is [`state`](Self::state)). Asks again if it
-    /// was unavailable.
+    /// `repo.find()` (its state is then [`state`](Self::state)); asks again if the document was
+    /// unavailable.
     pub fn find(&mut self, document_id: &DocumentId) {
         let command = self.command();
         self.steps.push_back(Step::Hub(HubInput::Find {
             command,
             document_id: document_id.clone(),
+            again: true,
         }));
         self.run();
-        if let Some(actor) = self.found.take() {
-            if self.state(document_id) == Some(HandleState::Unavailable) {
-                let again = self.command();
-                self.steps
-                    .push_back(Step::Document(actor, DocumentInput::RequestAgain(again)));
-                self.run();
-            }
-        }
     }
 
     /// Changes a ready document and announces the change; whether it was ready.
@@ -620,6 +611,9 @@ impl Node {
                             message,
                         },
                         DocumentEvent::WantedLocally => DocumentInput::WantedLocally,
+                        DocumentEvent::RequestAgain(_) => {
+                            DocumentInput::RequestAgain(self.command())
+                        }
                         DocumentEvent::SharePolicyChanged { peers, .. } => {
                             DocumentInput::SharePolicyChanged {
                                 peers: peers.into_iter().map(|(p, _)| p).collect(),
@@ -633,7 +627,7 @@ impl Node {
                     self.steps.push_back(Step::Document(actor, input));
                 }
                 HubEffect::Forgotten(_) | HubEffect::Completed(_) => {}
-                HubEffect::Found { actor, .. } => self.found = Some(actor),
+                HubEffect::Found { .. } => {}
             }
         }
     }
@@ -730,6 +724,10 @@ impl Node {
                     }
                 }
                 DocumentEffect::Completed { command, result } => {
+                    self.events
+                        .push(NodeEvent::Completed(command, result.is_ok()));
+                }
+                DocumentEffect::Imported { command, result } => {
                     self.events
                         .push(NodeEvent::Completed(command, result.is_ok()));
                 }

@@ -168,9 +168,14 @@ impl Hub {
                     document_id,
                 }
             }
-            Command::Find { document_id, reply } => HubInput::Find {
+            Command::Find {
+                document_id,
+                again,
+                reply,
+            } => HubInput::Find {
                 command: self.command(Reply::Handle(reply)),
                 document_id,
+                again,
             },
             Command::Delete { document_id, reply } => HubInput::Delete {
                 command: self.command(Reply::Delete(reply)),
@@ -258,10 +263,20 @@ impl Hub {
                 }
             }
             HubEffect::Found { command, actor } => {
-                if let (Some(Reply::Handle(reply)), Some(handle)) =
+                if let (Some(Reply::Handle(reply)), Some(shared)) =
                     (self.replies.take(command), self.documents.get(&actor))
                 {
-                    let _ = reply.send(handle.clone());
+                    // A find that asked the peers again answers once the request is out.
+                    let asked = self.joins.remove(&command).unwrap_or_default();
+                    let shared = shared.clone();
+                    if asked.is_empty() {
+                        let _ = reply.send(shared);
+                    } else {
+                        tokio::spawn(async move {
+                            futures::future::join_all(asked).await;
+                            let _ = reply.send(shared);
+                        });
+                    }
                 }
             }
             HubEffect::Completed(command) => self.completed(command).await,
@@ -380,6 +395,11 @@ impl Hub {
                 DocEvent::Incoming(Box::new((link, message, self.in_flight.take())))
             }
             DocumentEvent::WantedLocally => DocEvent::WantedLocally,
+            DocumentEvent::RequestAgain(command) => {
+                let (done, answer) = oneshot::channel();
+                self.join(command, answer.map(|_| Ok(())).boxed());
+                DocEvent::RequestAgain(done)
+            }
             DocumentEvent::SharePolicyChanged { peers, command } => {
                 let peers = peers
                     .into_iter()
