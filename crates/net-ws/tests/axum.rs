@@ -69,3 +69,22 @@ async fn a_client_syncs_through_the_axum_route() {
     server.shutdown().await;
     serving.abort();
 }
+
+/// The acceptor behind the axum route, with a client, passes the network conformance suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceptor_behind_an_axum_route_passes_the_network_conformance_suite() {
+    use tandem_core::network::conformance::{run_all, AdapterPair};
+    let suite = run_all(|| async {
+        let (adapter, acceptor) = WebSocketAcceptor::new(ServerConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, example::router(acceptor)).await });
+        let client =
+            WebSocketClient::new(format!("ws://{addr}/sync"), ClientConfig::default()).unwrap();
+        let pair: AdapterPair = (Box::new(adapter), Box::new(client));
+        pair
+    });
+    tokio::time::timeout(Duration::from_secs(60), suite)
+        .await
+        .expect("a check waited forever");
+}

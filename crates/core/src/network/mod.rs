@@ -5,6 +5,12 @@
 //! message sink, a message stream and the peer's identity; when the stream ends the peer is gone.
 //! A client that reconnects yields a new `Connection` each time; a server yields one per accepted
 //! socket. The repo holds any number of adapters and treats all their connections alike.
+//!
+//! With the `test-suite` feature, [`conformance`] checks an adapter against what the repo relies
+//! on; every transport runs it.
+
+#[cfg(feature = "test-suite")]
+pub mod conformance;
 
 use std::pin::Pin;
 
