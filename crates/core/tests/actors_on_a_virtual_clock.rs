@@ -249,3 +249,49 @@ fn a_find_nobody_can_answer_is_unavailable_until_asked_again() {
     network.run_until_quiescent();
     assert_eq!(value(&mut network, alice, &id, "n"), Some(3));
 }
+
+/// A save that fails is tried again after the save debounce; the writer is acknowledged only
+/// once one lands, and what it wrote is then in storage.
+#[test]
+fn a_failed_save_is_tried_again_and_acknowledges_only_when_it_lands() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.durable_acknowledgement = true);
+    let writer = network.add("writer", |_| {});
+    network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 0));
+    network.node(writer).hold(&id, true);
+    network.advance(Duration::from_secs(1));
+    let heads_at_server = |network: &mut Network| {
+        network
+            .node(writer)
+            .document(&id)
+            .and_then(|d| d.actor.peer_heads(&PeerId::from("server")))
+    };
+
+    network.set_saves(server, Saves::Fail);
+    network.node(writer).change(&id, doc_with("n", 1));
+    network.advance(Duration::from_secs(2));
+    let writer_heads = network
+        .node(writer)
+        .document(&id)
+        .map(|d| d.doc.get_heads());
+    assert_ne!(
+        heads_at_server(&mut network),
+        writer_heads,
+        "acknowledged a failed save"
+    );
+    assert!(
+        network.node(server).saves_pending(),
+        "the failed save was dropped"
+    );
+
+    network.set_saves(server, Saves::Land);
+    network.advance(Duration::from_secs(1));
+    assert_eq!(heads_at_server(&mut network), writer_heads);
+    network.node(server).evict(&id);
+    network.advance(Duration::from_secs(1));
+    network.node(server).find(&id);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}

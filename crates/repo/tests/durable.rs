@@ -5,55 +5,12 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use automerge::{transaction::Transactable, ROOT};
 use common::{link, wait_for_heads, PATIENCE};
 use futures::StreamExt;
-use tandem_core::{StorageAdapter, StorageError, StorageKey};
 use tandem_repo::network::memory::Link;
 use tandem_repo::{AskOnly, DocHandle, Repo};
-use tandem_storage_mem::MemoryStorage;
-use tokio::sync::watch;
-
-/// Memory storage whose saves wait while the gate is shut, counting the saves waiting. Each
-/// ticket lets one save through the shut gate.
-#[derive(Clone)]
-struct GatedStorage {
-    inner: MemoryStorage,
-    open: watch::Sender<bool>,
-    waiting: watch::Sender<usize>,
-    tickets: Arc<tokio::sync::Semaphore>,
-}
-
-#[async_trait]
-impl StorageAdapter for GatedStorage {
-    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
-        self.waiting.send_modify(|n| *n += 1);
-        let mut open = self.open.subscribe();
-        tokio::select! {
-            biased;
-            _ = open.wait_for(|open| *open) => {}
-            ticket = self.tickets.acquire() => ticket.expect("never closed").forget(),
-        }
-        self.waiting.send_modify(|n| *n -= 1);
-        self.inner.save(key, value).await
-    }
-    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove(key).await
-    }
-    async fn load_range(
-        &self,
-        prefix: &StorageKey,
-    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-        self.inner.load_range(prefix).await
-    }
-    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove_range(prefix).await
-    }
-}
+use tandem_storage_mem::testing::GatedStorage;
 
 /// Whether `doc` has heard that `storage` holds its current heads.
 fn acknowledged(doc: &DocHandle, storage: &tandem_core::StorageId) -> bool {
@@ -84,12 +41,7 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Setup {
-        let storage = GatedStorage {
-            inner: MemoryStorage::new(),
-            open: watch::channel(true).0,
-            waiting: watch::channel(0).0,
-            tickets: Arc::new(tokio::sync::Semaphore::new(0)),
-        };
+        let storage = GatedStorage::open();
         let server = Repo::builder()
             .share_policy(AskOnly)
             .shared_storage(Arc::new(storage.clone()))
@@ -129,19 +81,17 @@ async fn the_writer_waits_for_the_save_and_other_peers_do_not() {
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
 
     // The disk stalls; the writer changes the document.
-    storage.open.send_replace(false);
+    storage.shut();
     doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
-    let mut waiting = storage.waiting.subscribe();
-    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+    tokio::time::timeout(PATIENCE, storage.wait_for_waiting_saves(1))
         .await
-        .expect("the server never tried to save the change")
-        .unwrap();
+        .expect("the server never tried to save the change");
     // The reader has it while the save waits...
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
     // ...and the writer has no acknowledgement: the save has not happened.
     assert!(!acknowledged(&doc, &server_storage));
 
-    storage.open.send_replace(true);
+    storage.reopen();
     wait_acknowledged(&doc, &server_storage).await;
     for repo in [writer, reader, server] {
         repo.shutdown().await;
@@ -178,14 +128,12 @@ async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
     let seen = reader.find(doc.url()).await.unwrap();
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
 
-    storage.open.send_replace(false);
+    storage.shut();
     doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
     wait_for_heads(&seen, &doc.heads().unwrap()).await;
-    let mut waiting = storage.waiting.subscribe();
-    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+    tokio::time::timeout(PATIENCE, storage.wait_for_waiting_saves(1))
         .await
-        .expect("the server never tried to save the change")
-        .unwrap();
+        .expect("the server never tried to save the change");
 
     writer_link.cut();
     wait_gone(&server, writer.peer_id()).await;
@@ -220,7 +168,7 @@ async fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
         "acknowledged while the save still waits"
     );
 
-    storage.open.send_replace(true);
+    storage.reopen();
     wait_acknowledged(&doc, &server_storage).await;
     for repo in [writer, reader, server] {
         repo.shutdown().await;
@@ -245,21 +193,19 @@ async fn a_writer_faster_than_the_disk_is_answered_save_by_save() {
     let at_server = server.find(doc.url()).await.unwrap();
 
     // The first change's save starts, and waits.
-    storage.open.send_replace(false);
+    storage.shut();
     doc.change(|tx| tx.put(ROOT, "n", 1)).unwrap().unwrap();
     let first = doc.heads().unwrap();
-    let mut waiting = storage.waiting.subscribe();
-    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+    tokio::time::timeout(PATIENCE, storage.wait_for_waiting_saves(1))
         .await
-        .expect("the server never tried to save the first change")
-        .unwrap();
+        .expect("the server never tried to save the first change");
     // The second change arrives while it waits.
     doc.change(|tx| tx.put(ROOT, "n", 2)).unwrap().unwrap();
     let second = doc.heads().unwrap();
     wait_for_heads(&at_server, &second).await;
 
     // The first save lands; the second waits at the gate.
-    storage.tickets.add_permits(1);
+    storage.let_one_through();
     let mut events = Box::pin(doc.remote_heads_changes());
     tokio::time::timeout(PATIENCE, async {
         while doc.remote_heads(&server_storage).map(|e| e.heads) != Some(first.clone()) {
@@ -268,13 +214,12 @@ async fn a_writer_faster_than_the_disk_is_answered_save_by_save() {
     })
     .await
     .expect("the first change was not acknowledged once its save landed");
-    tokio::time::timeout(PATIENCE, waiting.wait_for(|n| *n > 0))
+    tokio::time::timeout(PATIENCE, storage.wait_for_waiting_saves(1))
         .await
-        .expect("the server never tried to save the second change")
-        .unwrap();
+        .expect("the server never tried to save the second change");
     assert!(!acknowledged(&doc, &server_storage));
 
-    storage.open.send_replace(true);
+    storage.reopen();
     wait_acknowledged(&doc, &server_storage).await;
     for repo in [writer, reader, server] {
         repo.shutdown().await;

@@ -4,71 +4,24 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use automerge::transaction::Transactable;
 use automerge::ROOT;
 use common::*;
 use tandem_core::sync::HandleState;
-use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
+use tandem_core::DocumentId;
 use tandem_repo::{HandleError, Repo, RepoError};
+use tandem_storage_mem::testing::PanickingStorage;
 use tandem_storage_mem::MemoryStorage;
-
-/// Memory storage that, while armed, panics on any read of one document's keys.
-#[derive(Clone)]
-struct PanicsOn {
-    inner: MemoryStorage,
-    document: DocumentId,
-    armed: Arc<AtomicBool>,
-}
-
-impl PanicsOn {
-    fn new(inner: MemoryStorage, document: DocumentId, armed: bool) -> Self {
-        PanicsOn {
-            inner,
-            document,
-            armed: Arc::new(AtomicBool::new(armed)),
-        }
-    }
-
-    fn check(&self, key: &StorageKey) {
-        let ours = key.parts().first().map(String::as_str) == Some(self.document.as_str());
-        if ours && self.armed.load(Ordering::SeqCst) {
-            panic!("a storage adapter bug, reading {key:?}");
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl StorageAdapter for PanicsOn {
-    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        self.check(key);
-        self.inner.load(key).await
-    }
-    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
-        self.inner.save(key, value).await
-    }
-    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove(key).await
-    }
-    async fn load_range(
-        &self,
-        prefix: &StorageKey,
-    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-        self.check(prefix);
-        self.inner.load_range(prefix).await
-    }
-    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove_range(prefix).await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_find_whose_worker_panics_fails_and_the_repo_goes_on() {
     let poisoned = DocumentId::random();
     let repo = Repo::builder()
-        .storage(PanicsOn::new(MemoryStorage::new(), poisoned.clone(), true))
+        .storage(PanickingStorage::new(
+            MemoryStorage::new(),
+            poisoned.clone(),
+            true,
+        ))
         .start()
         .await
         .unwrap();
@@ -109,14 +62,14 @@ async fn a_ready_handle_whose_worker_panics_refuses_changes() {
     let id = made.document_id().clone();
     maker.shutdown().await;
 
-    let flaky = PanicsOn::new(stored, id.clone(), false);
+    let flaky = PanickingStorage::new(stored, id.clone(), false);
     let a = Repo::builder()
         .storage(flaky.clone())
         .start()
         .await
         .unwrap();
     let handle = a.find(&id).await.unwrap();
-    flaky.armed.store(true, Ordering::SeqCst);
+    flaky.arm(true);
     // A peer with a storage id arrives: the worker reads its stored sync state, and panics.
     let b = Repo::builder()
         .storage(MemoryStorage::new())

@@ -7,6 +7,9 @@
 //! Everything a `save` wrote is visible to every clone as soon as it returns; nothing survives the
 //! process.
 //!
+//! [`testing`] holds stores that misbehave on purpose (a hung disk, a buggy adapter), for tests
+//! of what a repo does then.
+//!
 //! ```
 //! # futures::executor::block_on(async {
 //! use tandem_core::{StorageAdapter, StorageKey};
@@ -23,6 +26,8 @@
 //! ```
 
 #![warn(missing_docs)]
+
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
