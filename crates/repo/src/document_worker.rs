@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use automerge::Change;
 use futures::FutureExt;
 use tandem_core::document::{
     Changed, CommandId, DocumentActor, DocumentEffect, DocumentInput, PeerInfo, SaveId,
@@ -28,7 +29,7 @@ use tracing::{debug, error, warn};
 use crate::channels::{DocEvent, HandleShared, HubEvent};
 use crate::context::{now_millis, RepoContext};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
-use crate::heavy_work::heavy;
+use crate::heavy_work::{heavy, HEAVY_BYTES};
 use crate::outbox::PeerLink;
 use crate::pending::Pending;
 use crate::save_task;
@@ -325,28 +326,55 @@ impl DocumentTask {
         }
     }
 
-    /// One step of the actor, with the document locked (and, for a large sync message, after
-    /// handing the thread's other tasks over).
+    /// One step of the actor. Most steps run with the document locked. A step that applies a
+    /// large sync message or an import runs on a fork of the document, after handing the
+    /// thread's other tasks over, and the lock is held only to swap the result in: handles read
+    /// and change the document meanwhile, and changes made meanwhile are carried onto the fork.
     async fn feed(&mut self, input: DocumentInput) -> Vec<DocumentEffect> {
         let weight = input.weight().max(self.actor.waiting_weight());
         let listening = self.shared.changes.receiver_count() > 0;
-        let shared = &self.shared;
-        let actor = &mut self.actor;
-        heavy(weight, || {
+        let now = Instant::now().into_std();
+        let shared = self.shared.clone();
+        if weight < HEAVY_BYTES {
             let mut doc = shared.lock();
-            let logged = std::mem::take(
-                &mut *shared
-                    .local_patches
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
-            for patches in logged {
-                actor.note_local_patches(patches);
+            self.prepare(listening);
+            return self.actor.handle(now, input, &mut doc);
+        }
+        let (mut fork, before) = {
+            let doc = shared.lock();
+            self.prepare(listening);
+            (doc.clone(), doc.get_heads())
+        };
+        let actor = &mut self.actor;
+        let effects = heavy(weight, || actor.handle(now, input, &mut fork)).await;
+        let mut doc = shared.lock();
+        if doc.get_heads() != before {
+            let made: Vec<Change> = doc.get_changes(&before);
+            if let Err(error) = fork.apply_changes(made) {
+                // automerge takes back its own changes; should it not, the document keeps them
+                // and the merge waits for the next message.
+                warn!(%error, "changes made during a merge do not apply to its result");
+                return effects;
             }
-            actor.set_listening(listening);
-            actor.handle(Instant::now().into_std(), input, &mut doc)
-        })
-        .await
+        }
+        *doc = fork;
+        effects
+    }
+
+    /// Hands the actor the patches of local changes logged since its last step, and whether
+    /// anyone listens (called with the document locked).
+    fn prepare(&mut self, listening: bool) {
+        let logged = std::mem::take(
+            &mut *self
+                .shared
+                .local_patches
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for patches in logged {
+            self.actor.note_local_patches(patches);
+        }
+        self.actor.set_listening(listening);
     }
 
     /// Performs one effect; returns the input that answers it, if it asks something.
