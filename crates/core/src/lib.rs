@@ -1,7 +1,15 @@
 //! # tandem-core
 //!
-//! The vocabulary of tandem, with no IO and no async runtime: what the network, storage and repo
-//! crates agree on.
+//! The vocabulary of tandem and every decision a repo makes, with no IO and no async runtime.
+//!
+//! A repo is two kinds of sans-IO actor: the [`hub`] actor (connections, who may claim what,
+//! which document a message is for, which peers each document hears of) and one [`document`]
+//! actor per document in memory (whom to sync with, what to send, what to save and when, which
+//! answers wait for a save, when a find gives up, when the document may leave memory). Each
+//! takes `(now, event)` and returns effects as data; ids tie a question to its answer. A driver
+//! performs the effects: tandem-repo with tokio, [`testing`] in one thread on a virtual clock.
+//!
+//! frame → [`Message::decode`] → hub actor → document actor → effects → driver.
 //!
 //! - **Identities**: [`DocumentId`] (Base58Check of random bytes), [`AutomergeUrl`] and
 //!   [`UrlHead`], [`PeerId`], [`StorageId`], [`SessionId`], [`PeerMetadata`].
@@ -9,10 +17,11 @@
 //!   `@automerge/automerge-repo` 2.x ([`Message::decode`], [`Message::encode`]).
 //! - **Storage vocabulary**: [`StorageKey`], the chunk keys of a document ([`ChunkKey`]) and their
 //!   naming hashes, and the [`StorageAdapter`] trait (with a conformance suite behind the
-//!   `test-suite` feature).
+//!   `test-suite` feature, as for networks).
 //! - **Persistence decisions** ([`persistence`]): loading a document from its chunks and deciding
 //!   what each save writes and removes, with no IO.
 //! - **Transports**: the [`NetworkAdapter`] trait and the [`Connection`] it yields.
+//! - **Actors** ([`hub`], [`document`]) and their single-threaded driver ([`testing`]).
 //! - **Foreign bytes** ([`untrusted`]): a peer's changes and imports are applied to a copy of the
 //!   document and checked, so that what automerge 0.12 panics on or cannot write back leaves the
 //!   document as it was; stored chunks load inside the same guard.

@@ -7,21 +7,32 @@
 //!
 //! ## How it runs
 //!
-//! - The **hub** task owns connections and the table of documents. It routes each incoming
-//!   message to one document and never does document work itself.
-//! - Each document has a **worker** task driving a sans-IO
-//!   [`DocumentSync`](tandem_core::sync::DocumentSync): it applies sync messages, answers,
-//!   forwards changes to the other peers at once, and saves on a debounce. One busy document
-//!   never delays another.
-//! - Each connection has a reader (frames → hub, bounded: a slow repo pushes back on its peers)
-//!   and a writer (outbox → transport). Workers never wait on a peer; a peer that stops reading
-//!   is disconnected once its outbox holds [`MAX_QUEUED_PER_PEER`] messages.
-//! - A **handle** shares the document with its worker behind a lock; reads and changes are plain
-//!   closures, and a change wakes the worker (bursts coalesce into one wake-up).
+//! Every decision is made by tandem-core's sans-IO actors; this crate is the tokio driver that
+//! feeds them and performs what they return:
+//!
+//! frame → `Message::decode` (transport) → **hub actor**
+//! ([`HubActor`](tandem_core::hub::HubActor): who sent it, may it claim that sender, which
+//! document) → **document actor** ([`DocumentActor`](tandem_core::document::DocumentActor):
+//! share or not, what to answer, what to save and when, which answers wait for a save) →
+//! effects → this driver (outboxes, storage, policy calls, handle states and events).
+//!
+//! - The **hub task** drives the hub actor: it starts one task per document, passes each the
+//!   events that concern it, opens and closes connections' IO, and asks the share policy on a
+//!   task of its own. It never waits for a document or a policy.
+//! - Each **document task** drives its document's actor with the document locked (a large merge
+//!   runs on a fork, and the lock is held only to swap it in), runs saves beside it, and
+//!   publishes states and events on the handle. One busy document never delays another.
+//! - Each connection has a reader (frames → hub; a message holds one of the connection's
+//!   in-flight permits until its document takes it in, so a flooding peer waits and nobody else
+//!   does) and a writer (outbox → transport). A peer that stops reading is disconnected once its
+//!   outbox holds [`MAX_QUEUED_PER_PEER`] messages.
+//! - A **handle** shares the document with its task behind a lock; reads and changes are plain
+//!   closures, and a change wakes the task (bursts coalesce into one wake-up).
 //!
 //! Per-event work is proportional to what the event touches: a message costs one lookup and one
 //! queue send; a peer connecting costs one event per document it may be offered (none when the
-//! share policy offers it nothing).
+//! share policy offers it nothing). `tandem_core::testing` drives the same actors in one thread
+//! on a virtual clock, for deterministic tests and the simulation.
 
 #![warn(missing_docs)]
 

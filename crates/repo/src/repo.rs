@@ -98,7 +98,7 @@ impl Repo {
 
     /// Asks to learn which heads these storages hold of the documents we share, through peers
     /// that sync with them: each handle then reports them in [`DocHandle::remote_heads`] and
-    /// [`DocHandle::remote_heads_changes`]. Needs [`RepoBuilder::remote_heads_gossip`]; without
+    /// [`DocHandle::remote_heads_changes`]. Needs [`RepoBuilder::remote_heads_gossip`](crate::RepoBuilder::remote_heads_gossip); without
     /// it this does nothing (with a warning), as in JS.
     pub fn subscribe_to_remotes(&self, storages: impl IntoIterator<Item = StorageId>) {
         match &self.inner.ctx.gossip {

@@ -6,7 +6,7 @@
 //! A client that reconnects yields a new `Connection` each time; a server yields one per accepted
 //! socket. The repo holds any number of adapters and treats all their connections alike.
 //!
-//! With the `test-suite` feature, [`conformance`] checks an adapter against what the repo relies
+//! With the `test-suite` feature, `conformance` checks an adapter against what the repo relies
 //! on; every transport runs it.
 
 #[cfg(feature = "test-suite")]
