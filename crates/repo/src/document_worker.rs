@@ -315,7 +315,12 @@ impl DocumentTask {
     async fn perform_all(&mut self, effects: Vec<DocumentEffect>) -> ControlFlow<()> {
         let mut pending: VecDeque<DocumentEffect> = effects.into();
         while let Some(effect) = pending.pop_front() {
-            if let Some(answer) = self.perform(effect).await {
+            let Some(effect) = self.perform_now(effect) else {
+                continue;
+            };
+            // Effects that wait are rare: their futures live on the heap, so that a document's
+            // task stays small while it waits for its next event.
+            if let Some(answer) = Box::pin(self.perform_later(effect)).await {
                 pending.extend(self.feed(answer).await);
             }
         }
@@ -340,6 +345,18 @@ impl DocumentTask {
             self.prepare(listening);
             return self.actor.handle(now, input, &mut doc);
         }
+        Box::pin(self.feed_on_fork(shared, weight, now, input, listening)).await
+    }
+
+    /// [`feed`](Self::feed) for a large step: on a fork, with the lock held only to swap.
+    async fn feed_on_fork(
+        &mut self,
+        shared: Arc<HandleShared>,
+        weight: usize,
+        now: std::time::Instant,
+        input: DocumentInput,
+        listening: bool,
+    ) -> Vec<DocumentEffect> {
         let (mut fork, before) = {
             let doc = shared.lock();
             self.prepare(listening);
@@ -377,8 +394,8 @@ impl DocumentTask {
         self.actor.set_listening(listening);
     }
 
-    /// Performs one effect; returns the input that answers it, if it asks something.
-    async fn perform(&mut self, effect: DocumentEffect) -> Option<DocumentInput> {
+    /// Performs an effect that needs no waiting; gives back one that does.
+    fn perform_now(&mut self, effect: DocumentEffect) -> Option<DocumentEffect> {
         let document_id = &self.shared.document_id;
         match effect {
             DocumentEffect::Send(message) => {
@@ -392,55 +409,10 @@ impl DocumentTask {
                     link.outbox.close();
                 }
             }
-            DocumentEffect::Ask {
-                question,
-                peer,
-                ask,
-            } => {
-                let policy = &self.ctx.policy;
-                let allowed = match ask {
-                    ShareQuestion::Announce => policy.announce(&peer, Some(document_id)).await,
-                    ShareQuestion::Access => policy.access(&peer, document_id).await,
-                };
-                return Some(DocumentInput::Answered { question, allowed });
-            }
-            DocumentEffect::LoadSyncState { read, storage_id } => {
-                let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
-                let state = match &self.ctx.storage {
-                    Some(storage) => match storage.load(&key).await {
-                        Ok(state) => state,
-                        Err(error) => {
-                            warn!(?key, %error, "could not read a sync state");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                return Some(DocumentInput::SyncStateLoaded { read, state });
-            }
-            DocumentEffect::Load => {
-                let loaded = self.load().await;
-                // What arrived while loading goes in first (the actor holds it until loaded).
-                while let Ok(event) = self.inbox.try_recv() {
-                    let effects = Box::pin(self.event(event)).await;
-                    if effects.is_break() {
-                        return None;
-                    }
-                }
-                return Some(DocumentInput::Loaded(loaded));
-            }
             DocumentEffect::Save { save, job } => {
                 if let Some(storage) = self.ctx.storage.clone() {
                     let outcome = save_task::spawn(storage, document_id.clone(), job);
                     self.saving = Some((save, outcome));
-                }
-            }
-            DocumentEffect::RemoveDocument => {
-                if let Some(storage) = &self.ctx.storage {
-                    let prefix = StorageKey::document(document_id);
-                    if let Err(error) = storage.remove_range(&prefix).await {
-                        warn!(%error, "could not remove the deleted document from storage");
-                    }
                 }
             }
             DocumentEffect::State(state) => {
@@ -493,10 +465,68 @@ impl DocumentTask {
                     let _ = reply.send(result.map_err(RepoError::from));
                 }
             }
+            waits => return Some(waits),
+        }
+        None
+    }
+
+    /// Performs an effect that waits (on the policy, storage or the hub); returns the input that
+    /// answers it, if it asks something.
+    async fn perform_later(&mut self, effect: DocumentEffect) -> Option<DocumentInput> {
+        let document_id = &self.shared.document_id;
+        match effect {
+            DocumentEffect::Ask {
+                question,
+                peer,
+                ask,
+            } => {
+                let policy = &self.ctx.policy;
+                let allowed = match ask {
+                    ShareQuestion::Announce => policy.announce(&peer, Some(document_id)).await,
+                    ShareQuestion::Access => policy.access(&peer, document_id).await,
+                };
+                return Some(DocumentInput::Answered { question, allowed });
+            }
+            DocumentEffect::LoadSyncState { read, storage_id } => {
+                let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
+                let state = match &self.ctx.storage {
+                    Some(storage) => match storage.load(&key).await {
+                        Ok(state) => state,
+                        Err(error) => {
+                            warn!(?key, %error, "could not read a sync state");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                return Some(DocumentInput::SyncStateLoaded { read, state });
+            }
+            DocumentEffect::Load => {
+                let loaded = self.load().await;
+                // What arrived while loading goes in first (the actor holds it until loaded).
+                while let Ok(event) = self.inbox.try_recv() {
+                    let effects = Box::pin(self.event(event)).await;
+                    if effects.is_break() {
+                        return None;
+                    }
+                }
+                return Some(DocumentInput::Loaded(loaded));
+            }
+            DocumentEffect::RemoveDocument => {
+                if let Some(storage) = &self.ctx.storage {
+                    let prefix = StorageKey::document(document_id);
+                    if let Err(error) = storage.remove_range(&prefix).await {
+                        warn!(%error, "could not remove the deleted document from storage");
+                    }
+                }
+            }
             DocumentEffect::Stopped => {
                 if let Some(hub) = self.hub.upgrade() {
                     let _ = hub.send(HubEvent::Ended(self.id)).await;
                 }
+            }
+            other => {
+                self.perform_now(other);
             }
         }
         None

@@ -471,6 +471,10 @@ impl DocumentActor {
                 }
             }
         }
+        // Thousands of documents sit idle with an empty queue: none keeps room for one.
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
     }
 
     fn queued_input(&mut self, input: DocumentInput, doc: &mut Automerge) {
