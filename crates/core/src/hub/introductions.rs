@@ -1,17 +1,19 @@
 //! Which loaded documents each peer has been introduced to, kept by the hub actor for peers the share
 //! policy does not offer everything: a peer's departure is told only to the documents that know
 //! it, and a document that leaves memory is forgotten by every peer that knew it. Both ways are
-//! indexed, so neither event scans all peers or all documents.
+//! indexed, so neither event scans all peers or all documents. Hashed (an introduction is noted
+//! for every message from such a peer); what a departure returns is sorted, so that the effects
+//! that follow come out in the same order in every run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::{DocumentId, PeerId};
 
 /// Peer ↔ document introductions, both ways.
 #[derive(Debug, Default)]
 pub(crate) struct Introductions {
-    by_peer: BTreeMap<PeerId, BTreeSet<DocumentId>>,
-    by_document: BTreeMap<DocumentId, BTreeSet<PeerId>>,
+    by_peer: HashMap<PeerId, HashSet<DocumentId>>,
+    by_document: HashMap<DocumentId, HashSet<PeerId>>,
 }
 
 impl Introductions {
@@ -27,9 +29,15 @@ impl Introductions {
             .insert(peer.clone());
     }
 
-    /// `peer` left: the documents whose actors knew it.
-    pub(crate) fn peer_left(&mut self, peer: &PeerId) -> BTreeSet<DocumentId> {
-        let documents = self.by_peer.remove(peer).unwrap_or_default();
+    /// `peer` left: the documents whose actors knew it, in order.
+    pub(crate) fn peer_left(&mut self, peer: &PeerId) -> Vec<DocumentId> {
+        let mut documents: Vec<DocumentId> = self
+            .by_peer
+            .remove(peer)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        documents.sort_unstable();
         for document in &documents {
             if let Some(peers) = self.by_document.get_mut(document) {
                 peers.remove(peer);
@@ -55,7 +63,7 @@ impl Introductions {
 
     /// How many (peer, document) introductions there are.
     pub(crate) fn len(&self) -> usize {
-        self.by_peer.values().map(BTreeSet::len).sum()
+        self.by_peer.values().map(HashSet::len).sum()
     }
 }
 
@@ -76,13 +84,13 @@ mod tests {
 
         introductions.document_gone(&x);
         assert_eq!(introductions.len(), 1);
-        assert_eq!(introductions.peer_left(&b), BTreeSet::new());
-        assert_eq!(introductions.peer_left(&a), BTreeSet::from([y.clone()]));
+        assert_eq!(introductions.peer_left(&b), Vec::new());
+        assert_eq!(introductions.peer_left(&a), vec![y.clone()]);
         assert_eq!(introductions.len(), 0);
         assert!(introductions.by_document.is_empty() && introductions.by_peer.is_empty());
 
         // A peer that comes back starts afresh.
         introductions.introduce(&a, &y);
-        assert_eq!(introductions.peer_left(&a), BTreeSet::from([y]));
+        assert_eq!(introductions.peer_left(&a), vec![y]);
     }
 }
