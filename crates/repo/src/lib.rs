@@ -41,7 +41,7 @@ mod channels;
 mod connection_io;
 mod context;
 mod document_ref;
-mod document_worker;
+mod document_task;
 mod error;
 mod event_fanout;
 mod events;

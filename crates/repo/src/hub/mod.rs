@@ -26,7 +26,7 @@ use tracing::debug;
 use crate::channels::{Command, DocEvent, HandleShared, HubEvent, InFlight};
 use crate::connection_io::{read_connection, write_connection};
 use crate::context::RepoContext;
-use crate::document_worker::{self, Begin};
+use crate::document_task::{self, Begin};
 use crate::events::RemoteHeadsEvent;
 use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
@@ -356,7 +356,7 @@ impl Hub {
                 Some((link.clone(), peer.announce_any))
             })
             .collect();
-        document_worker::spawn(
+        document_task::spawn(
             actor,
             shared.clone(),
             self.ctx.clone(),

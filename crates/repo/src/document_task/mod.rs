@@ -14,26 +14,24 @@ use std::sync::Arc;
 use automerge::Change;
 use futures::FutureExt;
 use tandem_core::document::{
-    Changed, CommandId, DocumentActor, DocumentEffect, DocumentInput, PeerInfo, SaveId,
-    SaveOutcome, ShareQuestion, Start,
+    CommandId, DocumentActor, DocumentEffect, DocumentInput, PeerInfo, SaveId, SaveOutcome, Start,
 };
 use tandem_core::hub::DocumentActorId;
-use tandem_core::persistence::{load_document, take_in_stored, Loaded};
-use tandem_core::storage::read_document_chunks;
 use tandem_core::sync::HandleState;
-use tandem_core::{ChunkKey, MessageData, PeerId, StorageKey};
+use tandem_core::{MessageData, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 
 use crate::channels::{DocEvent, HandleShared, HubEvent};
-use crate::context::{now_millis, RepoContext};
-use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
+use crate::context::RepoContext;
+use crate::events::RemoteHeadsEvent;
 use crate::heavy_work::{heavy, HEAVY_BYTES};
 use crate::outbox::PeerLink;
 use crate::pending::Pending;
-use crate::save_task;
 use crate::RepoError;
+
+mod effects;
 
 /// How a task begins.
 pub(crate) enum Begin {
@@ -392,214 +390,6 @@ impl DocumentTask {
             self.actor.note_local_patches(patches);
         }
         self.actor.set_listening(listening);
-    }
-
-    /// Performs an effect that needs no waiting; gives back one that does.
-    fn perform_now(&mut self, effect: DocumentEffect) -> Option<DocumentEffect> {
-        let document_id = &self.shared.document_id;
-        match effect {
-            DocumentEffect::Send(message) => {
-                match message.target_id().and_then(|t| self.links.get(t)) {
-                    Some(link) => link.outbox.send(message),
-                    None => debug!(kind = message.type_name(), "peer gone; message dropped"),
-                }
-            }
-            DocumentEffect::Disconnect(peer) => {
-                if let Some(link) = self.links.get(&peer) {
-                    link.outbox.close();
-                }
-            }
-            DocumentEffect::Save { save, job } => {
-                if let Some(storage) = self.ctx.storage.clone() {
-                    let outcome = save_task::spawn(storage, document_id.clone(), job);
-                    self.saving = Some((save, outcome));
-                }
-            }
-            DocumentEffect::State(state) => {
-                self.shared.state.send_replace(state);
-            }
-            DocumentEffect::Changed(changed) => self.publish_change(changed),
-            DocumentEffect::RemoteHeads { storage_id, heads } => {
-                let mut timestamp = now_millis();
-                if let Some(gossip) = &self.ctx.gossip {
-                    // The handle keeps the stamp gossip gave the record, so that the record
-                    // relayed back to us later is not mistaken for newer news.
-                    timestamp = gossip.direct_heads(document_id, &storage_id, &heads, timestamp);
-                }
-                self.record_remote_heads(RemoteHeadsEvent {
-                    storage_id,
-                    heads,
-                    timestamp,
-                });
-            }
-            DocumentEffect::Ephemeral { sender, data, .. } => {
-                self.shared.ephemeral.send(EphemeralEvent {
-                    sender_id: sender,
-                    data,
-                });
-            }
-            DocumentEffect::PeerOpened(peer) => {
-                if let Some(gossip) = &self.ctx.gossip {
-                    gossip.peer_opened(&peer, document_id);
-                }
-            }
-            DocumentEffect::Idle => {
-                // The task and the hub each hold one reference; anything more is a user's handle.
-                if Arc::strong_count(&self.shared) <= 2 {
-                    if let Some(hub) = self.hub.upgrade() {
-                        let _ = hub.try_send(HubEvent::Idle(self.id));
-                    }
-                }
-            }
-            DocumentEffect::Completed { command, result } => match self.replies.take(command) {
-                Some(Reply::Outcome(reply)) => {
-                    let _ = reply.send(result.map_err(RepoError::from));
-                }
-                Some(Reply::Done(reply)) => {
-                    let _ = reply.send(());
-                }
-                None => {}
-            },
-            DocumentEffect::Imported { command, result } => {
-                if let Some(Reply::Outcome(reply)) = self.replies.take(command) {
-                    let _ = reply.send(result.map_err(RepoError::from));
-                }
-            }
-            waits => return Some(waits),
-        }
-        None
-    }
-
-    /// Performs an effect that waits (on the policy, storage or the hub); returns the input that
-    /// answers it, if it asks something.
-    async fn perform_later(&mut self, effect: DocumentEffect) -> Option<DocumentInput> {
-        let document_id = &self.shared.document_id;
-        match effect {
-            DocumentEffect::Ask {
-                question,
-                peer,
-                ask,
-            } => {
-                let policy = &self.ctx.policy;
-                let allowed = match ask {
-                    ShareQuestion::Announce => policy.announce(&peer, Some(document_id)).await,
-                    ShareQuestion::Access => policy.access(&peer, document_id).await,
-                };
-                return Some(DocumentInput::Answered { question, allowed });
-            }
-            DocumentEffect::LoadSyncState { read, storage_id } => {
-                let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
-                let state = match &self.ctx.storage {
-                    Some(storage) => match storage.load(&key).await {
-                        Ok(state) => state,
-                        Err(error) => {
-                            warn!(?key, %error, "could not read a sync state");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                return Some(DocumentInput::SyncStateLoaded { read, state });
-            }
-            DocumentEffect::Load => {
-                let loaded = self.load().await;
-                // What arrived while loading goes in first (the actor holds it until loaded).
-                while let Ok(event) = self.inbox.try_recv() {
-                    let effects = Box::pin(self.event(event)).await;
-                    if effects.is_break() {
-                        return None;
-                    }
-                }
-                return Some(DocumentInput::Loaded(loaded));
-            }
-            DocumentEffect::RemoveDocument => {
-                if let Some(storage) = &self.ctx.storage {
-                    let prefix = StorageKey::document(document_id);
-                    if let Err(error) = storage.remove_range(&prefix).await {
-                        warn!(%error, "could not remove the deleted document from storage");
-                    }
-                }
-            }
-            DocumentEffect::Stopped => {
-                if let Some(hub) = self.hub.upgrade() {
-                    let _ = hub.send(HubEvent::Ended(self.id)).await;
-                }
-            }
-            other => {
-                self.perform_now(other);
-            }
-        }
-        None
-    }
-
-    /// Waits for the previous task of the document, then reads the chunks and merges them into
-    /// the handle's document.
-    async fn load(&mut self) -> Loaded {
-        if let Some(previous) = self.after.take() {
-            let _ = previous.await;
-        }
-        let failed = Loaded {
-            ledger: None,
-            found: false,
-        };
-        let Some(storage) = self.ctx.storage.clone() else {
-            return failed;
-        };
-        let document_id = self.shared.document_id.clone();
-        let chunks = match read_document_chunks(storage.as_ref(), &document_id).await {
-            Ok(chunks) => chunks,
-            Err(error) => {
-                warn!(%error, "reading the document from storage failed");
-                return failed;
-            }
-        };
-        let bytes = chunks.iter().map(|(_, chunk)| chunk.len()).sum();
-        let shared = &self.shared;
-        heavy(bytes, || {
-            let loaded = load_document(&document_id, chunks);
-            take_in_stored(&mut shared.lock(), loaded)
-        })
-        .await
-    }
-
-    fn publish_change(&mut self, changed: Changed) {
-        let Changed {
-            origin,
-            before,
-            after,
-            patches,
-        } = changed;
-        let patches = match patches {
-            Some(patches) => patches,
-            None if self.shared.changes.receiver_count() > 0 => {
-                self.shared.lock().diff(&before, &after)
-            }
-            None => Vec::new(),
-        };
-        self.shared.changes.send(DocumentChange {
-            heads: after,
-            patches: patches.into(),
-            origin: origin.map_or(ChangeOrigin::Local, ChangeOrigin::Peer),
-        });
-    }
-
-    /// Keeps the newest heads per storage on the handle and tells its listeners.
-    fn record_remote_heads(&mut self, event: RemoteHeadsEvent) {
-        {
-            let mut known = self
-                .shared
-                .remote_heads
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if known
-                .get(&event.storage_id)
-                .is_some_and(|old| old.timestamp > event.timestamp)
-            {
-                return;
-            }
-            known.insert(event.storage_id.clone(), event.clone());
-        }
-        self.shared.remote_heads_events.send(event);
     }
 }
 
