@@ -217,7 +217,8 @@ pub struct DocumentActor {
     local_patches: Option<LoggedPatches>,
     /// Someone listens for change events: log patches as changes are applied.
     listening: bool,
-    waiting: Option<Waiting>,
+    /// Boxed: most documents wait for nothing most of the time.
+    waiting: Option<Box<Waiting>>,
     queue: VecDeque<Work>,
     questions: Counter,
     reads: Counter,
@@ -286,7 +287,7 @@ impl DocumentActor {
         self.now = now;
         match self.start {
             Start::Load { .. } => {
-                self.waiting = Some(Waiting::Load);
+                self.wait(Waiting::Load);
                 self.effects.push(DocumentEffect::Load);
             }
             Start::Created => self.schedule_save(),
@@ -366,7 +367,7 @@ impl DocumentActor {
     /// Bytes of automerge data held by the step the actor waits to finish (a sync message
     /// waiting on an answer): what answering may cost.
     pub fn waiting_weight(&self) -> usize {
-        match &self.waiting {
+        match self.waiting.as_deref() {
             Some(Waiting::Answer {
                 then: AfterAnswer::Incoming { message, .. },
                 ..
@@ -414,9 +415,17 @@ impl DocumentActor {
 
     // ---- inputs ----
 
+    fn wait(&mut self, waiting: Waiting) {
+        self.waiting = Some(Box::new(waiting));
+    }
+
+    fn take_waiting(&mut self) -> Option<Waiting> {
+        self.waiting.take().map(|waiting| *waiting)
+    }
+
     fn input(&mut self, input: DocumentInput, doc: &mut Automerge) {
         match input {
-            DocumentInput::Answered { question, allowed } => match self.waiting.take() {
+            DocumentInput::Answered { question, allowed } => match self.take_waiting() {
                 Some(Waiting::Answer {
                     question: expected,
                     ask,
@@ -424,25 +433,25 @@ impl DocumentActor {
                 }) if expected == question => self.answered(ask, allowed, then, doc),
                 other => {
                     debug!(?question, "an answer nobody waits for; ignored");
-                    self.waiting = other;
+                    self.waiting = other.map(Box::new);
                 }
             },
-            DocumentInput::SyncStateLoaded { read, state } => match self.waiting.take() {
+            DocumentInput::SyncStateLoaded { read, state } => match self.take_waiting() {
                 Some(Waiting::SyncState {
                     read: expected,
                     then,
                 }) if expected == read => self.sync_state_loaded(state, then, doc),
                 other => {
                     debug!(?read, "a sync state nobody waits for; ignored");
-                    self.waiting = other;
+                    self.waiting = other.map(Box::new);
                 }
             },
-            DocumentInput::Loaded(loaded) => match self.waiting.take() {
+            DocumentInput::Loaded(loaded) => match self.take_waiting() {
                 Some(Waiting::Load) => {
                     self.loaded(loaded, doc);
                     self.queue.push_back(Work::FinishLoading);
                 }
-                other => self.waiting = other,
+                other => self.waiting = other.map(Box::new),
             },
             DocumentInput::Saved { save, outcome } => self.save_finished(save, outcome, doc),
             DocumentInput::Timeout => self.timeout(doc),
@@ -544,12 +553,12 @@ impl DocumentActor {
                 if self.acks.durable_through() >= number {
                     self.finish_stop(command, Ok(()));
                 } else {
-                    self.waiting = Some(Waiting::FinalSave { command, number });
+                    self.wait(Waiting::FinalSave { command, number });
                 }
             }
             DocumentInput::Delete(command) => {
                 if self.saving.is_some() {
-                    self.waiting = Some(Waiting::SaveInFlight { command });
+                    self.wait(Waiting::SaveInFlight { command });
                 } else {
                     self.delete(command, doc);
                 }
@@ -627,7 +636,7 @@ impl DocumentActor {
             peer,
             ask,
         });
-        self.waiting = Some(Waiting::Answer {
+        self.wait(Waiting::Answer {
             question,
             ask,
             then,
@@ -686,7 +695,7 @@ impl DocumentActor {
         let read = ReadId(self.reads.next());
         self.effects
             .push(DocumentEffect::LoadSyncState { read, storage_id });
-        self.waiting = Some(Waiting::SyncState { read, then });
+        self.wait(Waiting::SyncState { read, then });
     }
 
     fn sync_state_loaded(
@@ -1078,9 +1087,9 @@ impl DocumentActor {
             }
             self.settle(save.0, outcome.result);
         }
-        match self.waiting.take() {
+        match self.take_waiting() {
             Some(Waiting::SaveInFlight { command }) => self.delete(command, doc),
-            other => self.waiting = other,
+            other => self.waiting = other.map(Box::new),
         }
     }
 
@@ -1099,10 +1108,10 @@ impl DocumentActor {
         for (command, _) in done {
             self.complete(command, copy_result(&result));
         }
-        if let Some(Waiting::FinalSave {
+        if let Some(&Waiting::FinalSave {
             command,
             number: waits_for,
-        }) = self.waiting
+        }) = self.waiting.as_deref()
         {
             if waits_for <= number {
                 self.waiting = None;
