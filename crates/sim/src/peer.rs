@@ -393,6 +393,11 @@ impl SimPeer {
         self.node.document(id).is_some()
     }
 
+    /// Whether any actor of `id` is alive: in memory, or stopping with its last save in flight.
+    pub fn holds(&self, id: &DocumentId) -> bool {
+        self.node.documents().any(|doc| &doc.document_id == id)
+    }
+
     /// `id` in memory.
     pub fn doc(&self, id: &DocumentId) -> Option<&NodeDocument> {
         self.node.document(id)

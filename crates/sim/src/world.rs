@@ -507,12 +507,14 @@ impl World {
                 // Deleting from a store another live process has the document open on pulls
                 // its chunks from under it: its later incrementals name changes that are gone,
                 // and what it acknowledged is not there. Not a case a repo can make safe (it
-                // cannot see the other process), so the simulation does not delete then.
+                // cannot see the other process), so the simulation does not delete then: not
+                // while the other has the document in memory, nor while it is still saving it
+                // on its way out of memory.
                 let store = self.peers[peer].store.clone();
                 let open_elsewhere = self
                     .peers
                     .iter()
-                    .any(|p| p.index != peer && Rc::ptr_eq(&p.store, &store) && p.has(&id));
+                    .any(|p| p.index != peer && Rc::ptr_eq(&p.store, &store) && p.holds(&id));
                 if open_elsewhere {
                     return Ok(());
                 }
