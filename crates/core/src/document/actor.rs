@@ -383,16 +383,6 @@ impl DocumentActor {
         }
     }
 
-    /// The heads the document had when the last change was announced.
-    pub fn announced_heads(&self) -> &[ChangeHash] {
-        &self.last_heads
-    }
-
-    /// What storage is known to hold of the document.
-    pub fn ledger(&self) -> &ChunkLedger {
-        &self.ledger
-    }
-
     /// The heads `peer` last said it has (see [`DocumentSync::peer_heads`]).
     pub fn peer_heads(&self, peer: &PeerId) -> Option<Vec<ChangeHash>> {
         self.sync.peer_heads(peer)
@@ -455,6 +445,10 @@ impl DocumentActor {
             },
             DocumentInput::Saved { save, outcome } => self.save_finished(save, outcome, doc),
             DocumentInput::Timeout => self.timeout(doc),
+            // The common case, nothing held back: straight in, without a trip through the queue.
+            other if self.waiting.is_none() && self.queue.is_empty() => {
+                self.queued_input(other, doc)
+            }
             other => self.queue.push_back(Work::Input(other)),
         }
     }

@@ -203,11 +203,6 @@ impl HubActor {
         self.introductions.len()
     }
 
-    /// The connections the hub keeps.
-    pub fn connections(&self) -> impl Iterator<Item = (ConnectionId, &PeerId)> {
-        self.connections.iter().map(|(id, c)| (*id, &c.peer))
-    }
-
     fn tell(&mut self, actor: DocumentActorId, event: DocumentEvent) {
         self.effects.push(HubEffect::Tell { actor, event });
     }

@@ -416,11 +416,6 @@ impl Node {
         self.corrupt_chunks_skipped
     }
 
-    /// The store.
-    pub fn store(&self) -> &dyn NodeStore {
-        self.store.as_ref()
-    }
-
     // ---- saves ----
 
     /// Documents with a save written and not yet landed.
