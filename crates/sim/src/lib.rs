@@ -27,7 +27,7 @@ mod world;
 
 pub use peer::{render, PeerViolation, SimPeer};
 pub use rng::SimRng;
-pub use store::{CrashDamage, SimStore};
+pub use store::{CrashDamage, SimStore, Writes};
 pub use world::{Config, Failure, Stats, World, MAX_IN_FLIGHT};
 
 /// Runs seed `seed`: `Ok` with what the run did, or the broken invariant with its trace.

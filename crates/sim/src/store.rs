@@ -1,7 +1,16 @@
 //! A peer's storage: an ordered map that forgets or tears writes a crash caught before they were
 //! durable.
+//!
+//! Two kinds of writer are modelled. A store one process owns may be written in place (as the JS
+//! NodeFS adapter does): a write is visible at once, and a crash before its fsync may drop it or
+//! tear a new file, which the loader must then skip. A store two processes share is written the
+//! way `tandem-storage-fs` writes (a temporary file, fsync, rename): another process sees a write
+//! only once it is complete, so a crash can drop a write in flight but never take away, or tear,
+//! what another process has already read. Sharing a directory between processes is only sound
+//! with such a writer: a reader of an in-place writer's unfinished file builds on bytes a crash
+//! can still take away.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use tandem_core::{StorageId, StorageKey};
 
@@ -12,14 +21,20 @@ use crate::rng::SimRng;
 pub enum CrashDamage {
     /// The write never happened: the key holds what it held before.
     Dropped(StorageKey),
-    /// Only the first `kept` bytes reached the disk (a writer without atomic renames, like the
-    /// JS NodeFS adapter).
+    /// Only the first `kept` bytes reached the disk (an in-place writer's new file).
     Torn { key: StorageKey, kept: usize },
     /// The write had reached the disk after all.
     Survived(StorageKey),
-    /// Another writer replaced the key (or removed it) after this write: what the key holds is
-    /// that later operation's, which a crash of this writer cannot undo.
-    Superseded(StorageKey),
+}
+
+/// How the processes using a store write to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// In place, visible at once; one process only.
+    InPlace,
+    /// To a temporary file renamed over the key when complete (its sync): visible to everyone
+    /// only then, never torn.
+    Atomic,
 }
 
 /// A write that a crash can still undo.
@@ -27,73 +42,62 @@ pub enum CrashDamage {
 struct PendingWrite {
     writer: usize,
     key: StorageKey,
+    bytes: Vec<u8>,
+    /// What the key held before (in-place writes only: they are already in the map).
     before: Option<Vec<u8>>,
-    /// This write's number (for `superseded_by`).
-    serial: u64,
-    /// The write of another writer that has since renamed its own file over the key
-    /// ([`REMOVED`] for a removal). Two processes that save the same snapshot write the same
-    /// key: the first to crash must not take away what the other made durable (seed 6,746 did,
-    /// before this). Cleared if a crash undoes that later write: the key is this write's again.
-    superseded_by: Option<u64>,
 }
-
-/// `superseded_by` of a write whose key was removed since.
-const REMOVED: u64 = u64::MAX;
 
 /// One storage directory. Several peers may share one (two processes on one directory).
 #[derive(Debug)]
 pub struct SimStore {
     /// The id every peer using this store advertises.
     pub id: StorageId,
+    writes: Writes,
     data: BTreeMap<StorageKey, Vec<u8>>,
     pending: Vec<PendingWrite>,
-    writes: u64,
 }
 
 impl SimStore {
-    /// An empty store.
-    pub fn new(id: StorageId) -> Self {
+    /// An empty store written as `writes` says.
+    pub fn new(id: StorageId, writes: Writes) -> Self {
         SimStore {
             id,
+            writes,
             data: BTreeMap::new(),
             pending: Vec::new(),
-            writes: 0,
         }
     }
 
     /// Writes `bytes` under `key` for `writer`; a crash of `writer` before [`sync`](Self::sync)
-    /// may undo or tear it.
+    /// may undo it (or tear it, written in place).
     pub fn put(&mut self, writer: usize, key: StorageKey, bytes: Vec<u8>) {
-        self.writes += 1;
-        let serial = self.writes;
-        self.supersede(&key, Some(writer), serial);
-        let before = self.data.insert(key.clone(), bytes);
+        let before = match self.writes {
+            Writes::InPlace => self.data.insert(key.clone(), bytes.clone()),
+            Writes::Atomic => None,
+        };
         self.pending.push(PendingWrite {
             writer,
             key,
+            bytes,
             before,
-            serial,
-            superseded_by: None,
         });
     }
 
-    /// Marks the live pending writes of `key` by anyone but `writer` as replaced by `serial`.
-    fn supersede(&mut self, key: &StorageKey, writer: Option<usize>, serial: u64) {
-        for write in &mut self.pending {
-            if write.key == *key && Some(write.writer) != writer && write.superseded_by.is_none() {
-                write.superseded_by = Some(serial);
+    /// Makes `writer`'s writes durable (its fsync, and for atomic writes the rename).
+    pub fn sync(&mut self, writer: usize) {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|w| w.writer == writer);
+        self.pending = others;
+        if self.writes == Writes::Atomic {
+            for write in mine {
+                self.data.insert(write.key, write.bytes);
             }
         }
     }
 
-    /// Makes `writer`'s writes durable (its fsync).
-    pub fn sync(&mut self, writer: usize) {
-        self.pending.retain(|w| w.writer != writer);
-    }
-
     /// Removes `key` (removal is only ever of chunks that are already merged elsewhere).
     pub fn remove(&mut self, key: &StorageKey) {
-        self.supersede(key, None, REMOVED);
         self.data.remove(key);
     }
 
@@ -121,62 +125,62 @@ impl SimStore {
         self.data.is_empty()
     }
 
-    /// `writer` crashed: each of its writes that was not durable is dropped, torn or kept, newest
-    /// first (so that dropping restores what an older write left).
+    /// `writer` crashed: each of its writes that was not durable is dropped, torn or kept.
     pub fn crash(&mut self, writer: usize, rng: &mut SimRng) -> Vec<CrashDamage> {
-        let mut damage = Vec::new();
-        let mut keep = Vec::new();
-        // Writes this crash undid: a write they had superseded holds its key again. A write is
-        // only ever superseded by a newer one, which this newest-first walk has seen already.
-        let mut undone = HashSet::new();
-        for mut write in std::mem::take(&mut self.pending).into_iter().rev() {
-            if write
-                .superseded_by
-                .is_some_and(|serial| undone.contains(&serial))
-            {
-                write.superseded_by = None;
-            }
-            if write.writer != writer {
-                keep.push(write);
-                continue;
-            }
-            if write.superseded_by.is_some() {
-                damage.push(CrashDamage::Superseded(write.key));
-                continue;
-            }
-            // Replacing a file is atomic (tandem writes a temporary file and renames it): the
-            // old or the new content, never a mix. A new file may be torn, as a writer without
-            // renames (NodeFS) would leave it; the loader must skip it.
-            let outcomes = if write.before.is_some() { 2 } else { 3 };
-            match rng.below(outcomes) {
-                0 => {
-                    match write.before {
-                        Some(before) => self.data.insert(write.key.clone(), before),
-                        None => self.data.remove(&write.key),
-                    };
-                    undone.insert(write.serial);
-                    damage.push(CrashDamage::Dropped(write.key));
-                }
-                2 => {
-                    let kept = match self.data.get_mut(&write.key) {
-                        Some(bytes) if !bytes.is_empty() => {
-                            let kept = rng.below(bytes.len());
-                            bytes.truncate(kept);
-                            kept
-                        }
-                        _ => 0,
-                    };
-                    damage.push(CrashDamage::Torn {
-                        key: write.key,
-                        kept,
-                    });
-                }
-                _ => damage.push(CrashDamage::Survived(write.key)),
-            }
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|w| w.writer == writer);
+        self.pending = others;
+        match self.writes {
+            Writes::Atomic => mine
+                .into_iter()
+                .map(|write| {
+                    // The rename happened before the kill, or it did not.
+                    if rng.below(2) == 0 {
+                        CrashDamage::Dropped(write.key)
+                    } else {
+                        self.data.insert(write.key.clone(), write.bytes);
+                        CrashDamage::Survived(write.key)
+                    }
+                })
+                .collect(),
+            // Newest first, so that dropping restores what an older write left.
+            Writes::InPlace => mine
+                .into_iter()
+                .rev()
+                .map(|write| self.crash_in_place(write, rng))
+                .collect(),
         }
-        keep.reverse();
-        self.pending = keep;
-        damage
+    }
+
+    fn crash_in_place(&mut self, write: PendingWrite, rng: &mut SimRng) -> CrashDamage {
+        // A file that existed is replaced whole or not at all by every writer tandem ships; a
+        // new file may be torn.
+        let outcomes = if write.before.is_some() { 2 } else { 3 };
+        match rng.below(outcomes) {
+            0 => {
+                match write.before {
+                    Some(before) => self.data.insert(write.key.clone(), before),
+                    None => self.data.remove(&write.key),
+                };
+                CrashDamage::Dropped(write.key)
+            }
+            2 => {
+                let kept = match self.data.get_mut(&write.key) {
+                    Some(bytes) if !bytes.is_empty() => {
+                        let kept = rng.below(bytes.len());
+                        bytes.truncate(kept);
+                        kept
+                    }
+                    _ => 0,
+                };
+                CrashDamage::Torn {
+                    key: write.key,
+                    kept,
+                }
+            }
+            _ => CrashDamage::Survived(write.key),
+        }
     }
 }
 
@@ -188,47 +192,42 @@ mod tests {
         StorageKey::new([name])
     }
 
+    fn store(writes: Writes) -> SimStore {
+        SimStore::new(StorageId::from("store".to_string()), writes)
+    }
+
     #[test]
-    fn a_crash_does_not_undo_what_another_writer_made_durable_under_the_same_key() {
+    fn an_atomic_write_is_seen_by_others_only_once_synced() {
+        let mut store = store(Writes::Atomic);
+        store.put(1, key("snapshot"), b"from 1".to_vec());
+        assert_eq!(store.get(&key("snapshot")), None);
+        store.sync(1);
+        assert_eq!(store.get(&key("snapshot")), Some(&b"from 1".to_vec()));
+    }
+
+    #[test]
+    fn a_crash_never_takes_away_what_another_writer_could_read() {
+        let mut outcomes = Vec::new();
         for seed in 0..32 {
-            let mut store = SimStore::new(StorageId::from("store".to_string()));
+            let mut store = store(Writes::Atomic);
             let mut rng = SimRng::new(seed);
-            store.put(1, key("snapshot"), b"from 1".to_vec());
-            store.put(0, key("snapshot"), b"from 0".to_vec());
+            store.put(0, key("snapshot"), b"same".to_vec());
+            store.put(1, key("snapshot"), b"same".to_vec());
             store.sync(0);
+            let seen = store.get(&key("snapshot")).cloned();
             let damage = store.crash(1, &mut rng);
-            assert_eq!(damage, vec![CrashDamage::Superseded(key("snapshot"))]);
-            assert_eq!(store.get(&key("snapshot")), Some(&b"from 0".to_vec()));
+            assert_eq!(store.get(&key("snapshot")).cloned(), seen);
+            outcomes.push(damage);
         }
+        assert!(outcomes.contains(&vec![CrashDamage::Dropped(key("snapshot"))]));
+        assert!(outcomes.contains(&vec![CrashDamage::Survived(key("snapshot"))]));
     }
 
     #[test]
-    fn a_write_superseded_by_one_a_crash_undid_is_live_again() {
-        let mut outcomes = HashSet::new();
-        for seed in 0..64 {
-            let mut store = SimStore::new(StorageId::from("store".to_string()));
-            let mut rng = SimRng::new(seed);
-            store.put(1, key("snapshot"), b"from 1".to_vec());
-            store.put(0, key("snapshot"), b"from 0".to_vec());
-            let undone = store.crash(0, &mut rng) == vec![CrashDamage::Dropped(key("snapshot"))];
-            let damage = store.crash(1, &mut rng);
-            if undone {
-                // Writer 1's write holds the key again, and its crash may take it.
-                assert_ne!(damage, vec![CrashDamage::Superseded(key("snapshot"))]);
-                outcomes.insert(store.get(&key("snapshot")).cloned());
-            }
-        }
-        assert!(
-            outcomes.contains(&None),
-            "writer 1's own write was never dropped"
-        );
-    }
-
-    #[test]
-    fn a_crash_can_drop_a_writers_own_unsynced_write() {
-        let outcomes: Vec<Option<Vec<u8>>> = (0..32)
+    fn a_crash_can_drop_tear_or_keep_an_in_place_writers_new_file() {
+        let outcomes: Vec<Option<Vec<u8>>> = (0..64)
             .map(|seed| {
-                let mut store = SimStore::new(StorageId::from("store".to_string()));
+                let mut store = store(Writes::InPlace);
                 let mut rng = SimRng::new(seed);
                 store.put(1, key("chunk"), b"from 1".to_vec());
                 store.crash(1, &mut rng);
@@ -237,5 +236,25 @@ mod tests {
             .collect();
         assert!(outcomes.contains(&None), "never dropped");
         assert!(outcomes.contains(&Some(b"from 1".to_vec())), "never kept");
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| o.as_ref().is_some_and(|b| b.len() < 6)),
+            "never torn"
+        );
+    }
+
+    #[test]
+    fn a_crash_replaces_an_existing_file_whole_or_not_at_all() {
+        for seed in 0..32 {
+            let mut store = store(Writes::InPlace);
+            let mut rng = SimRng::new(seed);
+            store.put(0, key("chunk"), b"old".to_vec());
+            store.sync(0);
+            store.put(0, key("chunk"), b"new!".to_vec());
+            store.crash(0, &mut rng);
+            let now = store.get(&key("chunk")).cloned();
+            assert!(now == Some(b"old".to_vec()) || now == Some(b"new!".to_vec()));
+        }
     }
 }

@@ -14,7 +14,7 @@ use tandem_core::{ChunkKind, DocumentId, Message, StorageId};
 
 use crate::peer::{render, SimPeer};
 use crate::rng::SimRng;
-use crate::store::{CrashDamage, SimStore};
+use crate::store::{CrashDamage, SimStore, Writes};
 
 /// More messages than this in flight at once means a message storm (an echo loop).
 pub const MAX_IN_FLIGHT: usize = 20_000;
@@ -200,7 +200,14 @@ impl World {
                 stores[0].clone()
             } else {
                 let id = StorageId::from(format!("store-{index}"));
-                let store = Rc::new(RefCell::new(SimStore::new(id)));
+                // Two processes share a directory only through a writer that renames complete
+                // files into place; a store of its own may be written in place.
+                let writes = if index == 0 && config.shared_store {
+                    Writes::Atomic
+                } else {
+                    Writes::InPlace
+                };
+                let store = Rc::new(RefCell::new(SimStore::new(id, writes)));
                 stores.push(store.clone());
                 store
             };
@@ -587,7 +594,7 @@ impl World {
         let damage = self.peers[peer].restart(&mut rng);
         self.rng = rng;
         for hit in &damage {
-            if !matches!(hit, CrashDamage::Survived(_) | CrashDamage::Superseded(_)) {
+            if !matches!(hit, CrashDamage::Survived(_)) {
                 self.stats.damaged_writes += 1;
             }
         }
