@@ -7,8 +7,10 @@
 //! and events onto the handle.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use automerge::Change;
@@ -44,6 +46,19 @@ pub(crate) enum Begin {
     },
     /// Created or imported here: ready at once, nothing to read.
     Created,
+}
+
+/// A step fed with the document locked, or the input of one to feed on a fork.
+type Fed = Result<Vec<DocumentEffect>, Box<DocumentInput>>;
+
+/// What woke a task waiting for its next input.
+enum Wake {
+    Event(DocEvent),
+    /// Every sender of the inbox is gone.
+    Closed,
+    LocalChange,
+    Saved(SaveId, Box<SaveOutcome>),
+    Timeout,
 }
 
 /// Who waits for a command's completion.
@@ -106,7 +121,7 @@ pub(crate) fn spawn(
             Instant::now().into_std(),
         )
     };
-    let task = DocumentTask {
+    let mut task = DocumentTask {
         id,
         shared,
         ctx,
@@ -119,19 +134,18 @@ pub(crate) fn spawn(
         inbox,
     };
     let span = tracing::debug_span!("document", id = %document_id);
-    // Weak: the hub counts strong references to tell whether a user still holds a handle.
-    let watched = Arc::downgrade(&task.shared);
-    let hub = task.hub.clone();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
+            // `task` is borrowed, not moved into `run`: an async fn's future holds a moved
+            // argument twice.
             let outcome = AssertUnwindSafe(task.run()).catch_unwind().await;
-            if let (Err(panic), Some(shared)) = (outcome, watched.upgrade()) {
+            if let Err(panic) = outcome {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "(no message)".to_owned());
-                task_panicked(id, &shared, &hub, &message).await;
+                task_panicked(task.id, &task.shared, &task.hub, &message).await;
             }
         },
         span,
@@ -178,44 +192,27 @@ fn never() -> Instant {
 }
 
 impl DocumentTask {
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let effects = {
             let mut doc = self.shared.lock();
             self.actor.start(Instant::now().into_std(), &mut doc)
         };
-        if self.perform_all(effects).await.is_break() {
+        if self.perform(Ok(effects)).await.is_break() {
             return;
         }
         loop {
-            let timeout = self.actor.next_timeout().map(Instant::from_std);
-            let flow = tokio::select! {
-                event = self.inbox.recv() => match event {
-                    Some(event) => self.event(event).await,
-                    None => ControlFlow::Break(()),
-                },
-                _ = self.shared.local_change.notified() => self.step(DocumentInput::LocalChange).await,
-                outcome = saving_done(&mut self.saving), if self.saving.is_some() => {
-                    let (save, outcome) = outcome;
+            // What woke the task is handled after the `select!`, whose futures are gone by then:
+            // a task waits here almost all its life, and its size is the largest of its waits.
+            let wake = self.next_wake().await;
+            let flow = match wake {
+                Wake::Event(event) => self.event(event).await,
+                Wake::Closed => ControlFlow::Break(()),
+                Wake::LocalChange => self.step(DocumentInput::LocalChange).await,
+                Wake::Saved(save, outcome) => {
+                    let outcome = *outcome;
                     self.step(DocumentInput::Saved { save, outcome }).await
                 }
-                _ = tokio::time::sleep_until(timeout.unwrap_or_else(never)), if timeout.is_some() => {
-                    // Acknowledgements wait on the save about to start: changes already queued
-                    // join it.
-                    let mut flow = ControlFlow::Continue(());
-                    if self.actor.waiting_on_next_save() {
-                        for _ in 0..QUEUE_BATCH {
-                            let Ok(event) = self.inbox.try_recv() else { break };
-                            flow = self.event(event).await;
-                            if flow.is_break() {
-                                break;
-                            }
-                        }
-                    }
-                    if flow.is_continue() {
-                        flow = self.step(DocumentInput::Timeout).await;
-                    }
-                    flow
-                }
+                Wake::Timeout => self.timeout().await,
             };
             if flow.is_break() {
                 return;
@@ -223,12 +220,60 @@ impl DocumentTask {
         }
     }
 
+    async fn next_wake(&mut self) -> Wake {
+        let timeout = self.actor.next_timeout().map(Instant::from_std);
+        tokio::select! {
+            event = self.inbox.recv() => event.map_or(Wake::Closed, Wake::Event),
+            _ = self.shared.local_change.notified() => Wake::LocalChange,
+            (save, outcome) = saving_done(&mut self.saving), if self.saving.is_some() => {
+                Wake::Saved(save, Box::new(outcome))
+            }
+            _ = tokio::time::sleep_until(timeout.unwrap_or_else(never)), if timeout.is_some() => {
+                Wake::Timeout
+            }
+        }
+    }
+
+    async fn timeout(&mut self) -> ControlFlow<()> {
+        // Acknowledgements wait on the save about to start: changes already queued join it.
+        if self.actor.waiting_on_next_save() {
+            for _ in 0..QUEUE_BATCH {
+                let Ok(event) = self.inbox.try_recv() else {
+                    break;
+                };
+                if self.event(event).await.is_break() {
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        self.step(DocumentInput::Timeout).await
+    }
+
     fn command(&mut self, reply: Reply) -> CommandId {
         self.replies.insert(reply)
     }
 
-    /// Turns what the hub or a handle sent into the actor's input.
-    async fn event(&mut self, event: DocEvent) -> ControlFlow<()> {
+    /// Handles what the hub or a handle sent. Fed before the returned future is first polled
+    /// (see [`step`](Self::step)).
+    fn event(&mut self, event: DocEvent) -> impl Future<Output = ControlFlow<()>> + Send + '_ {
+        let policy_changed = matches!(event, DocEvent::SharePolicyChanged { .. });
+        let fed = self.input_for(event).map(|input| self.feed(input));
+        async move {
+            let Some(fed) = fed else {
+                return ControlFlow::Continue(());
+            };
+            let flow = self.perform(fed).await;
+            if policy_changed {
+                // Only the outboxes of peers the document syncs with are kept.
+                let actor = &self.actor;
+                self.links.retain(|peer, _| actor.knows_peer(peer));
+            }
+            flow
+        }
+    }
+
+    /// The actor's input for what the hub or a handle sent, if it has one.
+    fn input_for(&mut self, event: DocEvent) -> Option<DocumentInput> {
         let input = match event {
             DocEvent::PeerConnected(link, announce_any) => {
                 let info = peer_info(&link, announce_any);
@@ -252,7 +297,7 @@ impl DocumentTask {
             }
             DocEvent::Broadcast(data) => {
                 let Ok(data) = MessageData::new(data) else {
-                    return ControlFlow::Continue(()); // CBOR never encodes a value as zero bytes
+                    return None; // CBOR never encodes a value as zero bytes
                 };
                 DocumentInput::Broadcast {
                     data,
@@ -280,7 +325,7 @@ impl DocumentTask {
                     Some(event) => self.record_remote_heads(event),
                     None => warn!("gossiped heads are not change hashes; ignored"),
                 }
-                return ControlFlow::Continue(());
+                return None;
             }
             DocEvent::SharePolicyChanged { peers, done } => {
                 let peers = peers
@@ -292,35 +337,32 @@ impl DocumentTask {
                     })
                     .collect();
                 let command = self.command(Reply::Done(done));
-                let flow = self
-                    .step(DocumentInput::SharePolicyChanged { peers, command })
-                    .await;
-                // Only the outboxes of peers the document syncs with are kept.
-                let actor = &self.actor;
-                self.links.retain(|peer, _| actor.knows_peer(peer));
-                return flow;
+                DocumentInput::SharePolicyChanged { peers, command }
             }
         };
-        self.step(input).await
+        Some(input)
     }
 
     /// Feeds one input, then the answers to the questions its effects ask, until none is left.
-    async fn step(&mut self, input: DocumentInput) -> ControlFlow<()> {
-        let effects = self.feed(input).await;
-        self.perform_all(effects).await
+    /// The input is fed before the returned future is first polled, so the future does not hold
+    /// it: a task's size is that of its largest wait, and it waits almost all its life.
+    fn step(&mut self, input: DocumentInput) -> impl Future<Output = ControlFlow<()>> + Send + '_ {
+        let fed = self.feed(input);
+        self.perform(fed)
     }
 
-    async fn perform_all(&mut self, effects: Vec<DocumentEffect>) -> ControlFlow<()> {
-        let mut pending: VecDeque<DocumentEffect> = effects.into();
-        while let Some(effect) = pending.pop_front() {
-            let Some(effect) = self.perform_now(effect) else {
-                continue;
+    /// Performs the effects of a step, and feeds the answers of those that ask a question.
+    async fn perform(&mut self, fed: Fed) -> ControlFlow<()> {
+        let mut pending: VecDeque<DocumentEffect> = self.finish_feed(fed).await.into();
+        loop {
+            let Some(waiting) = self.perform_until_one_waits(&mut pending) else {
+                break;
             };
-            // Effects that wait are rare: their futures live on the heap, so that a document's
-            // task stays small while it waits for its next event.
-            if let Some(answer) = Box::pin(self.perform_later(effect)).await {
-                pending.extend(self.feed(answer).await);
-            }
+            let fed = match waiting.await {
+                Some(answer) => self.feed(answer),
+                None => continue,
+            };
+            pending.extend(self.finish_feed(fed).await);
         }
         if self.actor.is_ended() {
             ControlFlow::Break(())
@@ -329,32 +371,52 @@ impl DocumentTask {
         }
     }
 
-    /// One step of the actor. Most steps run with the document locked. A step that applies a
-    /// large sync message or an import runs on a fork of the document, after handing the
-    /// thread's other tasks over, and the lock is held only to swap the result in: handles read
-    /// and change the document meanwhile, and changes made meanwhile are carried onto the fork.
-    async fn feed(&mut self, input: DocumentInput) -> Vec<DocumentEffect> {
+    /// Performs effects from the front of `pending` until one has to wait, and returns what it
+    /// waits on. Effects that wait are rare: their futures live on the heap, so that a
+    /// document's task stays small while it waits for its next event.
+    fn perform_until_one_waits<'a>(
+        &'a mut self,
+        pending: &mut VecDeque<DocumentEffect>,
+    ) -> Option<Pin<Box<dyn Future<Output = Option<DocumentInput>> + Send + 'a>>> {
+        while let Some(effect) = pending.pop_front() {
+            if let Some(effect) = self.perform_now(effect) {
+                return Some(Box::pin(self.perform_later(effect)));
+            }
+        }
+        None
+    }
+
+    /// One step of the actor, with the document locked; or, for a step that applies a large
+    /// sync message or an import, the input back, to go through
+    /// [`feed_on_fork`](Self::feed_on_fork).
+    fn feed(&mut self, input: DocumentInput) -> Fed {
+        let weight = input.weight().max(self.actor.waiting_weight());
+        if weight >= HEAVY_BYTES {
+            return Err(Box::new(input));
+        }
+        let listening = self.shared.changes.receiver_count() > 0;
+        let now = Instant::now().into_std();
+        let shared = self.shared.clone();
+        let mut doc = shared.lock();
+        self.prepare(listening);
+        Ok(self.actor.handle(now, input, &mut doc))
+    }
+
+    async fn finish_feed(&mut self, fed: Fed) -> Vec<DocumentEffect> {
+        match fed {
+            Ok(effects) => effects,
+            Err(input) => Box::pin(self.feed_on_fork(*input)).await,
+        }
+    }
+
+    /// A large step runs on a fork of the document, after handing the thread's other tasks
+    /// over, and the lock is held only to swap the result in: handles read and change the
+    /// document meanwhile, and changes made meanwhile are carried onto the fork.
+    async fn feed_on_fork(&mut self, input: DocumentInput) -> Vec<DocumentEffect> {
         let weight = input.weight().max(self.actor.waiting_weight());
         let listening = self.shared.changes.receiver_count() > 0;
         let now = Instant::now().into_std();
         let shared = self.shared.clone();
-        if weight < HEAVY_BYTES {
-            let mut doc = shared.lock();
-            self.prepare(listening);
-            return self.actor.handle(now, input, &mut doc);
-        }
-        Box::pin(self.feed_on_fork(shared, weight, now, input, listening)).await
-    }
-
-    /// [`feed`](Self::feed) for a large step: on a fork, with the lock held only to swap.
-    async fn feed_on_fork(
-        &mut self,
-        shared: Arc<HandleShared>,
-        weight: usize,
-        now: std::time::Instant,
-        input: DocumentInput,
-        listening: bool,
-    ) -> Vec<DocumentEffect> {
         let (mut fork, before) = {
             let doc = shared.lock();
             self.prepare(listening);
