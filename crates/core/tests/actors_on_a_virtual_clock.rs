@@ -2,6 +2,8 @@
 //! (`tandem_core::testing`): unloading, durable acknowledgement, share-policy changes. Each test
 //! runs the network until it is quiet and then looks, so a bug has no timing to hide behind.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
@@ -28,9 +30,14 @@ fn value(network: &mut Network, node: usize, id: &DocumentId, key: &str) -> Opti
 }
 
 fn ask_only() -> Policy {
+    ask_only_with(|_, _| true)
+}
+
+/// Offers nothing unasked; gives access where `access` says.
+fn ask_only_with(access: impl Fn(&PeerId, &DocumentId) -> bool + 'static) -> Policy {
     Policy {
         announce: Box::new(|_, _| false),
-        access: Box::new(|_, _| true),
+        access: Box::new(access),
     }
 }
 
@@ -294,4 +301,229 @@ fn a_failed_save_is_tried_again_and_acknowledges_only_when_it_lands() {
     network.node(server).find(&id);
     network.run_until_quiescent();
     assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}
+
+/// A document unloaded for being idle is loaded from storage again when a peer sends it a
+/// change, and holds both its stored history and that change, in memory and once more after
+/// the next unload.
+#[test]
+fn a_document_changed_by_a_peer_after_unloading_reloads_with_everything() {
+    let mut network = Network::new();
+    let keeper = network.add("keeper", |c| {
+        c.idle_timeout = Some(Duration::from_millis(100));
+    });
+    let peer = network.add("peer", |_| {});
+    network.link(keeper, peer);
+    let id = DocumentId::random();
+    network.node(keeper).create(id.clone(), doc_with("v", 1));
+    network.node(peer).find(&id);
+    network.node(peer).hold(&id, true);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, peer, &id, "v"), Some(1));
+    network.advance(Duration::from_secs(1));
+    assert!(
+        !network.node(keeper).loaded().contains(&id),
+        "never unloaded"
+    );
+
+    network.node(peer).change(&id, doc_with("v", 2));
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, keeper, &id, "v"), Some(2));
+    network.advance(Duration::from_secs(1));
+    assert!(!network.node(keeper).loaded().contains(&id));
+    network.node(keeper).find(&id);
+    network.run_until_quiescent();
+    let reloaded = network
+        .node(keeper)
+        .document(&id)
+        .map(|d| d.doc.get_heads());
+    let at_peer = network.node(peer).document(&id).map(|d| d.doc.get_heads());
+    assert_eq!(reloaded, at_peer);
+}
+
+/// A document the policy does not announce to a peer is not pushed to it, though the others
+/// are; asked for, it is given.
+#[test]
+fn a_document_not_announced_is_not_pushed_but_given_when_asked_for() {
+    let mut network = Network::new();
+    let owner = network.add("owner", |_| {});
+    let watcher = network.add("watcher", |_| {});
+    let (private, public) = (DocumentId::random(), DocumentId::random());
+    let hidden = private.clone();
+    network.node(owner).set_policy(Policy {
+        announce: Box::new(move |_, doc| doc != Some(&hidden)),
+        access: Box::new(|_, _| true),
+    });
+    network
+        .node(owner)
+        .create(private.clone(), doc_with("n", 1));
+    network.node(owner).create(public.clone(), doc_with("n", 2));
+    network.link(owner, watcher);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, watcher, &public, "n"), Some(2));
+    assert_eq!(network.node(watcher).state(&private), None, "pushed");
+
+    network.node(watcher).find(&private);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, watcher, &private, "n"), Some(1));
+}
+
+/// A peer whose access the policy takes away gets no further change of the document (while
+/// another peer does); given it back, it catches up.
+#[test]
+fn access_taken_away_stops_syncing_and_given_back_resumes() {
+    let mut network = Network::new();
+    let owner = network.add("owner", |_| {});
+    let friend = network.add("friend", |_| {});
+    let witness = network.add("witness", |_| {});
+    network.link(owner, friend);
+    network.link(owner, witness);
+    let id = DocumentId::random();
+    let allowed = Rc::new(Cell::new(true));
+    let (revoked, grant) = (id.clone(), allowed.clone());
+    network
+        .node(owner)
+        .set_policy(ask_only_with(move |peer, doc| {
+            peer.as_str() != "friend" || *doc != revoked || grant.get()
+        }));
+    network.node(owner).create(id.clone(), doc_with("v", 1));
+    for node in [friend, witness] {
+        network.node(node).find(&id);
+        network.node(node).hold(&id, true);
+    }
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, friend, &id, "v"), Some(1));
+
+    allowed.set(false);
+    network.node(owner).share_policy_changed();
+    network.node(owner).change(&id, doc_with("v", 2));
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, witness, &id, "v"), Some(2));
+    assert_eq!(
+        value(&mut network, friend, &id, "v"),
+        Some(1),
+        "a peer without access still got the change"
+    );
+
+    allowed.set(true);
+    network.node(owner).share_policy_changed();
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, friend, &id, "v"), Some(2));
+}
+
+/// A peer refused a document it asked for is synced once the policy lets it have it: the ask
+/// counts although it was refused, and its unavailable document turns ready.
+#[test]
+fn a_peer_refused_then_granted_access_gets_the_document_it_asked_for() {
+    let mut network = Network::new();
+    let owner = network.add("owner", |_| {});
+    let asker = network.add("asker", |_| {});
+    network.link(owner, asker);
+    let allowed = Rc::new(Cell::new(false));
+    let grant = allowed.clone();
+    network
+        .node(owner)
+        .set_policy(ask_only_with(move |_, _| grant.get()));
+    let id = DocumentId::random();
+    network.node(owner).create(id.clone(), doc_with("n", 5));
+    network.node(asker).find(&id);
+    network.node(asker).hold(&id, true);
+    network.run_until_quiescent();
+    assert_eq!(
+        network.node(asker).state(&id),
+        Some(HandleState::Unavailable)
+    );
+
+    allowed.set(true);
+    network.node(owner).share_policy_changed();
+    network.run_until_quiescent();
+    assert_eq!(network.node(asker).state(&id), Some(HandleState::Ready));
+    assert_eq!(value(&mut network, asker, &id, "n"), Some(5));
+}
+
+/// The heads `node` last heard the server hold of `id` (its acknowledgement), and the heads
+/// `node` holds.
+fn acknowledged_and_held(
+    network: &mut Network,
+    node: usize,
+    id: &DocumentId,
+) -> (
+    Option<Vec<automerge::ChangeHash>>,
+    Option<Vec<automerge::ChangeHash>>,
+) {
+    let document = network.node(node).document(id);
+    (
+        document.and_then(|d| d.actor.peer_heads(&PeerId::from("server"))),
+        document.map(|d| d.doc.get_heads()),
+    )
+}
+
+/// A writer that reconnects while the server's save of its change still waits does not hear,
+/// in the server's answer to its greeting, heads that acknowledge the change; once the save
+/// lands, it does.
+#[test]
+fn a_reconnected_writer_is_not_acknowledged_before_the_save() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.durable_acknowledgement = true);
+    let writer = network.add("writer", |_| {});
+    let link = network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 0));
+    network.node(writer).hold(&id, true);
+    network.advance(Duration::from_secs(1));
+
+    network.set_saves(server, Saves::Hold);
+    network.node(writer).change(&id, doc_with("n", 1));
+    network.advance(Duration::from_secs(1));
+    assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+    network.cut(link);
+    network.link(server, writer);
+    network.advance(Duration::from_secs(1));
+    // The server's answer to the greeting waits for the save, or holds older heads.
+    let (acknowledged, held) = acknowledged_and_held(&mut network, writer, &id);
+    assert_ne!(acknowledged, held, "acknowledged before the save landed");
+
+    network.set_saves(server, Saves::Land);
+    network.advance(Duration::from_secs(1));
+    let (acknowledged, held) = acknowledged_and_held(&mut network, writer, &id);
+    assert_eq!(acknowledged, held);
+}
+
+/// A writer that changes the document again while the save of its last change runs hears that
+/// change acknowledged as soon as that save lands, not only once it stops writing.
+#[test]
+fn a_writer_faster_than_the_disk_is_answered_save_by_save() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.durable_acknowledgement = true);
+    let writer = network.add("writer", |_| {});
+    network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 0));
+    network.node(writer).hold(&id, true);
+    network.advance(Duration::from_secs(1));
+
+    network.set_saves(server, Saves::Hold);
+    network.node(writer).change(&id, doc_with("n", 1));
+    network.advance(Duration::from_secs(1));
+    let (_, first) = acknowledged_and_held(&mut network, writer, &id);
+    let [saving] = network.node(server).saves_in_flight()[..] else {
+        panic!("the server is not saving the first change");
+    };
+    network.node(writer).change(&id, doc_with("n", 2));
+    network.advance(Duration::from_secs(1));
+    assert_eq!(value(&mut network, server, &id, "n"), Some(2));
+
+    network.node(server).land_save(saving, true);
+    network.advance(Duration::from_secs(1));
+    let (acknowledged, second) = acknowledged_and_held(&mut network, writer, &id);
+    assert_eq!(
+        acknowledged, first,
+        "the first change's save landed unanswered"
+    );
+    assert_eq!(network.node(server).saves_in_flight().len(), 1);
+
+    network.set_saves(server, Saves::Land);
+    network.advance(Duration::from_secs(1));
+    let (acknowledged, _) = acknowledged_and_held(&mut network, writer, &id);
+    assert_eq!(acknowledged, second);
 }

@@ -58,30 +58,3 @@ async fn ten_thousand_documents_touched_once_are_unloaded_and_still_found() {
         .unwrap();
     repo.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_document_changed_by_a_peer_after_unloading_reloads_with_everything() {
-    let storage = MemoryStorage::new();
-    let (a, b, _link) = connected(
-        Repo::builder()
-            .storage(storage.clone())
-            .save_debounce(Duration::from_millis(5))
-            .idle_timeout(Duration::from_millis(100)),
-        Repo::builder(),
-    )
-    .await;
-    let id = {
-        let doc = a.create_empty().await.unwrap();
-        doc.change(|tx| tx.put(ROOT, "v", 1).unwrap()).unwrap();
-        doc.document_id().clone()
-    };
-    let at_b = b.find(&id).await.unwrap();
-    wait_until_unloaded(&a, 0).await;
-    // B's change reaches A, which reloads the document from storage to apply it.
-    at_b.change(|tx| tx.put(ROOT, "v", 2).unwrap()).unwrap();
-    let heads = at_b.heads().unwrap();
-    let again = a.find(&id).await.unwrap();
-    wait_for_heads(&again, &heads).await;
-    a.shutdown().await;
-    b.shutdown().await;
-}
