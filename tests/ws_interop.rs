@@ -12,7 +12,7 @@ use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
 use common::{doc_to_tagged_json as tagged, NodeProcess};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
-use tandem::net_ws::{ClientConfig, WebSocketClient};
+use tandem::net_ws::{ClientConfig, ServerConfig, WebSocketClient, WebSocketServer};
 use tandem::{DocHandle, Repo};
 use tandem_server::{Options, Server};
 
@@ -238,6 +238,90 @@ async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
     );
     tokio::task::block_in_place(|| node.finish(PATIENCE));
     rust.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A Rust relay between a JS client and tandem-server forwards ephemeral messages under their
+/// senders' ids, both ways: the server delivers what the relay forwards for the JS client
+/// (whose id is not the one the relay's socket joined with), and the JS client hears a tandem
+/// client of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_cross_a_rust_relay_to_tandem_server_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    server.repo().find(doc.url()).await.unwrap();
+    let listener = WebSocketServer::bind("127.0.0.1:0", ServerConfig::default())
+        .await
+        .unwrap();
+    let relay_url = format!("ws://{}", listener.local_addr().unwrap());
+    let relay = Repo::builder()
+        .peer_id("relay")
+        .network(listener)
+        .network(WebSocketClient::new(&url, ClientConfig::default()).unwrap())
+        .start()
+        .await
+        .unwrap();
+    relay
+        .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    relay.find(doc.url()).await.unwrap();
+    let mut messages = Box::pin(doc.ephemeral_messages());
+
+    let mut node = NodeProcess::start(
+        "ws-peer.mjs",
+        &["ephemeral", &relay_url, &doc.url().to_string()],
+    );
+    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
+    let from_js = tokio::time::timeout(PATIENCE, messages.next())
+        .await
+        .expect("the server dropped what the relay forwarded")
+        .unwrap();
+    let value: ciborium::Value = ciborium::from_reader(from_js.data.as_slice()).unwrap();
+    assert_eq!(
+        value,
+        ciborium::Value::Map(vec![("from".into(), "js".into())])
+    );
+    assert_ne!(from_js.sender_id, *relay.peer_id());
+    assert_ne!(from_js.sender_id, *server.repo().peer_id());
+
+    doc.broadcast(&json!({"from": "rust"})).await.unwrap();
+    let received = node.next_json_async(PATIENCE).await;
+    assert_eq!(received["received"]["message"], json!({"from": "rust"}));
+    assert_eq!(
+        received["received"]["senderId"],
+        json!(rust.peer_id().as_str())
+    );
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    for repo in [relay, rust] {
+        repo.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+/// A server keeping documents in memory presents a storage id, as a JS repo with in-memory
+/// storage does: a JS client uses it to learn which of its changes the server holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tandem_server_in_memory_tells_a_js_client_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        memory: true,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    // `create` waits until the server's storage id reports the document's heads.
+    let created = js(&["create", &url]).await;
+    let found = server
+        .repo()
+        .find(created["url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(hex_heads(&found), created["heads"]);
+    assert!(server.repo().storage_id().is_some());
     server.shutdown().await;
 }
 

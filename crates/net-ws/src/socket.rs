@@ -230,12 +230,8 @@ async fn read_frames<S>(
             debug!(%peer, kind = message.type_name(), "handshake message after the handshake; ignored");
             continue;
         }
-        // A client's socket speaks for the peer that joined on it and nobody else (§2.3). A
-        // server relays other peers' ephemeral messages under their ids, so clients accept any.
-        if strict && message.sender_id() != peer {
-            debug!(%peer, claimed = %message.sender_id(), "frame from another sender; dropped");
-            continue;
-        }
+        // Who may claim which sender is the hub's decision, in one place: a relay forwards
+        // ephemeral messages under their original senders' ids, in either direction.
         if incoming.send(Ok(message)).await.is_err() {
             break;
         }

@@ -19,6 +19,7 @@ use clap::Parser;
 use tandem_net_ws::{ServerConfig, WebSocketServer, DEFAULT_MAX_FRAME};
 use tandem_repo::{AskOnly, Repo, RepoError};
 use tandem_storage_fs::FsStorage;
+use tandem_storage_mem::MemoryStorage;
 use tracing::info;
 
 /// Command-line options; each can also come from the environment variable named in its help.
@@ -118,7 +119,11 @@ impl Server {
             .remote_heads_gossip(options.remote_heads_gossip)
             .idle_timeout(Duration::from_secs(options.idle_seconds))
             .network(listener);
-        if !options.memory {
+        if options.memory {
+            // In memory, as a JS repo with in-memory storage: it still has a storage id, which
+            // clients use to tell what the server holds.
+            builder = builder.storage(MemoryStorage::new());
+        } else {
             let storage =
                 FsStorage::open(&options.data_dir).map_err(|source| ServerError::Storage {
                     path: options.data_dir.clone(),
