@@ -207,18 +207,13 @@ async fn an_unknown_document_is_unavailable_to_js_at_once_and_a_big_one_arrives_
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = tandem_server(dir.path()).await;
-    let rust = tandem_client(&url).await;
-    let doc = create_rich(&rust).await;
-    server.repo().find(doc.url()).await.unwrap();
+/// Runs `ws-peer.mjs ephemeral` against `url` on `doc` (held by `rust`): JS's message must
+/// reach `doc`, and `doc`'s must reach JS under `rust`'s id. Returns who `doc` heard JS's
+/// message from.
+async fn exchange_ephemeral(url: &str, doc: &DocHandle, rust: &Repo) -> tandem::PeerId {
     let mut messages = Box::pin(doc.ephemeral_messages());
-
-    let mut node = NodeProcess::start("ws-peer.mjs", &["ephemeral", &url, &doc.url().to_string()]);
+    let mut node = NodeProcess::start("ws-peer.mjs", &["ephemeral", url, &doc.url().to_string()]);
     assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
-    // JS's message reaches us through the server…
     let from_js = tokio::time::timeout(PATIENCE, messages.next())
         .await
         .expect("no ephemeral message from JS")
@@ -228,7 +223,6 @@ async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
         value,
         ciborium::Value::Map(vec![("from".into(), "js".into())])
     );
-    // …and ours reaches JS.
     doc.broadcast(&json!({"from": "rust"})).await.unwrap();
     let received = node.next_json_async(PATIENCE).await;
     assert_eq!(received["received"]["message"], json!({"from": "rust"}));
@@ -237,6 +231,17 @@ async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
         json!(rust.peer_id().as_str())
     );
     tokio::task::block_in_place(|| node.finish(PATIENCE));
+    from_js.sender_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    server.repo().find(doc.url()).await.unwrap();
+    exchange_ephemeral(&url, &doc, &rust).await;
     rust.shutdown().await;
     server.shutdown().await;
 }
@@ -268,33 +273,9 @@ async fn ephemeral_messages_cross_a_rust_relay_to_tandem_server_both_ways() {
         .await
         .unwrap();
     relay.find(doc.url()).await.unwrap();
-    let mut messages = Box::pin(doc.ephemeral_messages());
-
-    let mut node = NodeProcess::start(
-        "ws-peer.mjs",
-        &["ephemeral", &relay_url, &doc.url().to_string()],
-    );
-    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
-    let from_js = tokio::time::timeout(PATIENCE, messages.next())
-        .await
-        .expect("the server dropped what the relay forwarded")
-        .unwrap();
-    let value: ciborium::Value = ciborium::from_reader(from_js.data.as_slice()).unwrap();
-    assert_eq!(
-        value,
-        ciborium::Value::Map(vec![("from".into(), "js".into())])
-    );
-    assert_ne!(from_js.sender_id, *relay.peer_id());
-    assert_ne!(from_js.sender_id, *server.repo().peer_id());
-
-    doc.broadcast(&json!({"from": "rust"})).await.unwrap();
-    let received = node.next_json_async(PATIENCE).await;
-    assert_eq!(received["received"]["message"], json!({"from": "rust"}));
-    assert_eq!(
-        received["received"]["senderId"],
-        json!(rust.peer_id().as_str())
-    );
-    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    let js_sender = exchange_ephemeral(&relay_url, &doc, &rust).await;
+    assert_ne!(js_sender, *relay.peer_id());
+    assert_ne!(js_sender, *server.repo().peer_id());
     for repo in [relay, rust] {
         repo.shutdown().await;
     }
