@@ -13,7 +13,7 @@ use common::{doc_to_tagged_json as tagged, NodeProcess};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
 use tandem::net_ws::{ClientConfig, ServerConfig, WebSocketClient, WebSocketServer};
-use tandem::{DocHandle, Repo};
+use tandem::{Access, DocHandle, FnSharePolicy, Repo};
 use tandem_server::{Options, Server};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -303,6 +303,52 @@ async fn a_tandem_server_in_memory_tells_a_js_client_what_it_holds() {
         .unwrap();
     assert_eq!(hex_heads(&found), created["heads"]);
     assert!(server.repo().storage_id().is_some());
+    server.shutdown().await;
+}
+
+/// A JS client the share policy lets read but not write receives the document and every later
+/// change; its own change is never applied (and so never stored or relayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_js_client_receives_everything_and_changes_nothing() {
+    let listener = WebSocketServer::bind("127.0.0.1:0", ServerConfig::default())
+        .await
+        .unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = Repo::builder()
+        .network(listener)
+        .share_policy(FnSharePolicy::new(
+            |_, _| false,
+            |peer, _| match peer.as_str() {
+                "reader" => Access::ReadOnly,
+                _ => Access::ReadWrite,
+            },
+        ))
+        .start()
+        .await
+        .unwrap();
+    let doc = create_rich(&server).await;
+    let mut messages = Box::pin(doc.ephemeral_messages());
+    let mut node = NodeProcess::start(
+        "ws-peer.mjs",
+        &["write-then-follow", &url, &doc.url().to_string(), "later"],
+    );
+    // Sent after the sync message that carried (or, told the server is read-only, left out)
+    // the client's change: by now the server has decided on it.
+    tokio::time::timeout(PATIENCE, messages.next())
+        .await
+        .expect("no ephemeral message from JS")
+        .unwrap();
+    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
+    let applied = doc
+        .with_doc(|d| d.get(ROOT, "js").unwrap().is_some())
+        .unwrap();
+    assert!(!applied, "a read-only client's change was applied");
+
+    doc.change(|tx| tx.put(ROOT, "later", 1)).unwrap().unwrap();
+    let followed = node.next_json_async(PATIENCE).await;
+    assert_eq!(followed["content"]["later"], json!(1));
+    assert_eq!(followed["content"]["js"], json!(true));
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
     server.shutdown().await;
 }
 

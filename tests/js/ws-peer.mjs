@@ -13,6 +13,12 @@
 //   node ws-peer.mjs gossip <ws-url> <doc-url> <storage-id>
 //                                                 print the heads gossip reports for a storage
 //   node ws-peer.mjs reconnect <ws-url> <doc-url> follow a document across a server restart
+//   node ws-peer.mjs write-then-follow <ws-url> <doc-url> <key>
+//                                                 as peer "reader": set js = true, and once a
+//                                                 sync message for the document has gone out
+//                                                 after it, broadcast {sent: true} and print
+//                                                 {ready}; then print {content} once the
+//                                                 document holds <key> (a change from elsewhere)
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
@@ -155,6 +161,30 @@ switch (command) {
     handle.change(d => { d.after_restart = true })
     await acked(repo, handle)
     out({ phase: "synced", heads: A.getHeads(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "write-then-follow": {
+    const [url, docUrl, key] = args
+    const repo = await client(url, { peerId: "reader" })
+    const handle = await repo.find(docUrl)
+    // A sync message sent after the change: the server has it (and has decided on it) before
+    // anything sent after it on the same socket.
+    const send = repo.networkSubsystem.send.bind(repo.networkSubsystem)
+    let changed = false
+    const syncedAfterChange = new Promise(resolve => {
+      repo.networkSubsystem.send = message => {
+        send(message)
+        if (changed && message.type === "sync" && message.documentId === handle.documentId) resolve()
+      }
+    })
+    handle.change(d => { d.js = true })
+    changed = true
+    await syncedAfterChange
+    handle.broadcast({ sent: true })
+    out({ ready: true })
+    while (handle.doc()[key] === undefined) await new Promise(r => handle.once("change", r))
+    out({ content: tagged(handle.doc()) })
     await repo.shutdown()
     break
   }

@@ -48,6 +48,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod base58check;
 pub mod document;
 mod document_id;
@@ -62,6 +63,7 @@ pub mod testing;
 pub mod untrusted;
 mod url;
 
+pub use access::Access;
 pub use document_id::{DocumentId, InvalidDocumentId};
 pub use message::{
     DecodeError, DocUnavailableMessage, EmptyData, EphemeralMessage, ErrorMessage, JoinMessage,

@@ -10,7 +10,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ReadDoc, ROOT};
 use tandem_core::sync::HandleState;
 use tandem_core::testing::{Network, NodeEvent, Policy, Saves};
-use tandem_core::{DocumentId, PeerId};
+use tandem_core::{Access, DocumentId, PeerId};
 
 /// A filling for a new document: `key` set to `value`.
 fn doc_with(key: &'static str, value: i64) -> impl FnOnce(&mut Automerge) {
@@ -33,11 +33,11 @@ fn ask_only() -> Policy {
     ask_only_with(|_, _| true)
 }
 
-/// Offers nothing unasked; gives access where `access` says.
-fn ask_only_with(access: impl Fn(&PeerId, &DocumentId) -> bool + 'static) -> Policy {
+/// Offers nothing unasked; gives access where `access` says (an [`Access`] or a `bool`).
+fn ask_only_with<A: Into<Access>>(access: impl Fn(&PeerId, &DocumentId) -> A + 'static) -> Policy {
     Policy {
         announce: Box::new(|_, _| false),
-        access: Box::new(access),
+        access: Box::new(move |peer, document| access(peer, document).into()),
     }
 }
 
@@ -352,7 +352,7 @@ fn a_document_not_announced_is_not_pushed_but_given_when_asked_for() {
     let hidden = private.clone();
     network.node(owner).set_policy(Policy {
         announce: Box::new(move |_, doc| doc != Some(&hidden)),
-        access: Box::new(|_, _| true),
+        access: Box::new(|_, _| Access::ReadWrite),
     });
     network
         .node(owner)
@@ -526,4 +526,61 @@ fn a_writer_faster_than_the_disk_is_answered_save_by_save() {
     network.advance(Duration::from_secs(1));
     let (acknowledged, _) = acknowledged_and_held(&mut network, writer, &id);
     assert_eq!(acknowledged, second);
+}
+
+/// A read-only peer receives the document and every later change; its own change is never
+/// applied, stored or passed on. Given write access, it is asked for what was ignored.
+#[test]
+fn a_read_only_peer_reads_everything_and_writes_nothing() {
+    let mut network = Network::new();
+    let owner = network.add("owner", |_| {});
+    let reader = network.add("reader", |_| {});
+    let other = network.add("other", |_| {});
+    network.link(owner, reader);
+    network.link(owner, other);
+    let writes = Rc::new(Cell::new(false));
+    let grant = writes.clone();
+    network
+        .node(owner)
+        .set_policy(ask_only_with(move |peer, _| {
+            if peer.as_str() == "reader" && !grant.get() {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            }
+        }));
+    let id = DocumentId::random();
+    network.node(owner).create(id.clone(), doc_with("v", 1));
+    for node in [reader, other] {
+        network.node(node).find(&id);
+        network.node(node).hold(&id, true);
+    }
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, reader, &id, "v"), Some(1));
+
+    network.node(reader).change(&id, doc_with("mine", 1));
+    network.node(owner).change(&id, doc_with("v", 2));
+    network.advance(Duration::from_secs(1));
+    assert_eq!(value(&mut network, reader, &id, "v"), Some(2), "not read");
+    assert_eq!(value(&mut network, owner, &id, "mine"), None, "applied");
+    assert_eq!(value(&mut network, other, &id, "mine"), None, "passed on");
+    network.node(owner).evict(&id);
+    network.advance(Duration::from_secs(1));
+    network.node(owner).find(&id);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, owner, &id, "v"), Some(2));
+    assert_eq!(value(&mut network, owner, &id, "mine"), None, "stored");
+    // Asked again by the reader (with another change), the reloaded document still refuses it.
+    network.node(reader).change(&id, doc_with("mine", 2));
+    network.run_until_quiescent();
+    assert_eq!(
+        value(&mut network, owner, &id, "mine"),
+        None,
+        "applied after a reload"
+    );
+
+    writes.set(true);
+    network.node(owner).share_policy_changed();
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, owner, &id, "mine"), Some(2));
 }

@@ -66,3 +66,4 @@ pub use outbox::MAX_QUEUED_PER_PEER;
 pub use repo::Repo;
 pub use share_policy::{AskOnly, FnSharePolicy, ShareAll, SharePolicy};
 pub use tandem_core::sync::HandleState;
+pub use tandem_core::Access;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tandem_core::{DocumentId, PeerId};
+use tandem_core::{Access, DocumentId, PeerId};
 
 /// Decides which peers are offered which documents, and which may have them at all.
 ///
@@ -14,8 +14,10 @@ use tandem_core::{DocumentId, PeerId};
 ///   `false` spares it one call per document it holds (what a sync server with thousands of
 ///   documents wants). The answer at connection time also decides whether the peer is
 ///   "generous" for remote-heads gossip, for the connection's lifetime (as in automerge-repo).
-/// - `access(peer, doc)`: whether `peer` may sync `doc` when it asks. A refusal is answered with
-///   `doc-unavailable`, exactly as if the document did not exist here.
+/// - `access(peer, doc)`: whether and how `peer` may sync `doc`, announced or asked for:
+///   [`Access::ReadWrite`], [`Access::ReadOnly`] (it receives the document and every change,
+///   and its own changes are never applied, stored or relayed) or [`Access::Denied`] (answered
+///   with `doc-unavailable`, exactly as if the document did not exist here).
 ///
 /// A peer that asked for a document and has access keeps getting its changes even when it is not
 /// announced, for as long as its connection lasts (a peer that reconnects asks again, as with
@@ -31,9 +33,9 @@ pub trait SharePolicy: Send + Sync + 'static {
         true
     }
 
-    /// Whether `peer` may sync `document`.
-    async fn access(&self, _peer: &PeerId, _document: &DocumentId) -> bool {
-        true
+    /// Whether and how `peer` may sync `document`.
+    async fn access(&self, _peer: &PeerId, _document: &DocumentId) -> Access {
+        Access::ReadWrite
     }
 }
 
@@ -57,15 +59,23 @@ impl SharePolicy for AskOnly {
 }
 
 /// A policy from two plain functions, for the common case where the decision needs no IO.
+/// `access` answers an [`Access`], or a `bool` (read-write or denied).
 ///
 /// ```
+/// use tandem_core::Access;
 /// use tandem_repo::{FnSharePolicy, SharePolicy};
 /// let policy = FnSharePolicy::new(
 ///     |_peer, _doc| false,                      // announce nothing
-///     |peer, _doc| peer.as_str() != "mallory", // everyone but mallory may ask
+///     |peer, _doc| match peer.as_str() {
+///         "mallory" => Access::Denied,
+///         "auditor" => Access::ReadOnly,
+///         _ => Access::ReadWrite,
+///     },
 /// );
 /// # futures::executor::block_on(async {
-/// assert!(!policy.access(&"mallory".into(), &tandem_core::DocumentId::random()).await);
+/// let doc = tandem_core::DocumentId::random();
+/// assert_eq!(policy.access(&"mallory".into(), &doc).await, Access::Denied);
+/// assert_eq!(policy.access(&"auditor".into(), &doc).await, Access::ReadOnly);
 /// # });
 /// ```
 pub struct FnSharePolicy {
@@ -74,17 +84,17 @@ pub struct FnSharePolicy {
 }
 
 type AnnounceFn = Arc<dyn Fn(&PeerId, Option<&DocumentId>) -> bool + Send + Sync>;
-type AccessFn = Arc<dyn Fn(&PeerId, &DocumentId) -> bool + Send + Sync>;
+type AccessFn = Arc<dyn Fn(&PeerId, &DocumentId) -> Access + Send + Sync>;
 
 impl FnSharePolicy {
     /// A policy calling `announce` and `access`.
-    pub fn new(
+    pub fn new<A: Into<Access>>(
         announce: impl Fn(&PeerId, Option<&DocumentId>) -> bool + Send + Sync + 'static,
-        access: impl Fn(&PeerId, &DocumentId) -> bool + Send + Sync + 'static,
+        access: impl Fn(&PeerId, &DocumentId) -> A + Send + Sync + 'static,
     ) -> Self {
         FnSharePolicy {
             announce: Arc::new(announce),
-            access: Arc::new(access),
+            access: Arc::new(move |peer, document| access(peer, document).into()),
         }
     }
 }
@@ -101,7 +111,7 @@ impl SharePolicy for FnSharePolicy {
         (self.announce)(peer, document)
     }
 
-    async fn access(&self, peer: &PeerId, document: &DocumentId) -> bool {
+    async fn access(&self, peer: &PeerId, document: &DocumentId) -> Access {
         (self.access)(peer, document)
     }
 }

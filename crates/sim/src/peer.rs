@@ -140,7 +140,7 @@ impl SimPeer {
             announce: Box::new(move |peer, _| {
                 announces.borrow().get(peer).copied().unwrap_or(true)
             }),
-            access: Box::new(|_, _| true),
+            access: Box::new(|_, _| tandem_core::Access::ReadWrite),
         });
         node
     }

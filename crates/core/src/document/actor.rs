@@ -13,13 +13,13 @@ use super::ids::Counter;
 use super::share::{ShareRule, ShareStep};
 use super::{
     Changed, CommandId, DocumentEffect, DocumentInput, PeerInfo, QuestionId, ReadId, SaveId,
-    SaveJob, SaveOutcome, ShareQuestion,
+    SaveJob, SaveOutcome, ShareAnswer, ShareQuestion,
 };
 use crate::persistence::{ChunkLedger, Loaded};
 use crate::sync::{DocumentSync, HandleState, SyncOutput};
 use crate::untrusted::apply_untrusted;
 use crate::{
-    DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
+    Access, DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
     PeerMetadata, SessionId, StorageError, StorageId,
 };
 
@@ -94,7 +94,6 @@ enum Waiting {
     /// A share-policy answer.
     Answer {
         question: QuestionId,
-        ask: ShareQuestion,
         then: AfterAnswer,
     },
     /// A stored sync state.
@@ -415,12 +414,12 @@ impl DocumentActor {
 
     fn input(&mut self, input: DocumentInput, doc: &mut Automerge) {
         match input {
-            DocumentInput::Answered { question, allowed } => match self.take_waiting() {
+            DocumentInput::Answered { question, answer } => match self.take_waiting() {
                 Some(Waiting::Answer {
                     question: expected,
-                    ask,
                     then,
-                }) if expected == question => self.answered(ask, allowed, then, doc),
+                    ..
+                }) if expected == question => self.answered(answer, then, doc),
                 other => {
                     debug!(?question, "an answer nobody waits for; ignored");
                     self.waiting = other.map(Box::new);
@@ -604,17 +603,23 @@ impl DocumentActor {
     fn share_decided(
         &mut self,
         peer: PeerInfo,
-        share: bool,
+        access: Access,
         reason: ShareReason,
         doc: &mut Automerge,
     ) {
         let known = match reason {
             ShareReason::Connected { known } | ShareReason::PolicyChanged { known } => known,
         };
-        if share && !known {
-            self.peers.insert(peer.peer.clone(), peer.metadata);
-            self.start_sync(peer.peer, known, doc);
-        } else if !share && known && matches!(reason, ShareReason::PolicyChanged { .. }) {
+        if access.may_read() {
+            let out = self
+                .sync
+                .set_read_only(doc, &peer.peer, !access.may_write());
+            self.apply(out, None, doc);
+            if !known {
+                self.peers.insert(peer.peer.clone(), peer.metadata);
+                self.start_sync(peer.peer, known, doc);
+            }
+        } else if known && matches!(reason, ShareReason::PolicyChanged { .. }) {
             debug!(peer = %peer.peer, "share policy no longer shares the document with this peer");
             // Built against the sync state that just ended: not for what comes next.
             self.acks.connection_ended(&peer.peer);
@@ -630,23 +635,13 @@ impl DocumentActor {
             peer,
             ask,
         });
-        self.wait(Waiting::Answer {
-            question,
-            ask,
-            then,
-        });
+        self.wait(Waiting::Answer { question, then });
     }
 
-    fn answered(
-        &mut self,
-        ask: ShareQuestion,
-        allowed: bool,
-        then: AfterAnswer,
-        doc: &mut Automerge,
-    ) {
+    fn answered(&mut self, answer: ShareAnswer, then: AfterAnswer, doc: &mut Automerge) {
         match then {
             AfterAnswer::Share { peer, rule, reason } => {
-                let step = rule.answer(ask, allowed);
+                let step = rule.answer(answer);
                 self.share_step(peer, rule, step, reason, doc);
             }
             AfterAnswer::Incoming {
@@ -654,7 +649,13 @@ impl DocumentActor {
                 message,
                 known,
             } => {
-                if allowed {
+                let access = match answer {
+                    ShareAnswer::Access(access) => access,
+                    ShareAnswer::Announce(_) => Access::Denied, // not the question asked
+                };
+                if access.may_read() {
+                    let out = self.sync.set_read_only(doc, &peer, !access.may_write());
+                    self.apply(out, None, doc);
                     self.incoming_allowed(peer, message, known, doc);
                 } else {
                     debug!(%peer, "access denied");

@@ -12,8 +12,17 @@ use crate::{Message, PeerId, SessionId, StorageError, StorageId};
 pub enum ShareQuestion {
     /// `announce(peer, Some(document))`: offer it unprompted?
     Announce,
-    /// `access(peer, document)`: may the peer sync it?
+    /// `access(peer, document)`: may the peer sync it, and which way?
     Access,
+}
+
+/// The share policy's answer to a [`ShareQuestion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareAnswer {
+    /// To [`ShareQuestion::Announce`]: offer the document unprompted?
+    Announce(bool),
+    /// To [`ShareQuestion::Access`].
+    Access(crate::Access),
 }
 
 /// The document changed.

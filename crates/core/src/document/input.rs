@@ -82,7 +82,7 @@ pub enum DocumentInput {
         /// The question.
         question: QuestionId,
         /// What the policy said.
-        allowed: bool,
+        answer: super::ShareAnswer,
     },
     /// A stored sync state the actor asked for (`None`: none stored, or it could not be read).
     SyncStateLoaded {

@@ -17,7 +17,7 @@ mod save_job;
 mod share;
 
 pub use actor::{DocumentActor, DocumentConfig, LoggedPatches, Start};
-pub use effect::{Changed, DocumentEffect, ShareQuestion};
+pub use effect::{Changed, DocumentEffect, ShareAnswer, ShareQuestion};
 pub(crate) use ids::Counter;
 pub use ids::{CommandId, QuestionId, ReadId, SaveId};
 pub use input::{DocumentInput, PeerInfo};

@@ -1,11 +1,14 @@
-//! Whether a document is synced with a peer (PROTOCOL.md §5.5), one policy question at a time.
+//! Whether, and how, a document is synced with a peer (PROTOCOL.md §5.5), one policy question
+//! at a time.
 //!
-//! Offered if the policy announces it to the peer; synced on if the peer asked for it on its
-//! current connection, or asked for if we look for it and lack it — those two only with
-//! `access`. A peer the policy offers nothing at all (`announce(peer, None)` false) is not asked
-//! about this document's announcement.
+//! A peer is a candidate if the policy announces the document to it, if it asked for the
+//! document on its current connection, or if we look for the document and lack it; `access`
+//! then says how far it is synced: both ways, read-only, or not at all. A peer the policy offers
+//! nothing at all (`announce(peer, None)` false) is not asked about this document's
+//! announcement.
 
-use super::ShareQuestion;
+use super::{ShareAnswer, ShareQuestion};
+use crate::Access;
 
 /// Where a share decision stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +20,8 @@ pub(crate) struct ShareRule {
 /// The next step of a share decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ShareStep {
-    /// Decided: share or not.
-    Decided(bool),
+    /// Decided: how the document is synced with the peer.
+    Decided(Access),
     /// Ask the policy this, then call [`ShareRule::answer`].
     Ask(ShareQuestion),
 }
@@ -35,21 +38,21 @@ impl ShareRule {
         (rule, step)
     }
 
-    /// The policy answered `question`.
-    pub(crate) fn answer(self, question: ShareQuestion, allowed: bool) -> ShareStep {
-        match question {
-            ShareQuestion::Announce => self.after_announce(allowed),
-            ShareQuestion::Access => ShareStep::Decided(allowed),
+    /// The policy answered.
+    pub(crate) fn answer(self, answer: ShareAnswer) -> ShareStep {
+        match answer {
+            ShareAnswer::Announce(announced) => self.after_announce(announced),
+            ShareAnswer::Access(access) => ShareStep::Decided(access),
         }
     }
 
     fn after_announce(self, announced: bool) -> ShareStep {
-        if announced {
-            ShareStep::Decided(true)
-        } else if self.asked_or_looking {
+        if announced || self.asked_or_looking {
+            // Announced or not, the peer may only have what `access` grants, and as far as it
+            // grants it.
             ShareStep::Ask(ShareQuestion::Access)
         } else {
-            ShareStep::Decided(false)
+            ShareStep::Decided(Access::Denied)
         }
     }
 }
@@ -58,26 +61,26 @@ impl ShareRule {
 mod tests {
     use super::*;
 
-    /// Every path through the rule, against the rule written as one boolean expression.
+    /// Every path through the rule, against the rule written as one expression.
     #[test]
     fn the_steps_agree_with_the_rule() {
         for announce_any in [false, true] {
             for asked_or_looking in [false, true] {
                 for announce in [false, true] {
-                    for access in [false, true] {
-                        let expected = (announce_any && announce) || (asked_or_looking && access);
+                    for access in [Access::ReadWrite, Access::ReadOnly, Access::Denied] {
+                        let candidate = (announce_any && announce) || asked_or_looking;
+                        let expected = if candidate { access } else { Access::Denied };
                         let (rule, mut step) = ShareRule::start(announce_any, asked_or_looking);
                         let mut asked = Vec::new();
                         let decided = loop {
                             match step {
-                                ShareStep::Decided(share) => break share,
+                                ShareStep::Decided(access) => break access,
                                 ShareStep::Ask(question) => {
                                     asked.push(question);
-                                    let allowed = match question {
-                                        ShareQuestion::Announce => announce,
-                                        ShareQuestion::Access => access,
-                                    };
-                                    step = rule.answer(question, allowed);
+                                    step = rule.answer(match question {
+                                        ShareQuestion::Announce => ShareAnswer::Announce(announce),
+                                        ShareQuestion::Access => ShareAnswer::Access(access),
+                                    });
                                 }
                             }
                         };

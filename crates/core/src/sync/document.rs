@@ -128,6 +128,9 @@ pub struct DocumentSync {
     /// Peers that sent `sync` or `request` for this document on their current connection: the
     /// share policy lets them sync it when `access` allows, even if it is not announced to them.
     asked_by: HashSet<PeerId>,
+    /// Peers synced read-only on their current connection: their changes are never applied,
+    /// and automerge tells them not to send any.
+    read_only: HashSet<PeerId>,
 }
 
 impl DocumentSync {
@@ -141,6 +144,7 @@ impl DocumentSync {
             peers: BTreeMap::new(),
             parked: BTreeMap::new(),
             asked_by: HashSet::new(),
+            read_only: HashSet::new(),
         }
     }
 
@@ -196,6 +200,33 @@ impl DocumentSync {
         self.peers.contains_key(peer) || self.parked.contains_key(peer)
     }
 
+    /// Whether `peer` is synced read-only: from now on, and at once if it is in the sync set
+    /// (switching to read-write asks it to send again what was ignored).
+    pub fn set_read_only(
+        &mut self,
+        document: &Automerge,
+        peer: &PeerId,
+        read_only: bool,
+    ) -> SyncOutput {
+        if read_only {
+            self.read_only.insert(peer.clone());
+        } else {
+            self.read_only.remove(peer);
+        }
+        let mut out = SyncOutput::default();
+        let Some(synced) = self.peers.get_mut(peer) else {
+            return out;
+        };
+        if synced.state.read_only == read_only {
+            return out;
+        }
+        synced.state.set_read_only(read_only);
+        if self.state != HandleState::Loading {
+            self.send_to(document, peer, &mut out);
+        }
+        out
+    }
+
     /// Adds `peer` to the sync set and, unless still loading, sends it what it lacks (or a
     /// `request` if we have nothing). `stored` is the sync state persisted for the peer, if the
     /// driver read one; a state remembered from an earlier connection wins over it. Either way
@@ -211,7 +242,7 @@ impl DocumentSync {
             return SyncOutput::default();
         }
         let previous = self.parked.remove(&peer).or(stored);
-        let state = previous
+        let mut state = previous
             .and_then(|state| sync::State::decode(&state.encode()).ok())
             // A state saved before a crash that lost the changes it speaks of claims heads this
             // document lacks. automerge cannot recover from that: the peer answers each message
@@ -223,6 +254,7 @@ impl DocumentSync {
                     .all(|hash| document.get_change_by_hash(hash).is_some())
             })
             .unwrap_or_default();
+        state.set_read_only(self.read_only.contains(&peer));
         let persist_as = (!metadata.is_ephemeral)
             .then(|| metadata.storage_id.clone())
             .flatten();
@@ -250,6 +282,7 @@ impl DocumentSync {
     /// only what the policy announces to it, until it asks again).
     pub fn peer_left(&mut self, peer: &PeerId) -> SyncOutput {
         self.asked_by.remove(peer);
+        self.read_only.remove(peer);
         self.remove_peer(peer)
     }
 
@@ -364,8 +397,9 @@ impl DocumentSync {
         }
         let heads_before = document.get_heads();
         let state = &mut peer.state;
-        let received = if message.changes.is_empty() {
-            // Nothing to apply: only the sync state moves.
+        let received = if message.changes.is_empty() || state.read_only {
+            // Nothing to apply (a read-only peer's changes are ignored): only the sync state
+            // moves.
             guard(|| document.receive_sync_message_log_patches(state, message, patch_log))
                 .and_then(|result| result.map_err(UntrustedError::from))
         } else {

@@ -9,20 +9,20 @@ use automerge::{ActorId, Automerge, ChangeHash};
 use super::NodeStore;
 use crate::document::{
     CommandId, DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, SaveId,
-    SaveJob, SaveOutcome, ShareQuestion,
+    SaveJob, SaveOutcome, ShareAnswer, ShareQuestion,
 };
 use crate::hub::{ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput};
 use crate::persistence::{load_document, take_in_stored};
 use crate::sync::HandleState;
 use crate::{
-    ChunkKey, ChunkKind, DocumentId, Message, MessageData, PeerId, PeerMetadata, SessionId,
+    Access, ChunkKey, ChunkKind, DocumentId, Message, MessageData, PeerId, PeerMetadata, SessionId,
     StorageError, StorageKey,
 };
 
 /// `announce(peer, document)`: offer the document (`None`: anything) to the peer unprompted.
 pub type AnnounceFn = Box<dyn Fn(&PeerId, Option<&DocumentId>) -> bool>;
-/// `access(peer, document)`: may the peer sync the document.
-pub type AccessFn = Box<dyn Fn(&PeerId, &DocumentId) -> bool>;
+/// `access(peer, document)`: may the peer sync the document, and which way.
+pub type AccessFn = Box<dyn Fn(&PeerId, &DocumentId) -> Access>;
 
 /// A share policy as two plain functions (both always true by default: automerge-repo's).
 pub struct Policy {
@@ -36,7 +36,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             announce: Box::new(|_, _| true),
-            access: Box::new(|_, _| true),
+            access: Box::new(|_, _| Access::ReadWrite),
         }
     }
 }
@@ -658,15 +658,17 @@ impl Node {
                     peer,
                     ask,
                 } => {
-                    let allowed = match ask {
+                    let answer = match ask {
                         ShareQuestion::Announce => {
-                            (self.policy.announce)(&peer, Some(&document_id))
+                            ShareAnswer::Announce((self.policy.announce)(&peer, Some(&document_id)))
                         }
-                        ShareQuestion::Access => (self.policy.access)(&peer, &document_id),
+                        ShareQuestion::Access => {
+                            ShareAnswer::Access((self.policy.access)(&peer, &document_id))
+                        }
                     };
                     self.steps.push_back(Step::Document(
                         actor,
-                        DocumentInput::Answered { question, allowed },
+                        DocumentInput::Answered { question, answer },
                     ));
                 }
                 DocumentEffect::LoadSyncState { read, storage_id } => {

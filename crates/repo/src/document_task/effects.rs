@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tandem_core::document::{Changed, DocumentEffect, DocumentInput, ShareQuestion};
+use tandem_core::document::{Changed, DocumentEffect, DocumentInput, ShareAnswer, ShareQuestion};
 use tandem_core::persistence::{load_document, take_in_stored, Loaded};
 use tandem_core::storage::read_document_chunks;
 use tandem_core::{ChunkKey, StorageKey};
@@ -105,11 +105,15 @@ impl DocumentTask {
                 ask,
             } => {
                 let policy = &self.ctx.policy;
-                let allowed = match ask {
-                    ShareQuestion::Announce => policy.announce(&peer, Some(document_id)).await,
-                    ShareQuestion::Access => policy.access(&peer, document_id).await,
+                let answer = match ask {
+                    ShareQuestion::Announce => {
+                        ShareAnswer::Announce(policy.announce(&peer, Some(document_id)).await)
+                    }
+                    ShareQuestion::Access => {
+                        ShareAnswer::Access(policy.access(&peer, document_id).await)
+                    }
                 };
-                return Some(DocumentInput::Answered { question, allowed });
+                return Some(DocumentInput::Answered { question, answer });
             }
             DocumentEffect::LoadSyncState { read, storage_id } => {
                 let key = ChunkKey::sync_state(document_id.clone(), &storage_id).to_storage_key();
