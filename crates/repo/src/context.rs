@@ -8,8 +8,12 @@ use std::time::Duration;
 use tandem_core::document::DocumentConfig;
 use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
+use crate::event_fanout::EventFanout;
 use crate::gossip::Gossip;
-use crate::SharePolicy;
+use crate::{RepoEvent, SharePolicy};
+
+/// A subscriber to repo events this far behind skips the oldest (with a warning).
+const REPO_EVENTS_BEHIND: usize = 65_536;
 
 /// Tunables, with automerge-repo's defaults.
 #[derive(Debug, Clone)]
@@ -35,6 +39,8 @@ pub(crate) struct RepoContext {
     pub(crate) gossip: Option<Gossip>,
     /// What every document's actor is configured with.
     pub(crate) document: Arc<DocumentConfig>,
+    /// Documents coming and going, for [`Repo::events`](crate::Repo::events).
+    pub(crate) events: EventFanout<RepoEvent>,
     ephemeral_count: AtomicU64,
 }
 
@@ -69,6 +75,7 @@ impl RepoContext {
             storage,
             policy,
             denylist,
+            events: EventFanout::new(REPO_EVENTS_BEHIND),
             ephemeral_count: AtomicU64::new(0),
         }
     }

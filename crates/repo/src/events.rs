@@ -1,9 +1,10 @@
-//! What a handle reports as it happens: changes, ephemeral messages, remote heads.
+//! What a repo and its handles report as it happens: documents coming and going, changes,
+//! ephemeral messages, remote heads.
 
 use std::sync::Arc;
 
 use automerge::{ChangeHash, Patch};
-use tandem_core::{PeerId, StorageId};
+use tandem_core::{DocumentId, PeerId, StorageId};
 
 /// Where a change came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,4 +64,20 @@ impl RemoteHeadsEvent {
             timestamp: remote.timestamp,
         })
     }
+}
+
+/// A document came into or left the repo's memory, or turned unavailable or deleted
+/// ([`Repo::events`](crate::Repo::events)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoEvent {
+    /// The repo holds the document now: created, imported, or being found (by the application
+    /// or for a peer that asked). automerge-repo's `document` event.
+    Added(DocumentId),
+    /// Neither storage nor any peer has the document. automerge-repo's `unavailable-document`.
+    Unavailable(DocumentId),
+    /// The document was deleted. automerge-repo's `delete-document`.
+    Deleted(DocumentId),
+    /// The document left memory (idle, evicted, deleted or shut down); a later `find` loads it
+    /// again.
+    Unloaded(DocumentId),
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transaction;
 use automerge::{Automerge, ReadDoc};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tandem_core::sync::HandleState;
 use tandem_core::untrusted::apply_untrusted;
 use tandem_core::{DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageId};
@@ -19,7 +19,7 @@ use crate::context::RepoContext;
 use crate::heavy_work::heavy_owned;
 use crate::hub::Hub;
 use crate::initial::document_from_json;
-use crate::{DocHandle, DocumentRef, RepoError};
+use crate::{DocHandle, DocumentRef, RepoError, RepoEvent};
 
 /// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
 /// with every connected peer the share policy allows, saved as they change.
@@ -389,6 +389,24 @@ impl Repo {
         handle
             .with_doc(|doc| doc.save())
             .map_err(|_| RepoError::Unavailable(handle.document_id().clone()))
+    }
+
+    /// Documents coming into and leaving memory, turning unavailable or deleted, from now on:
+    /// what to wait on instead of polling [`documents`](Self::documents).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use tandem_repo::{Repo, RepoEvent};
+    /// let repo = Repo::builder().start().await?;
+    /// let mut events = Box::pin(repo.events());
+    /// let handle = repo.create_empty().await?;
+    /// assert_eq!(events.next().await, Some(RepoEvent::Added(handle.document_id().clone())));
+    /// # repo.shutdown().await;
+    /// # Ok::<(), tandem_repo::RepoError>(()) }).unwrap();
+    /// ```
+    pub fn events(&self) -> impl Stream<Item = RepoEvent> + Send + 'static {
+        self.inner.ctx.events.subscribe()
     }
 
     /// The documents held in memory now (loaded, being found, or ready; not unloaded ones).

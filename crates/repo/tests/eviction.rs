@@ -2,26 +2,28 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
 use common::*;
-use tandem_repo::Repo;
+use futures::{Stream, StreamExt};
+use tandem_repo::{Repo, RepoEvent};
 use tandem_storage_mem::MemoryStorage;
 
-async fn wait_until_unloaded(repo: &Repo, at_most: usize) -> usize {
+/// Waits until `count` documents have left memory, as the repo's events tell.
+async fn wait_for_unloads(events: &mut (impl Stream<Item = RepoEvent> + Unpin), count: usize) {
+    let mut unloaded = HashSet::new();
     tokio::time::timeout(PATIENCE, async {
-        loop {
-            let held = repo.documents().await.unwrap().len();
-            if held <= at_most {
-                return held;
+        while unloaded.len() < count {
+            if let Some(RepoEvent::Unloaded(id)) = events.next().await {
+                unloaded.insert(id);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await; // polling interval, not a guess
         }
     })
     .await
-    .expect("documents were not unloaded")
+    .expect("documents were not unloaded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,6 +36,7 @@ async fn ten_thousand_documents_touched_once_are_unloaded_and_still_found() {
         .start()
         .await
         .unwrap();
+    let mut events = Box::pin(repo.events());
     let mut ids = Vec::new();
     for i in 0..10_000u32 {
         let (handle, ()) = repo
@@ -44,7 +47,7 @@ async fn ten_thousand_documents_touched_once_are_unloaded_and_still_found() {
     }
     // One handle is still held: it must stay.
     let kept = repo.find(&ids[0]).await.unwrap();
-    assert_eq!(wait_until_unloaded(&repo, 1).await, 1);
+    wait_for_unloads(&mut events, ids.len() - 1).await;
     assert_eq!(repo.documents().await.unwrap(), vec![ids[0].clone()]);
 
     for (i, id) in ids.iter().enumerate().step_by(997) {

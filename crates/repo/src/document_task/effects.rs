@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tandem_core::document::{Changed, DocumentEffect, DocumentInput, ShareAnswer, ShareQuestion};
 use tandem_core::persistence::{load_document, take_in_stored, Loaded};
 use tandem_core::storage::read_document_chunks;
+use tandem_core::sync::HandleState;
 use tandem_core::{ChunkKey, StorageKey};
 use tracing::{debug, warn};
 
@@ -15,7 +16,7 @@ use crate::context::now_millis;
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
 use crate::heavy_work::heavy;
 use crate::save_task;
-use crate::RepoError;
+use crate::{RepoError, RepoEvent};
 
 impl DocumentTask {
     /// Performs an effect that needs no waiting; gives back one that does.
@@ -41,6 +42,14 @@ impl DocumentTask {
             }
             DocumentEffect::State(state) => {
                 self.shared.state.send_replace(state);
+                let document_id = || self.shared.document_id.clone();
+                match state {
+                    HandleState::Unavailable => {
+                        self.ctx.events.send(RepoEvent::Unavailable(document_id()))
+                    }
+                    HandleState::Deleted => self.ctx.events.send(RepoEvent::Deleted(document_id())),
+                    _ => {}
+                }
             }
             DocumentEffect::Changed(changed) => self.publish_change(changed),
             DocumentEffect::RemoteHeads { storage_id, heads } => {

@@ -31,7 +31,7 @@ use crate::events::RemoteHeadsEvent;
 use crate::heavy_work::{heavy, HEAVY_BYTES};
 use crate::outbox::PeerLink;
 use crate::pending::Pending;
-use crate::RepoError;
+use crate::{RepoError, RepoEvent};
 
 mod effects;
 
@@ -145,7 +145,7 @@ pub(crate) fn spawn(
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "(no message)".to_owned());
-                task_panicked(task.id, &task.shared, &task.hub, &message).await;
+                task_panicked(&task, &message).await;
             }
         },
         span,
@@ -156,20 +156,19 @@ pub(crate) fn spawn(
 /// guards). Its handles would otherwise look ready while nothing saves or syncs their changes,
 /// and a `find` waiting on it would wait forever: the handles turn unavailable (changes fail,
 /// waits end), and the hub forgets the task, so the next `find` starts afresh from storage.
-async fn task_panicked(
-    id: DocumentActorId,
-    shared: &Arc<HandleShared>,
-    hub: &mpsc::WeakSender<HubEvent>,
-    message: &str,
-) {
+async fn task_panicked(task: &DocumentTask, message: &str) {
+    let document_id = &task.shared.document_id;
     error!(
-        document_id = %shared.document_id,
+        %document_id,
         panic = message,
         "the document's task panicked; its handles are unavailable, and a new find loads it afresh"
     );
-    shared.state.send_replace(HandleState::Unavailable);
-    if let Some(hub) = hub.upgrade() {
-        let _ = hub.send(HubEvent::TaskFailed(id)).await;
+    task.shared.state.send_replace(HandleState::Unavailable);
+    task.ctx
+        .events
+        .send(RepoEvent::Unavailable(document_id.clone()));
+    if let Some(hub) = task.hub.upgrade() {
+        let _ = hub.send(HubEvent::TaskFailed(task.id)).await;
     }
 }
 

@@ -30,7 +30,7 @@ use crate::document_task::{self, Begin};
 use crate::events::RemoteHeadsEvent;
 use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
-use crate::RepoError;
+use crate::{RepoError, RepoEvent};
 
 /// Who waits for a hub command.
 enum Reply {
@@ -144,15 +144,23 @@ impl Hub {
                 HubInput::DocumentIdle(actor)
             }
             HubEvent::Ended(actor) => {
-                self.documents.remove(&actor);
+                self.unloaded(actor);
                 self.stopping.remove(&actor);
                 HubInput::DocumentStopped(actor)
             }
             HubEvent::TaskFailed(actor) => {
-                self.documents.remove(&actor);
+                self.unloaded(actor);
                 HubInput::DocumentFailed(actor)
             }
         })
+    }
+
+    /// A document's task ended: its handle leaves the hub's table.
+    fn unloaded(&mut self, actor: DocumentActorId) {
+        if let Some(shared) = self.documents.remove(&actor) {
+            let unloaded = RepoEvent::Unloaded(shared.document_id.clone());
+            self.ctx.events.send(unloaded);
+        }
     }
 
     fn command_input(&mut self, command: Command) -> Option<HubInput> {
@@ -314,6 +322,7 @@ impl Hub {
         peers: Vec<(PeerInfo, ConnectionId)>,
         after: Option<DocumentActorId>,
     ) {
+        self.ctx.events.send(RepoEvent::Added(document_id.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let (document, state, begin) = match start {
             Start::Created => (
