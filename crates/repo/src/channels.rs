@@ -116,6 +116,8 @@ pub(crate) struct HandleShared {
     pub(crate) document_id: DocumentId,
     pub(crate) doc: Mutex<Automerge>,
     pub(crate) state: watch::Sender<HandleState>,
+    /// While the state is `Requesting`: the peers asked (set before the state is published).
+    pub(crate) requesting_from: Mutex<Vec<PeerId>>,
     /// Signalled after each local change; permits coalesce, so a burst is one wake-up.
     pub(crate) local_change: Notify,
     pub(crate) changes: EventFanout<DocumentChange>,
@@ -143,6 +145,7 @@ impl HandleShared {
             document_id,
             doc: Mutex::new(doc),
             state: watch::channel(state).0,
+            requesting_from: Mutex::new(Vec::new()),
             local_change: Notify::new(),
             changes: EventFanout::new(EVENT_BUFFER),
             ephemeral: EventFanout::new(EVENT_BUFFER),

@@ -81,3 +81,24 @@ pub enum RepoEvent {
     /// again.
     Unloaded(DocumentId),
 }
+
+/// How a find stands ([`Repo::find_with_progress`](crate::Repo::find_with_progress)), as
+/// samod's search and automerge-repo's `findWithProgress` report it.
+#[derive(Debug, Clone)]
+pub enum FindProgress {
+    /// Reading storage.
+    Loading,
+    /// Not in storage: asking these peers (those connected and allowed when the request went
+    /// out).
+    Requesting {
+        /// The peers asked.
+        peers: Vec<PeerId>,
+    },
+    /// Found, and ready (the last item).
+    Ready(crate::DocHandle),
+    /// Neither storage nor any peer has it (the last item). The handle turns ready should the
+    /// document arrive later (a peer that has it connects and offers it).
+    Unavailable(crate::DocHandle),
+    /// It was deleted (the last item).
+    Deleted,
+}

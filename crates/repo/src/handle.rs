@@ -98,6 +98,15 @@ impl DocHandle {
         self.view.as_ref().map(|v| v.heads.as_slice())
     }
 
+    /// While requesting: the peers asked.
+    pub(crate) fn requesting_from(&self) -> Vec<PeerId> {
+        self.shared
+            .requesting_from
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// The current state.
     pub fn state(&self) -> HandleState {
         *self.shared.state.borrow()

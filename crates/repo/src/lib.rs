@@ -60,7 +60,9 @@ mod share_policy;
 pub use builder::RepoBuilder;
 pub use document_ref::DocumentRef;
 pub use error::{HandleError, RepoError};
-pub use events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent, RepoEvent};
+pub use events::{
+    ChangeOrigin, DocumentChange, EphemeralEvent, FindProgress, RemoteHeadsEvent, RepoEvent,
+};
 pub use handle::{ChangeMetadata, DocHandle};
 pub use outbox::MAX_QUEUED_PER_PEER;
 pub use repo::Repo;

@@ -19,7 +19,7 @@ use crate::context::RepoContext;
 use crate::heavy_work::heavy_owned;
 use crate::hub::Hub;
 use crate::initial::document_from_json;
-use crate::{DocHandle, DocumentRef, RepoError, RepoEvent};
+use crate::{DocHandle, DocumentRef, FindProgress, RepoError, RepoEvent};
 
 /// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
 /// with every connected peer the share policy allows, saved as they change.
@@ -275,10 +275,55 @@ impl Repo {
         Ok(DocHandle { shared, view: None })
     }
 
-    /// The handle of a document in whatever state it is (loading, requesting, …), without
-    /// waiting: watch [`DocHandle::states`] for progress.
-    pub async fn find_with_progress(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
-        self.find_handle(id, false).await
+    /// A find, as a stream of how it stands: [`Loading`](FindProgress::Loading), then (if
+    /// storage lacks the document) [`Requesting`](FindProgress::Requesting) with the peers
+    /// asked, and last [`Ready`](FindProgress::Ready) with the handle,
+    /// [`Unavailable`](FindProgress::Unavailable) (with the handle, which turns ready should the
+    /// document arrive later) or [`Deleted`](FindProgress::Deleted). A
+    /// document already in memory starts where it stands. Heads in a URL are not applied here
+    /// (see [`find`](Self::find)).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use tandem_repo::{FindProgress, Repo};
+    /// let repo = Repo::builder().start().await?;
+    /// let missing = tandem_core::DocumentId::random();
+    /// let progress: Vec<FindProgress> = repo.find_with_progress(&missing).await?.collect().await;
+    /// assert!(matches!(progress.last(), Some(FindProgress::Unavailable(_))));
+    /// # repo.shutdown().await;
+    /// # Ok::<(), tandem_repo::RepoError>(()) }).unwrap();
+    /// ```
+    pub async fn find_with_progress(
+        &self,
+        id: impl DocumentRef,
+    ) -> Result<impl Stream<Item = FindProgress> + Send + 'static, RepoError> {
+        let handle = self.find_handle(id, false).await?;
+        let states = handle.states();
+        Ok(futures::stream::unfold(
+            (handle, states, false, false),
+            |(handle, mut states, started, ended)| async move {
+                if ended {
+                    return None;
+                }
+                if started && states.changed().await.is_err() {
+                    // The repo shut down.
+                    let progress = FindProgress::Unavailable(handle.clone());
+                    return Some((progress, (handle, states, true, true)));
+                }
+                let state = *states.borrow_and_update();
+                let progress = match state {
+                    HandleState::Loading => FindProgress::Loading,
+                    HandleState::Requesting => FindProgress::Requesting {
+                        peers: handle.requesting_from(),
+                    },
+                    HandleState::Ready => FindProgress::Ready(handle.clone()),
+                    HandleState::Deleted => FindProgress::Deleted,
+                    _ => FindProgress::Unavailable(handle.clone()),
+                };
+                Some((progress, (handle, states, true, state.is_settled())))
+            },
+        ))
     }
 
     /// The hub's find; with `again`, an unavailable document is asked of the peers again
@@ -359,7 +404,7 @@ impl Repo {
         bytes: &[u8],
     ) -> Result<DocHandle, RepoError> {
         let incoming = load_untrusted(bytes).await?;
-        let handle = self.find_with_progress(id).await?;
+        let handle = self.find_handle(id, false).await?;
         let (reply, merged) = oneshot::channel();
         handle
             .shared

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use automerge::transaction::Transactable;
 use automerge::ROOT;
 use common::*;
+use futures::StreamExt;
 use tandem_core::DocumentId;
-use tandem_repo::{HandleState, Repo, RepoError};
+use tandem_repo::{FindProgress, HandleState, Repo, RepoError};
 
 async fn assert_unavailable(repo: &Repo) {
     let id = DocumentId::random();
@@ -66,12 +67,15 @@ async fn an_unavailable_document_becomes_ready_when_a_peer_with_it_connects() {
     let owner = Repo::builder().start().await.unwrap();
     let doc = owner.create_empty().await.unwrap();
     doc.change(|tx| tx.put(ROOT, "k", 1).unwrap()).unwrap();
-    let handle = seeker.find_with_progress(doc.url()).await.unwrap();
-    let state = handle
-        .wait_for_state(PATIENCE, |s| s.is_settled())
+    let progress: Vec<FindProgress> = seeker
+        .find_with_progress(doc.url())
         .await
-        .unwrap();
-    assert_eq!(state, HandleState::Unavailable);
+        .unwrap()
+        .collect()
+        .await;
+    let Some(FindProgress::Unavailable(handle)) = progress.last().cloned() else {
+        panic!("{progress:?}");
+    };
     let _link = link(&seeker, &owner).await;
     handle
         .wait_for_state(PATIENCE, |s| s == HandleState::Ready)
@@ -84,7 +88,6 @@ async fn an_unavailable_document_becomes_ready_when_a_peer_with_it_connects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_makes_the_find_time_out() {
-    use futures::StreamExt;
     use tandem_core::{Connection, LocalPeer, PeerMetadata};
     // A "peer" that never answers: we hold its end of the connection and read nothing.
     struct Silent(std::sync::Mutex<Option<Connection>>);
@@ -121,5 +124,28 @@ async fn a_silent_peer_makes_the_find_time_out() {
         .unwrap();
     let result = tokio::time::timeout(PATIENCE, repo.find(DocumentId::random())).await;
     assert!(matches!(result, Ok(Err(RepoError::Unavailable(_)))));
+    // Its progress: the silent peer is asked, and then the find gives up.
+    let mut progress = Box::pin(repo.find_with_progress(DocumentId::random()).await.unwrap());
+    let mut asked = None;
+    let last = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match progress.next().await {
+                Some(FindProgress::Requesting { peers }) => asked = Some(peers),
+                Some(FindProgress::Loading) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the find never settled");
+    assert_eq!(asked, Some(vec![tandem_core::PeerId::from("silent")]));
+    assert!(
+        matches!(last, Some(FindProgress::Unavailable(_))),
+        "{last:?}"
+    );
+    assert!(
+        progress.next().await.is_none(),
+        "progress went on after it settled"
+    );
     repo.shutdown().await;
 }

@@ -41,6 +41,15 @@ impl DocumentTask {
                 }
             }
             DocumentEffect::State(state) => {
+                let asked = match state {
+                    HandleState::Requesting => self.actor.sync_peers().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                *self
+                    .shared
+                    .requesting_from
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = asked;
                 self.shared.state.send_replace(state);
                 let document_id = || self.shared.document_id.clone();
                 match state {
