@@ -125,7 +125,6 @@ pub(crate) struct HandleShared {
     pub(crate) remote_heads: Mutex<HashMap<StorageId, RemoteHeadsEvent>>,
     pub(crate) remote_heads_events: EventFanout<RemoteHeadsEvent>,
     pub(crate) worker: mpsc::UnboundedSender<DocEvent>,
-    pub(crate) hub: mpsc::WeakSender<HubEvent>,
     /// Patches of local changes, logged as they were made while someone listened, for the
     /// worker's next change event (taken under the document's lock).
     pub(crate) local_patches: Mutex<Vec<LoggedPatches>>,
@@ -139,7 +138,6 @@ impl HandleShared {
         doc: Automerge,
         state: HandleState,
         worker: mpsc::UnboundedSender<DocEvent>,
-        hub: mpsc::WeakSender<HubEvent>,
     ) -> Self {
         HandleShared {
             document_id,
@@ -152,7 +150,6 @@ impl HandleShared {
             remote_heads: Mutex::new(HashMap::new()),
             remote_heads_events: EventFanout::new(EVENT_BUFFER),
             worker,
-            hub,
             local_patches: Mutex::new(Vec::new()),
         }
     }

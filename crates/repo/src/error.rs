@@ -41,6 +41,19 @@ pub enum RepoError {
     /// The repo has shut down.
     #[error("the repo has shut down")]
     Shutdown,
+    /// A wait took longer than allowed.
+    #[error(transparent)]
+    Timeout(#[from] Timeout),
+}
+
+/// A wait that took longer than allowed: the one error every wait with a limit returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {waited:?} waiting for {what}")]
+pub struct Timeout {
+    /// What was waited for.
+    pub what: String,
+    /// How long.
+    pub waited: std::time::Duration,
 }
 
 /// An error from [`DocHandle`](crate::DocHandle).
@@ -69,9 +82,9 @@ pub enum HandleError {
     /// A view (a handle at fixed heads) cannot be changed.
     #[error("{0} is a read-only view")]
     ReadOnly(tandem_core::AutomergeUrl),
-    /// Waiting took longer than allowed.
-    #[error("timed out waiting for document {0}")]
-    Timeout(DocumentId),
+    /// A wait took longer than allowed.
+    #[error(transparent)]
+    Timeout(#[from] Timeout),
 }
 
 impl From<automerge::AutomergeError> for RepoError {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-use automerge::transaction::Transaction;
+use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, ChangeHash, Patch, PatchLog, ReadDoc};
 use futures::Stream;
 use serde::de::DeserializeOwned;
@@ -12,9 +12,9 @@ use tandem_core::sync::HandleState;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, PeerId, StorageId, UrlHead};
 use tokio::sync::watch;
 
-use crate::channels::{Command, DocEvent, HandleShared, HubEvent};
+use crate::channels::{DocEvent, HandleShared};
 use crate::events::{ChangeOrigin, DocumentChange, EphemeralEvent, RemoteHeadsEvent};
-use crate::HandleError;
+use crate::{HandleError, Timeout};
 
 /// A document of a [`Repo`](crate::Repo): its state, its content, and its traffic.
 ///
@@ -82,7 +82,7 @@ impl DocHandle {
     /// A read-only handle on the document as it was at `heads` (automerge-repo's
     /// `handle.view(heads)`; also what [`Repo::find`](crate::Repo::find) returns for a URL with
     /// heads). It reads the same content forever; changing it is an error.
-    pub fn at(&self, heads: &[ChangeHash]) -> Result<DocHandle, HandleError> {
+    pub fn view(&self, heads: &[ChangeHash]) -> Result<DocHandle, HandleError> {
         let doc = self.ready_doc()?.fork_at(heads)?;
         Ok(DocHandle {
             shared: self.shared.clone(),
@@ -150,7 +150,13 @@ impl DocHandle {
         match waited {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(_)) => Err(HandleError::Shutdown),
-            Err(_) => Err(HandleError::Timeout(self.document_id().clone())),
+            Err(_) => Err(HandleError::Timeout(Timeout {
+                what: format!(
+                    "document {} to reach the state asked for",
+                    self.document_id()
+                ),
+                waited: timeout,
+            })),
         }
     }
 
@@ -206,12 +212,38 @@ impl DocHandle {
         &self,
         change: impl FnOnce(&mut Transaction<'_>) -> R,
     ) -> Result<R, HandleError> {
+        self.change_with(CommitOptions::default(), change)
+    }
+
+    /// [`change`](Self::change) with a commit message and time (read back by
+    /// [`metadata`](Self::metadata)).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use automerge::{transaction::{CommitOptions, Transactable}, ROOT};
+    /// let repo = tandem_repo::Repo::builder().start().await?;
+    /// let handle = repo.create_empty().await?;
+    /// let options = CommitOptions::default().with_message("set the title").with_time(1_700_000_000);
+    /// handle.change_with(options, |tx| tx.put(ROOT, "title", "hello"))??;
+    /// let head = handle.heads()?[0];
+    /// let made = handle.metadata(&head)?.expect("the change is there");
+    /// assert_eq!(made.message.as_deref(), Some("set the title"));
+    /// assert_eq!(made.time, 1_700_000_000);
+    /// repo.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn change_with<R>(
+        &self,
+        options: CommitOptions,
+        change: impl FnOnce(&mut Transaction<'_>) -> R,
+    ) -> Result<R, HandleError> {
         let result = {
             let mut doc = self.ready_doc()?;
             if self.shared.changes.receiver_count() == 0 {
                 let mut tx = doc.transaction();
                 let result = change(&mut tx);
-                tx.commit();
+                tx.commit_with(options);
                 result
             } else {
                 // Someone listens: log the patches now, in proportion to the change, rather
@@ -220,17 +252,17 @@ impl DocHandle {
                 let logged = match doc.transaction_log_patches(PatchLog::active()) {
                     Ok(mut tx) => {
                         let result = change(&mut tx);
-                        Ok((result, tx.commit().1))
+                        Ok((result, tx.commit_with(options).1))
                     }
-                    Err(_) => Err(change),
+                    Err(_) => Err((change, options)),
                 };
                 let (result, mut log) = match logged {
                     Ok(logged) => logged,
                     // A fresh log always fits; should it not, the worker diffs.
-                    Err(change) => {
+                    Err((change, options)) => {
                         let mut tx = doc.transaction();
                         let result = change(&mut tx);
-                        tx.commit();
+                        tx.commit_with(options);
                         (result, PatchLog::inactive())
                     }
                 };
@@ -272,12 +304,6 @@ impl DocHandle {
     /// The current heads in their URL (Base58Check) form.
     pub fn url_heads(&self) -> Result<Vec<UrlHead>, HandleError> {
         self.with_doc(|doc| url_heads(&doc.get_heads()))
-    }
-
-    /// A read-only copy of the document as it was at `heads`.
-    pub fn view(&self, heads: &[ChangeHash]) -> Result<Automerge, HandleError> {
-        self.with_doc(|doc| doc.fork_at(heads))?
-            .map_err(HandleError::from)
     }
 
     /// Every change hash, in causal order.
@@ -350,24 +376,6 @@ impl DocHandle {
     /// Remote heads as they are learned.
     pub fn remote_heads_changes(&self) -> impl Stream<Item = RemoteHeadsEvent> + Send + 'static {
         self.shared.remote_heads_events.subscribe()
-    }
-
-    /// Deletes the document here: removes it from storage and marks this handle deleted. Peers
-    /// are not told (there is no such message).
-    pub async fn delete(&self) -> Result<(), crate::RepoError> {
-        let hub = self
-            .shared
-            .hub
-            .upgrade()
-            .ok_or(crate::RepoError::Shutdown)?;
-        let (reply, done) = tokio::sync::oneshot::channel();
-        hub.send(HubEvent::Command(Command::Delete {
-            document_id: self.shared.document_id.clone(),
-            reply,
-        }))
-        .await
-        .map_err(|_| crate::RepoError::Shutdown)?;
-        done.await.map_err(|_| crate::RepoError::Shutdown)
     }
 }
 

@@ -59,7 +59,7 @@ mod share_policy;
 
 pub use builder::RepoBuilder;
 pub use document_ref::DocumentRef;
-pub use error::{HandleError, RepoError};
+pub use error::{HandleError, RepoError, Timeout};
 pub use events::{
     ChangeOrigin, DocumentChange, EphemeralEvent, FindProgress, RemoteHeadsEvent, RepoEvent,
 };

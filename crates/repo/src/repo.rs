@@ -19,7 +19,7 @@ use crate::context::RepoContext;
 use crate::heavy_work::heavy_owned;
 use crate::hub::Hub;
 use crate::initial::document_from_json;
-use crate::{DocHandle, DocumentRef, FindProgress, RepoError, RepoEvent};
+use crate::{DocHandle, DocumentRef, FindProgress, RepoError, RepoEvent, Timeout};
 
 /// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
 /// with every connected peer the share policy allows, saved as they change.
@@ -168,9 +168,10 @@ impl Repo {
         match waited {
             Ok(Ok(peers)) => Ok(peers),
             Ok(Err(_)) => Err(RepoError::Shutdown),
-            Err(_) => Err(RepoError::Network(tandem_core::NetworkError::Other(
-                format!("{what} did not connect within {timeout:?}"),
-            ))),
+            Err(_) => Err(RepoError::Timeout(Timeout {
+                what: format!("{what} to connect"),
+                waited: timeout,
+            })),
         }
     }
 
@@ -367,7 +368,7 @@ impl Repo {
                         return Err(RepoError::UnknownHeads(handle.document_id().clone()));
                     }
                     handle
-                        .at(&heads)
+                        .view(&heads)
                         .map_err(|_| RepoError::UnknownHeads(handle.document_id().clone()))
                 }
             },

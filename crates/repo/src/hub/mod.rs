@@ -339,13 +339,7 @@ impl Hub {
                 },
             ),
         };
-        let shared = Arc::new(HandleShared::new(
-            document_id.clone(),
-            document,
-            state,
-            tx,
-            self.me.clone(),
-        ));
+        let shared = Arc::new(HandleShared::new(document_id.clone(), document, state, tx));
         if let Some(gossip) = &self.ctx.gossip {
             // Gossip may have told us about the document before anyone opened it here.
             let mut known = shared
