@@ -17,7 +17,7 @@ async fn a_view_reads_the_document_at_its_heads_and_cannot_be_changed() {
 
     let view = handle.view(&then).unwrap();
     let n = |h: &tandem_repo::DocHandle| {
-        h.with_doc(|d| d.get(ROOT, "n").unwrap().unwrap().0.to_i64())
+        h.with_doc(|d| d.get(ROOT, "n").unwrap().unwrap().0.as_i64())
             .unwrap()
     };
     assert_eq!(n(&view), Some(1));
