@@ -51,6 +51,11 @@ pub(crate) enum Command {
         document_id: DocumentId,
         reply: oneshot::Sender<()>,
     },
+    /// Out of memory now; answered once it is (at once if it was not in memory).
+    Evict {
+        document_id: DocumentId,
+        reply: oneshot::Sender<()>,
+    },
     Flush {
         documents: Option<Vec<DocumentId>>,
         reply: oneshot::Sender<Result<(), RepoError>>,

@@ -377,6 +377,33 @@ impl Repo {
         }
     }
 
+    /// Takes a document out of memory now, saved first, whether or not a handle is held
+    /// (automerge-repo's `removeFromCache`): held handles turn
+    /// [`Unloaded`](HandleState::Unloaded), and a later [`find`](Self::find) loads it again.
+    /// Returns once it is out of memory (at once if it was not in memory).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let repo = tandem_repo::Repo::builder()
+    ///     .storage(tandem_storage_mem::MemoryStorage::new())
+    ///     .start()
+    ///     .await?;
+    /// let handle = repo.create_empty().await?;
+    /// let heads = handle.heads()?;
+    /// repo.evict(handle.document_id()).await?;
+    /// assert!(repo.documents().await?.is_empty());
+    /// assert_eq!(handle.state(), tandem_repo::HandleState::Unloaded);
+    /// let again = repo.find(handle.document_id()).await?;
+    /// assert_eq!(again.heads()?, heads);
+    /// # repo.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn evict(&self, id: impl DocumentRef) -> Result<(), RepoError> {
+        let document_id = id.to_document_id()?;
+        self.command(|reply| Command::Evict { document_id, reply })
+            .await
+    }
+
     /// Deletes a document here: from memory and storage. Peers keep their copies.
     pub async fn delete(&self, id: impl DocumentRef) -> Result<(), RepoError> {
         let document_id = id.to_document_id()?;

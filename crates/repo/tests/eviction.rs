@@ -61,3 +61,31 @@ async fn ten_thousand_documents_touched_once_are_unloaded_and_still_found() {
         .unwrap();
     repo.shutdown().await;
 }
+
+/// `Repo::evict` takes a held document out of memory at once, saving its last change first;
+/// the held handle turns unloaded and a find loads the document again, change included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_document_is_saved_unloaded_and_found_again() {
+    let repo = Repo::builder()
+        .storage(MemoryStorage::new())
+        .save_debounce(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(repo.events());
+    let held = repo.create_empty().await.unwrap();
+    held.change(|tx| tx.put(ROOT, "n", 7).unwrap()).unwrap();
+    repo.evict(held.document_id()).await.unwrap();
+    assert_eq!(held.state(), tandem_repo::HandleState::Unloaded);
+    assert!(repo.documents().await.unwrap().is_empty());
+    wait_for_unloads(&mut events, 1).await;
+
+    let again = repo.find(held.document_id()).await.unwrap();
+    let n = again
+        .with_doc(|d| d.get(ROOT, "n").unwrap().unwrap().0.as_i64())
+        .unwrap();
+    assert_eq!(n, Some(7));
+    // Evicting what is not in memory is nothing to wait for.
+    repo.evict(tandem_core::DocumentId::random()).await.unwrap();
+    repo.shutdown().await;
+}

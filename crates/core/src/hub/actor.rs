@@ -174,6 +174,11 @@ impl HubActor {
                 self.effects.push(HubEffect::Completed(command));
             }
             HubInput::DocumentIdle(actor) => self.idle(actor),
+            HubInput::Evict(document_id) => {
+                if let Some(actor) = self.documents.get(&document_id).copied() {
+                    self.idle(actor);
+                }
+            }
             HubInput::DocumentStopped(actor) => self.stopped(actor),
             HubInput::DocumentFailed(actor) => {
                 if let Some(document_id) = self.actors.remove(&actor) {

@@ -82,6 +82,9 @@ pub enum HubInput {
     },
     /// A document's actor has been idle for its idle time and nobody holds its handle.
     DocumentIdle(DocumentActorId),
+    /// The application takes a document out of memory now (saved first), held or not
+    /// (automerge-repo's `removeFromCache`). As for an idle one, a later find loads it again.
+    Evict(DocumentId),
     /// A document's actor ended (stopped after an eviction, or deleted).
     DocumentStopped(DocumentActorId),
     /// A document's actor failed (its task panicked): it is gone.

@@ -379,7 +379,7 @@ impl Node {
             return false;
         }
         self.steps
-            .push_back(Step::Hub(HubInput::DocumentIdle(actor)));
+            .push_back(Step::Hub(HubInput::Evict(document_id.clone())));
         self.run();
         true
     }

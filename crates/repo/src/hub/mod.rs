@@ -57,6 +57,8 @@ pub(crate) struct Hub {
     joins: HashMap<CommandId, Vec<BoxFuture<'static, Result<(), RepoError>>>>,
     /// Evicted documents' tasks, until they end: the next task of the document waits for them.
     stopping: HashMap<DocumentActorId, oneshot::Receiver<()>>,
+    /// Who waits for `Repo::evict` of a document's task, until it ends.
+    evicting: HashMap<DocumentActorId, Vec<oneshot::Sender<()>>>,
     /// The document of the `Create` being fed.
     creating: Option<Automerge>,
     /// The in-flight permit of the message being fed.
@@ -83,6 +85,7 @@ impl Hub {
             replies: Pending::new(),
             joins: HashMap::new(),
             stopping: HashMap::new(),
+            evicting: HashMap::new(),
             creating: None,
             in_flight: None,
             peers,
@@ -161,6 +164,9 @@ impl Hub {
             let unloaded = RepoEvent::Unloaded(shared.document_id.clone());
             self.ctx.events.send(unloaded);
         }
+        for reply in self.evicting.remove(&actor).unwrap_or_default() {
+            let _ = reply.send(());
+        }
     }
 
     fn command_input(&mut self, command: Command) -> Option<HubInput> {
@@ -188,6 +194,16 @@ impl Hub {
             Command::Delete { document_id, reply } => HubInput::Delete {
                 command: self.command(Reply::Delete(reply)),
                 document_id,
+            },
+            Command::Evict { document_id, reply } => match self.actor.actor_of(&document_id) {
+                Some(actor) => {
+                    self.evicting.entry(actor).or_default().push(reply);
+                    HubInput::Evict(document_id)
+                }
+                None => {
+                    let _ = reply.send(());
+                    return None;
+                }
             },
             Command::Flush { documents, reply } => HubInput::Flush {
                 command: self.command(Reply::Joined(reply)),
