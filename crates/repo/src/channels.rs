@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit};
 
 use crate::event_fanout::EventFanout;
 use crate::events::{DocumentChange, EphemeralEvent, RemoteHeadsEvent};
+use crate::network::NetworkId;
 use crate::outbox::PeerLink;
 use crate::RepoError;
 
@@ -22,7 +23,8 @@ pub(crate) const QUEUE_DEPTH: usize = 1024;
 
 pub(crate) enum HubEvent {
     Command(Command),
-    Connected(Connection),
+    /// A connection a transport opened.
+    Connected(Connection, NetworkId),
     Incoming(ConnectionId, Message, InFlight),
     Disconnected(ConnectionId),
     /// The share policy's answer to `announce(peer, None)`.
@@ -49,6 +51,11 @@ pub(crate) enum Command {
     },
     Delete {
         document_id: DocumentId,
+        reply: oneshot::Sender<()>,
+    },
+    /// Close every connection of a transport (which no longer opens new ones).
+    RemoveNetwork {
+        network: NetworkId,
         reply: oneshot::Sender<()>,
     },
     /// Out of memory now; answered once it is (at once if it was not in memory).

@@ -1,6 +1,7 @@
 //! [`Repo`]: the documents of one process, their storage and their peers (PROTOCOL.md §6.3).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::context::RepoContext;
 use crate::heavy_work::heavy_owned;
 use crate::hub::Hub;
 use crate::initial::document_from_json;
+use crate::network::NetworkId;
 use crate::{DocHandle, DocumentRef, FindProgress, RepoError, RepoEvent, Timeout};
 
 /// A repository of Automerge documents: found in storage or fetched from peers, kept in sync
@@ -55,18 +57,25 @@ struct RepoInner {
     hub: mpsc::Sender<HubEvent>,
     peers: watch::Receiver<BTreeMap<PeerId, PeerMetadata>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Each transport's task, which hands the hub the connections it opens.
+    networks: Mutex<BTreeMap<NetworkId, JoinHandle<()>>>,
+    networks_added: AtomicU64,
+}
+
+impl RepoInner {
+    fn abort_tasks(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let networks =
+            std::mem::take(&mut *self.networks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks.into_iter().chain(networks.into_values()) {
+            task.abort();
+        }
+    }
 }
 
 impl Drop for RepoInner {
     fn drop(&mut self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            task.abort();
-        }
+        self.abort_tasks();
     }
 }
 
@@ -92,6 +101,8 @@ impl Repo {
                 hub: hub_tx,
                 peers: peers_rx,
                 tasks: Mutex::new(vec![hub_task]),
+                networks: Mutex::new(BTreeMap::new()),
+                networks_added: AtomicU64::new(0),
             }),
         }
     }
@@ -176,14 +187,40 @@ impl Repo {
     }
 
     /// Starts another transport.
-    pub async fn add_network(&self, adapter: impl NetworkAdapter) -> Result<(), RepoError> {
+    pub async fn add_network(&self, adapter: impl NetworkAdapter) -> Result<NetworkId, RepoError> {
         self.add_network_boxed(Box::new(adapter)).await
+    }
+
+    /// Stops a transport: it opens no more connections, and its connections close (their
+    /// peers leave every document, as when they disconnect).
+    pub async fn remove_network(&self, network: NetworkId) -> Result<(), RepoError> {
+        let task = self
+            .inner
+            .networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&network);
+        if let Some(task) = task {
+            task.abort();
+        }
+        self.command(|reply| Command::RemoveNetwork { network, reply })
+            .await
+    }
+
+    /// The transports running, in the order they were added (the builder's first).
+    pub fn networks(&self) -> Vec<NetworkId> {
+        let networks = self
+            .inner
+            .networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        networks.keys().copied().collect()
     }
 
     pub(crate) async fn add_network_boxed(
         &self,
         adapter: Box<dyn NetworkAdapter>,
-    ) -> Result<(), RepoError> {
+    ) -> Result<NetworkId, RepoError> {
         let ctx = &self.inner.ctx;
         let local = LocalPeer {
             peer_id: ctx.peer_id.clone(),
@@ -193,21 +230,26 @@ impl Repo {
             },
         };
         let mut connections = adapter.start(local).await?;
+        let network = NetworkId(self.inner.networks_added.fetch_add(1, Ordering::Relaxed));
         let hub = self.inner.hub.downgrade();
         let task = tokio::spawn(async move {
             while let Some(connection) = connections.next().await {
                 let Some(hub) = hub.upgrade() else { return };
-                if hub.send(HubEvent::Connected(connection)).await.is_err() {
+                if hub
+                    .send(HubEvent::Connected(connection, network))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         });
         self.inner
-            .tasks
+            .networks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(task);
-        Ok(())
+            .insert(network, task);
+        Ok(network)
     }
 
     pub(crate) async fn command<T>(
@@ -548,15 +590,7 @@ impl Repo {
     /// [`RepoError::Shutdown`].
     pub async fn shutdown(&self) {
         let _ = self.command(|reply| Command::Shutdown { reply }).await;
-        for task in self
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            task.abort();
-        }
+        self.inner.abort_tasks();
     }
 }
 

@@ -292,3 +292,36 @@ async fn a_url_with_heads_finds_a_read_only_view_at_those_heads() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A transport removed closes its connections (the peer leaves, on both sides) and opens no
+/// more; a transport added later connects again and syncs what changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_network_disconnects_and_another_reconnects() {
+    let alice = Repo::builder().peer_id("alice").start().await.unwrap();
+    let bob = Repo::builder().peer_id("bob").start().await.unwrap();
+    let (left, right, _link) = tandem_repo::network::memory::pair();
+    let network = alice.add_network(left).await.unwrap();
+    bob.add_network(right).await.unwrap();
+    wait_connected(&alice, &bob).await;
+    assert_eq!(alice.networks(), vec![network]);
+    let doc = alice.create_empty().await.unwrap();
+    let at_bob = bob.find(doc.url()).await.unwrap();
+
+    alice.remove_network(network).await.unwrap();
+    let mut alices = alice.peer_changes();
+    let mut bobs = bob.peer_changes();
+    tokio::time::timeout(PATIENCE, async {
+        alices.wait_for(|p| p.is_empty()).await.unwrap();
+        bobs.wait_for(|p| p.is_empty()).await.unwrap();
+    })
+    .await
+    .expect("the peers did not leave");
+    assert!(alice.networks().is_empty());
+    doc.change(|tx| tx.put(ROOT, "while", "apart").unwrap())
+        .unwrap();
+
+    let _again = link(&alice, &bob).await;
+    wait_for_heads(&at_bob, &doc.heads().unwrap()).await;
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

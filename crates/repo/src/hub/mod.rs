@@ -7,7 +7,7 @@
 //! queue: document inboxes are unbounded, and what a peer can put in them is bounded by its
 //! connection's in-flight allowance ([`crate::connection_io`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::Automerge;
@@ -28,6 +28,7 @@ use crate::connection_io::{read_connection, write_connection};
 use crate::context::RepoContext;
 use crate::document_task::{self, Begin};
 use crate::events::RemoteHeadsEvent;
+use crate::network::NetworkId;
 use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
 use crate::{RepoError, RepoEvent};
@@ -50,8 +51,12 @@ pub(crate) struct Hub {
     /// Each document task's handle.
     documents: HashMap<DocumentActorId, Arc<HandleShared>>,
     links: HashMap<ConnectionId, PeerLink>,
-    /// Connections waiting for the actor's verdict.
-    joining: Pending<Connection>,
+    /// Connections waiting for the actor's verdict, with the transport that opened each.
+    joining: Pending<(Connection, NetworkId)>,
+    /// The transport of each open connection.
+    networks: HashMap<ConnectionId, NetworkId>,
+    /// Transports removed: a connection of theirs still joining closes once accepted.
+    removed_networks: HashSet<NetworkId>,
     replies: Pending<Reply>,
     /// The answers of the documents a command told, to wait for together.
     joins: HashMap<CommandId, Vec<BoxFuture<'static, Result<(), RepoError>>>>,
@@ -86,6 +91,8 @@ impl Hub {
             joins: HashMap::new(),
             stopping: HashMap::new(),
             evicting: HashMap::new(),
+            networks: HashMap::new(),
+            removed_networks: HashSet::new(),
             creating: None,
             in_flight: None,
             peers,
@@ -117,11 +124,11 @@ impl Hub {
     fn input(&mut self, event: HubEvent) -> Option<HubInput> {
         Some(match event {
             HubEvent::Command(command) => return self.command_input(command),
-            HubEvent::Connected(connection) => {
+            HubEvent::Connected(connection, network) => {
                 let peer = connection.remote.peer_id.clone();
                 let metadata = connection.remote.metadata.clone();
                 HubInput::Connect {
-                    command: self.joining.insert(connection),
+                    command: self.joining.insert((connection, network)),
                     peer,
                     metadata,
                 }
@@ -133,7 +140,10 @@ impl Hub {
                     message,
                 }
             }
-            HubEvent::Disconnected(connection) => HubInput::Disconnected(connection),
+            HubEvent::Disconnected(connection) => {
+                self.networks.remove(&connection);
+                HubInput::Disconnected(connection)
+            }
             HubEvent::Answered(question, allowed) => HubInput::Answered { question, allowed },
             HubEvent::Idle(actor) => {
                 // One reference is ours, one the task's: any other is a user's handle.
@@ -215,6 +225,16 @@ impl Hub {
             Command::SharePolicyChanged { reply } => HubInput::SharePolicyChanged {
                 command: self.command(Reply::Unit(reply)),
             },
+            Command::RemoveNetwork { network, reply } => {
+                self.removed_networks.insert(network);
+                for (connection, _) in self.networks.iter().filter(|(_, n)| **n == network) {
+                    if let Some(link) = self.links.get(connection) {
+                        link.outbox.close();
+                    }
+                }
+                let _ = reply.send(());
+                return None;
+            }
             Command::Documents { reply } => {
                 let _ = reply.send(self.actor.documents().map(|(id, _)| id.clone()).collect());
                 return None;
@@ -309,15 +329,23 @@ impl Hub {
 
     /// Starts a connection's IO under the id the actor gave it.
     fn open(&mut self, command: CommandId, connection: ConnectionId) {
-        let Some(Connection {
-            remote,
-            outgoing,
-            incoming,
-        }) = self.joining.take(command)
+        let Some((
+            Connection {
+                remote,
+                outgoing,
+                incoming,
+            },
+            network,
+        )) = self.joining.take(command)
         else {
             return;
         };
+        self.networks.insert(connection, network);
         let (outbox, outbox_rx) = outbox();
+        if self.removed_networks.contains(&network) {
+            // Accepted after its transport was removed: it closes at once.
+            outbox.close();
+        }
         let link = PeerLink {
             peer_id: remote.peer_id,
             metadata: remote.metadata,
