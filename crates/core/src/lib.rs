@@ -57,6 +57,7 @@ pub mod message;
 pub mod network;
 mod peer;
 pub mod persistence;
+pub mod presence;
 pub mod storage;
 pub mod sync;
 pub mod testing;
