@@ -13,6 +13,7 @@ use common::{doc_to_tagged_json as tagged, NodeProcess};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
 use tandem::net_ws::{ClientConfig, ServerConfig, WebSocketClient, WebSocketServer};
+use tandem::repo::presence::PresenceConfig;
 use tandem::{Access, DocHandle, FnSharePolicy, Repo};
 use tandem_server::{Options, Server};
 
@@ -349,6 +350,58 @@ async fn a_read_only_js_client_receives_everything_and_changes_nothing() {
     assert_eq!(followed["content"]["later"], json!(1));
     assert_eq!(followed["content"]["js"], json!(true));
     tokio::task::block_in_place(|| node.finish(PATIENCE));
+    server.shutdown().await;
+}
+
+/// Presence between a Rust client and a JS client (automerge-repo 2.5.6's `Presence`) through
+/// tandem-server: each sees the other's state and updates, and the JS peer's goodbye makes the
+/// Rust side forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_shared_with_a_js_peer_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = tandem_server(dir.path()).await;
+    let rust = tandem_client(&url).await;
+    let doc = create_rich(&rust).await;
+    server.repo().find(doc.url()).await.unwrap();
+    let config = PresenceConfig {
+        heartbeat: Duration::from_millis(200),
+        peer_ttl: Duration::from_secs(1),
+    };
+    let presence = doc.presence(
+        config,
+        json!({"name": "rust"}).as_object().cloned().unwrap(),
+    );
+    let mut peers = presence.peer_changes();
+
+    let mut node = NodeProcess::start("ws-peer.mjs", &["presence", &url, &doc.url().to_string()]);
+    let saw = node.next_json_async(PATIENCE).await;
+    assert_eq!(saw["saw"], json!({"name": "rust"}));
+    assert_eq!(saw["peerId"], json!(rust.peer_id().as_str()));
+    let named_js_at_42 =
+        |peers: &std::collections::BTreeMap<_, tandem::repo::presence::PeerPresence>| {
+            peers.values().any(|p| {
+                p.state.get("name") == Some(&json!("js"))
+                    && p.state.get("cursor") == Some(&json!(42))
+            })
+        };
+    tokio::time::timeout(PATIENCE, peers.wait_for(named_js_at_42))
+        .await
+        .expect("the JS peer's presence never arrived")
+        .unwrap();
+
+    presence.broadcast("cursor", json!(7)).unwrap();
+    assert_eq!(node.next_json_async(PATIENCE).await, json!({"cursor": 7}));
+    assert_eq!(
+        node.next_json_async(PATIENCE).await,
+        json!({"stopped": true})
+    );
+    tokio::time::timeout(PATIENCE, peers.wait_for(|p| p.is_empty()))
+        .await
+        .expect("the JS peer's goodbye was not heard")
+        .unwrap();
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    presence.stop().await;
+    rust.shutdown().await;
     server.shutdown().await;
 }
 

@@ -19,13 +19,18 @@
 //                                                 after it, broadcast {sent: true} and print
 //                                                 {ready}; then print {content} once the
 //                                                 document holds <key> (a change from elsewhere)
+//   node ws-peer.mjs presence <ws-url> <doc-url>   share presence as {name: "js"} (heartbeats every
+//                                                 200 ms); print {saw} once a peer present is
+//                                                 named "rust", broadcast cursor = 42, print
+//                                                 {cursor} once that peer's cursor is 7, then stop
+//                                                 (a goodbye) and print {stopped}
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
 // Content is printed "tagged" so that Rust can compare types, not only JSON shapes: bytes as
 // {"$bytes": [...]}, counters as {"$counter": n}, text as strings.
 import * as A from "@automerge/automerge"
-import { Repo, generateAutomergeUrl, decodeHeads } from "@automerge/automerge-repo"
+import { Repo, Presence, generateAutomergeUrl, decodeHeads } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter, WebSocketServerAdapter } from "@automerge/automerge-repo-network-websocket"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { WebSocketServer } from "ws"
@@ -185,6 +190,28 @@ switch (command) {
     out({ ready: true })
     while (handle.doc()[key] === undefined) await new Promise(r => handle.once("change", r))
     out({ content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "presence": {
+    const [url, docUrl] = args
+    const repo = await client(url)
+    const handle = await repo.find(docUrl)
+    const presence = new Presence({ handle })
+    const heard = () => new Promise(r => {
+      presence.once("snapshot", r)
+      presence.once("update", r)
+    })
+    const rust = () =>
+      Object.values(presence.getPeerStates().value).find(peer => peer.value.name === "rust")
+    presence.start({ initialState: { name: "js" }, heartbeatMs: 200, peerTtlMs: 1000 })
+    while (!rust()) await heard()
+    out({ saw: rust().value, peerId: rust().peerId })
+    presence.broadcast("cursor", 42)
+    while (rust()?.value.cursor !== 7) await heard()
+    out({ cursor: rust().value.cursor })
+    presence.stop()
+    out({ stopped: true })
     await repo.shutdown()
     break
   }

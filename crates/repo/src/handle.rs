@@ -357,10 +357,41 @@ impl DocHandle {
     pub async fn broadcast<T: Serialize>(&self, value: &T) -> Result<(), HandleError> {
         let mut data = Vec::new();
         ciborium::into_writer(value, &mut data).map_err(|e| HandleError::Encode(e.to_string()))?;
+        self.broadcast_encoded(data)
+    }
+
+    /// Broadcasts a value already CBOR-encoded.
+    pub(crate) fn broadcast_encoded(&self, data: Vec<u8>) -> Result<(), HandleError> {
         self.shared
             .worker
             .send(DocEvent::Broadcast(data))
             .map_err(|_| HandleError::Shutdown)
+    }
+
+    /// Starts sharing presence on this document — who is here and what they are doing — with
+    /// `initial` as our state; automerge-repo's `Presence`, and heard by it. Dropping the
+    /// returned [`Presence`] (or [`Presence::stop`]) says goodbye.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use serde_json::json;
+    /// use tandem_repo::presence::PresenceConfig;
+    /// let repo = tandem_repo::Repo::builder().start().await?;
+    /// let handle = repo.create_empty().await?;
+    /// let initial = json!({"name": "ada"}).as_object().cloned().unwrap_or_default();
+    /// let presence = handle.presence(PresenceConfig::default(), initial);
+    /// presence.broadcast("cursor", json!({"line": 3}))?;
+    /// assert!(presence.peers().is_empty()); // nobody else here yet
+    /// presence.stop().await;
+    /// repo.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn presence(
+        &self,
+        config: crate::presence::PresenceConfig,
+        initial: serde_json::Map<String, serde_json::Value>,
+    ) -> crate::presence::Presence {
+        crate::presence::Presence::start(self.clone(), config, initial)
     }
 
     /// The heads a remote storage was last known to hold of this document.

@@ -53,6 +53,7 @@ mod initial;
 pub mod network;
 mod outbox;
 mod pending;
+pub mod presence;
 mod repo;
 mod save_task;
 mod share_policy;
