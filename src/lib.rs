@@ -55,3 +55,8 @@ pub use tandem_storage_fs as storage_fs;
 /// WebSocket adapters (`tandem-net-ws`).
 #[cfg(feature = "net-ws")]
 pub use tandem_net_ws as net_ws;
+
+/// The README's Rust example, compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
