@@ -12,12 +12,12 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use tandem_net_ws::{websocket_accept_key, ServerConfig, WebSocketAcceptor};
+use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, ServerConfig, WebSocketAcceptor};
 use tandem_repo::{AskOnly, Repo};
 use tracing::debug;
 
@@ -31,7 +31,8 @@ pub fn router(acceptor: WebSocketAcceptor) -> Router {
 
 /// Answers the upgrade with `101` and serves the socket once hyper lets go of it.
 async fn sync(State(acceptor): State<WebSocketAcceptor>, mut request: Request) -> Response {
-    let Some(key) = upgrade_key(request.headers()) else {
+    let headers = request.headers();
+    let Some(key) = websocket_upgrade_key(|name| headers.get(name)?.to_str().ok()) else {
         return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response();
     };
     // This is where an application authenticates the request (a cookie, a query token) and
@@ -56,27 +57,6 @@ async fn sync(State(acceptor): State<WebSocketAcceptor>, mut request: Request) -
         .header(header::SEC_WEBSOCKET_ACCEPT, websocket_accept_key(&key))
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// The `Sec-WebSocket-Key` of a version-13 WebSocket upgrade request.
-fn upgrade_key(headers: &HeaderMap) -> Option<String> {
-    let has = |name: header::HeaderName, token: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
-        return None;
-    }
-    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
-        return None;
-    }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
 }
 
 /// Starts a repo whose network is the acceptor, and serves the router.

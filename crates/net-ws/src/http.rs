@@ -120,6 +120,36 @@ pub fn websocket_accept_key(sec_websocket_key: &str) -> String {
     derive_accept_key(sec_websocket_key.as_bytes())
 }
 
+/// The `Sec-WebSocket-Key` of a request, if it is a version-13 WebSocket upgrade; `header`
+/// reads one request header by (lower-case) name from whatever HTTP framework holds it.
+///
+/// ```
+/// let headers = [
+///     ("upgrade", "websocket"),
+///     ("connection", "keep-alive, Upgrade"),
+///     ("sec-websocket-version", "13"),
+///     ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+/// ];
+/// let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+/// assert_eq!(
+///     tandem_net_ws::websocket_upgrade_key(header).as_deref(),
+///     Some("dGhlIHNhbXBsZSBub25jZQ==")
+/// );
+/// assert_eq!(tandem_net_ws::websocket_upgrade_key(|_| None), None);
+/// ```
+pub fn websocket_upgrade_key<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+    let has = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has("upgrade", "websocket")
+        || !has("connection", "upgrade")
+        || !has("sec-websocket-version", "13")
+    {
+        return None;
+    }
+    header("sec-websocket-key").map(str::to_owned)
+}
+
 pub(crate) fn switching_protocols(request: &UpgradeRequest) -> Vec<u8> {
     let key = request.header("sec-websocket-key").unwrap_or_default();
     format!(

@@ -37,7 +37,7 @@ mod socket;
 pub mod tls;
 
 pub use client::{ClientConfig, ClientError, ConnectionState, WebSocketClient};
-pub use http::{websocket_accept_key, UpgradeRequest};
+pub use http::{websocket_accept_key, websocket_upgrade_key, UpgradeRequest};
 /// The rustls version the TLS settings are built with.
 pub use rustls;
 pub use server::{

@@ -10,16 +10,20 @@
 
 #![warn(missing_docs)]
 
+mod http;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tandem_net_ws::{ServerConfig, WebSocketServer, DEFAULT_MAX_FRAME};
+use tandem_core::StorageAdapter;
+use tandem_net_ws::{ServerConfig, WebSocketAcceptor, DEFAULT_MAX_FRAME};
 use tandem_repo::{AskOnly, Repo, RepoError};
 use tandem_storage_fs::FsStorage;
 use tandem_storage_mem::MemoryStorage;
+use tokio::net::TcpListener;
 use tracing::info;
 
 /// Command-line options; each can also come from the environment variable named in its help.
@@ -87,6 +91,8 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     repo: Repo,
+    /// The HTTP front's accept loop.
+    http: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
     url: String,
 }
@@ -104,25 +110,25 @@ impl Server {
             tls,
             ..ServerConfig::default()
         };
-        let listener = WebSocketServer::bind(address.as_str(), config)
+        let bind_error = |source: std::io::Error| ServerError::Bind {
+            address: address.clone(),
+            source: source.into(),
+        };
+        let listener = TcpListener::bind(address.as_str())
             .await
-            .map_err(|source| ServerError::Bind {
-                address: address.clone(),
-                source,
-            })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { address, source })?;
+            .map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let (sockets, acceptor) = WebSocketAcceptor::new(config);
         let mut builder = Repo::builder()
             // A public sync server announces nothing and serves whoever asks.
             .share_policy(AskOnly)
             .remote_heads_gossip(options.remote_heads_gossip)
             .idle_timeout(Duration::from_secs(options.idle_seconds))
-            .network(listener);
-        if options.memory {
+            .network(sockets);
+        let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which
             // clients use to tell what the server holds.
-            builder = builder.storage(MemoryStorage::new());
+            Arc::new(MemoryStorage::new())
         } else {
             let storage =
                 FsStorage::open(&options.data_dir).map_err(|source| ServerError::Storage {
@@ -130,11 +136,18 @@ impl Server {
                     source,
                 })?;
             // A client told "synced" must never lose that change to a crash.
-            builder = builder
-                .shared_storage(Arc::new(storage))
-                .durable_acknowledgement(true);
-        }
+            builder = builder.durable_acknowledgement(true);
+            Arc::new(storage)
+        };
+        builder = builder.shared_storage(storage.clone());
         let repo = builder.start().await?;
+        let http = http::serve(
+            listener,
+            http::Front {
+                acceptor,
+                storage: (!options.memory).then_some(storage),
+            },
+        );
         info!(
             address = %local_addr,
             storage = if options.memory { "memory".to_owned() } else { options.data_dir.display().to_string() },
@@ -148,6 +161,7 @@ impl Server {
         };
         Ok(Server {
             repo,
+            http,
             url: format!("{scheme}://{local_addr}"),
             local_addr,
         })
@@ -170,6 +184,7 @@ impl Server {
 
     /// Stops accepting, saves every document, closes every socket.
     pub async fn shutdown(self) {
+        self.http.abort();
         self.repo.shutdown().await;
     }
 }

@@ -1,0 +1,160 @@
+//! The server's HTTP front, on axum and hyper: a WebSocket upgrade on any path (JS clients
+//! connect to whatever URL they are given) is handed to the repo's acceptor; `GET /healthz`
+//! answers while the process serves, `GET /readyz` only while storage answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tandem_core::{StorageAdapter, StorageKey};
+use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, WebSocketAcceptor};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+/// How long `/readyz` waits for storage before it calls it down.
+const READY_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct Front {
+    pub(crate) acceptor: WebSocketAcceptor,
+    /// `None` when documents live in memory: always ready.
+    pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
+}
+
+/// Serves `listener` until the returned task is aborted: each connection (through TLS when
+/// configured) gets hyper's HTTP/1 with upgrades, its request head within the handshake
+/// timeout.
+pub(crate) fn serve(listener: TcpListener, front: Front) -> JoinHandle<()> {
+    let app = Router::new().fallback(any).with_state(front.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: the listener stays; try again shortly.
+                    debug!(%error, "accept failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            };
+            let app = app.clone();
+            let config = front.acceptor.config().clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let served = match &config.tls {
+                    None => connection(TokioIo::new(stream), app, config.handshake_timeout).await,
+                    Some(tls) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                        match tokio::time::timeout(
+                            config.handshake_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => {
+                                connection(TokioIo::new(stream), app, config.handshake_timeout)
+                                    .await
+                            }
+                            Ok(Err(error)) => Err(format!("TLS: {error}")),
+                            Err(_) => Err("no TLS handshake in time".to_owned()),
+                        }
+                    }
+                };
+                if let Err(error) = served {
+                    debug!(%remote, %error, "HTTP connection ended");
+                }
+            });
+        }
+    })
+}
+
+async fn connection<I>(io: TokioIo<I>, app: Router, head_timeout: Duration) -> Result<(), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .serve_connection(io, TowerToHyperService::new(app))
+        .with_upgrades()
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Every request: an upgrade on any path, or one of the few GETs.
+async fn any(State(front): State<Front>, mut request: Request) -> Response {
+    let headers = request.headers();
+    if let Some(key) = websocket_upgrade_key(|name| headers.get(name)?.to_str().ok()) {
+        let upgrade = hyper::upgrade::on(&mut request);
+        let acceptor = front.acceptor.clone();
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    if let Err(error) = acceptor.accept_upgraded(TokioIo::new(upgraded), None).await
+                    {
+                        debug!(%error, "socket closed during the handshake");
+                    }
+                }
+                Err(error) => debug!(%error, "upgrade failed"),
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, websocket_accept_key(&key))
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if request.method() != Method::GET {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, or a WebSocket upgrade\n",
+        )
+            .into_response();
+    }
+    match request.uri().path() {
+        "/" => "tandem is running\n".into_response(),
+        "/healthz" => "ok\n".into_response(),
+        "/readyz" => match ready(front.storage.as_deref()).await {
+            Ok(()) => "ready\n".into_response(),
+            Err(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            )
+                .into_response(),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+/// The key `/readyz` writes and reads back: outside every document's keys, so no repo (JS's
+/// included) ever reads it as one.
+const READY_PROBE: &str = "tandem-readiness-probe";
+
+/// Whether storage takes a durable write and reads it back in time (a full disk, a read-only
+/// or vanished directory, a hung mount all fail it).
+async fn ready(storage: Option<&dyn StorageAdapter>) -> Result<(), String> {
+    let Some(storage) = storage else {
+        return Ok(());
+    };
+    let probe = StorageKey::new([READY_PROBE]);
+    let check = async {
+        storage.save(&probe, b"ok".to_vec()).await?;
+        storage.load(&probe).await
+    };
+    match tokio::time::timeout(READY_PATIENCE, check).await {
+        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(None)) => Err("storage lost a write it acknowledged".to_owned()),
+        Ok(Err(error)) => Err(format!("storage fails: {error}")),
+        Err(_) => Err(format!("storage did not answer within {READY_PATIENCE:?}")),
+    }
+}
