@@ -31,6 +31,26 @@ impl Access {
     pub fn may_write(self) -> bool {
         matches!(self, Access::ReadWrite)
     }
+
+    /// The narrower of two: what both allow.
+    ///
+    /// ```
+    /// use tandem_core::Access;
+    /// assert_eq!(Access::ReadWrite.narrowed_by(Access::ReadOnly), Access::ReadOnly);
+    /// assert_eq!(Access::ReadOnly.narrowed_by(Access::Denied), Access::Denied);
+    /// ```
+    pub fn narrowed_by(self, other: Access) -> Access {
+        let rank = |access: Access| match access {
+            Access::Denied => 0,
+            Access::ReadOnly => 1,
+            Access::ReadWrite => 2,
+        };
+        if rank(other) < rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 impl From<bool> for Access {

@@ -52,6 +52,7 @@ mod access;
 mod base58check;
 pub mod document;
 mod document_id;
+mod grant;
 pub mod hub;
 pub mod message;
 pub mod network;
@@ -66,6 +67,7 @@ mod url;
 
 pub use access::Access;
 pub use document_id::{DocumentId, InvalidDocumentId};
+pub use grant::Grant;
 pub use message::{
     DecodeError, DocUnavailableMessage, EmptyData, EphemeralMessage, ErrorMessage, JoinMessage,
     Message, MessageData, PeerMessage, RemoteHeads, RemoteHeadsChangedMessage,

@@ -584,3 +584,53 @@ fn a_read_only_peer_reads_everything_and_writes_nothing() {
     network.run_until_quiescent();
     assert_eq!(value(&mut network, owner, &id, "mine"), Some(2));
 }
+
+/// A client's credentials narrow what the server's policy allows: a document they do not grant
+/// is unavailable to it as if it did not exist, and one granted read-only reaches it but its
+/// changes to it are not applied.
+#[test]
+fn a_grant_narrows_what_the_policy_allows() {
+    let mut network = Network::new();
+    let server = network.add("server", |_| {});
+    let client = network.add("client", |_| {});
+    let (granted, other) = (DocumentId::random(), DocumentId::random());
+    network
+        .node(server)
+        .create(granted.clone(), doc_with("n", 1));
+    network.node(server).create(other.clone(), doc_with("n", 2));
+    network.run_until_quiescent();
+    network.link_granted(
+        server,
+        client,
+        tandem_core::Grant {
+            documents: Some([granted.clone()].into()),
+            access: Access::ReadOnly,
+            sender_bound: true,
+        },
+    );
+    network.run_until_quiescent();
+    // The server's policy announces everything, but only the granted document arrives.
+    assert_eq!(value(&mut network, client, &granted, "n"), Some(1));
+    assert_eq!(network.node(client).state(&other), None, "pushed");
+    network.node(client).find(&other);
+    network.run_until_quiescent();
+    assert_eq!(
+        network.node(client).state(&other),
+        Some(HandleState::Unavailable)
+    );
+
+    network.node(client).hold(&granted, true);
+    network.node(client).change(&granted, doc_with("n", 5));
+    network.node(server).change(&granted, doc_with("m", 6));
+    network.run_until_quiescent();
+    assert_eq!(
+        value(&mut network, server, &granted, "n"),
+        Some(1),
+        "applied"
+    );
+    assert_eq!(
+        value(&mut network, client, &granted, "m"),
+        Some(6),
+        "not read"
+    );
+}

@@ -68,6 +68,7 @@ where
         remote,
         outgoing: Box::pin(outgoing),
         incoming: Box::pin(incoming),
+        grant: tandem_core::Grant::default(),
     };
     (connection, finished)
 }

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::{Automerge, ChangeHash, Patch};
-use tandem_core::document::LoggedPatches;
+use tandem_core::document::{LoggedPatches, PeerInfo};
 use tandem_core::hub::{ConnectionId, DocumentActorId, HubQuestionId};
 use tandem_core::sync::HandleState;
-use tandem_core::{Connection, DocumentId, Message, PeerId, RemoteHeads, StorageId};
+use tandem_core::{Access, Connection, DocumentId, Message, PeerId, RemoteHeads, StorageId};
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit};
 
 use crate::event_fanout::EventFanout;
@@ -86,16 +86,16 @@ pub(crate) type InFlight = OwnedSemaphorePermit;
 
 /// What the hub and the handles tell a document's task.
 pub(crate) enum DocEvent {
-    /// A peer connected (or the document was found here while it was connected). The flag is
-    /// the connection's `announce(peer, None)`: whether the policy offers that peer anything.
-    PeerConnected(PeerLink, bool),
+    /// A peer connected (or the document was found here while it was connected), as the hub
+    /// actor describes it to the document.
+    PeerConnected(PeerLink, PeerInfo),
     /// A peer disconnected.
     PeerDisconnected(PeerId),
     /// A document message from a peer (the hop it arrived on, which for ephemeral messages need
     /// not be the original sender). Boxed: a task's queue allocates room for 32 events at once,
     /// and this, the largest, would make that room 4.6 KiB for every loaded document.
     /// The message's in-flight permit, if any, is released once the task takes it in.
-    Incoming(Box<(PeerLink, Message, Option<InFlight>)>),
+    Incoming(Box<(PeerLink, Message, Option<InFlight>, Access)>),
     /// `DocHandle::broadcast`: a CBOR value for the document's peers.
     Broadcast(Vec<u8>),
     /// Save now.
@@ -118,7 +118,7 @@ pub(crate) enum DocEvent {
     GossipedHeads(StorageId, RemoteHeads),
     /// The share policy answers differently now: decide again for every connected peer.
     SharePolicyChanged {
-        peers: Vec<(PeerLink, bool)>,
+        peers: Vec<(PeerLink, PeerInfo)>,
         done: oneshot::Sender<()>,
     },
 }

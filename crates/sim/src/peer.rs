@@ -233,7 +233,10 @@ impl SimPeer {
 
     /// A connection to `peer` opened.
     pub fn connect(&mut self, peer: PeerId, metadata: PeerMetadata) -> Vec<Message> {
-        if let Some(connection) = self.node.connect(peer.clone(), metadata) {
+        if let Some(connection) =
+            self.node
+                .connect(peer.clone(), metadata, tandem_core::Grant::default())
+        {
             self.links.insert(peer, connection);
         }
         self.take_messages()

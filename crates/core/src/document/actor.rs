@@ -117,6 +117,8 @@ enum AfterAnswer {
         peer: PeerId,
         message: Message,
         known: bool,
+        /// What its connection's credentials allow.
+        granted: Access,
     },
 }
 
@@ -501,8 +503,9 @@ impl DocumentActor {
             DocumentInput::Incoming {
                 from,
                 metadata,
+                granted,
                 message,
-            } => self.incoming(from, metadata, message, doc),
+            } => self.incoming(from, metadata, granted, message, doc),
             DocumentInput::LocalChange => self.local_change(doc),
             DocumentInput::Broadcast { data, count } => self.broadcast(data, count),
             DocumentInput::WantedLocally => self.wanted_locally = true,
@@ -576,6 +579,10 @@ impl DocumentActor {
     // ---- sharing ----
 
     fn begin_share(&mut self, peer: PeerInfo, reason: ShareReason, doc: &mut Automerge) {
+        if !peer.granted.may_read() {
+            // Its credentials exclude the document: no policy answer could change that.
+            return self.share_decided(peer, Access::Denied, reason, doc);
+        }
         let missing = self.sync.state() != HandleState::Ready;
         let asked_or_looking =
             self.sync.was_asked_by(&peer.peer) || (self.wanted_locally && missing);
@@ -610,6 +617,8 @@ impl DocumentActor {
         let known = match reason {
             ShareReason::Connected { known } | ShareReason::PolicyChanged { known } => known,
         };
+        // The connection's credentials only narrow what the policy allows.
+        let access = access.narrowed_by(peer.granted);
         if access.may_read() {
             let out = self
                 .sync
@@ -648,9 +657,10 @@ impl DocumentActor {
                 peer,
                 message,
                 known,
+                granted,
             } => {
                 let access = match answer {
-                    ShareAnswer::Access(access) => access,
+                    ShareAnswer::Access(access) => access.narrowed_by(granted),
                     ShareAnswer::Announce(_) => Access::Denied, // not the question asked
                 };
                 if access.may_read() {
@@ -752,6 +762,7 @@ impl DocumentActor {
         &mut self,
         peer: PeerId,
         metadata: PeerMetadata,
+        granted: Access,
         message: Message,
         doc: &mut Automerge,
     ) {
@@ -773,6 +784,7 @@ impl DocumentActor {
                     peer,
                     message,
                     known,
+                    granted,
                 },
             );
             return;

@@ -16,6 +16,9 @@ pub struct PeerInfo {
     pub metadata: PeerMetadata,
     /// Whether the policy offers it documents at all.
     pub announce_any: bool,
+    /// How far its connection's credentials let it sync this document
+    /// ([`Grant::access_to`](crate::Grant::access_to)): the policy's answer is narrowed to it.
+    pub granted: crate::Access,
 }
 
 /// One event for a [`DocumentActor`](super::DocumentActor).
@@ -33,6 +36,8 @@ pub enum DocumentInput {
         from: PeerId,
         /// What it said about itself when it joined.
         metadata: PeerMetadata,
+        /// How far its connection's credentials let it sync this document.
+        granted: crate::Access,
         /// The message.
         message: Message,
     },

@@ -9,13 +9,15 @@ use super::introductions::Introductions;
 use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
 use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
-use crate::{DocUnavailableMessage, DocumentId, Message, PeerId, PeerMetadata};
+use crate::{DocUnavailableMessage, DocumentId, Grant, Message, PeerId, PeerMetadata};
 
 /// A connection as the hub keeps it.
 #[derive(Debug)]
 struct Connection {
     peer: PeerId,
     metadata: PeerMetadata,
+    /// What its credentials allow.
+    grant: Grant,
     /// `announce(peer, None)`: whether the policy offers the peer anything. `None` until the
     /// policy answers; until then the peer is treated as offered nothing (it is introduced to
     /// what it touches, and told everywhere once the answer says so).
@@ -62,13 +64,14 @@ struct PolicyChange {
 /// use std::time::Instant;
 /// use tandem_core::document::CommandId;
 /// use tandem_core::hub::{HubActor, HubEffect, HubInput};
-/// use tandem_core::{DocumentId, PeerId, PeerMetadata};
+/// use tandem_core::{DocumentId, Grant, PeerId, PeerMetadata};
 ///
 /// let mut hub = HubActor::new(PeerId::from("server"), Default::default());
 /// let effects = hub.handle(Instant::now(), HubInput::Connect {
 ///     command: CommandId(1),
 ///     peer: PeerId::from("alice"),
 ///     metadata: PeerMetadata::default(),
+///     grant: Grant::default(),
 /// });
 /// // Accepted, then a question for the share policy: does it offer alice anything?
 /// assert!(matches!(effects[0], HubEffect::Accepted { .. }));
@@ -128,7 +131,8 @@ impl HubActor {
                 command,
                 peer,
                 metadata,
-            } => self.connect(command, peer, metadata),
+                grant,
+            } => self.connect(command, peer, metadata, grant),
             HubInput::Incoming {
                 connection,
                 message,
@@ -212,11 +216,13 @@ impl HubActor {
         self.effects.push(HubEffect::Tell { actor, event });
     }
 
-    fn info(connection: &Connection) -> PeerInfo {
+    /// The peer of `connection` as the actor of `document_id` sees it.
+    fn info(connection: &Connection, document_id: &DocumentId) -> PeerInfo {
         PeerInfo {
             peer: connection.peer.clone(),
             metadata: connection.metadata.clone(),
             announce_any: connection.offered_everything(),
+            granted: connection.grant.access_to(document_id),
         }
     }
 
@@ -228,7 +234,7 @@ impl HubActor {
 
     // ---- connections ----
 
-    fn connect(&mut self, command: CommandId, peer: PeerId, metadata: PeerMetadata) {
+    fn connect(&mut self, command: CommandId, peer: PeerId, metadata: PeerMetadata, grant: Grant) {
         if peer == self.local_peer {
             warn!(%peer, "a peer claims our own id; refusing it");
             self.effects.push(HubEffect::Refused(command));
@@ -249,6 +255,7 @@ impl HubActor {
             Connection {
                 peer: peer.clone(),
                 metadata,
+                grant,
                 announce_any: None,
             },
         );
@@ -285,7 +292,13 @@ impl HubActor {
             return; // gone meanwhile
         };
         entry.announce_any = Some(announce_any);
-        let info = Self::info(entry);
+        let grant = entry.grant.clone();
+        let info = PeerInfo {
+            peer: entry.peer.clone(),
+            metadata: entry.metadata.clone(),
+            announce_any,
+            granted: grant.access,
+        };
         info!(peer = %info.peer, announce_any, "peer connected");
         self.effects.push(HubEffect::PeerJoined {
             connection,
@@ -307,13 +320,11 @@ impl HubActor {
             if !announce_any {
                 self.introductions.introduce(&info.peer, &document_id);
             }
-            self.tell(
-                actor,
-                DocumentEvent::PeerConnected {
-                    peer: info.clone(),
-                    connection,
-                },
-            );
+            let peer = PeerInfo {
+                granted: grant.access_to(&document_id),
+                ..info.clone()
+            };
+            self.tell(actor, DocumentEvent::PeerConnected { peer, connection });
         }
     }
 
@@ -395,20 +406,18 @@ impl HubActor {
                 }
             }
         }
-        let peers: Vec<(PeerInfo, ConnectionId)> = self
-            .connections
+        let documents: Vec<(DocumentId, DocumentActorId)> = self
+            .documents
             .iter()
-            .map(|(id, c)| (Self::info(c), *id))
+            .map(|(id, actor)| (id.clone(), *actor))
             .collect();
-        let actors: Vec<DocumentActorId> = self.documents.values().copied().collect();
-        for actor in actors {
-            self.tell(
-                actor,
-                DocumentEvent::SharePolicyChanged {
-                    peers: peers.clone(),
-                    command,
-                },
-            );
+        for (document_id, actor) in documents {
+            let peers = self
+                .connections
+                .iter()
+                .map(|(id, c)| (Self::info(c, &document_id), *id))
+                .collect();
+            self.tell(actor, DocumentEvent::SharePolicyChanged { peers, command });
         }
         self.effects.push(HubEffect::Completed(command));
     }
@@ -420,16 +429,18 @@ impl HubActor {
             return;
         };
         let peer = entry.peer.clone();
-        // Only ephemeral messages are relayed with their original sender; anything else must
-        // come from the peer itself.
-        let own = matches!(
-            message,
-            Message::Sync(_)
-                | Message::Request(_)
-                | Message::DocUnavailable(_)
-                | Message::RemoteSubscriptionChange(_)
-                | Message::RemoteHeadsChanged(_)
-        );
+        // Only ephemeral messages are relayed with their original sender, and not on a
+        // connection whose credentials bind it to its own id; anything else must come from the
+        // peer itself.
+        let own = entry.grant.sender_bound
+            || matches!(
+                message,
+                Message::Sync(_)
+                    | Message::Request(_)
+                    | Message::DocUnavailable(_)
+                    | Message::RemoteSubscriptionChange(_)
+                    | Message::RemoteHeadsChanged(_)
+            );
         if own && message.sender_id() != &peer {
             warn!(%peer, claimed = %message.sender_id(), "peer lies about its id; disconnecting it");
             self.effects.push(HubEffect::Close(connection));
@@ -449,7 +460,9 @@ impl HubActor {
             debug!(%peer, kind = message.type_name(), "message ignored");
             return;
         };
-        if self.denylist.contains(&document_id) {
+        // A document the credentials do not grant is answered as one that does not exist.
+        let granted = entry.grant.access_to(&document_id);
+        if self.denylist.contains(&document_id) || !granted.may_read() {
             if matches!(message, Message::Sync(_) | Message::Request(_)) {
                 self.effects.push(HubEffect::Send(
                     connection,
@@ -486,6 +499,7 @@ impl HubActor {
                 connection,
                 from: peer,
                 metadata,
+                granted,
                 message,
             },
         );
@@ -503,7 +517,7 @@ impl HubActor {
                     let peers: Vec<(PeerInfo, ConnectionId)> = self
                         .connections
                         .iter()
-                        .map(|(id, c)| (Self::info(c), *id))
+                        .map(|(id, c)| (Self::info(c, &document_id), *id))
                         .collect();
                     for (peer, connection) in peers {
                         if !peer.announce_any {
@@ -561,7 +575,7 @@ impl HubActor {
         );
         let mut peers = Vec::new();
         for (id, connection) in &self.connections {
-            let info = Self::info(connection);
+            let info = Self::info(connection, &document_id);
             if info.announce_any {
                 peers.push((info, *id));
             } else if any_peer {

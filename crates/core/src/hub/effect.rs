@@ -26,6 +26,8 @@ pub enum DocumentEvent {
         from: PeerId,
         /// What it said about itself.
         metadata: PeerMetadata,
+        /// How far its connection's credentials let it sync the document.
+        granted: crate::Access,
         /// The message.
         message: Message,
     },

@@ -2,7 +2,7 @@
 
 use super::{ConnectionId, DocumentActorId, HubQuestionId};
 use crate::document::CommandId;
-use crate::{DocumentId, Message, PeerId, PeerMetadata};
+use crate::{DocumentId, Grant, Message, PeerId, PeerMetadata};
 
 /// One event for the [`HubActor`](super::HubActor).
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub enum HubInput {
         peer: PeerId,
         /// What it said about itself.
         metadata: PeerMetadata,
+        /// What its credentials allow.
+        grant: Grant,
     },
     /// A message arrived on a connection.
     Incoming {

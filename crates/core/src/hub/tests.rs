@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::*;
 use crate::document::{CommandId, Start};
 use crate::{
-    DocumentId, EphemeralMessage, Message, MessageData, PeerId, PeerMetadata, SessionId,
+    DocumentId, EphemeralMessage, Grant, Message, MessageData, PeerId, PeerMetadata, SessionId,
     SyncMessage,
 };
 
@@ -19,12 +19,23 @@ fn step(hub: &mut HubActor, input: HubInput) -> Vec<HubEffect> {
 
 /// Connects `peer`, answers the policy with `announce_any`; its connection id.
 fn connect(hub: &mut HubActor, peer: &str, announce_any: bool) -> ConnectionId {
+    connect_granted(hub, peer, announce_any, Grant::default())
+}
+
+/// [`connect`], with credentials that allow `grant`.
+fn connect_granted(
+    hub: &mut HubActor,
+    peer: &str,
+    announce_any: bool,
+    grant: Grant,
+) -> ConnectionId {
     let effects = step(
         hub,
         HubInput::Connect {
             command: CommandId(1),
             peer: PeerId::from(peer),
             metadata: PeerMetadata::default(),
+            grant,
         },
     );
     let connection = effects
@@ -144,6 +155,52 @@ fn a_peer_that_lies_about_its_id_is_disconnected() {
         "{effects:?}"
     );
     assert_eq!(hub.actor_of(&id), None);
+}
+
+/// A document the connection's credentials do not grant is answered `doc-unavailable`, as one
+/// that does not exist, and never loaded; a granted one is.
+#[test]
+fn a_document_the_grant_excludes_is_unavailable_and_never_loaded() {
+    let mut hub = hub();
+    let (granted, other) = (DocumentId::random(), DocumentId::random());
+    let grant = Grant {
+        documents: Some([granted.clone()].into()),
+        ..Grant::default()
+    };
+    let alice = connect_granted(&mut hub, "alice", false, grant);
+    let effects = incoming(&mut hub, alice, sync_from("alice", &other));
+    assert!(
+        matches!(&effects[..], [HubEffect::Send(c, Message::DocUnavailable(_))] if *c == alice),
+        "{effects:?}"
+    );
+    assert_eq!(hub.actor_of(&other), None);
+    incoming(&mut hub, alice, sync_from("alice", &granted));
+    assert!(hub.actor_of(&granted).is_some());
+}
+
+/// On a connection bound to its own id, an ephemeral message under another sender (what a
+/// relay forwards elsewhere) closes the connection.
+#[test]
+fn a_sender_bound_connection_may_not_relay_others_ephemeral_messages() {
+    let mut hub = hub();
+    let grant = Grant {
+        sender_bound: true,
+        ..Grant::default()
+    };
+    let alice = connect_granted(&mut hub, "alice", true, grant);
+    let message = Message::Ephemeral(EphemeralMessage {
+        sender_id: PeerId::from("carol"),
+        target_id: PeerId::from("server"),
+        document_id: DocumentId::random(),
+        data: MessageData::new(vec![0x01]).expect("not empty"),
+        count: 1,
+        session_id: SessionId::from_random(1),
+    });
+    let effects = incoming(&mut hub, alice, message);
+    assert!(
+        matches!(effects[..], [HubEffect::Close(c)] if c == alice),
+        "{effects:?}"
+    );
 }
 
 /// A denied document is answered `doc-unavailable` and never loaded.

@@ -87,6 +87,9 @@ pub struct Connection {
     pub outgoing: MessageSink,
     /// Messages from the peer.
     pub incoming: MessageStream,
+    /// What the peer's credentials allow ([`Grant::default`](crate::Grant): whatever the share
+    /// policy allows).
+    pub grant: crate::Grant,
 }
 
 impl std::fmt::Debug for Connection {
@@ -136,6 +139,7 @@ impl Connection {
                 },
                 outgoing: Box::pin(tx.sink_map_err(|_| NetworkError::Closed)),
                 incoming: Box::pin(rx.map(Ok)),
+                grant: crate::Grant::default(),
             }
         };
         (end(b, a_to_b, from_b), end(a, b_to_a, from_a))

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::{MemoryStore, Node};
 use crate::document::DocumentConfig;
 use crate::hub::ConnectionId;
-use crate::{Message, PeerId, SessionId, StorageId};
+use crate::{Grant, Message, PeerId, SessionId, StorageId};
 
 /// What a node's storage does with the saves it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +122,18 @@ impl Network {
 
     /// Connects two nodes (each tells the other who it is, with its storage id).
     pub fn link(&mut self, a: usize, b: usize) -> LinkId {
+        self.link_granted(a, b, Grant::default())
+    }
+
+    /// [`link`](Self::link), with `a` holding `b` to what `grant` allows (as a server holds a
+    /// client whose token it checked).
+    pub fn link_granted(&mut self, a: usize, b: usize, grant: Grant) -> LinkId {
         let id_a = self.nodes[a].peer_id().clone();
         let id_b = self.nodes[b].peer_id().clone();
         let meta_a = self.nodes[a].metadata(Some(StorageId::from(format!("store-{a}"))));
         let meta_b = self.nodes[b].metadata(Some(StorageId::from(format!("store-{b}"))));
-        let end_a = self.nodes[a].connect(id_b, meta_b);
-        let end_b = self.nodes[b].connect(id_a, meta_a);
+        let end_a = self.nodes[a].connect(id_b, meta_b, grant);
+        let end_b = self.nodes[b].connect(id_a, meta_a, Grant::default());
         let (Some(end_a), Some(end_b)) = (end_a, end_b) else {
             panic!("a node refused a link between {a} and {b}");
         };

@@ -15,8 +15,8 @@ use crate::hub::{ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffe
 use crate::persistence::{load_document, take_in_stored};
 use crate::sync::HandleState;
 use crate::{
-    Access, ChunkKey, ChunkKind, DocumentId, Message, MessageData, PeerId, PeerMetadata, SessionId,
-    StorageError, StorageKey,
+    Access, ChunkKey, ChunkKind, DocumentId, Grant, Message, MessageData, PeerId, PeerMetadata,
+    SessionId, StorageError, StorageKey,
 };
 
 /// `announce(peer, document)`: offer the document (`None`: anything) to the peer unprompted.
@@ -228,8 +228,14 @@ impl Node {
 
     // ---- connections ----
 
-    /// A transport joined `peer`; its connection, unless refused.
-    pub fn connect(&mut self, peer: PeerId, metadata: PeerMetadata) -> Option<ConnectionId> {
+    /// A transport joined `peer`, whose credentials allow `grant`; its connection, unless
+    /// refused.
+    pub fn connect(
+        &mut self,
+        peer: PeerId,
+        metadata: PeerMetadata,
+        grant: Grant,
+    ) -> Option<ConnectionId> {
         self.joining = Some(peer.clone());
         let command = self.command();
         let effects = self.hub.handle(
@@ -238,6 +244,7 @@ impl Node {
                 command,
                 peer,
                 metadata,
+                grant,
             },
         );
         let connection = effects.iter().find_map(|e| match e {
@@ -598,11 +605,13 @@ impl Node {
                         DocumentEvent::Incoming {
                             from,
                             metadata,
+                            granted,
                             message,
                             ..
                         } => DocumentInput::Incoming {
                             from,
                             metadata,
+                            granted,
                             message,
                         },
                         DocumentEvent::WantedLocally => DocumentInput::WantedLocally,

@@ -91,7 +91,7 @@ pub(crate) fn spawn(
     hub: mpsc::WeakSender<HubEvent>,
     inbox: mpsc::UnboundedReceiver<DocEvent>,
     begin: Begin,
-    peers: Vec<(PeerLink, bool)>,
+    peers: Vec<(PeerLink, PeerInfo)>,
 ) {
     let (start, after) = match begin {
         Begin::Load {
@@ -104,8 +104,7 @@ pub(crate) fn spawn(
     let mut links = HashMap::new();
     let peers = peers
         .into_iter()
-        .map(|(link, announce_any)| {
-            let info = peer_info(&link, announce_any);
+        .map(|(link, info)| {
             links.insert(link.peer_id.clone(), link);
             info
         })
@@ -169,15 +168,6 @@ async fn task_panicked(task: &DocumentTask, message: &str) {
         .send(RepoEvent::Unavailable(document_id.clone()));
     if let Some(hub) = task.hub.upgrade() {
         let _ = hub.send(HubEvent::TaskFailed(task.id)).await;
-    }
-}
-
-/// A connected peer as its document's actor sees it.
-fn peer_info(link: &PeerLink, announce_any: bool) -> PeerInfo {
-    PeerInfo {
-        peer: link.peer_id.clone(),
-        metadata: link.metadata.clone(),
-        announce_any,
     }
 }
 
@@ -274,8 +264,7 @@ impl DocumentTask {
     /// The actor's input for what the hub or a handle sent, if it has one.
     fn input_for(&mut self, event: DocEvent) -> Option<DocumentInput> {
         let input = match event {
-            DocEvent::PeerConnected(link, announce_any) => {
-                let info = peer_info(&link, announce_any);
+            DocEvent::PeerConnected(link, info) => {
                 self.links.insert(link.peer_id.clone(), link);
                 DocumentInput::PeerConnected(info)
             }
@@ -285,10 +274,11 @@ impl DocumentTask {
             }
             DocEvent::Incoming(incoming) => {
                 // Taken in: its connection may send another.
-                let (link, message, _in_flight) = *incoming;
+                let (link, message, _in_flight, granted) = *incoming;
                 let input = DocumentInput::Incoming {
                     from: link.peer_id.clone(),
                     metadata: link.metadata.clone(),
+                    granted,
                     message,
                 };
                 self.links.insert(link.peer_id.clone(), link);
@@ -329,8 +319,7 @@ impl DocumentTask {
             DocEvent::SharePolicyChanged { peers, done } => {
                 let peers = peers
                     .into_iter()
-                    .map(|(link, announce_any)| {
-                        let info = peer_info(&link, announce_any);
+                    .map(|(link, info)| {
                         self.links.entry(link.peer_id.clone()).or_insert(link);
                         info
                     })

@@ -127,10 +127,12 @@ impl Hub {
             HubEvent::Connected(connection, network) => {
                 let peer = connection.remote.peer_id.clone();
                 let metadata = connection.remote.metadata.clone();
+                let grant = connection.grant.clone();
                 HubInput::Connect {
                     command: self.joining.insert((connection, network)),
                     peer,
                     metadata,
+                    grant,
                 }
             }
             HubEvent::Incoming(connection, message, permit) => {
@@ -334,6 +336,7 @@ impl Hub {
                 remote,
                 outgoing,
                 incoming,
+                ..
             },
             network,
         )) = self.joining.take(command)
@@ -398,10 +401,7 @@ impl Hub {
         }
         let peers = peers
             .into_iter()
-            .filter_map(|(peer, connection)| {
-                let link = self.links.get(&connection)?;
-                Some((link.clone(), peer.announce_any))
-            })
+            .filter_map(|(peer, connection)| Some((self.links.get(&connection)?.clone(), peer)))
             .collect();
         document_task::spawn(
             actor,
@@ -428,18 +428,20 @@ impl Hub {
                 let Some(link) = link(&self.links, connection) else {
                     return;
                 };
-                DocEvent::PeerConnected(link, peer.announce_any)
+                DocEvent::PeerConnected(link, peer)
             }
             DocumentEvent::PeerDisconnected(peer) => DocEvent::PeerDisconnected(peer),
             DocumentEvent::Incoming {
                 connection,
                 message,
+                granted,
                 ..
             } => {
                 let Some(link) = link(&self.links, connection) else {
                     return;
                 };
-                DocEvent::Incoming(Box::new((link, message, self.in_flight.take())))
+                let in_flight = self.in_flight.take();
+                DocEvent::Incoming(Box::new((link, message, in_flight, granted)))
             }
             DocumentEvent::WantedLocally => DocEvent::WantedLocally,
             DocumentEvent::RequestAgain(command) => {
@@ -450,9 +452,7 @@ impl Hub {
             DocumentEvent::SharePolicyChanged { peers, command } => {
                 let peers = peers
                     .into_iter()
-                    .filter_map(|(peer, connection)| {
-                        Some((link(&self.links, connection)?, peer.announce_any))
-                    })
+                    .filter_map(|(peer, connection)| Some((link(&self.links, connection)?, peer)))
                     .collect();
                 let (done, answer) = oneshot::channel();
                 self.join(command, answer.map(|_| Ok(())).boxed());
