@@ -30,6 +30,8 @@ fn options(data_dir: &Path) -> Options {
         idle_seconds: 300,
         tls_cert: None,
         tls_key: None,
+        auth_jwt_secret: None,
+        auth_jwt_public_key: None,
     }
 }
 
@@ -402,6 +404,45 @@ async fn presence_is_shared_with_a_js_peer_both_ways() {
     tokio::task::block_in_place(|| node.finish(PATIENCE));
     presence.stop().await;
     rust.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A JS client of a server that requires tokens connects with `?token=` (as a browser must):
+/// it finds a document its token grants, and one it does not is unavailable to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_client_with_a_query_token_gets_what_it_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "js interop secret";
+    let server = Server::start(&Options {
+        auth_jwt_secret: Some(secret.into()),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let granted = create_rich(server.repo()).await;
+    let other = create_rich(server.repo()).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"exp": exp, "docs": [granted.url().to_string()]}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let url = format!("ws://{}/?token={token}", server.local_addr());
+
+    let found = js(&["find-status", &url, &granted.url().to_string()]).await;
+    assert_eq!(found["heads"], hex_heads(&granted));
+    let refused = js(&["find-status", &url, &other.url().to_string()]).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable")),
+        "{refused}"
+    );
     server.shutdown().await;
 }
 

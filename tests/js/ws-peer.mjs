@@ -4,6 +4,8 @@
 //   node ws-peer.mjs create <ws-url>              create the rich document, wait for the server's
 //                                                 ack, print {url, heads, content}
 //   node ws-peer.mjs find <ws-url> <doc-url>      print {heads, content}
+//   node ws-peer.mjs find-status <ws-url> <doc-url>
+//                                                 print {heads} if found, {error} if not
 //   node ws-peer.mjs missing <ws-url>             find an unknown document: print {ms, error}
 //   node ws-peer.mjs edit <ws-url> <doc-url> <n>  make n sequential changes (counter += 1, text
 //                                                 appended), each acked; print {heads, content}
@@ -100,6 +102,17 @@ switch (command) {
     const repo = await client(args[0])
     const handle = await repo.find(args[1])
     out({ heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "find-status": {
+    const repo = await client(args[0])
+    try {
+      const handle = await repo.find(args[1])
+      out({ heads: A.getHeads(handle.doc()) })
+    } catch (e) {
+      out({ error: String(e.message ?? e) })
+    }
     await repo.shutdown()
     break
   }

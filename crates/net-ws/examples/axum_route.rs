@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, ServerConfig, WebSocketAcceptor};
+use tandem_net_ws::{
+    websocket_accept_key, websocket_upgrade_key, Admission, ServerConfig, WebSocketAcceptor,
+};
 use tandem_repo::{AskOnly, Repo};
 use tracing::debug;
 
@@ -36,14 +38,15 @@ async fn sync(State(acceptor): State<WebSocketAcceptor>, mut request: Request) -
         return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response();
     };
     // This is where an application authenticates the request (a cookie, a query token) and
-    // passes `Some(peer_id)` to bind the socket to the identity it found.
-    let authenticated = None;
+    // admits the socket: to an identity, to the documents and access its credentials grant,
+    // until they expire.
+    let admission = Admission::default();
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                if let Err(error) = acceptor.accept_upgraded(io, authenticated).await {
+                if let Err(error) = acceptor.accept_upgraded(io, admission).await {
                     debug!(%error, "socket closed during the handshake");
                 }
             }

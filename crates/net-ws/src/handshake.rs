@@ -31,13 +31,43 @@ pub enum ServerDecision {
     },
 }
 
-/// A server's answer to the first message on a socket. `authenticated` is the identity the
-/// application's upgrade hook bound the socket to, if it did: a join under another id is refused,
-/// so nobody can take over someone else's peer id.
+/// Who a socket may join as, when the application's upgrade hook bound it to an identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// This peer id only.
+    Exactly(PeerId),
+    /// A subject (a token's `sub`): the id itself, or any id under it, `subject/…` (one user,
+    /// several tabs).
+    Subject(String),
+}
+
+impl Identity {
+    /// Whether a join as `peer` is this identity.
+    ///
+    /// ```
+    /// use tandem_net_ws::Identity;
+    /// let ada = Identity::Subject("ada".into());
+    /// assert!(ada.admits(&"ada".into()) && ada.admits(&"ada/tab-2".into()));
+    /// assert!(!ada.admits(&"adam".into()));
+    /// ```
+    pub fn admits(&self, peer: &PeerId) -> bool {
+        match self {
+            Identity::Exactly(id) => id == peer,
+            Identity::Subject(subject) => peer
+                .as_str()
+                .strip_prefix(subject.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        }
+    }
+}
+
+/// A server's answer to the first message on a socket. `identity` is what the application's
+/// upgrade hook bound the socket to, if it did: a join as anyone else is refused, so nobody can
+/// take over someone else's peer id.
 pub fn answer_join(
     local: &LocalPeer,
     first: &Message,
-    authenticated: Option<&PeerId>,
+    identity: Option<&Identity>,
 ) -> ServerDecision {
     let Message::Join(join) = first else {
         return ServerDecision::Reject {
@@ -69,12 +99,12 @@ pub fn answer_join(
             ),
         );
     }
-    if let Some(identity) = authenticated {
-        if identity != &join.sender_id {
+    if let Some(identity) = identity {
+        if !identity.admits(&join.sender_id) {
             return refuse(
                 "peer id does not match the authenticated identity",
                 format!(
-                    "authenticated as {identity} but joined as {}",
+                    "authenticated as {identity:?} but joined as {}",
                     join.sender_id
                 ),
             );
@@ -200,7 +230,7 @@ mod tests {
             answer_join(
                 &server(),
                 &join_with("mallory", None),
-                Some(&PeerId::from("alice"))
+                Some(&Identity::Exactly(PeerId::from("alice")))
             ),
             ServerDecision::Reject { reply: Some(_), .. }
         ));
@@ -208,7 +238,7 @@ mod tests {
             answer_join(
                 &server(),
                 &join_with("alice", None),
-                Some(&PeerId::from("alice"))
+                Some(&Identity::Exactly(PeerId::from("alice")))
             ),
             ServerDecision::Accept { .. }
         ));

@@ -37,10 +37,11 @@ mod socket;
 pub mod tls;
 
 pub use client::{ClientConfig, ClientError, ConnectionState, WebSocketClient};
+pub use handshake::Identity;
 pub use http::{websocket_accept_key, websocket_upgrade_key, UpgradeRequest};
 /// The rustls version the TLS settings are built with.
 pub use rustls;
 pub use server::{
-    AcceptorAdapter, Authenticate, Authentication, ServerConfig, WebSocketAcceptor,
-    WebSocketServer, DEFAULT_MAX_FRAME,
+    AcceptorAdapter, Admission, Authenticate, Authentication, ServerConfig, WebSocketAcceptor,
+    WebSocketServer, CREDENTIALS_EXPIRED, DEFAULT_MAX_FRAME,
 };

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::handshake::{answer_join, ServerDecision};
+use crate::handshake::{answer_join, Identity, ServerDecision};
 use crate::http::{plain_response, read_request, switching_protocols, UpgradeRequest};
 use crate::socket::{connection, Side};
 
@@ -41,6 +41,23 @@ pub enum Authentication {
     As(PeerId),
     /// Refuse the upgrade with `401 Unauthorized` and this text.
     Refuse(String),
+}
+
+/// The close code of a socket whose credentials lapsed ([`Admission::expires_at`]): a client
+/// should connect again with fresh ones.
+pub const CREDENTIALS_EXPIRED: u16 = 4001;
+
+/// What an application's upgrade hook admitted a socket to: who may join on it, what its
+/// credentials allow, and until when.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// Who it may join as; `None`: anyone.
+    pub identity: Option<Identity>,
+    /// What its credentials allow once joined (the repo narrows its share policy to it).
+    pub grant: tandem_core::Grant,
+    /// When its credentials lapse: the socket is closed then, with close code
+    /// [`CREDENTIALS_EXPIRED`].
+    pub expires_at: Option<std::time::Instant>,
 }
 
 /// The application's say on who may connect, from the HTTP upgrade request (headers, query
@@ -325,15 +342,18 @@ impl WebSocketAcceptor {
         let decision = timeout_at(deadline, self.authenticate(&request))
             .await
             .unwrap_or_else(|_| Authentication::Refuse("authentication took too long".into()));
-        let authenticated = match decision {
+        let admission = match decision {
             Authentication::Refuse(why) => {
                 let _ = stream
                     .write_all(&plain_response("401 Unauthorized", &format!("{why}\n")))
                     .await;
                 return Err(NetworkError::Handshake(format!("refused: {why}")));
             }
-            Authentication::As(peer) => Some(peer),
-            Authentication::Anyone => None,
+            Authentication::As(peer) => Admission {
+                identity: Some(Identity::Exactly(peer)),
+                ..Admission::default()
+            },
+            Authentication::Anyone => Admission::default(),
         };
         stream.write_all(&switching_protocols(&request)).await?;
         let ws = WebSocketStream::from_partially_read(
@@ -343,17 +363,13 @@ impl WebSocketAcceptor {
             Some(config.websocket()),
         )
         .await;
-        self.serve(ws, authenticated, deadline).await
+        self.serve(ws, admission, deadline).await
     }
 
     /// Serves a socket an HTTP framework has already upgraded (the `101` is sent): waits for the
-    /// `join` and hands the client to the repo. `authenticated` binds the socket to one peer id,
-    /// as [`Authentication::As`] does. The `join` must arrive within the handshake timeout.
-    pub async fn accept_upgraded<S>(
-        &self,
-        io: S,
-        authenticated: Option<PeerId>,
-    ) -> Result<(), NetworkError>
+    /// `join` and hands the client to the repo, as far as `admission` admits it. The `join` must
+    /// arrive within the handshake timeout.
+    pub async fn accept_upgraded<S>(&self, io: S, admission: Admission) -> Result<(), NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -361,7 +377,7 @@ impl WebSocketAcceptor {
             WebSocketStream::from_raw_socket(io, Role::Server, Some(self.inner.config.websocket()))
                 .await;
         let deadline = Instant::now() + self.inner.config.handshake_timeout;
-        self.serve(ws, authenticated, deadline).await
+        self.serve(ws, admission, deadline).await
     }
 
     async fn authenticate(&self, request: &UpgradeRequest) -> Authentication {
@@ -374,7 +390,7 @@ impl WebSocketAcceptor {
     async fn serve<S>(
         &self,
         mut ws: WebSocketStream<S>,
-        authenticated: Option<PeerId>,
+        admission: Admission,
         deadline: Instant,
     ) -> Result<(), NetworkError>
     where
@@ -393,7 +409,7 @@ impl WebSocketAcceptor {
             }
             Ok(Ok(first)) => first,
         };
-        match answer_join(&local, &first, authenticated.as_ref()) {
+        match answer_join(&local, &first, admission.identity.as_ref()) {
             ServerDecision::Reject { reply, reason } => {
                 warn!(%reason, "join refused");
                 if let Some(reply) = reply {
@@ -411,8 +427,10 @@ impl WebSocketAcceptor {
                 info!(peer = %remote.peer_id, "client joined");
                 let side = Side::Server {
                     keepalive: config.keepalive_interval,
+                    expires_at: admission.expires_at,
                 };
-                let (connection, _finished) = connection(ws, remote, side);
+                let (mut connection, _finished) = connection(ws, remote, side);
+                connection.grant = admission.grant;
                 self.inner
                     .connections
                     .send(connection)

@@ -26,8 +26,11 @@ const QUEUE: usize = 64;
 /// Which end of the socket we are: servers are strict, clients forgiving, as in JS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
-    /// A frame that is not a message closes the socket.
-    Server { keepalive: Duration },
+    /// A frame that is not a message closes the socket; so does the lapse of its credentials.
+    Server {
+        keepalive: Duration,
+        expires_at: Option<std::time::Instant>,
+    },
     /// A frame that is not a message is logged and ignored. `keepalive: None` only answers the
     /// server's pings and never gives up on a silent server.
     Client { keepalive: Option<Duration> },
@@ -99,10 +102,14 @@ async fn write_frames<S>(
         mut stop,
         remote,
     } = pump;
-    let keepalive = match side {
-        Side::Server { keepalive } => Some(keepalive),
-        Side::Client { keepalive } => keepalive,
+    let (keepalive, expires_at) = match side {
+        Side::Server {
+            keepalive,
+            expires_at,
+        } => (Some(keepalive), expires_at),
+        Side::Client { keepalive } => (keepalive, None),
     };
+    let expiry = expires_at.map(tokio::time::Instant::from_std);
     let mut ticks = keepalive.map(|every| {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -138,6 +145,15 @@ async fn write_frames<S>(
                 if sink.send(Frame::Ping(Vec::new().into())).await.is_err() {
                     break;
                 }
+            }
+            _ = tokio::time::sleep_until(expiry.unwrap_or_else(far_future)), if expiry.is_some() => {
+                info!(peer = %remote.peer_id, "credentials expired; closing the socket");
+                let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: crate::server::CREDENTIALS_EXPIRED.into(),
+                    reason: "credentials expired".into(),
+                };
+                let _ = sink.send(Frame::Close(Some(close))).await;
+                break;
             }
             _ = stopped(&mut stop) => break,
         }
@@ -238,4 +254,8 @@ async fn read_frames<S>(
         }
     }
     let _ = stop_tx.send(true);
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }

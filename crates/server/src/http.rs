@@ -13,7 +13,9 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tandem_core::{StorageAdapter, StorageKey};
-use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, WebSocketAcceptor};
+use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, Admission, WebSocketAcceptor};
+
+use crate::auth::{token, JwtAuth};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -25,6 +27,8 @@ const READY_PATIENCE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(crate) struct Front {
     pub(crate) acceptor: WebSocketAcceptor,
+    /// With JWT access control: every upgrade needs a valid token.
+    pub(crate) auth: Option<Arc<JwtAuth>>,
     /// `None` when documents live in memory: always ready.
     pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
 }
@@ -93,12 +97,35 @@ where
 async fn any(State(front): State<Front>, mut request: Request) -> Response {
     let headers = request.headers();
     if let Some(key) = websocket_upgrade_key(|name| headers.get(name)?.to_str().ok()) {
+        let admission = match &front.auth {
+            None => Admission::default(),
+            Some(auth) => {
+                let authorization = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let checked = match token(request.uri().query(), authorization) {
+                    None => {
+                        Err("a token is required (?token= or Authorization: Bearer)".to_owned())
+                    }
+                    Some(token) => auth.admit(token),
+                };
+                match checked {
+                    Ok(admission) => admission,
+                    Err(why) => {
+                        debug!(%why, "upgrade refused");
+                        return (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response();
+                    }
+                }
+            }
+        };
         let upgrade = hyper::upgrade::on(&mut request);
         let acceptor = front.acceptor.clone();
         tokio::spawn(async move {
             match upgrade.await {
                 Ok(upgraded) => {
-                    if let Err(error) = acceptor.accept_upgraded(TokioIo::new(upgraded), None).await
+                    if let Err(error) = acceptor
+                        .accept_upgraded(TokioIo::new(upgraded), admission)
+                        .await
                     {
                         debug!(%error, "socket closed during the handshake");
                     }

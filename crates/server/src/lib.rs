@@ -10,7 +10,10 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod http;
+
+pub use auth::AuthSetupError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +61,15 @@ pub struct Options {
     /// PEM private key for `--tls-cert`.
     #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require a JSON Web Token signed with this HS256 secret on every WebSocket (the `token`
+    /// query parameter or `Authorization: Bearer`); its claims say which documents (`docs`),
+    /// how far (`access`: "write" or "read"), as whom (`sub`) and until when (`exp`).
+    #[arg(long, env = "TANDEM_AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+    /// Require a JSON Web Token signed with the private half of this PEM public key (RS256,
+    /// ES256 or EdDSA), as `--auth-jwt-secret` does.
+    #[arg(long, env = "TANDEM_AUTH_JWT_PUBLIC_KEY")]
+    pub auth_jwt_public_key: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -82,6 +94,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] tandem_net_ws::tls::TlsError),
+    /// The JWT settings could not be used.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     /// The repo could not start.
     #[error(transparent)]
     Repo(#[from] RepoError),
@@ -118,6 +133,10 @@ impl Server {
             .await
             .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let auth = auth::JwtAuth::new(
+            options.auth_jwt_secret.as_deref(),
+            options.auth_jwt_public_key.as_deref(),
+        )?;
         let (sockets, acceptor) = WebSocketAcceptor::new(config);
         let mut builder = Repo::builder()
             // A public sync server announces nothing and serves whoever asks.
@@ -145,6 +164,7 @@ impl Server {
             listener,
             http::Front {
                 acceptor,
+                auth: auth.map(Arc::new),
                 storage: (!options.memory).then_some(storage),
             },
         );

@@ -21,6 +21,8 @@ fn options(data_dir: &Path) -> Options {
         idle_seconds: 300,
         tls_cert: None,
         tls_key: None,
+        auth_jwt_secret: None,
+        auth_jwt_public_key: None,
     }
 }
 
@@ -85,5 +87,203 @@ async fn a_client_may_connect_on_any_path() {
         assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
         client.shutdown().await;
     }
+    server.shutdown().await;
+}
+
+const SECRET: &str = "correct horse battery staple";
+
+fn token_for(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn secured_server(dir: &Path) -> Server {
+    Server::start(&Options {
+        auth_jwt_secret: Some(SECRET.into()),
+        ..options(dir)
+    })
+    .await
+    .unwrap()
+}
+
+/// The status line's code of a raw WebSocket upgrade request to `path_and_query`.
+async fn upgrade_status(server: &Server, path_and_query: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: tandem\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut head))
+        .await
+        .expect("no response")
+        .unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_without_a_valid_token_is_refused_before_it_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let good = token_for(
+        SECRET,
+        serde_json::json!({"exp": unix_now() + 3600, "docs": ["*"]}),
+    );
+    let forged = token_for(
+        "another secret",
+        serde_json::json!({"exp": unix_now() + 3600, "docs": ["*"]}),
+    );
+    let expired = token_for(
+        SECRET,
+        serde_json::json!({"exp": unix_now() - 10, "docs": ["*"]}),
+    );
+    let odd_access = token_for(
+        SECRET,
+        serde_json::json!({"exp": unix_now() + 3600, "docs": ["*"], "access": "admin"}),
+    );
+    assert_eq!(
+        upgrade_status(&server, &format!("/?token={good}")).await,
+        101
+    );
+    for refused in [
+        "/".to_owned(),
+        "/?token=".to_owned(),
+        "/?token=not.a.token".to_owned(),
+        format!("/?token={forged}"),
+        format!("/?token={expired}"),
+        format!("/?token={odd_access}"),
+        format!(
+            "/?token={}",
+            token_for(SECRET, serde_json::json!({"docs": ["*"]}))
+        ),
+    ] {
+        assert_eq!(upgrade_status(&server, &refused).await, 401, "{refused}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_grants_its_documents_and_no_more_and_read_only_is_read_only() {
+    use automerge::transaction::Transactable;
+    use automerge::{ReadDoc, ROOT};
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let (granted, _) = server
+        .repo()
+        .create_with(|tx| tx.put(ROOT, "n", 1).unwrap())
+        .await
+        .unwrap();
+    let other = server.repo().create_empty().await.unwrap();
+    let token = token_for(
+        SECRET,
+        serde_json::json!({
+            "exp": unix_now() + 3600,
+            "docs": [granted.url().to_string()],
+            "access": "read",
+            "sub": "ada",
+        }),
+    );
+    let url = format!("{}/sync?token={token}", server.url());
+    let adapter = WebSocketClient::new(&url, ClientConfig::default()).unwrap();
+    let client = Repo::builder()
+        .peer_id("ada/tab-1")
+        .network(adapter)
+        .start()
+        .await
+        .unwrap();
+    client
+        .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    let at_client = client.find(granted.url()).await.unwrap();
+    assert_eq!(at_client.heads().unwrap(), granted.heads().unwrap());
+    assert!(matches!(
+        client.find(other.url()).await,
+        Err(tandem_repo::RepoError::Unavailable(_))
+    ));
+
+    // Read-only: the client's change never reaches the server's document. Its ephemeral
+    // message, sent after the change on the same socket, tells when the server has seen both.
+    let mut heard = Box::pin(granted.ephemeral_messages());
+    at_client
+        .change(|tx| tx.put(ROOT, "n", 2).unwrap())
+        .unwrap();
+    at_client.broadcast(&"after the change").await.unwrap();
+    tokio::time::timeout(PATIENCE, heard.next())
+        .await
+        .expect("the ephemeral message never arrived");
+    let n = granted
+        .with_doc(|d| d.get(ROOT, "n").unwrap().unwrap().0.as_i64())
+        .unwrap();
+    assert_eq!(n, Some(1), "a read-only client's change was applied");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_outside_the_tokens_subject_is_refused_and_an_expired_socket_is_closed() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let join_as = |name: &str| {
+        tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+            peer_id: name.into(),
+            metadata: tandem_core::PeerMetadata::default(),
+        })
+        .encode()
+    };
+
+    let ada = token_for(
+        SECRET,
+        serde_json::json!({"exp": unix_now() + 3600, "docs": ["*"], "sub": "ada"}),
+    );
+    let url = format!("{}/?token={ada}", server.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Frame::binary(join_as("adam"))).await.unwrap();
+    let reply = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("no reply");
+    let Some(Ok(Frame::Binary(bytes))) = reply else {
+        panic!("{reply:?}");
+    };
+    let refused = tandem_core::Message::decode(&bytes).unwrap();
+    assert_eq!(refused.type_name(), "error");
+
+    // A token about to lapse: the socket is closed with the documented code when it does.
+    let brief = token_for(
+        SECRET,
+        serde_json::json!({"exp": unix_now() + 2, "docs": ["*"], "sub": "ada"}),
+    );
+    let url = format!("{}/?token={brief}", server.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Frame::binary(join_as("ada"))).await.unwrap();
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(Frame::Close(close)) = frame {
+                return close;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket outlived its token");
+    let code: u16 = closed.expect("a close frame with a code").code.into();
+    assert_eq!(code, tandem_net_ws::CREDENTIALS_EXPIRED);
     server.shutdown().await;
 }
