@@ -32,6 +32,7 @@ fn options(data_dir: &Path) -> Options {
         tls_key: None,
         auth_jwt_secret: None,
         auth_jwt_public_key: None,
+        shutdown_timeout: 30,
     }
 }
 

@@ -233,6 +233,8 @@ struct AcceptorInner {
     config: ServerConfig,
     local: watch::Receiver<Option<LocalPeer>>,
     connections: mpsc::Sender<Connection>,
+    /// Turns `true` when the server goes away: every socket closes with code 1001.
+    going_away: watch::Sender<bool>,
 }
 
 /// The [`NetworkAdapter`] half of a [`WebSocketAcceptor`].
@@ -283,9 +285,16 @@ impl WebSocketAcceptor {
                     config,
                     local: local_rx,
                     connections: tx,
+                    going_away: watch::channel(false).0,
                 }),
             },
         )
+    }
+
+    /// Closes every socket it accepted, now and from now on, with close code 1001 (going away):
+    /// the server is shutting down.
+    pub fn go_away(&self) {
+        self.inner.going_away.send_replace(true);
     }
 
     /// The configuration (for the frame limit an HTTP framework should apply, say).
@@ -428,6 +437,7 @@ impl WebSocketAcceptor {
                 let side = Side::Server {
                     keepalive: config.keepalive_interval,
                     expires_at: admission.expires_at,
+                    going_away: self.inner.going_away.subscribe(),
                 };
                 let (mut connection, _finished) = connection(ws, remote, side);
                 connection.grant = admission.grant;

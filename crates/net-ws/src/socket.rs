@@ -24,12 +24,14 @@ use tracing::{debug, info, warn};
 const QUEUE: usize = 64;
 
 /// Which end of the socket we are: servers are strict, clients forgiving, as in JS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Side {
     /// A frame that is not a message closes the socket; so does the lapse of its credentials.
     Server {
         keepalive: Duration,
         expires_at: Option<std::time::Instant>,
+        /// Turns `true` when the server shuts down.
+        going_away: watch::Receiver<bool>,
     },
     /// A frame that is not a message is logged and ignored. `keepalive: None` only answers the
     /// server's pings and never gives up on a silent server.
@@ -102,13 +104,15 @@ async fn write_frames<S>(
         mut stop,
         remote,
     } = pump;
-    let (keepalive, expires_at) = match side {
+    let (keepalive, expires_at, going_away) = match side {
         Side::Server {
             keepalive,
             expires_at,
-        } => (Some(keepalive), expires_at),
-        Side::Client { keepalive } => (keepalive, None),
+            going_away,
+        } => (Some(keepalive), expires_at, Some(going_away)),
+        Side::Client { keepalive } => (keepalive, None, None),
     };
+    let mut going_away = going_away;
     let expiry = expires_at.map(tokio::time::Instant::from_std);
     let mut ticks = keepalive.map(|every| {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -145,6 +149,14 @@ async fn write_frames<S>(
                 if sink.send(Frame::Ping(Vec::new().into())).await.is_err() {
                     break;
                 }
+            }
+            _ = server_going_away(&mut going_away) => {
+                let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away,
+                    reason: "server shutting down".into(),
+                };
+                let _ = sink.send(Frame::Close(Some(close))).await;
+                break;
             }
             _ = tokio::time::sleep_until(expiry.unwrap_or_else(far_future)), if expiry.is_some() => {
                 info!(peer = %remote.peer_id, "credentials expired; closing the socket");
@@ -258,4 +270,16 @@ async fn read_frames<S>(
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Resolves once the server goes away; never on a client's socket.
+async fn server_going_away(going_away: &mut Option<watch::Receiver<bool>>) {
+    match going_away {
+        Some(going_away) => {
+            if going_away.wait_for(|gone| *gone).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }

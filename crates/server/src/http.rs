@@ -2,6 +2,7 @@
 //! connect to whatever URL they are given) is handed to the repo's acceptor; `GET /healthz`
 //! answers while the process serves, `GET /readyz` only while storage answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub(crate) struct Front {
     pub(crate) auth: Option<Arc<JwtAuth>>,
     /// `None` when documents live in memory: always ready.
     pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
+    /// Set when the server starts shutting down: not ready, and no new sockets.
+    pub(crate) shutting_down: Arc<AtomicBool>,
 }
 
 /// Serves `listener` until the returned task is aborted: each connection (through TLS when
@@ -97,6 +100,9 @@ where
 async fn any(State(front): State<Front>, mut request: Request) -> Response {
     let headers = request.headers();
     if let Some(key) = websocket_upgrade_key(|name| headers.get(name)?.to_str().ok()) {
+        if front.shutting_down.load(Ordering::Relaxed) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+        }
         let admission = match &front.auth {
             None => Admission::default(),
             Some(auth) => {
@@ -151,6 +157,11 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
     match request.uri().path() {
         "/" => "tandem is running\n".into_response(),
         "/healthz" => "ok\n".into_response(),
+        "/readyz" if front.shutting_down.load(Ordering::Relaxed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+            .into_response(),
         "/readyz" => match ready(front.storage.as_deref()).await {
             Ok(()) => "ready\n".into_response(),
             Err(reason) => (

@@ -17,6 +17,7 @@ pub use auth::AuthSetupError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tandem_repo::{AskOnly, Repo, RepoError};
 use tandem_storage_fs::FsStorage;
 use tandem_storage_mem::MemoryStorage;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Command-line options; each can also come from the environment variable named in its help.
 #[derive(Debug, Clone, Parser)]
@@ -70,6 +71,10 @@ pub struct Options {
     /// ES256 or EdDSA), as `--auth-jwt-secret` does.
     #[arg(long, env = "TANDEM_AUTH_JWT_PUBLIC_KEY")]
     pub auth_jwt_public_key: Option<PathBuf>,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) may take to save everything and close every socket
+    /// (with code 1001) before the process ends anyway.
+    #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
 }
 
 /// Why the server could not start.
@@ -106,6 +111,11 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     repo: Repo,
+    /// Closes the sockets with 1001 at shutdown.
+    acceptor: WebSocketAcceptor,
+    /// Tells the HTTP front the server is going: `/readyz` 503, no new sockets.
+    shutting_down: Arc<AtomicBool>,
+    shutdown_timeout: Duration,
     /// The HTTP front's accept loop.
     http: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
@@ -160,10 +170,12 @@ impl Server {
         };
         builder = builder.shared_storage(storage.clone());
         let repo = builder.start().await?;
+        let shutting_down = Arc::new(AtomicBool::new(false));
         let http = http::serve(
             listener,
             http::Front {
-                acceptor,
+                acceptor: acceptor.clone(),
+                shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
                 storage: (!options.memory).then_some(storage),
             },
@@ -181,6 +193,9 @@ impl Server {
         };
         Ok(Server {
             repo,
+            acceptor,
+            shutting_down,
+            shutdown_timeout: Duration::from_secs(options.shutdown_timeout),
             http,
             url: format!("{scheme}://{local_addr}"),
             local_addr,
@@ -202,10 +217,26 @@ impl Server {
         &self.repo
     }
 
-    /// Stops accepting, saves every document, closes every socket.
+    /// Shuts down: `/readyz` answers 503 at once and no new socket is taken, every pending save
+    /// is made, then every socket closes with code 1001 (going away); all within the shutdown
+    /// timeout, past which it stops anyway.
     pub async fn shutdown(self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let orderly = async {
+            if let Err(error) = self.repo.flush().await {
+                warn!(%error, "a save failed during shutdown");
+            }
+            self.acceptor.go_away();
+            self.repo.shutdown().await;
+        };
+        if tokio::time::timeout(self.shutdown_timeout, orderly)
+            .await
+            .is_err()
+        {
+            warn!(timeout = ?self.shutdown_timeout, "shutdown took longer than allowed; stopping anyway");
+            self.acceptor.go_away();
+        }
         self.http.abort();
-        self.repo.shutdown().await;
     }
 }
 

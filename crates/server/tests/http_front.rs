@@ -23,6 +23,7 @@ fn options(data_dir: &Path) -> Options {
         tls_key: None,
         auth_jwt_secret: None,
         auth_jwt_public_key: None,
+        shutdown_timeout: 30,
     }
 }
 
@@ -286,4 +287,44 @@ async fn a_join_outside_the_tokens_subject_is_refused_and_an_expired_socket_is_c
     let code: u16 = closed.expect("a close frame with a code").code.into();
     assert_eq!(code, tandem_net_ws::CREDENTIALS_EXPIRED);
     server.shutdown().await;
+}
+
+/// A shutdown saves what the server holds, then closes every socket with 1001 (going away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_saves_then_closes_every_socket_as_going_away() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&options(dir.path())).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: "watcher".into(),
+        metadata: tandem_core::PeerMetadata::default(),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    let doc = server.repo().create_empty().await.unwrap();
+    let heads = doc.heads().unwrap();
+    let id = doc.document_id().clone();
+
+    let shutdown = tokio::spawn(server.shutdown());
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(Frame::Close(close)) = frame {
+                return close;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket was not closed");
+    let code: u16 = closed.expect("a close frame with a code").code.into();
+    assert_eq!(code, 1001);
+    shutdown.await.unwrap();
+
+    let again = Server::start(&options(dir.path())).await.unwrap();
+    let found = again.repo().find(&id).await.unwrap();
+    assert_eq!(found.heads().unwrap(), heads);
+    again.shutdown().await;
 }
