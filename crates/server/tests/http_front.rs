@@ -274,25 +274,17 @@ async fn a_join_outside_the_tokens_subject_is_refused_and_an_expired_socket_is_c
     let url = format!("{}/?token={brief}", server.url());
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Frame::binary(join_as("ada"))).await.unwrap();
-    let closed = tokio::time::timeout(PATIENCE, async {
-        while let Some(frame) = ws.next().await {
-            if let Ok(Frame::Close(close)) = frame {
-                return close;
-            }
-        }
-        None
-    })
-    .await
-    .expect("the socket outlived its token");
-    let code: u16 = closed.expect("a close frame with a code").code.into();
-    assert_eq!(code, tandem_net_ws::CREDENTIALS_EXPIRED);
+    assert_eq!(
+        close_code(&mut ws).await,
+        tandem_net_ws::CREDENTIALS_EXPIRED
+    );
     server.shutdown().await;
 }
 
 /// A shutdown saves what the server holds, then closes every socket with 1001 (going away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_saves_then_closes_every_socket_as_going_away() {
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message as Frame;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&options(dir.path())).await.unwrap();
@@ -309,6 +301,22 @@ async fn a_shutdown_saves_then_closes_every_socket_as_going_away() {
     let id = doc.document_id().clone();
 
     let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(close_code(&mut ws).await, 1001);
+    shutdown.await.unwrap();
+
+    let again = Server::start(&options(dir.path())).await.unwrap();
+    let found = again.repo().find(&id).await.unwrap();
+    assert_eq!(found.heads().unwrap(), heads);
+    again.shutdown().await;
+}
+
+/// The code of the close frame that ends `ws`.
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> u16
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Frame;
     let closed = tokio::time::timeout(PATIENCE, async {
         while let Some(frame) = ws.next().await {
             if let Ok(Frame::Close(close)) = frame {
@@ -319,12 +327,5 @@ async fn a_shutdown_saves_then_closes_every_socket_as_going_away() {
     })
     .await
     .expect("the socket was not closed");
-    let code: u16 = closed.expect("a close frame with a code").code.into();
-    assert_eq!(code, 1001);
-    shutdown.await.unwrap();
-
-    let again = Server::start(&options(dir.path())).await.unwrap();
-    let found = again.repo().find(&id).await.unwrap();
-    assert_eq!(found.heads().unwrap(), heads);
-    again.shutdown().await;
+    closed.expect("a close frame with a code").code.into()
 }
