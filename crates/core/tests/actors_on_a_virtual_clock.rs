@@ -634,3 +634,31 @@ fn a_grant_narrows_what_the_policy_allows() {
         "not read"
     );
 }
+
+/// A peer asking for documents that exist nowhere is told so, and the server keeps nothing for
+/// them: no actor, no introduction, without waiting for the idle time.
+#[test]
+fn made_up_ids_leave_nothing_behind_once_answered() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| {
+        c.idle_timeout = Some(Duration::from_secs(300))
+    });
+    network.node(server).set_policy(ask_only());
+    let client = network.add("client", |_| {});
+    network.link(server, client);
+    let real = DocumentId::random();
+    network.node(server).create(real.clone(), doc_with("n", 1));
+    let made_up: Vec<DocumentId> = (0..100).map(|_| DocumentId::random()).collect();
+    for id in &made_up {
+        network.node(client).find(id);
+    }
+    network.run_until_quiescent();
+    for id in &made_up {
+        assert_eq!(
+            network.node(client).state(id),
+            Some(HandleState::Unavailable)
+        );
+    }
+    assert_eq!(network.node(server).loaded(), vec![real]);
+    assert_eq!(network.node(server).introductions(), 0);
+}

@@ -981,6 +981,12 @@ impl DocumentActor {
             _ => None,
         };
         self.effects.push(DocumentEffect::State(state));
+        // Asked for by peers only, and nobody has it: once they are answered it leaves memory
+        // at once (as an idle document does), so a peer asking for made-up ids leaves nothing
+        // behind. A document the application looks for stays, to turn ready should it arrive.
+        if state == HandleState::Unavailable && !self.wanted_locally {
+            self.effects.push(DocumentEffect::Idle);
+        }
     }
 
     fn after_change(&mut self, origin: Option<PeerId>, doc: &Automerge) {
