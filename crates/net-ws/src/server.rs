@@ -372,12 +372,12 @@ impl WebSocketAcceptor {
             Some(config.websocket()),
         )
         .await;
-        self.serve(ws, admission, deadline).await
+        self.serve(ws, admission, deadline).await.map(|_| ())
     }
 
     /// Serves a socket an HTTP framework has already upgraded (the `101` is sent): waits for the
-    /// `join` and hands the client to the repo, as far as `admission` admits it. The `join` must
-    /// arrive within the handshake timeout.
+    /// `join` and hands the client to the repo, as far as `admission` admits it, and returns once
+    /// the socket has closed. The `join` must arrive within the handshake timeout.
     pub async fn accept_upgraded<S>(&self, io: S, admission: Admission) -> Result<(), NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -386,7 +386,10 @@ impl WebSocketAcceptor {
             WebSocketStream::from_raw_socket(io, Role::Server, Some(self.inner.config.websocket()))
                 .await;
         let deadline = Instant::now() + self.inner.config.handshake_timeout;
-        self.serve(ws, admission, deadline).await
+        let mut finished = self.serve(ws, admission, deadline).await?;
+        // What the caller holds for the socket (a connection slot) lasts as long as it does.
+        let _ = finished.wait_for(|done| *done).await;
+        Ok(())
     }
 
     async fn authenticate(&self, request: &UpgradeRequest) -> Authentication {
@@ -401,7 +404,7 @@ impl WebSocketAcceptor {
         mut ws: WebSocketStream<S>,
         admission: Admission,
         deadline: Instant,
-    ) -> Result<(), NetworkError>
+    ) -> Result<watch::Receiver<bool>, NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -439,13 +442,14 @@ impl WebSocketAcceptor {
                     expires_at: admission.expires_at,
                     going_away: self.inner.going_away.subscribe(),
                 };
-                let (mut connection, _finished) = connection(ws, remote, side);
+                let (mut connection, finished) = connection(ws, remote, side);
                 connection.grant = admission.grant;
                 self.inner
                     .connections
                     .send(connection)
                     .await
-                    .map_err(|_| NetworkError::Closed)
+                    .map_err(|_| NetworkError::Closed)?;
+                Ok(finished)
             }
         }
     }

@@ -28,6 +28,8 @@ const READY_PATIENCE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(crate) struct Front {
     pub(crate) acceptor: WebSocketAcceptor,
+    /// One permit per WebSocket client served (`--max-connections`).
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// With JWT access control: every upgrade needs a valid token.
     pub(crate) auth: Option<Arc<JwtAuth>>,
     /// `None` when documents live in memory: always ready.
@@ -124,9 +126,15 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
                 }
             }
         };
+        let Ok(slot) = front.connections.clone().try_acquire_owned() else {
+            debug!("connection limit reached; upgrade refused");
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+        };
         let upgrade = hyper::upgrade::on(&mut request);
         let acceptor = front.acceptor.clone();
         tokio::spawn(async move {
+            // Held for as long as the socket is served.
+            let _slot = slot;
             match upgrade.await {
                 Ok(upgraded) => {
                     if let Err(error) = acceptor

@@ -71,6 +71,9 @@ pub struct Options {
     /// ES256 or EdDSA), as `--auth-jwt-secret` does.
     #[arg(long, env = "TANDEM_AUTH_JWT_PUBLIC_KEY")]
     pub auth_jwt_public_key: Option<PathBuf>,
+    /// WebSocket clients served at once; an upgrade beyond is answered 503.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) may take to save everything and close every socket
     /// (with code 1001) before the process ends anyway.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
@@ -125,6 +128,11 @@ pub struct Server {
 impl Server {
     /// Opens storage, binds the port and starts serving.
     pub async fn start(options: &Options) -> Result<Server, ServerError> {
+        // Every client is a socket: take all the open files the system allows us.
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => info!(limit, "open files limit"),
+            Err(error) => warn!(%error, "could not raise the open files limit"),
+        }
         let address = format!("{}:{}", options.host, options.port);
         let tls = match (&options.tls_cert, &options.tls_key) {
             (Some(cert), Some(key)) => Some(tandem_net_ws::tls::server_config_from_pem(cert, key)?),
@@ -175,6 +183,7 @@ impl Server {
             listener,
             http::Front {
                 acceptor: acceptor.clone(),
+                connections: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
                 storage: (!options.memory).then_some(storage),

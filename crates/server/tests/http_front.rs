@@ -24,6 +24,7 @@ fn options(data_dir: &Path) -> Options {
         auth_jwt_secret: None,
         auth_jwt_public_key: None,
         shutdown_timeout: 30,
+        max_connections: 20_000,
     }
 }
 
@@ -328,4 +329,57 @@ where
     .await
     .expect("the socket was not closed");
     closed.expect("a close frame with a code").code.into()
+}
+
+/// Past `--max-connections` an upgrade is answered 503; once a client leaves, its slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_beyond_the_connection_limit_are_turned_away_until_one_leaves() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        max_connections: 2,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let join = |name: &str| {
+        tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+            peer_id: name.into(),
+            metadata: tandem_core::PeerMetadata::default(),
+        })
+        .encode()
+    };
+    let mut clients = Vec::new();
+    for name in ["one", "two"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+            .await
+            .unwrap();
+        ws.send(Frame::binary(join(name))).await.unwrap();
+        clients.push(ws);
+    }
+    assert_eq!(upgrade_status(&server, "/").await, 503);
+    assert_eq!(
+        get(&server, "/healthz").await.0,
+        200,
+        "plain HTTP still served"
+    );
+
+    let mut leaving = clients.pop().unwrap();
+    leaving.close(None).await.unwrap();
+    // The slot frees once the server has seen the socket end.
+    let admitted = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match upgrade_status(&server, "/").await {
+                101 => return,
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    assert!(
+        admitted.is_ok(),
+        "the slot of a client that left was never freed"
+    );
+    server.shutdown().await;
 }
