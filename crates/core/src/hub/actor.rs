@@ -6,6 +6,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::introductions::Introductions;
+use super::rate::{EphemeralAllowance, Verdict};
 use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
 use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
@@ -18,6 +19,8 @@ struct Connection {
     metadata: PeerMetadata,
     /// What its credentials allow.
     grant: Grant,
+    /// How many ephemeral messages it may still send.
+    ephemeral: EphemeralAllowance,
     /// `announce(peer, None)`: whether the policy offers the peer anything. `None` until the
     /// policy answers; until then the peer is treated as offered nothing (it is introduced to
     /// what it touches, and told everywhere once the answer says so).
@@ -99,6 +102,8 @@ pub struct HubActor {
     actor_ids: Counter,
     question_ids: Counter,
     effects: Vec<HubEffect>,
+    /// The time of the input being handled.
+    now: Option<Instant>,
 }
 
 impl HubActor {
@@ -121,11 +126,13 @@ impl HubActor {
             actor_ids: Counter::default(),
             question_ids: Counter::default(),
             effects: Vec::new(),
+            now: None,
         }
     }
 
     /// Feeds one input; returns what to do, in order.
-    pub fn handle(&mut self, _now: Instant, input: HubInput) -> Vec<HubEffect> {
+    pub fn handle(&mut self, now: Instant, input: HubInput) -> Vec<HubEffect> {
+        self.now = Some(now);
         match input {
             HubInput::Connect {
                 command,
@@ -256,6 +263,7 @@ impl HubActor {
                 peer: peer.clone(),
                 metadata,
                 grant,
+                ephemeral: EphemeralAllowance::new(),
                 announce_any: None,
             },
         );
@@ -476,6 +484,22 @@ impl HubActor {
             return;
         }
         if let Message::Ephemeral(m) = &message {
+            let verdict = match (self.connections.get_mut(&connection), self.now) {
+                (Some(entry), Some(now)) => entry.ephemeral.spend(now),
+                _ => return,
+            };
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Drop => {
+                    debug!(%peer, "ephemeral messages over the rate; dropped");
+                    return;
+                }
+                Verdict::CutOff => {
+                    warn!(%peer, "a flood of ephemeral messages; disconnecting the peer");
+                    self.effects.push(HubEffect::Close(connection));
+                    return;
+                }
+            }
             if !self.dedup.accept(&m.sender_id, &m.session_id, m.count) {
                 return;
             }

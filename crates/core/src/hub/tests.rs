@@ -293,3 +293,46 @@ fn a_wanted_document_starts_with_every_peer() {
     });
     assert_eq!(peers, Some(1));
 }
+
+/// A flood of ephemeral messages from one connection is passed on only up to its allowance,
+/// and a connection that keeps flooding is closed.
+#[test]
+fn an_ephemeral_flood_is_dropped_and_then_cut_off() {
+    let mut hub = hub();
+    let alice = connect(&mut hub, "alice", true);
+    let id = DocumentId::random();
+    find(&mut hub, &id);
+    let now = Instant::now();
+    let mut passed = 0;
+    let mut closed = false;
+    for count in 1..=u64::from(EPHEMERAL_BURST + EPHEMERAL_DROPS_BEFORE_CUT + 1) {
+        let message = Message::Ephemeral(EphemeralMessage {
+            sender_id: PeerId::from("alice"),
+            target_id: PeerId::from("server"),
+            document_id: id.clone(),
+            data: MessageData::new(vec![0x01]).expect("not empty"),
+            count,
+            session_id: SessionId::from_random(1),
+        });
+        let effects = hub.handle(
+            now,
+            HubInput::Incoming {
+                connection: alice,
+                message,
+            },
+        );
+        passed += effects
+            .iter()
+            .filter(|e| matches!(e, HubEffect::Tell { .. }))
+            .count();
+        if effects
+            .iter()
+            .any(|e| matches!(e, HubEffect::Close(c) if *c == alice))
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert_eq!(passed, EPHEMERAL_BURST as usize);
+    assert!(closed, "a flooding connection was never cut off");
+}
