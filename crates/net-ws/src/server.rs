@@ -86,6 +86,16 @@ pub struct ServerConfig {
     pub authenticate: Option<Arc<dyn Authenticate>>,
     /// TLS (`wss://`): see [`crate::tls::server_config_from_pem`]. `None` serves plain `ws://`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Told of every message a served socket reads or writes (for metrics).
+    pub observer: Option<Arc<dyn SocketObserver>>,
+}
+
+/// What a server's sockets carry, message by message (its type name and encoded size).
+pub trait SocketObserver: Send + Sync + 'static {
+    /// A client sent a message.
+    fn received(&self, kind: &'static str, bytes: usize);
+    /// A message went to a client.
+    fn sent(&self, kind: &'static str, bytes: usize);
 }
 
 impl Default for ServerConfig {
@@ -97,6 +107,7 @@ impl Default for ServerConfig {
             max_pending_handshakes: 1024,
             authenticate: None,
             tls: None,
+            observer: None,
         }
     }
 }
@@ -110,6 +121,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("authenticate", &self.authenticate.is_some())
             .field("tls", &self.tls.is_some())
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -441,6 +453,7 @@ impl WebSocketAcceptor {
                     keepalive: config.keepalive_interval,
                     expires_at: admission.expires_at,
                     going_away: self.inner.going_away.subscribe(),
+                    observer: config.observer.clone(),
                 };
                 let (mut connection, finished) = connection(ws, remote, side);
                 connection.grant = admission.grant;

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 const QUEUE: usize = 64;
 
 /// Which end of the socket we are: servers are strict, clients forgiving, as in JS.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Side {
     /// A frame that is not a message closes the socket; so does the lapse of its credentials.
     Server {
@@ -32,6 +32,8 @@ pub(crate) enum Side {
         expires_at: Option<std::time::Instant>,
         /// Turns `true` when the server shuts down.
         going_away: watch::Receiver<bool>,
+        /// Told of every message.
+        observer: Option<Arc<dyn crate::server::SocketObserver>>,
     },
     /// A frame that is not a message is logged and ignored. `keepalive: None` only answers the
     /// server's pings and never gives up on a silent server.
@@ -104,13 +106,14 @@ async fn write_frames<S>(
         mut stop,
         remote,
     } = pump;
-    let (keepalive, expires_at, going_away) = match side {
+    let (keepalive, expires_at, going_away, observer) = match side {
         Side::Server {
             keepalive,
             expires_at,
             going_away,
-        } => (Some(keepalive), expires_at, Some(going_away)),
-        Side::Client { keepalive } => (keepalive, None, None),
+            observer,
+        } => (Some(keepalive), expires_at, Some(going_away), observer),
+        Side::Client { keepalive } => (keepalive, None, None, None),
     };
     let mut going_away = going_away;
     let expiry = expires_at.map(tokio::time::Instant::from_std);
@@ -129,7 +132,11 @@ async fn write_frames<S>(
                 };
                 // A peer that stops reading must not keep a write (and so the pings) stuck for as
                 // long as TCP takes to give up.
-                let write = sink.send(Frame::binary(message.encode()));
+                let bytes = message.encode();
+                if let Some(observer) = &observer {
+                    observer.sent(message.type_name(), bytes.len());
+                }
+                let write = sink.send(Frame::binary(bytes));
                 let written = match keepalive {
                     Some(every) => tokio::time::timeout(every * 2, write)
                         .await
@@ -201,7 +208,10 @@ async fn read_frames<S>(
         mut stop,
         remote,
     } = pump;
-    let strict = matches!(side, Side::Server { .. });
+    let (strict, observer) = match &side {
+        Side::Server { observer, .. } => (true, observer.clone()),
+        Side::Client { .. } => (false, None),
+    };
     let peer = &remote.peer_id;
     loop {
         let frame = tokio::select! {
@@ -255,6 +265,9 @@ async fn read_frames<S>(
                 continue;
             }
         };
+        if let Some(observer) = &observer {
+            observer.received(message.type_name(), bytes.len());
+        }
         if message.is_handshake() {
             debug!(%peer, kind = message.type_name(), "handshake message after the handshake; ignored");
             continue;

@@ -17,6 +17,7 @@ use tandem_core::{StorageAdapter, StorageKey};
 use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, Admission, WebSocketAcceptor};
 
 use crate::auth::{token, JwtAuth};
+use crate::metrics::{Metrics, Rejection};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -28,6 +29,8 @@ const READY_PATIENCE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(crate) struct Front {
     pub(crate) acceptor: WebSocketAcceptor,
+    /// What `/metrics` exports.
+    pub(crate) metrics: Arc<Metrics>,
     /// One permit per WebSocket client served (`--max-connections`).
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// With JWT access control: every upgrade needs a valid token.
@@ -121,6 +124,7 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
                     Ok(admission) => admission,
                     Err(why) => {
                         debug!(%why, "upgrade refused");
+                        front.metrics.rejected(Rejection::Auth);
                         return (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response();
                     }
                 }
@@ -128,13 +132,19 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
         };
         let Ok(slot) = front.connections.clone().try_acquire_owned() else {
             debug!("connection limit reached; upgrade refused");
+            front.metrics.rejected(Rejection::Limit);
             return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
         };
         let upgrade = hyper::upgrade::on(&mut request);
         let acceptor = front.acceptor.clone();
+        let metrics = front.metrics.clone();
         tokio::spawn(async move {
             // Held for as long as the socket is served.
             let _slot = slot;
+            metrics.connections.inc();
+            let _served = scopeguard(|| {
+                metrics.connections.dec();
+            });
             match upgrade.await {
                 Ok(upgraded) => {
                     if let Err(error) = acceptor
@@ -165,6 +175,14 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
     match request.uri().path() {
         "/" => "tandem is running\n".into_response(),
         "/healthz" => "ok\n".into_response(),
+        "/metrics" => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            front.metrics.render(),
+        )
+            .into_response(),
         "/readyz" if front.shutting_down.load(Ordering::Relaxed) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: shutting down\n",
@@ -203,4 +221,17 @@ async fn ready(storage: Option<&dyn StorageAdapter>) -> Result<(), String> {
         Ok(Err(error)) => Err(format!("storage fails: {error}")),
         Err(_) => Err(format!("storage did not answer within {READY_PATIENCE:?}")),
     }
+}
+
+/// Runs `f` when dropped: however a socket's task ends, it is counted out.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -12,6 +12,7 @@
 
 mod auth;
 mod http;
+mod metrics;
 
 pub use auth::AuthSetupError;
 
@@ -121,6 +122,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     /// The HTTP front's accept loop.
     http: tokio::task::JoinHandle<()>,
+    /// The task that follows documents into and out of memory for the metrics.
+    following: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
     url: String,
 }
@@ -138,9 +141,11 @@ impl Server {
             (Some(cert), Some(key)) => Some(tandem_net_ws::tls::server_config_from_pem(cert, key)?),
             _ => None,
         };
+        let metrics = metrics::Metrics::new();
         let config = ServerConfig {
             max_frame_size: options.max_frame_size,
             tls,
+            observer: Some(metrics.clone()),
             ..ServerConfig::default()
         };
         let bind_error = |source: std::io::Error| ServerError::Bind {
@@ -176,13 +181,18 @@ impl Server {
             builder = builder.durable_acknowledgement(true);
             Arc::new(storage)
         };
-        builder = builder.shared_storage(storage.clone());
+        builder = builder.shared_storage(Arc::new(metrics::MeteredStorage {
+            inner: storage.clone(),
+            metrics: metrics.clone(),
+        }));
         let repo = builder.start().await?;
+        let following = metrics.follow(&repo);
         let shutting_down = Arc::new(AtomicBool::new(false));
         let http = http::serve(
             listener,
             http::Front {
                 acceptor: acceptor.clone(),
+                metrics,
                 connections: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
@@ -206,6 +216,7 @@ impl Server {
             shutting_down,
             shutdown_timeout: Duration::from_secs(options.shutdown_timeout),
             http,
+            following,
             url: format!("{scheme}://{local_addr}"),
             local_addr,
         })
@@ -246,6 +257,7 @@ impl Server {
             self.acceptor.go_away();
         }
         self.http.abort();
+        self.following.abort();
     }
 }
 

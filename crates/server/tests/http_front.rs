@@ -175,6 +175,12 @@ async fn an_upgrade_without_a_valid_token_is_refused_before_it_happens() {
     ] {
         assert_eq!(upgrade_status(&server, &refused).await, 401, "{refused}");
     }
+    let (_, metrics) = get(&server, "/metrics").await;
+    let rejected = series(
+        &metrics,
+        "tandem_connections_rejected_total{reason=\"auth\"}",
+    );
+    assert_eq!(rejected, Some(7.0), "{metrics}");
     server.shutdown().await;
 }
 
@@ -359,6 +365,12 @@ async fn clients_beyond_the_connection_limit_are_turned_away_until_one_leaves() 
         clients.push(ws);
     }
     assert_eq!(upgrade_status(&server, "/").await, 503);
+    let (_, metrics) = get(&server, "/metrics").await;
+    let rejected = series(
+        &metrics,
+        "tandem_connections_rejected_total{reason=\"limit\"}",
+    );
+    assert_eq!(rejected, Some(1.0), "{metrics}");
     assert_eq!(
         get(&server, "/healthz").await.0,
         200,
@@ -381,5 +393,67 @@ async fn clients_beyond_the_connection_limit_are_turned_away_until_one_leaves() 
         admitted.is_ok(),
         "the slot of a client that left was never freed"
     );
+    server.shutdown().await;
+}
+
+/// The value of one series in a metrics text (`name` with its labels, as exported).
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `GET /metrics` exports every family from the start, and the values move with traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&options(dir.path())).await.unwrap();
+    let (status, before) = get(&server, "/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "tandem_connections",
+        "tandem_documents_loaded",
+        "tandem_documents_evicted_total",
+        "tandem_messages_received_total{type=\"sync\"}",
+        "tandem_messages_sent_total{type=\"sync\"}",
+        "tandem_bytes_received_total",
+        "tandem_bytes_sent_total",
+        "tandem_storage_save_seconds_count",
+        "tandem_storage_load_seconds_count",
+        "tandem_connections_rejected_total{reason=\"auth\"}",
+        "tandem_connections_rejected_total{reason=\"limit\"}",
+    ] {
+        assert!(
+            series(&before, name).is_some(),
+            "{name} missing from\n{before}"
+        );
+    }
+    assert_eq!(series(&before, "tandem_connections"), Some(0.0));
+
+    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
+    let client = Repo::builder().network(adapter).start().await.unwrap();
+    client
+        .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    let doc = client.create_empty().await.unwrap();
+    server.repo().find(doc.url()).await.unwrap();
+    server.repo().flush().await.unwrap();
+
+    let (_, after) = get(&server, "/metrics").await;
+    let moved =
+        |name: &str| series(&after, name).unwrap_or(0.0) > series(&before, name).unwrap_or(0.0);
+    assert_eq!(series(&after, "tandem_connections"), Some(1.0));
+    for name in [
+        "tandem_documents_loaded",
+        "tandem_messages_received_total{type=\"sync\"}",
+        "tandem_messages_sent_total{type=\"sync\"}",
+        "tandem_bytes_received_total",
+        "tandem_bytes_sent_total",
+        "tandem_storage_save_seconds_count",
+        "tandem_storage_load_seconds_count",
+    ] {
+        assert!(moved(name), "{name} did not move:\n{after}");
+    }
+    client.shutdown().await;
     server.shutdown().await;
 }

@@ -1,0 +1,246 @@
+//! Prometheus metrics (`GET /metrics`), with `prometheus-client`: what the server serves, what
+//! its sockets carry, what storage costs, and what it turns away. Every family is registered at
+//! start-up, so each is exported (at zero) before it first moves.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_net_ws::SocketObserver;
+use tandem_repo::{Repo, RepoEvent};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the server exports.
+pub(crate) struct Metrics {
+    registry: Mutex<Registry>,
+    pub(crate) connections: Gauge,
+    documents_loaded: Gauge,
+    documents_evicted: Counter,
+    messages_received: Family<Labels, Counter>,
+    messages_sent: Family<Labels, Counter>,
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    storage_save_seconds: Histogram,
+    storage_load_seconds: Histogram,
+    connections_rejected: Family<Labels, Counter>,
+}
+
+/// Why an upgrade was turned away.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rejection {
+    Auth,
+    Limit,
+}
+
+/// Every message type, so that each series exists from the start.
+const MESSAGE_TYPES: [&str; 9] = [
+    "join",
+    "peer",
+    "sync",
+    "request",
+    "doc-unavailable",
+    "ephemeral",
+    "remote-subscription-change",
+    "remote-heads-changed",
+    "error",
+];
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Metrics> {
+        let seconds = || Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let metrics = Metrics {
+            registry: Mutex::new(Registry::with_prefix("tandem")),
+            connections: Gauge::default(),
+            documents_loaded: Gauge::default(),
+            documents_evicted: Counter::default(),
+            messages_received: Family::default(),
+            messages_sent: Family::default(),
+            bytes_received: Counter::default(),
+            bytes_sent: Counter::default(),
+            storage_save_seconds: seconds(),
+            storage_load_seconds: seconds(),
+            connections_rejected: Family::default(),
+        };
+        // Created now, so that each series is exported at zero before it first moves.
+        for kind in MESSAGE_TYPES {
+            let _ = metrics
+                .messages_received
+                .get_or_create(&vec![("type", kind)]);
+            let _ = metrics.messages_sent.get_or_create(&vec![("type", kind)]);
+        }
+        for reason in ["auth", "limit"] {
+            let _ = metrics
+                .connections_rejected
+                .get_or_create(&vec![("reason", reason)]);
+        }
+        {
+            let mut registry = metrics.lock_registry();
+            registry.register(
+                "connections",
+                "WebSocket clients served now",
+                metrics.connections.clone(),
+            );
+            registry.register(
+                "documents_loaded",
+                "Documents in memory now",
+                metrics.documents_loaded.clone(),
+            );
+            registry.register(
+                "documents_evicted",
+                "Documents that left memory",
+                metrics.documents_evicted.clone(),
+            );
+            registry.register(
+                "messages_received",
+                "Messages read from clients, by type",
+                metrics.messages_received.clone(),
+            );
+            registry.register(
+                "messages_sent",
+                "Messages written to clients, by type",
+                metrics.messages_sent.clone(),
+            );
+            registry.register(
+                "bytes_received",
+                "Bytes of messages read from clients",
+                metrics.bytes_received.clone(),
+            );
+            registry.register(
+                "bytes_sent",
+                "Bytes of messages written to clients",
+                metrics.bytes_sent.clone(),
+            );
+            registry.register(
+                "storage_save_seconds",
+                "Time a storage write took",
+                metrics.storage_save_seconds.clone(),
+            );
+            registry.register(
+                "storage_load_seconds",
+                "Time a storage read took",
+                metrics.storage_load_seconds.clone(),
+            );
+            registry.register(
+                "connections_rejected",
+                "Upgrades turned away, by reason",
+                metrics.connections_rejected.clone(),
+            );
+        }
+        Arc::new(metrics)
+    }
+
+    fn lock_registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.lock_registry());
+        text
+    }
+
+    pub(crate) fn rejected(&self, why: Rejection) {
+        let reason = match why {
+            Rejection::Auth => "auth",
+            Rejection::Limit => "limit",
+        };
+        self.connections_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// Follows documents into and out of memory until the repo stops.
+    pub(crate) fn follow(self: &Arc<Self>, repo: &Repo) -> tokio::task::JoinHandle<()> {
+        let metrics = self.clone();
+        let mut events = Box::pin(repo.events());
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    RepoEvent::Added(_) => {
+                        metrics.documents_loaded.inc();
+                    }
+                    RepoEvent::Unloaded(_) => {
+                        metrics.documents_loaded.dec();
+                        metrics.documents_evicted.inc();
+                    }
+                    RepoEvent::Unavailable(_) | RepoEvent::Deleted(_) => {}
+                }
+            }
+        })
+    }
+}
+
+impl SocketObserver for Metrics {
+    fn received(&self, kind: &'static str, bytes: usize) {
+        self.messages_received
+            .get_or_create(&vec![("type", kind)])
+            .inc();
+        self.bytes_received.inc_by(bytes as u64);
+    }
+
+    fn sent(&self, kind: &'static str, bytes: usize) {
+        self.messages_sent
+            .get_or_create(&vec![("type", kind)])
+            .inc();
+        self.bytes_sent.inc_by(bytes as u64);
+    }
+}
+
+/// A storage adapter that times every read and write into the metrics.
+pub(crate) struct MeteredStorage {
+    pub(crate) inner: Arc<dyn StorageAdapter>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl StorageAdapter for MeteredStorage {
+    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let started = Instant::now();
+        let loaded = self.inner.load(key).await;
+        self.metrics
+            .storage_load_seconds
+            .observe(started.elapsed().as_secs_f64());
+        loaded
+    }
+
+    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let saved = self.inner.save(key, value).await;
+        self.metrics
+            .storage_save_seconds
+            .observe(started.elapsed().as_secs_f64());
+        saved
+    }
+
+    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        self.inner.remove(key).await
+    }
+
+    async fn load_range(
+        &self,
+        prefix: &StorageKey,
+    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+        let started = Instant::now();
+        let loaded = self.inner.load_range(prefix).await;
+        self.metrics
+            .storage_load_seconds
+            .observe(started.elapsed().as_secs_f64());
+        loaded
+    }
+
+    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
+        self.inner.remove_range(prefix).await
+    }
+}
