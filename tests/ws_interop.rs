@@ -311,6 +311,34 @@ async fn a_tandem_server_in_memory_tells_a_js_client_what_it_holds() {
     server.shutdown().await;
 }
 
+/// Runs `ws-peer.mjs write-then-follow` (as peer "reader") against `url` on `doc`, a document
+/// the server holds and lets the reader read only: its change must not be applied, and a later
+/// change of the server's must reach it.
+async fn js_reader_reads_and_does_not_write(url: &str, doc: &DocHandle) {
+    let mut messages = Box::pin(doc.ephemeral_messages());
+    let mut node = NodeProcess::start(
+        "ws-peer.mjs",
+        &["write-then-follow", url, &doc.url().to_string(), "later"],
+    );
+    // Sent after the sync message that carried (or, told the server is read-only, left out)
+    // the client's change: by now the server has decided on it.
+    tokio::time::timeout(PATIENCE, messages.next())
+        .await
+        .expect("no ephemeral message from JS")
+        .unwrap();
+    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
+    let applied = doc
+        .with_doc(|d| d.get(ROOT, "js").unwrap().is_some())
+        .unwrap();
+    assert!(!applied, "a read-only client's change was applied");
+
+    doc.change(|tx| tx.put(ROOT, "later", 1)).unwrap().unwrap();
+    let followed = node.next_json_async(PATIENCE).await;
+    assert_eq!(followed["content"]["later"], json!(1));
+    assert_eq!(followed["content"]["js"], json!(true));
+    tokio::task::block_in_place(|| node.finish(PATIENCE));
+}
+
 /// A JS client the share policy lets read but not write receives the document and every later
 /// change; its own change is never applied (and so never stored or relayed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,28 +360,7 @@ async fn a_read_only_js_client_receives_everything_and_changes_nothing() {
         .await
         .unwrap();
     let doc = create_rich(&server).await;
-    let mut messages = Box::pin(doc.ephemeral_messages());
-    let mut node = NodeProcess::start(
-        "ws-peer.mjs",
-        &["write-then-follow", &url, &doc.url().to_string(), "later"],
-    );
-    // Sent after the sync message that carried (or, told the server is read-only, left out)
-    // the client's change: by now the server has decided on it.
-    tokio::time::timeout(PATIENCE, messages.next())
-        .await
-        .expect("no ephemeral message from JS")
-        .unwrap();
-    assert_eq!(node.next_json_async(PATIENCE).await, json!({"ready": true}));
-    let applied = doc
-        .with_doc(|d| d.get(ROOT, "js").unwrap().is_some())
-        .unwrap();
-    assert!(!applied, "a read-only client's change was applied");
-
-    doc.change(|tx| tx.put(ROOT, "later", 1)).unwrap().unwrap();
-    let followed = node.next_json_async(PATIENCE).await;
-    assert_eq!(followed["content"]["later"], json!(1));
-    assert_eq!(followed["content"]["js"], json!(true));
-    tokio::task::block_in_place(|| node.finish(PATIENCE));
+    js_reader_reads_and_does_not_write(&url, &doc).await;
     server.shutdown().await;
 }
 
@@ -409,31 +416,44 @@ async fn presence_is_shared_with_a_js_peer_both_ways() {
     server.shutdown().await;
 }
 
-/// A JS client of a server that requires tokens connects with `?token=` (as a browser must):
-/// it finds a document its token grants, and one it does not is unavailable to it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_js_client_with_a_query_token_gets_what_it_grants() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = "js interop secret";
-    let server = Server::start(&Options {
-        auth_jwt_secret: Some(secret.into()),
-        ..options(dir.path())
+/// The secret of the servers started by [`secured_server`].
+const SECRET: &str = "js interop secret";
+
+/// A tandem-server that requires tokens signed with [`SECRET`].
+async fn secured_server(data_dir: &Path) -> Server {
+    Server::start(&Options {
+        auth_jwt_secret: Some(SECRET.into()),
+        ..options(data_dir)
     })
     .await
-    .unwrap();
-    let granted = create_rich(server.repo()).await;
-    let other = create_rich(server.repo()).await;
+    .unwrap()
+}
+
+/// A token signed with [`SECRET`], valid for an hour, with these other claims.
+fn token(mut claims: Json) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
-    let token = jsonwebtoken::encode(
+    claims["exp"] = json!(exp);
+    jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"exp": exp, "docs": [granted.url().to_string()]}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A JS client of a server that requires tokens connects with `?token=` (as a browser must):
+/// it finds a document its token grants, and one it does not is unavailable to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_client_with_a_query_token_gets_what_it_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let granted = create_rich(server.repo()).await;
+    let other = create_rich(server.repo()).await;
+    let token = token(json!({"docs": [granted.url().to_string()]}));
     let url = format!("ws://{}/?token={token}", server.local_addr());
 
     let found = js(&["find-status", &url, &granted.url().to_string()]).await;
@@ -445,6 +465,19 @@ async fn a_js_client_with_a_query_token_gets_what_it_grants() {
             .is_some_and(|e| e.contains("unavailable")),
         "{refused}"
     );
+    server.shutdown().await;
+}
+
+/// A JS client whose token grants read access only receives the document and later changes,
+/// and its own change is never applied at the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_client_with_a_read_only_token_reads_and_does_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let doc = create_rich(server.repo()).await;
+    let token = token(json!({"docs": ["*"], "access": "read", "sub": "reader"}));
+    let url = format!("ws://{}/sync?token={token}", server.local_addr());
+    js_reader_reads_and_does_not_write(&url, &doc).await;
     server.shutdown().await;
 }
 
