@@ -72,6 +72,9 @@ pub struct Options {
     /// ES256 or EdDSA), as `--auth-jwt-secret` does.
     #[arg(long, env = "TANDEM_AUTH_JWT_PUBLIC_KEY")]
     pub auth_jwt_public_key: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line (for log collectors).
+    #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// WebSocket clients served at once; an upgrade beyond is answered 503.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
@@ -79,6 +82,15 @@ pub struct Options {
     /// (with code 1001) before the process ends anyway.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Why the server could not start.

@@ -1,7 +1,7 @@
 //! `tandem-server`: see the crate documentation and `--help`.
 
 use clap::Parser;
-use tandem_server::{run, stop_signal, Options};
+use tandem_server::{run, stop_signal, LogFormat, Options};
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc grows and trims its per-thread heaps over and over when many small documents
@@ -12,13 +12,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let options = Options::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match options.log_format {
+        // One JSON object per line, with the fields of the spans it happened in (a document's
+        // task runs in a span naming its id).
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     // automerge panics on some input it should refuse; tandem catches those panics and cuts the
     // sender off, but the default hook would still print each one (with a backtrace under
     // RUST_BACKTRACE), one per hostile message. The server logs them as its other events.
@@ -36,7 +46,6 @@ async fn main() -> std::process::ExitCode {
         // Caught ones are followed by a line saying what tandem did about them.
         tracing::error!(panic = message, %location, "panicked");
     }));
-    let options = Options::parse();
     match run(options, stop_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

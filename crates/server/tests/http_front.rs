@@ -25,6 +25,7 @@ fn options(data_dir: &Path) -> Options {
         auth_jwt_public_key: None,
         shutdown_timeout: 30,
         max_connections: 20_000,
+        log_format: tandem_server::LogFormat::Text,
     }
 }
 

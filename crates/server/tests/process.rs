@@ -519,3 +519,63 @@ async fn a_change_automerge_panics_on_is_logged_and_the_server_serves_on() {
         "the default panic hook printed:\n{log}"
     );
 }
+
+/// `--log-format json` writes one JSON object per line; a document's lines carry its id (here:
+/// its unloading once idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_document_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        .args(["--port", "0", "--log-format", "json", "--idle-seconds", "1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start tandem-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = ServerProcess(Some(child));
+    let url = BufReader::new(stdout)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|line| line.strip_prefix("listening on ").map(str::to_owned))
+        .expect("the server never said where it listens");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let rust = client(&url).await;
+    let (doc, _) = rust.create_with(|tx| tx.put(ROOT, "n", 1)).await.unwrap();
+    let id = doc.document_id().to_string();
+    wait_for_remote_heads(
+        &doc,
+        &rust
+            .peers()
+            .into_values()
+            .find_map(|m| m.storage_id)
+            .unwrap(),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut saw_document = false;
+    while !saw_document {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("no log line names the document");
+        let object: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(object.get("level").is_some(), "{line}");
+        saw_document = line.contains(&id);
+    }
+    rust.shutdown().await;
+    assert!(terminate(server).success());
+}
