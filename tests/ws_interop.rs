@@ -35,6 +35,7 @@ fn options(data_dir: &Path) -> Options {
         shutdown_timeout: 30,
         max_connections: 20_000,
         log_format: tandem_server::LogFormat::Text,
+        metrics_listen: None,
     }
 }
 

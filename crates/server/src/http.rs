@@ -31,6 +31,8 @@ pub(crate) struct Front {
     pub(crate) acceptor: WebSocketAcceptor,
     /// What `/metrics` exports.
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether `/metrics` is served on this port (not when `--metrics-listen` gives its own).
+    pub(crate) metrics_here: bool,
     /// One permit per WebSocket client served (`--max-connections`).
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// With JWT access control: every upgrade needs a valid token.
@@ -99,6 +101,44 @@ where
         .with_upgrades()
         .await
         .map_err(|error| error.to_string())
+}
+
+/// The metrics in the text format.
+fn exposition(metrics: &Metrics) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serves `GET /metrics` alone on `listener` (`--metrics-listen`), in plain HTTP.
+pub(crate) fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> JoinHandle<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(metrics): State<Arc<Metrics>>| async move {
+                exposition(&metrics)
+            }),
+        )
+        .with_state(metrics);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, remote)) = listener.accept().await else {
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let app = app.clone();
+            tokio::spawn(async move {
+                if let Err(error) = connection(TokioIo::new(stream), app, READY_PATIENCE).await {
+                    debug!(%remote, %error, "metrics connection ended");
+                }
+            });
+        }
+    })
 }
 
 /// Every request: an upgrade on any path, or one of the few GETs.
@@ -175,14 +215,7 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
     match request.uri().path() {
         "/" => "tandem is running\n".into_response(),
         "/healthz" => "ok\n".into_response(),
-        "/metrics" => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            front.metrics.render(),
-        )
-            .into_response(),
+        "/metrics" if front.metrics_here => exposition(&front.metrics),
         "/readyz" if front.shutting_down.load(Ordering::Relaxed) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: shutting down\n",

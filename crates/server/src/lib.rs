@@ -72,6 +72,9 @@ pub struct Options {
     /// ES256 or EdDSA), as `--auth-jwt-secret` does.
     #[arg(long, env = "TANDEM_AUTH_JWT_PUBLIC_KEY")]
     pub auth_jwt_public_key: Option<PathBuf>,
+    /// Serve `GET /metrics` on this address (say `127.0.0.1:9090`) instead of the main port.
+    #[arg(long, env = "TANDEM_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Log lines as text, or as one JSON object per line (for log collectors).
     #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -136,6 +139,8 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     /// The task that follows documents into and out of memory for the metrics.
     following: tokio::task::JoinHandle<()>,
+    /// `--metrics-listen`: where, and its accept loop.
+    metrics_port: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     local_addr: SocketAddr,
     url: String,
 }
@@ -199,12 +204,27 @@ impl Server {
         }));
         let repo = builder.start().await?;
         let following = metrics.follow(&repo);
+        let metrics_port = match &options.metrics_listen {
+            Some(address) => {
+                let metrics_error = |source: std::io::Error| ServerError::Bind {
+                    address: address.clone(),
+                    source: source.into(),
+                };
+                let listener = TcpListener::bind(address.as_str())
+                    .await
+                    .map_err(metrics_error)?;
+                let local = listener.local_addr().map_err(metrics_error)?;
+                Some((local, http::serve_metrics(listener, metrics.clone())))
+            }
+            None => None,
+        };
         let shutting_down = Arc::new(AtomicBool::new(false));
         let http = http::serve(
             listener,
             http::Front {
                 acceptor: acceptor.clone(),
-                metrics,
+                metrics: metrics.clone(),
+                metrics_here: options.metrics_listen.is_none(),
                 connections: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
@@ -229,6 +249,7 @@ impl Server {
             shutdown_timeout: Duration::from_secs(options.shutdown_timeout),
             http,
             following,
+            metrics_port,
             url: format!("{scheme}://{local_addr}"),
             local_addr,
         })
@@ -270,6 +291,14 @@ impl Server {
         }
         self.http.abort();
         self.following.abort();
+        if let Some((_, serving)) = &self.metrics_port {
+            serving.abort();
+        }
+    }
+
+    /// Where `GET /metrics` is served when `--metrics-listen` is given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_port.as_ref().map(|(addr, _)| *addr)
     }
 }
 

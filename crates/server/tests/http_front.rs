@@ -26,14 +26,18 @@ fn options(data_dir: &Path) -> Options {
         shutdown_timeout: 30,
         max_connections: 20_000,
         log_format: tandem_server::LogFormat::Text,
+        metrics_listen: None,
     }
 }
 
 /// The status code and body of `GET path`, over a fresh connection.
 async fn get(server: &Server, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
+    get_at(server.local_addr(), path).await
+}
+
+/// [`get`] from any address.
+async fn get_at(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -456,5 +460,23 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
         assert!(moved(name), "{name} did not move:\n{after}");
     }
     client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// With `--metrics-listen`, `/metrics` is served there and not on the main port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_may_have_a_port_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let address = server.metrics_addr().expect("a metrics address");
+    let (status, text) = get_at(address, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(series(&text, "tandem_connections"), Some(0.0), "{text}");
+    assert_eq!(get(&server, "/metrics").await.0, 404);
     server.shutdown().await;
 }
