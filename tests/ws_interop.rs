@@ -55,6 +55,19 @@ async fn tandem_client(url: &str) -> Repo {
     repo
 }
 
+/// [`tandem_client`] of a tandem `server`, once the server too has taken the connection in (the
+/// client hears the server's `peer` a moment before; a `find` on the server meanwhile would ask
+/// nobody).
+async fn tandem_client_of(server: &Server, url: &str) -> Repo {
+    let repo = tandem_client(url).await;
+    server
+        .repo()
+        .wait_for_peer(repo.peer_id(), PATIENCE)
+        .await
+        .expect("the client never became the server's peer");
+    repo
+}
+
 /// Runs a `ws-peer.mjs` command to completion and returns its one JSON line.
 async fn js(args: &[&str]) -> Json {
     let mut node = NodeProcess::start("ws-peer.mjs", args);
@@ -119,7 +132,7 @@ async fn what_a_js_client_creates_on_tandem_server_a_tandem_client_reads() {
     let created = js(&["create", &url]).await;
     let doc_url = created["url"].as_str().unwrap();
 
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let found = rust.find(doc_url).await.unwrap();
     assert_eq!(hex_heads(&found), created["heads"]);
     assert_eq!(found.with_doc(tagged).unwrap(), created["content"]);
@@ -138,7 +151,7 @@ async fn what_a_js_client_creates_on_tandem_server_a_tandem_client_reads() {
 async fn what_a_tandem_client_creates_a_js_client_reads_and_edits() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = tandem_server(dir.path()).await;
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let doc = create_rich(&rust).await;
     // The server has it once it holds our heads.
     server.repo().find(doc.url()).await.unwrap();
@@ -200,7 +213,7 @@ async fn an_unknown_document_is_unavailable_to_js_at_once_and_a_big_one_arrives_
     assert!(missing["ms"].as_u64().unwrap() < 10_000, "{missing}");
 
     let big = js(&["big", &url, "1000000"]).await;
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let found = rust.find(big["url"].as_str().unwrap()).await.unwrap();
     assert_eq!(hex_heads(&found), big["heads"]);
     let length = found
@@ -245,7 +258,7 @@ async fn exchange_ephemeral(url: &str, doc: &DocHandle, rust: &Repo) -> tandem::
 async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = tandem_server(dir.path()).await;
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let doc = create_rich(&rust).await;
     server.repo().find(doc.url()).await.unwrap();
     exchange_ephemeral(&url, &doc, &rust).await;
@@ -261,7 +274,7 @@ async fn ephemeral_messages_cross_between_js_and_tandem_clients() {
 async fn ephemeral_messages_cross_a_rust_relay_to_tandem_server_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = tandem_server(dir.path()).await;
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let doc = create_rich(&rust).await;
     server.repo().find(doc.url()).await.unwrap();
     let listener = WebSocketServer::bind("127.0.0.1:0", ServerConfig::default())
@@ -373,7 +386,7 @@ async fn a_read_only_js_client_receives_everything_and_changes_nothing() {
 async fn presence_is_shared_with_a_js_peer_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = tandem_server(dir.path()).await;
-    let rust = tandem_client(&url).await;
+    let rust = tandem_client_of(&server, &url).await;
     let doc = create_rich(&rust).await;
     server.repo().find(doc.url()).await.unwrap();
     let config = PresenceConfig {

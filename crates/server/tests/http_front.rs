@@ -89,6 +89,12 @@ async fn a_client_may_connect_on_any_path() {
             .wait_for_peer(server.repo().peer_id(), PATIENCE)
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
+        // The server takes the connection in a moment after the client hears it.
+        server
+            .repo()
+            .wait_for_peer(client.peer_id(), PATIENCE)
+            .await
+            .unwrap();
         let doc = client.create_empty().await.unwrap();
         let found = server.repo().find(doc.url()).await.unwrap();
         assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
@@ -438,6 +444,11 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
     let client = Repo::builder().network(adapter).start().await.unwrap();
     client
         .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    server
+        .repo()
+        .wait_for_peer(client.peer_id(), PATIENCE)
         .await
         .unwrap();
     let doc = client.create_empty().await.unwrap();
