@@ -8,7 +8,7 @@ use tandem_core::{DocumentId, NetworkAdapter, PeerId, StorageAdapter, StorageId,
 use tracing::warn;
 
 use crate::context::{RepoContext, Timing};
-use crate::{Repo, RepoError, ShareAll, SharePolicy};
+use crate::{Repo, RepoError, RepoObserver, ShareAll, SharePolicy};
 
 impl Repo {
     /// A builder with automerge-repo's defaults.
@@ -28,6 +28,7 @@ pub struct RepoBuilder {
     is_ephemeral: bool,
     gossip: bool,
     durable_acks: bool,
+    observer: Option<Arc<dyn RepoObserver>>,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -56,6 +57,7 @@ impl Default for RepoBuilder {
             is_ephemeral: false,
             gossip: false,
             durable_acks: false,
+            observer: None,
         }
     }
 }
@@ -144,6 +146,18 @@ impl RepoBuilder {
         self
     }
 
+    /// Reports what the repo does to `observer` (for metrics).
+    pub fn observer(mut self, observer: impl RepoObserver) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// [`observer`](Self::observer), shared with the caller.
+    pub fn shared_observer(mut self, observer: Arc<dyn RepoObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Starts the repo: reads (or creates and saves) the storage id, spawns the hub and starts
     /// the network adapters. Call within a tokio runtime.
     pub async fn start(self) -> Result<Repo, RepoError> {
@@ -161,6 +175,7 @@ impl RepoBuilder {
             self.timing,
             self.gossip,
             self.durable_acks,
+            self.observer,
         ));
         let repo = Repo::launch(ctx);
         for adapter in self.networks {

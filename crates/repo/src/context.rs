@@ -10,7 +10,7 @@ use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
 use crate::event_fanout::EventFanout;
 use crate::gossip::Gossip;
-use crate::{RepoEvent, SharePolicy};
+use crate::{RepoEvent, RepoObserver, SharePolicy};
 
 /// A subscriber to repo events this far behind skips the oldest (with a warning).
 const REPO_EVENTS_BEHIND: usize = 65_536;
@@ -41,6 +41,8 @@ pub(crate) struct RepoContext {
     pub(crate) document: Arc<DocumentConfig>,
     /// Documents coming and going, for [`Repo::events`](crate::Repo::events).
     pub(crate) events: EventFanout<RepoEvent>,
+    /// Told what the repo does, for metrics.
+    pub(crate) observer: Option<Arc<dyn RepoObserver>>,
     ephemeral_count: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl RepoContext {
         timing: Timing,
         gossip: bool,
         durable_acks: bool,
+        observer: Option<Arc<dyn RepoObserver>>,
     ) -> Self {
         let document = Arc::new(DocumentConfig {
             storage: storage.is_some(),
@@ -76,6 +79,7 @@ impl RepoContext {
             policy,
             denylist,
             events: EventFanout::new(REPO_EVENTS_BEHIND),
+            observer,
             ephemeral_count: AtomicU64::new(0),
         }
     }

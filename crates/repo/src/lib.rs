@@ -51,6 +51,7 @@ mod heavy_work;
 mod hub;
 mod initial;
 pub mod network;
+mod observer;
 mod outbox;
 mod pending;
 pub mod presence;
@@ -65,6 +66,7 @@ pub use events::{
     ChangeOrigin, DocumentChange, EphemeralEvent, FindProgress, RemoteHeadsEvent, RepoEvent,
 };
 pub use handle::{ChangeMetadata, DocHandle};
+pub use observer::RepoObserver;
 pub use outbox::MAX_QUEUED_PER_PEER;
 pub use repo::Repo;
 pub use share_policy::{AskOnly, FnSharePolicy, ShareAll, SharePolicy};

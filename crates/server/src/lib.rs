@@ -179,6 +179,7 @@ impl Server {
         )?;
         let (sockets, acceptor) = WebSocketAcceptor::new(config);
         let mut builder = Repo::builder()
+            .shared_observer(metrics.clone())
             // A public sync server announces nothing and serves whoever asks.
             .share_policy(AskOnly)
             .remote_heads_gossip(options.remote_heads_gossip)

@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     bytes_sent: Counter,
     storage_save_seconds: Histogram,
     storage_load_seconds: Histogram,
+    durable_ack_wait_seconds: Histogram,
     connections_rejected: Family<Labels, Counter>,
 }
 
@@ -67,6 +68,7 @@ impl Metrics {
             bytes_sent: Counter::default(),
             storage_save_seconds: seconds(),
             storage_load_seconds: seconds(),
+            durable_ack_wait_seconds: seconds(),
             connections_rejected: Family::default(),
         };
         // Created now, so that each series is exported at zero before it first moves.
@@ -129,6 +131,11 @@ impl Metrics {
                 metrics.storage_load_seconds.clone(),
             );
             registry.register(
+                "durable_ack_wait_seconds",
+                "Time from a client's change arriving to its acknowledgement (its save landing)",
+                metrics.durable_ack_wait_seconds.clone(),
+            );
+            registry.register(
                 "connections_rejected",
                 "Upgrades turned away, by reason",
                 metrics.connections_rejected.clone(),
@@ -179,6 +186,12 @@ impl Metrics {
                 }
             }
         })
+    }
+}
+
+impl tandem_repo::RepoObserver for Metrics {
+    fn durable_acknowledgement(&self, waited: std::time::Duration) {
+        self.durable_ack_wait_seconds.observe(waited.as_secs_f64());
     }
 }
 

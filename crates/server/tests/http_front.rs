@@ -430,6 +430,7 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
         "tandem_bytes_sent_total",
         "tandem_storage_save_seconds_count",
         "tandem_storage_load_seconds_count",
+        "tandem_durable_ack_wait_seconds_count",
         "tandem_connections_rejected_total{reason=\"auth\"}",
         "tandem_connections_rejected_total{reason=\"limit\"}",
     ] {
@@ -467,6 +468,7 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
         "tandem_bytes_sent_total",
         "tandem_storage_save_seconds_count",
         "tandem_storage_load_seconds_count",
+        "tandem_durable_ack_wait_seconds_count",
     ] {
         assert!(moved(name), "{name} did not move:\n{after}");
     }

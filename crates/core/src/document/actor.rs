@@ -196,6 +196,9 @@ pub struct DocumentActor {
     sync: DocumentSync,
     ledger: ChunkLedger,
     acks: DurableAcks,
+    /// When the first peer change each save number will make durable arrived (for
+    /// [`DocumentEffect::Acknowledged`]).
+    unacknowledged_since: BTreeMap<u64, Instant>,
     /// Connected peers this document knows of (it was told of them, or heard from them).
     peers: HashMap<PeerId, PeerMetadata>,
     /// The heads the last change event ended at.
@@ -248,6 +251,7 @@ impl DocumentActor {
             sync: DocumentSync::new(document_id.clone(), config.local_peer.clone(), state),
             ledger: ChunkLedger::new(document_id.clone()),
             acks: DurableAcks::new(),
+            unacknowledged_since: BTreeMap::new(),
             peers: HashMap::new(),
             last_heads: doc.get_heads(),
             save_at: None,
@@ -936,6 +940,9 @@ impl DocumentActor {
         if self.config.durable_acknowledgement && self.config.storage && out.document_changed {
             if let Some(origin) = origin {
                 self.acks.changed_by(origin);
+                self.unacknowledged_since
+                    .entry(self.acks.next_save())
+                    .or_insert(self.now);
                 self.save_at = Some(self.now);
             }
         }
@@ -1137,6 +1144,18 @@ impl DocumentActor {
     fn release_saved(&mut self, number: u64) {
         let go = self.acks.save_landed(number);
         self.send_all(go);
+        let through = self.acks.durable_through();
+        let oldest = self
+            .unacknowledged_since
+            .range(..=through)
+            .map(|(_, since)| *since)
+            .min();
+        self.unacknowledged_since.retain(|save, _| *save > through);
+        if let Some(since) = oldest {
+            self.effects.push(DocumentEffect::Acknowledged {
+                waited: self.now.saturating_duration_since(since),
+            });
+        }
     }
 
     /// Disconnects every peer with changes or messages waiting for a save, and drops those

@@ -107,6 +107,12 @@ pub enum DocumentEffect {
     /// Nothing happened for the idle time, nothing waits on a save, and the document is
     /// settled: it may be unloaded if nobody holds it.
     Idle,
+    /// A save landed that made peers' changes durable, and so acknowledged: the oldest of them
+    /// waited this long (for metrics).
+    Acknowledged {
+        /// From its arrival to its save landing.
+        waited: std::time::Duration,
+    },
     /// A command is done.
     Completed {
         /// Which.

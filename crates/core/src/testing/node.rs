@@ -748,7 +748,8 @@ impl Node {
                 }
                 DocumentEffect::Changed(_)
                 | DocumentEffect::RemoteHeads { .. }
-                | DocumentEffect::PeerOpened(_) => {}
+                | DocumentEffect::PeerOpened(_)
+                | DocumentEffect::Acknowledged { .. } => {}
             }
         }
     }

@@ -80,6 +80,11 @@ impl DocumentTask {
                     data,
                 });
             }
+            DocumentEffect::Acknowledged { waited } => {
+                if let Some(observer) = &self.ctx.observer {
+                    observer.durable_acknowledgement(waited);
+                }
+            }
             DocumentEffect::PeerOpened(peer) => {
                 if let Some(gossip) = &self.ctx.gossip {
                     gossip.peer_opened(&peer, document_id);

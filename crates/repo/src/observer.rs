@@ -1,0 +1,28 @@
+//! What a repo reports as it works, for an embedding program's metrics: the repo calls an
+//! observer it was given ([`RepoBuilder::observer`](crate::RepoBuilder::observer)); nothing
+//! reaches into its internals.
+
+use std::time::Duration;
+
+/// Told what a repo does; every method does nothing unless implemented.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+/// use tandem_repo::RepoObserver;
+///
+/// #[derive(Default)]
+/// struct Slowest(AtomicU64);
+/// impl RepoObserver for Slowest {
+///     fn durable_acknowledgement(&self, waited: Duration) {
+///         self.0.fetch_max(waited.as_micros() as u64, Ordering::Relaxed);
+///     }
+/// }
+/// let repo = tandem_repo::Repo::builder().observer(Slowest::default());
+/// # drop(repo);
+/// ```
+pub trait RepoObserver: Send + Sync + 'static {
+    /// With durable acknowledgement, a save made peers' changes durable, and so acknowledged
+    /// them: the oldest had waited this long since it arrived.
+    fn durable_acknowledgement(&self, _waited: Duration) {}
+}
