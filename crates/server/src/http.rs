@@ -22,6 +22,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+/// How long to wait before accepting again after `accept` failed (out of file descriptors,
+/// say), rather than spin on the failure.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 /// How long `/readyz` waits for storage before it calls it down.
 const READY_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -55,7 +59,7 @@ pub(crate) fn serve(listener: TcpListener, front: Front) -> JoinHandle<()> {
                 Err(error) => {
                     // Out of file descriptors, say: the listener stays; try again shortly.
                     debug!(%error, "accept failed");
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             };
@@ -128,7 +132,7 @@ pub(crate) fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> Joi
     tokio::spawn(async move {
         loop {
             let Ok((stream, remote)) = listener.accept().await else {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             };
             let app = app.clone();
@@ -177,14 +181,9 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
         };
         let upgrade = hyper::upgrade::on(&mut request);
         let acceptor = front.acceptor.clone();
-        let metrics = front.metrics.clone();
         tokio::spawn(async move {
-            // Held for as long as the socket is served.
+            // Held for as long as the socket is served: the slots taken are the connections.
             let _slot = slot;
-            metrics.connections.inc();
-            let _served = scopeguard(|| {
-                metrics.connections.dec();
-            });
             match upgrade.await {
                 Ok(upgraded) => {
                     if let Err(error) = acceptor
@@ -254,17 +253,4 @@ async fn ready(storage: Option<&dyn StorageAdapter>) -> Result<(), String> {
         Ok(Err(error)) => Err(format!("storage fails: {error}")),
         Err(_) => Err(format!("storage did not answer within {READY_PATIENCE:?}")),
     }
-}
-
-/// Runs `f` when dropped: however a socket's task ends, it is counted out.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

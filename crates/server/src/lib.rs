@@ -158,7 +158,8 @@ impl Server {
             (Some(cert), Some(key)) => Some(tandem_net_ws::tls::server_config_from_pem(cert, key)?),
             _ => None,
         };
-        let metrics = metrics::Metrics::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+        let metrics = metrics::Metrics::new(slots.clone(), options.max_connections);
         let config = ServerConfig {
             max_frame_size: options.max_frame_size,
             tls,
@@ -226,7 +227,7 @@ impl Server {
                 acceptor: acceptor.clone(),
                 metrics: metrics.clone(),
                 metrics_here: options.metrics_listen.is_none(),
-                connections: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
+                connections: slots,
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
                 storage: (!options.memory).then_some(storage),

@@ -15,13 +15,17 @@ use prometheus_client::registry::Registry;
 use tandem_core::{StorageAdapter, StorageError, StorageKey};
 use tandem_net_ws::SocketObserver;
 use tandem_repo::{Repo, RepoEvent};
+use tokio::sync::Semaphore;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// Every metric the server exports.
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
-    pub(crate) connections: Gauge,
+    /// Set from `slots` when rendered: a permit is taken for each client served.
+    connections: Gauge,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
     documents_loaded: Gauge,
     documents_evicted: Counter,
     messages_received: Family<Labels, Counter>,
@@ -32,6 +36,9 @@ pub(crate) struct Metrics {
     storage_load_seconds: Histogram,
     durable_ack_wait_seconds: Histogram,
     connections_rejected: Family<Labels, Counter>,
+    /// The series of `messages_received` and `messages_sent` for each message type, looked up
+    /// without the family's label allocation and lock on every message.
+    by_type: Vec<(&'static str, Counter, Counter)>,
 }
 
 /// Why an upgrade was turned away.
@@ -55,11 +62,14 @@ const MESSAGE_TYPES: [&str; 9] = [
 ];
 
 impl Metrics {
-    pub(crate) fn new() -> Arc<Metrics> {
+    /// The metrics of a server whose clients each hold one of `max_connections` `slots`.
+    pub(crate) fn new(slots: Arc<Semaphore>, max_connections: usize) -> Arc<Metrics> {
         let seconds = || Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             registry: Mutex::new(Registry::with_prefix("tandem")),
             connections: Gauge::default(),
+            slots,
+            max_connections,
             documents_loaded: Gauge::default(),
             documents_evicted: Counter::default(),
             messages_received: Family::default(),
@@ -70,13 +80,19 @@ impl Metrics {
             storage_load_seconds: seconds(),
             durable_ack_wait_seconds: seconds(),
             connections_rejected: Family::default(),
+            by_type: Vec::new(),
         };
         // Created now, so that each series is exported at zero before it first moves.
         for kind in MESSAGE_TYPES {
-            let _ = metrics
+            let received = metrics
                 .messages_received
-                .get_or_create(&vec![("type", kind)]);
-            let _ = metrics.messages_sent.get_or_create(&vec![("type", kind)]);
+                .get_or_create(&vec![("type", kind)])
+                .clone();
+            let sent = metrics
+                .messages_sent
+                .get_or_create(&vec![("type", kind)])
+                .clone();
+            metrics.by_type.push((kind, received, sent));
         }
         for reason in ["auth", "limit"] {
             let _ = metrics
@@ -152,6 +168,11 @@ impl Metrics {
 
     /// The text exposition.
     pub(crate) fn render(&self) -> String {
+        let served = self
+            .max_connections
+            .saturating_sub(self.slots.available_permits());
+        self.connections
+            .set(i64::try_from(served).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.lock_registry());
@@ -195,18 +216,28 @@ impl tandem_repo::RepoObserver for Metrics {
     }
 }
 
+impl Metrics {
+    /// The series of `kind` in `family` (`received` picks the first of the pair).
+    fn count(&self, family: &Family<Labels, Counter>, kind: &'static str, received: bool) {
+        match self.by_type.iter().find(|(k, _, _)| *k == kind) {
+            Some((_, r, s)) => {
+                if received { r } else { s }.inc();
+            }
+            None => {
+                family.get_or_create(&vec![("type", kind)]).inc();
+            }
+        }
+    }
+}
+
 impl SocketObserver for Metrics {
     fn received(&self, kind: &'static str, bytes: usize) {
-        self.messages_received
-            .get_or_create(&vec![("type", kind)])
-            .inc();
+        self.count(&self.messages_received, kind, true);
         self.bytes_received.inc_by(bytes as u64);
     }
 
     fn sent(&self, kind: &'static str, bytes: usize) {
-        self.messages_sent
-            .get_or_create(&vec![("type", kind)])
-            .inc();
+        self.count(&self.messages_sent, kind, false);
         self.bytes_sent.inc_by(bytes as u64);
     }
 }
