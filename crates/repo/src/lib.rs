@@ -58,6 +58,7 @@ pub mod presence;
 mod repo;
 mod save_task;
 mod share_policy;
+mod timer;
 
 pub use builder::RepoBuilder;
 pub use document_ref::DocumentRef;

@@ -16,6 +16,7 @@ pub use tandem_core::presence::{PeerPresence, PresenceConfig, PresenceEvent};
 use tandem_core::presence::{PresenceEffect, PresenceTracker};
 
 use crate::event_fanout::EventFanout;
+use crate::timer::deadline;
 use crate::{DocHandle, HandleError};
 
 /// Unread presence events a subscriber may fall behind by before it skips the oldest.
@@ -144,9 +145,7 @@ impl PresenceTask {
                         return;
                     }
                 },
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
-                    self.tracker.tick(Instant::now().into_std())
-                }
+                _ = deadline(wake) => self.tracker.tick(Instant::now().into_std()),
             };
             self.perform(effects);
         }
@@ -172,8 +171,4 @@ impl PresenceTask {
             self.peers.send_replace(now);
         }
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
 }

@@ -31,6 +31,7 @@ use crate::events::RemoteHeadsEvent;
 use crate::heavy_work::{heavy, HEAVY_BYTES};
 use crate::outbox::PeerLink;
 use crate::pending::Pending;
+use crate::timer::deadline;
 use crate::{RepoError, RepoEvent};
 
 mod effects;
@@ -175,11 +176,6 @@ async fn task_panicked(task: &DocumentTask, message: &str) {
 /// together are made durable together.
 const QUEUE_BATCH: usize = 256;
 
-/// Far enough ahead to stand for "never" in a `sleep_until`.
-fn never() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
-}
-
 impl DocumentTask {
     async fn run(&mut self) {
         let effects = {
@@ -217,9 +213,7 @@ impl DocumentTask {
             (save, outcome) = saving_done(&mut self.saving), if self.saving.is_some() => {
                 Wake::Saved(save, Box::new(outcome))
             }
-            _ = tokio::time::sleep_until(timeout.unwrap_or_else(never)), if timeout.is_some() => {
-                Wake::Timeout
-            }
+            _ = deadline(timeout) => Wake::Timeout,
         }
     }
 
