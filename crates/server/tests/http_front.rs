@@ -260,13 +260,6 @@ async fn a_join_outside_the_tokens_subject_is_refused_and_an_expired_socket_is_c
     use tokio_tungstenite::tungstenite::Message as Frame;
     let dir = tempfile::tempdir().unwrap();
     let server = secured_server(dir.path()).await;
-    let join_as = |name: &str| {
-        tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-            peer_id: name.into(),
-            metadata: tandem_core::PeerMetadata::default(),
-        })
-        .encode()
-    };
 
     let ada = token_for(
         SECRET,
@@ -309,11 +302,7 @@ async fn a_shutdown_saves_then_closes_every_socket_as_going_away() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
         .await
         .unwrap();
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-        peer_id: "watcher".into(),
-        metadata: tandem_core::PeerMetadata::default(),
-    });
-    ws.send(Frame::binary(join.encode())).await.unwrap();
+    ws.send(Frame::binary(join_as("watcher"))).await.unwrap();
     let doc = server.repo().create_empty().await.unwrap();
     let heads = doc.heads().unwrap();
     let id = doc.document_id().clone();
@@ -360,19 +349,12 @@ async fn clients_beyond_the_connection_limit_are_turned_away_until_one_leaves() 
     })
     .await
     .unwrap();
-    let join = |name: &str| {
-        tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-            peer_id: name.into(),
-            metadata: tandem_core::PeerMetadata::default(),
-        })
-        .encode()
-    };
     let mut clients = Vec::new();
     for name in ["one", "two"] {
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .unwrap();
-        ws.send(Frame::binary(join(name))).await.unwrap();
+        ws.send(Frame::binary(join_as(name))).await.unwrap();
         clients.push(ws);
     }
     assert_eq!(upgrade_status(&server, "/").await, 503);
@@ -492,4 +474,13 @@ async fn metrics_may_have_a_port_of_their_own() {
     assert_eq!(series(&text, "tandem_connections"), Some(0.0), "{text}");
     assert_eq!(get(&server, "/metrics").await.0, 404);
     server.shutdown().await;
+}
+
+/// The `join` frame of a client called `name`.
+fn join_as(name: &str) -> Vec<u8> {
+    tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: name.into(),
+        metadata: tandem_core::PeerMetadata::default(),
+    })
+    .encode()
 }
