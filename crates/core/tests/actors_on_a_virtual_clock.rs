@@ -662,3 +662,49 @@ fn made_up_ids_leave_nothing_behind_once_answered() {
     assert_eq!(network.node(server).loaded(), vec![real]);
     assert_eq!(network.node(server).introductions(), 0);
 }
+
+/// A server keeping tombstones deletes a document for good: the client that still holds it
+/// keeps writing, yet the server takes none of it, never holds the document again, and tells
+/// another client it does not exist. Without tombstones (automerge-repo's local delete), the
+/// same client brings it back.
+#[test]
+fn a_deleted_document_stays_deleted_while_its_tombstone_is_kept() {
+    for tombstones in [true, false] {
+        let mut network = Network::new();
+        let server = network.add("server", |c| c.tombstones = tombstones);
+        network.node(server).set_policy(ask_only());
+        let writer = network.add("writer", |_| {});
+        let reader = network.add("reader", |_| {});
+        network.link(server, writer);
+        network.link(server, reader);
+        let id = DocumentId::random();
+        network.node(writer).create(id.clone(), doc_with("v", 1));
+        network.node(writer).hold(&id, true);
+        network.run_until_quiescent();
+        assert_eq!(value(&mut network, server, &id, "v"), Some(1));
+
+        network.node(server).delete(&id);
+        network.run_until_quiescent();
+        assert!(!network.node(server).loaded().contains(&id));
+        network.node(writer).change(&id, doc_with("v", 2));
+        network.run_until_quiescent();
+        if !tombstones {
+            assert_eq!(value(&mut network, server, &id, "v"), Some(2));
+            continue;
+        }
+        assert!(
+            !network.node(server).loaded().contains(&id),
+            "a deleted document came back into memory"
+        );
+        network.node(reader).find(&id);
+        network.run_until_quiescent();
+        assert_eq!(
+            network.node(reader).state(&id),
+            Some(HandleState::Unavailable)
+        );
+        network.node(server).find(&id);
+        network.run_until_quiescent();
+        assert_eq!(network.node(server).state(&id), Some(HandleState::Deleted));
+        assert_eq!(value(&mut network, server, &id, "v"), None);
+    }
+}

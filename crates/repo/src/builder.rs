@@ -7,7 +7,7 @@ use std::time::Duration;
 use tandem_core::{DocumentId, NetworkAdapter, PeerId, StorageAdapter, StorageId, StorageKey};
 use tracing::warn;
 
-use crate::context::{RepoContext, Timing};
+use crate::context::{RepoContext, Tunables};
 use crate::{Repo, RepoError, RepoObserver, ShareAll, SharePolicy};
 
 impl Repo {
@@ -24,7 +24,7 @@ pub struct RepoBuilder {
     peer_id: Option<PeerId>,
     policy: Arc<dyn SharePolicy>,
     denylist: HashSet<DocumentId>,
-    timing: Timing,
+    tunables: Tunables,
     is_ephemeral: bool,
     gossip: bool,
     durable_acks: bool,
@@ -35,7 +35,7 @@ impl std::fmt::Debug for RepoBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RepoBuilder")
             .field("peer_id", &self.peer_id)
-            .field("timing", &self.timing)
+            .field("tunables", &self.tunables)
             .finish_non_exhaustive()
     }
 }
@@ -48,11 +48,12 @@ impl Default for RepoBuilder {
             peer_id: None,
             policy: Arc::new(ShareAll),
             denylist: HashSet::new(),
-            timing: Timing {
+            tunables: Tunables {
                 save_debounce: Duration::from_millis(100),
                 find_timeout: Duration::from_secs(60),
                 idle_timeout: None,
                 max_held: crate::MAX_QUEUED_PER_PEER,
+                tombstones: false,
             },
             is_ephemeral: false,
             gossip: false,
@@ -101,20 +102,20 @@ impl RepoBuilder {
 
     /// How long after a change its save starts (default 100 ms); changes meanwhile join it.
     pub fn save_debounce(mut self, delay: Duration) -> Self {
-        self.timing.save_debounce = delay;
+        self.tunables.save_debounce = delay;
         self
     }
 
     /// How long a find waits for an answer from peers (default 60 s).
     pub fn find_timeout(mut self, timeout: Duration) -> Self {
-        self.timing.find_timeout = timeout;
+        self.tunables.find_timeout = timeout;
         self
     }
 
     /// Unload documents that nobody holds a handle to after `idle` without activity (saved
     /// first; a later find reloads them). Default: keep everything.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.timing.idle_timeout = Some(idle);
+        self.tunables.idle_timeout = Some(idle);
         self
     }
 
@@ -146,6 +147,36 @@ impl RepoBuilder {
         self
     }
 
+    /// Makes [`Repo::delete`] stick: the document's tombstone is stored before its chunks are
+    /// removed, and from then on a peer that still holds the document cannot bring it back
+    /// here (it is told the document is unavailable, as if it never existed, and its changes
+    /// are not taken). A tombstone is never removed. Off by default: as in automerge-repo, a
+    /// delete is then local and a later find may get the document from a peer again.
+    /// Tombstones found in storage are honoured either way, so every repo on one store agrees.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tandem_repo::{Repo, RepoError};
+    /// let storage = std::sync::Arc::new(tandem_storage_mem::MemoryStorage::new());
+    /// let repo = Repo::builder()
+    ///     .shared_storage(storage.clone())
+    ///     .tombstones(true)
+    ///     .start()
+    ///     .await?;
+    /// let handle = repo.create_empty().await?;
+    /// repo.delete(handle.document_id()).await?;
+    /// repo.shutdown().await;
+    /// // Another repo on the same storage sees it deleted, not merely missing.
+    /// let again = Repo::builder().shared_storage(storage).start().await?;
+    /// assert!(matches!(again.find(handle.document_id()).await, Err(RepoError::Deleted(_))));
+    /// # again.shutdown().await;
+    /// # Ok::<(), RepoError>(()) }).unwrap();
+    /// ```
+    pub fn tombstones(mut self, enabled: bool) -> Self {
+        self.tunables.tombstones = enabled;
+        self
+    }
+
     /// Reports what the repo does to `observer` (for metrics).
     pub fn observer(mut self, observer: impl RepoObserver) -> Self {
         self.observer = Some(Arc::new(observer));
@@ -172,7 +203,7 @@ impl RepoBuilder {
             self.storage,
             self.policy,
             self.denylist,
-            self.timing,
+            self.tunables,
             self.gossip,
             self.durable_acks,
             self.observer,

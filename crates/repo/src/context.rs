@@ -15,9 +15,9 @@ use crate::{RepoEvent, RepoObserver, SharePolicy};
 /// A subscriber to repo events this far behind skips the oldest (with a warning).
 const REPO_EVENTS_BEHIND: usize = 65_536;
 
-/// Tunables, with automerge-repo's defaults.
+/// Tunables, with automerge-repo's defaults (and its behaviour where it has no such setting).
 #[derive(Debug, Clone)]
-pub(crate) struct Timing {
+pub(crate) struct Tunables {
     /// How long after a change its save starts (later changes join that save).
     pub(crate) save_debounce: Duration,
     /// How long a find waits for peers before the document is unavailable.
@@ -26,6 +26,8 @@ pub(crate) struct Timing {
     pub(crate) idle_timeout: Option<Duration>,
     /// At most this many messages to a document's writers wait for its saves.
     pub(crate) max_held: usize,
+    /// A delete leaves a tombstone in storage.
+    pub(crate) tombstones: bool,
 }
 
 pub(crate) struct RepoContext {
@@ -55,18 +57,19 @@ impl RepoContext {
         storage: Option<Arc<dyn StorageAdapter>>,
         policy: Arc<dyn SharePolicy>,
         denylist: HashSet<DocumentId>,
-        timing: Timing,
+        tunables: Tunables,
         gossip: bool,
         durable_acks: bool,
         observer: Option<Arc<dyn RepoObserver>>,
     ) -> Self {
         let document = Arc::new(DocumentConfig {
             storage: storage.is_some(),
-            save_debounce: timing.save_debounce,
-            find_timeout: timing.find_timeout,
-            idle_timeout: timing.idle_timeout,
+            save_debounce: tunables.save_debounce,
+            find_timeout: tunables.find_timeout,
+            idle_timeout: tunables.idle_timeout,
             durable_acknowledgement: durable_acks && storage.is_some(),
-            max_held: timing.max_held,
+            max_held: tunables.max_held,
+            tombstones: tunables.tombstones,
             ..DocumentConfig::new(peer_id.clone(), SessionId::random())
         });
         RepoContext {

@@ -44,6 +44,10 @@ pub struct DocumentConfig {
     /// (only saves that keep failing or never end let them pile up). Past it, the writers are
     /// cut off; they keep their unacknowledged changes and send them again when they reconnect.
     pub max_held: usize,
+    /// A delete leaves a tombstone in storage, so that no peer still holding the document can
+    /// bring it back (here, or in any repo on the same storage). Tombstones found in storage are
+    /// honoured either way.
+    pub tombstones: bool,
 }
 
 impl DocumentConfig {
@@ -59,6 +63,7 @@ impl DocumentConfig {
             idle_timeout: None,
             durable_acknowledgement: false,
             max_held: 1 << 16,
+            tombstones: false,
         }
     }
 }
@@ -183,7 +188,7 @@ enum Work {
 /// // A find reads storage first; here it held nothing...
 /// let effects = actor.start(now, &mut doc);
 /// assert!(matches!(effects[..], [DocumentEffect::Load]));
-/// let loaded = Loaded { ledger: None, found: false };
+/// let loaded = Loaded { ledger: None, found: false, deleted: false };
 /// let effects = actor.handle(now, DocumentInput::Loaded(loaded), &mut doc);
 /// // ...and with no peers, nobody can have it.
 /// assert!(effects.iter().any(|e| matches!(e, DocumentEffect::State(HandleState::Unavailable))));
@@ -211,6 +216,9 @@ pub struct DocumentActor {
     last_save_at: Option<Instant>,
     dirty_sync_states: BTreeMap<StorageId, Vec<u8>>,
     wanted_locally: bool,
+    /// Storage holds the document's tombstone: every peer is told it is unavailable, and none
+    /// of their changes is taken.
+    deleted: bool,
     /// The save in flight (one at a time).
     saving: Option<SaveId>,
     /// Flushes waiting for a save number to land.
@@ -265,6 +273,7 @@ impl DocumentActor {
                     wanted_locally: true
                 }
             ),
+            deleted: false,
             saving: None,
             flushes: Vec::new(),
             logged_patches: None,
@@ -442,6 +451,7 @@ impl DocumentActor {
                 }
             },
             DocumentInput::Loaded(loaded) => match self.take_waiting() {
+                Some(Waiting::Load) if loaded.deleted => self.found_tombstone(),
                 Some(Waiting::Load) => {
                     self.loaded(loaded, doc);
                     self.queue.push_back(Work::FinishLoading);
@@ -488,6 +498,9 @@ impl DocumentActor {
     fn queued_input(&mut self, input: DocumentInput, doc: &mut Automerge) {
         if !matches!(input, DocumentInput::LocalChange) {
             self.last_activity = self.now;
+        }
+        if self.deleted {
+            return self.deleted_input(input, doc);
         }
         match input {
             DocumentInput::PeerConnected(info) => {
@@ -569,6 +582,65 @@ impl DocumentActor {
             | DocumentInput::Saved { .. }
             | DocumentInput::Timeout => {}
         }
+    }
+
+    /// Storage says the document was deleted for good: nobody gets it. Found for peers only,
+    /// it leaves memory once what is queued has been answered (as an unavailable one does).
+    fn found_tombstone(&mut self) {
+        debug!("deleted for good (tombstone)");
+        self.deleted = true;
+        self.sync.set_state(HandleState::Deleted);
+        self.publish(HandleState::Deleted);
+        if !self.wanted_locally {
+            self.effects.push(DocumentEffect::Idle);
+        }
+    }
+
+    /// An input for a document deleted for good: peers asking for it hear that it is
+    /// unavailable (as for a document that never existed), and nothing they send is taken.
+    fn deleted_input(&mut self, input: DocumentInput, doc: &mut Automerge) {
+        match input {
+            DocumentInput::Incoming {
+                from,
+                message: Message::Sync(_) | Message::Request(_),
+                ..
+            } => self.unavailable_to(from),
+            // Nothing is merged; the importer learns why from the state, `Deleted`.
+            DocumentInput::Import { command, .. } => {
+                self.effects.push(DocumentEffect::Imported {
+                    command,
+                    result: Ok(()),
+                });
+            }
+            DocumentInput::Flush(command) | DocumentInput::SharePolicyChanged { command, .. } => {
+                self.complete(command, Ok(()))
+            }
+            DocumentInput::RequestAgain(command) => self.complete(command, Ok(())),
+            DocumentInput::Stop(command) => self.finish_stop(command, Ok(())),
+            DocumentInput::Delete(command) => self.delete(command, doc),
+            DocumentInput::PeerConnected(_)
+            | DocumentInput::PeerDisconnected(_)
+            | DocumentInput::Incoming { .. }
+            | DocumentInput::LocalChange
+            | DocumentInput::Broadcast { .. }
+            | DocumentInput::WantedLocally
+            | DocumentInput::Answered { .. }
+            | DocumentInput::SyncStateLoaded { .. }
+            | DocumentInput::Loaded(_)
+            | DocumentInput::Saved { .. }
+            | DocumentInput::Timeout => {}
+        }
+    }
+
+    fn unavailable_to(&mut self, peer: PeerId) {
+        self.effects
+            .push(DocumentEffect::Send(Message::DocUnavailable(
+                DocUnavailableMessage {
+                    sender_id: self.config.local_peer.clone(),
+                    target_id: peer,
+                    document_id: self.document_id.clone(),
+                },
+            )));
     }
 
     fn loaded(&mut self, loaded: Loaded, doc: &Automerge) {
@@ -673,14 +745,7 @@ impl DocumentActor {
                     self.incoming_allowed(peer, message, known, doc);
                 } else {
                     debug!(%peer, "access denied");
-                    self.effects
-                        .push(DocumentEffect::Send(Message::DocUnavailable(
-                            DocUnavailableMessage {
-                                sender_id: self.config.local_peer.clone(),
-                                target_id: peer,
-                                document_id: self.document_id.clone(),
-                            },
-                        )));
+                    self.unavailable_to(peer);
                 }
             }
         }
@@ -1223,7 +1288,9 @@ impl DocumentActor {
         *doc = Automerge::new();
         self.publish(HandleState::Deleted);
         if self.config.storage {
-            self.effects.push(DocumentEffect::RemoveDocument);
+            self.effects.push(DocumentEffect::RemoveDocument {
+                tombstone: self.config.tombstones,
+            });
         }
         self.complete(command, Ok(()));
         self.end();

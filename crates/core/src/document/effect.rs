@@ -78,8 +78,12 @@ pub enum DocumentEffect {
         /// What to write.
         job: SaveJob,
     },
-    /// Remove everything stored under the document (it was deleted). No answer.
-    RemoveDocument,
+    /// Remove the document's chunks from storage (it was deleted); with `tombstone`, first
+    /// store its tombstone ([`crate::storage::remove_document`]). No answer.
+    RemoveDocument {
+        /// Keep the document deleted for good.
+        tombstone: bool,
+    },
     /// The handle's state changed.
     State(HandleState),
     /// The document changed.

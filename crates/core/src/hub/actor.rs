@@ -571,6 +571,9 @@ impl HubActor {
                 actor
             }
         };
+        // Until the removal ends, a new actor for the document waits for it before reading
+        // storage: it must not read chunks being removed, nor miss the tombstone.
+        self.unloading.insert(document_id, actor);
         self.tell(actor, DocumentEvent::Delete(command));
     }
 

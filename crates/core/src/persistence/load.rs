@@ -132,6 +132,9 @@ pub struct Loaded {
     pub ledger: Option<ChunkLedger>,
     /// Whether storage held any of the document.
     pub found: bool,
+    /// Whether storage holds the document's tombstone ([`crate::storage::is_deleted`]): it was
+    /// deleted for good, and nothing is to bring it back.
+    pub deleted: bool,
 }
 
 /// Merges what storage held into `document` (usually empty, still loading) and says what the
@@ -149,6 +152,7 @@ pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> Loade
         return Loaded {
             ledger: Some(loaded.ledger),
             found: false,
+            deleted: false,
         };
     };
     stored.set_actor(document.get_actor().clone());
@@ -169,5 +173,6 @@ pub fn take_in_stored(document: &mut Automerge, loaded: LoadedDocument) -> Loade
     Loaded {
         ledger: merged.then_some(loaded.ledger),
         found: true,
+        deleted: false,
     }
 }

@@ -85,3 +85,33 @@ pub async fn read_document_chunks<S: StorageAdapter + ?Sized>(
     );
     Ok(chunks)
 }
+
+/// Whether the document was deleted for good ([`StorageKey::tombstone`]).
+pub async fn is_deleted<S: StorageAdapter + ?Sized>(
+    storage: &S,
+    document_id: &DocumentId,
+) -> Result<bool, StorageError> {
+    Ok(storage
+        .load(&StorageKey::tombstone(document_id))
+        .await?
+        .is_some())
+}
+
+/// Removes a document's chunks of every kind (as automerge-repo's `removeDoc` does). With
+/// `tombstone`, the tombstone is written first and durably, so that a crash part way leaves the
+/// document deleted rather than half there; the tombstone itself is never removed.
+pub async fn remove_document<S: StorageAdapter + ?Sized>(
+    storage: &S,
+    document_id: &DocumentId,
+    tombstone: bool,
+) -> Result<(), StorageError> {
+    if tombstone {
+        storage
+            .save(&StorageKey::tombstone(document_id), b"deleted".to_vec())
+            .await?;
+    }
+    for kind in ChunkKind::ALL {
+        storage.remove_range(&kind.prefix(document_id)).await?;
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@ pub const STORAGE_ADAPTER_ID: &str = "storage-adapter-id";
 const SNAPSHOT: &str = "snapshot";
 const INCREMENTAL: &str = "incremental";
 const SYNC_STATE: &str = "sync-state";
+const TOMBSTONE: &str = "tombstone";
 
 /// A key of a [`StorageAdapter`](crate::StorageAdapter): a non-empty list of text parts.
 ///
@@ -37,6 +38,13 @@ impl StorageKey {
     /// `[doc]`: the prefix of every chunk of a document.
     pub fn document(document_id: &DocumentId) -> Self {
         StorageKey::new([document_id.as_str()])
+    }
+
+    /// `[doc, "tombstone"]`: present when the document was deleted for good (its chunks
+    /// removed, and nothing may bring it back). automerge-repo reads only the chunk kinds under
+    /// a document, so it neither sees nor removes this key.
+    pub fn tombstone(document_id: &DocumentId) -> Self {
+        StorageKey::new([document_id.as_str(), TOMBSTONE])
     }
 
     /// The parts.
@@ -82,6 +90,13 @@ pub enum ChunkKind {
 }
 
 impl ChunkKind {
+    /// Every kind.
+    pub const ALL: [ChunkKind; 3] = [
+        ChunkKind::Snapshot,
+        ChunkKind::Incremental,
+        ChunkKind::SyncState,
+    ];
+
     /// The key part naming the kind.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,5 +6,7 @@ mod adapter;
 pub mod conformance;
 mod key;
 
-pub use adapter::{read_document_chunks, StorageAdapter, StorageError};
+pub use adapter::{
+    is_deleted, read_document_chunks, remove_document, StorageAdapter, StorageError,
+};
 pub use key::{content_hash, heads_hash, ChunkKey, ChunkKind, StorageKey, STORAGE_ADAPTER_ID};

@@ -12,7 +12,7 @@ use crate::document::{
     SaveJob, SaveOutcome, ShareAnswer, ShareQuestion,
 };
 use crate::hub::{ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput};
-use crate::persistence::{load_document, take_in_stored};
+use crate::persistence::{load_document, take_in_stored, Loaded};
 use crate::sync::HandleState;
 use crate::{
     Access, ChunkKey, ChunkKind, DocumentId, Grant, Message, MessageData, PeerId, PeerMetadata,
@@ -695,11 +695,15 @@ impl Node {
                     None => self.loads_due.push(actor),
                 },
                 DocumentEffect::Save { save, job } => self.save(actor, document_id, save, job),
-                DocumentEffect::RemoveDocument => {
-                    let keys: Vec<StorageKey> = self
-                        .store
-                        .range(&StorageKey::document(&document_id))
-                        .into_iter()
+                DocumentEffect::RemoveDocument { tombstone } => {
+                    if tombstone {
+                        self.store
+                            .put(StorageKey::tombstone(&document_id), b"deleted".to_vec());
+                        self.store.sync();
+                    }
+                    let keys: Vec<StorageKey> = ChunkKind::ALL
+                        .iter()
+                        .flat_map(|kind| self.store.range(&kind.prefix(&document_id)))
                         .map(|(key, _)| key)
                         .collect();
                     for key in keys {
@@ -759,6 +763,16 @@ impl Node {
             return;
         };
         let id = d.document_id.clone();
+        if self.store.get(&StorageKey::tombstone(&id)).is_some() {
+            let loaded = Loaded {
+                ledger: None,
+                found: false,
+                deleted: true,
+            };
+            self.steps
+                .push_back(Step::Document(actor, DocumentInput::Loaded(loaded)));
+            return;
+        }
         let mut chunks = self.store.range(&ChunkKind::Snapshot.prefix(&id));
         chunks.extend(self.store.range(&ChunkKind::Incremental.prefix(&id)));
         let loaded = load_document(&id, chunks);

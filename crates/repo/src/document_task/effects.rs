@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tandem_core::document::{Changed, DocumentEffect, DocumentInput, ShareAnswer, ShareQuestion};
 use tandem_core::persistence::{load_document, take_in_stored, Loaded};
-use tandem_core::storage::read_document_chunks;
+use tandem_core::storage::{is_deleted, read_document_chunks, remove_document};
 use tandem_core::sync::HandleState;
-use tandem_core::{ChunkKey, StorageKey};
+use tandem_core::ChunkKey;
 use tracing::{debug, warn};
 
 use super::{DocumentTask, Reply};
@@ -163,10 +163,11 @@ impl DocumentTask {
                 }
                 return Some(DocumentInput::Loaded(loaded));
             }
-            DocumentEffect::RemoveDocument => {
+            DocumentEffect::RemoveDocument { tombstone } => {
                 if let Some(storage) = &self.ctx.storage {
-                    let prefix = StorageKey::document(document_id);
-                    if let Err(error) = storage.remove_range(&prefix).await {
+                    if let Err(error) =
+                        remove_document(storage.as_ref(), document_id, tombstone).await
+                    {
                         warn!(%error, "could not remove the deleted document from storage");
                     }
                 }
@@ -192,11 +193,25 @@ impl DocumentTask {
         let failed = Loaded {
             ledger: None,
             found: false,
+            deleted: false,
         };
         let Some(storage) = self.ctx.storage.clone() else {
             return failed;
         };
         let document_id = self.shared.document_id.clone();
+        match is_deleted(storage.as_ref(), &document_id).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Loaded {
+                    deleted: true,
+                    ..failed
+                }
+            }
+            Err(error) => {
+                warn!(%error, "reading the document's tombstone failed");
+                return failed;
+            }
+        }
         let chunks = match read_document_chunks(storage.as_ref(), &document_id).await {
             Ok(chunks) => chunks,
             Err(error) => {
