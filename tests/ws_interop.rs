@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ReadDoc, ScalarValue, ROOT};
+use clap::Parser;
 use common::{doc_to_tagged_json as tagged, NodeProcess};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
@@ -20,23 +21,16 @@ use tandem_server::{Options, Server};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn options(data_dir: &Path) -> Options {
-    Options {
-        port: 0,
-        host: "127.0.0.1".into(),
-        data_dir: data_dir.to_path_buf(),
-        memory: false,
-        max_frame_size: tandem::net_ws::DEFAULT_MAX_FRAME,
-        remote_heads_gossip: false,
-        idle_seconds: 300,
-        tls_cert: None,
-        tls_key: None,
-        auth_jwt_secret: None,
-        auth_jwt_public_key: None,
-        shutdown_timeout: 30,
-        max_connections: 20_000,
-        log_format: tandem_server::LogFormat::Text,
-        metrics_listen: None,
-    }
+    // As the binary parses its command line: every flag not given takes its default.
+    Options::parse_from([
+        "tandem-server",
+        "--port",
+        "0",
+        "--data-dir",
+        data_dir
+            .to_str()
+            .expect("a temporary directory has a UTF-8 path"),
+    ])
 }
 
 async fn tandem_server(data_dir: &Path) -> (Server, String) {
@@ -604,5 +598,133 @@ async fn a_js_client_hears_through_tandem_server_which_heads_a_tandem_storage_ho
     let heard = js(&["gossip", &url, &doc.url().to_string(), &storage]).await;
     assert_eq!(heard["heads"], hex_heads(&doc));
     writer.shutdown().await;
+    server.shutdown().await;
+}
+
+const ADMIN_TOKEN: &str = "admin-secret";
+
+/// `method path` with `body` over a fresh connection to the server's port, with the admin
+/// token `token`: the status code and body.
+async fn admin(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: tandem\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("no answer in time")
+        .unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response head");
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+/// The admin API's round trip with real JS clients: a document imported by its bytes is found
+/// by a JS client, read back as JSON and as bytes; deleted, it is gone from storage, and the JS
+/// client that still holds it cannot bring it back, before or after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_imports_serves_and_deletes_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_admin = Options {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..options(dir.path())
+    };
+    let server = Server::start(&with_admin).await.unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let mut doc = automerge::AutoCommit::new();
+    let text = doc.put_object(ROOT, "title", ObjType::Text).unwrap();
+    doc.splice_text(&text, 0, 0, "imported").unwrap();
+    doc.put(ROOT, "count", ScalarValue::counter(3)).unwrap();
+    doc.put(ROOT, "bytes", ScalarValue::Bytes(vec![1, 2, 3]))
+        .unwrap();
+    let bytes = doc.save();
+
+    let (status, _) = admin(&server, "POST", "/v1/docs", "wrong", &bytes).await;
+    assert_eq!(status, 401);
+    let (status, _) = admin(&server, "POST", "/v1/docs", ADMIN_TOKEN, b"not automerge").await;
+    assert_eq!(status, 400);
+    let (status, body) = admin(&server, "POST", "/v1/docs", ADMIN_TOKEN, &bytes).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let created: Json = serde_json::from_slice(&body).unwrap();
+    let doc_url = created["url"].as_str().unwrap().to_owned();
+    let id = doc_url.strip_prefix("automerge:").unwrap().to_owned();
+
+    let found = js(&["find", &url, &doc_url]).await;
+    assert_eq!(found["content"]["title"], "imported");
+    assert_eq!(found["content"]["count"], json!({"$counter": 3}));
+    let (status, body) = admin(&server, "GET", &format!("/v1/docs/{id}"), ADMIN_TOKEN, b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Json>(&body).unwrap(),
+        json!({"title": "imported", "count": 3, "bytes": "AQID"})
+    );
+    let (status, body) = admin(
+        &server,
+        "GET",
+        &format!("/v1/docs/{id}/export"),
+        ADMIN_TOKEN,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let exported = automerge::Automerge::load(&body).unwrap();
+    assert_eq!(exported.get_heads(), doc.get_heads());
+
+    let mut holder = NodeProcess::start("ws-peer.mjs", &["hold-then-edit", &url, &doc_url]);
+    assert_eq!(holder.next_json_async(PATIENCE).await["found"], true);
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        &format!("/v1/docs/{id}"),
+        ADMIN_TOKEN,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 204);
+    holder.send_line("edit");
+    assert_eq!(
+        holder.next_json_async(PATIENCE).await["answer"],
+        "doc-unavailable"
+    );
+    tokio::task::block_in_place(|| holder.finish(PATIENCE));
+    let (status, _) = admin(&server, "GET", &format!("/v1/docs/{id}"), ADMIN_TOKEN, b"").await;
+    assert_eq!(status, 404);
+    // In the NodeFS layout, nothing of the document is left but its tombstone.
+    let stored = dir.path().join(&id[..2]).join(&id[2..]);
+    let left: Vec<String> = std::fs::read_dir(&stored)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let path = stored.join(name);
+            !path.is_dir() || std::fs::read_dir(path).unwrap().next().is_some()
+        })
+        .collect();
+    assert_eq!(left, vec!["tombstone".to_owned()]);
+
+    server.shutdown().await;
+    let server = Server::start(&with_admin).await.unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let status = js(&["find-status", &url, &doc_url]).await;
+    assert!(status["error"].is_string(), "{status}");
+    let (status, _) = admin(&server, "GET", &format!("/v1/docs/{id}"), ADMIN_TOKEN, b"").await;
+    assert_eq!(status, 404);
     server.shutdown().await;
 }

@@ -138,6 +138,7 @@ impl NodeProcess {
             .arg(script)
             .args(args)
             .current_dir(js_dir())
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("node must be installed (Node 20) to run the JS interop tests");
@@ -165,6 +166,18 @@ impl NodeProcess {
             .recv_timeout(patience)
             .expect("the node script printed nothing in time (see its stderr above)");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Writes `line` to the script's stdin (for scripts that wait to be told to go on).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self
+            .child
+            .as_mut()
+            .and_then(|child| child.stdin.as_mut())
+            .expect("still running, with its stdin open");
+        writeln!(stdin, "{line}").expect("the node script closed its stdin");
+        stdin.flush().expect("the node script closed its stdin");
     }
 
     /// The next JSON line without blocking the async runtime.

@@ -26,6 +26,12 @@
 //                                                 named "rust", broadcast cursor = 42, print
 //                                                 {cursor} once that peer's cursor is 7, then stop
 //                                                 (a goodbye) and print {stopped}
+//   node ws-peer.mjs hold-then-edit <ws-url> <doc-url>
+//                                                 find the document, print {found}; on a line
+//                                                 on stdin, change it (after_delete = true) and
+//                                                 print how the server answers: {answer:
+//                                                 "doc-unavailable"}, or "acknowledged" if it
+//                                                 stored the change
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
@@ -203,6 +209,27 @@ switch (command) {
     out({ ready: true })
     while (handle.doc()[key] === undefined) await new Promise(r => handle.once("change", r))
     out({ content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "hold-then-edit": {
+    const [url, docUrl] = args
+    const repo = await client(url)
+    const handle = await repo.find(docUrl)
+    out({ found: true, content: tagged(handle.doc()) })
+    const lines = (await import("node:readline")).createInterface({ input: process.stdin })
+    await new Promise(r => lines.once("line", r))
+    const unavailable = new Promise(resolve => {
+      repo.networkSubsystem.on("message", message => {
+        if (message.documentId === handle.documentId && message.type === "doc-unavailable") {
+          resolve("doc-unavailable")
+        }
+      })
+    })
+    handle.change(d => { d.after_delete = true })
+    const acknowledged = acked(repo, handle).then(() => "acknowledged")
+    out({ answer: await Promise.race([unavailable, acknowledged]) })
+    lines.close()
     await repo.shutdown()
     break
   }

@@ -193,6 +193,23 @@ impl DocHandle {
         Ok(read(&doc))
     }
 
+    /// The document as JSON, as a JS app reads it: maps as objects, lists as arrays, text as
+    /// strings, counters and timestamps as numbers, bytes as base64 strings, conflicts resolved
+    /// as automerge resolves them.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let repo = tandem_repo::Repo::builder().start().await?;
+    /// let value = serde_json::json!({"title": "notes", "tags": ["a"], "n": 3});
+    /// let handle = repo.create_from(&value).await?;
+    /// assert_eq!(handle.to_json()?, value);
+    /// # repo.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn to_json(&self) -> Result<serde_json::Value, HandleError> {
+        self.with_doc(crate::json::document_json)
+    }
+
     /// Changes the document in one transaction and returns the closure's result. The change
     /// reaches connected peers as soon as the document's worker runs.
     ///

@@ -50,6 +50,7 @@ mod handle;
 mod heavy_work;
 mod hub;
 mod initial;
+mod json;
 pub mod network;
 mod observer;
 mod outbox;

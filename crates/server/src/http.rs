@@ -16,6 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tandem_core::{StorageAdapter, StorageKey};
 use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, Admission, WebSocketAcceptor};
 
+use crate::admin::Admin;
 use crate::auth::{token, JwtAuth};
 use crate::metrics::{Metrics, Rejection};
 use tokio::net::TcpListener;
@@ -45,6 +46,8 @@ pub(crate) struct Front {
     pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
     /// Set when the server starts shutting down: not ready, and no new sockets.
     pub(crate) shutting_down: Arc<AtomicBool>,
+    /// The admin API, when `--admin-token` is set.
+    pub(crate) admin: Option<Admin>,
 }
 
 /// Serves `listener` until the returned task is aborted: each connection (through TLS when
@@ -203,6 +206,11 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
             .header(header::SEC_WEBSOCKET_ACCEPT, websocket_accept_key(&key))
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if let Some(admin) = &front.admin {
+        if request.uri().path().starts_with("/v1/") {
+            return crate::admin::handle(admin, request).await;
+        }
     }
     if request.method() != Method::GET {
         return (

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod auth;
 mod http;
 mod metrics;
@@ -30,6 +31,9 @@ use tandem_storage_fs::FsStorage;
 use tandem_storage_mem::MemoryStorage;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
+
+/// The largest document the admin API takes in.
+const ADMIN_MAX_BODY: usize = 256 << 20;
 
 /// Command-line options; each can also come from the environment variable named in its help.
 #[derive(Debug, Clone, Parser)]
@@ -81,6 +85,10 @@ pub struct Options {
     /// WebSocket clients served at once; an upgrade beyond is answered 503.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+    /// Serve the admin API (`/v1/docs`: read, export, import, delete for good) to requests
+    /// carrying `Authorization: Bearer` with this token. Off when not given.
+    #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) may take to save everything and close every socket
     /// (with code 1001) before the process ends anyway.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
@@ -185,6 +193,8 @@ impl Server {
             .share_policy(AskOnly)
             .remote_heads_gossip(options.remote_heads_gossip)
             .idle_timeout(Duration::from_secs(options.idle_seconds))
+            // A document deleted here stays deleted, whoever still holds a copy.
+            .tombstones(true)
             .network(sockets);
         let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which
@@ -231,6 +241,11 @@ impl Server {
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
                 storage: (!options.memory).then_some(storage),
+                admin: options.admin_token.clone().map(|token| admin::Admin {
+                    token,
+                    repo: repo.clone(),
+                    max_body: ADMIN_MAX_BODY,
+                }),
             },
         );
         info!(

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use clap::Parser;
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 use tandem_server::{Options, Server};
@@ -11,23 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn options(data_dir: &Path) -> Options {
-    Options {
-        port: 0,
-        host: "127.0.0.1".into(),
-        data_dir: data_dir.to_path_buf(),
-        memory: false,
-        max_frame_size: tandem_net_ws::DEFAULT_MAX_FRAME,
-        remote_heads_gossip: false,
-        idle_seconds: 300,
-        tls_cert: None,
-        tls_key: None,
-        auth_jwt_secret: None,
-        auth_jwt_public_key: None,
-        shutdown_timeout: 30,
-        max_connections: 20_000,
-        log_format: tandem_server::LogFormat::Text,
-        metrics_listen: None,
-    }
+    // As the binary parses its command line: every flag not given takes its default.
+    Options::parse_from([
+        "tandem-server",
+        "--port",
+        "0",
+        "--data-dir",
+        data_dir
+            .to_str()
+            .expect("a temporary directory has a UTF-8 path"),
+    ])
 }
 
 /// The status code and body of `GET path`, over a fresh connection.
@@ -66,6 +60,8 @@ async fn health_is_up_while_serving_and_readiness_follows_storage() {
     assert_eq!(get(&server, "/readyz").await.0, 200);
     assert_eq!(get(&server, "/").await, (200, "tandem is running\n".into()));
     assert_eq!(get(&server, "/nothing-here").await.0, 404);
+    // Without --admin-token there is no admin API.
+    assert_eq!(get(&server, "/v1/docs/anything").await.0, 404);
 
     // The data directory becomes a file: storage fails, and readiness says why.
     std::fs::remove_dir_all(&data).unwrap();
