@@ -10,6 +10,7 @@ use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
 use crate::event_fanout::EventFanout;
 use crate::gossip::Gossip;
+use crate::storage_health::SharedStorageHealth;
 use crate::{RepoEvent, RepoObserver, SharePolicy};
 
 /// A subscriber to repo events this far behind skips the oldest (with a warning).
@@ -45,6 +46,8 @@ pub(crate) struct RepoContext {
     pub(crate) events: EventFanout<RepoEvent>,
     /// Told what the repo does, for metrics.
     pub(crate) observer: Option<Arc<dyn RepoObserver>>,
+    /// Every save's outcome, for one backoff and a few log lines per outage.
+    pub(crate) storage_health: SharedStorageHealth,
     ephemeral_count: AtomicU64,
 }
 
@@ -82,6 +85,7 @@ impl RepoContext {
             policy,
             denylist,
             events: EventFanout::new(REPO_EVENTS_BEHIND),
+            storage_health: SharedStorageHealth::new(observer.clone()),
             observer,
             ephemeral_count: AtomicU64::new(0),
         }

@@ -59,6 +59,7 @@ pub mod presence;
 mod repo;
 mod save_task;
 mod share_policy;
+mod storage_health;
 mod timer;
 
 pub use builder::RepoBuilder;

@@ -25,4 +25,8 @@ pub trait RepoObserver: Send + Sync + 'static {
     /// With durable acknowledgement, a save made peers' changes durable, and so acknowledged
     /// them: the oldest had waited this long since it arrived.
     fn durable_acknowledgement(&self, _waited: Duration) {}
+
+    /// Saves started failing (`Some`, with the error) or work again (`None`). Saves are retried
+    /// meanwhile, under one backoff for the whole store.
+    fn storage_failing(&self, _error: Option<&str>) {}
 }

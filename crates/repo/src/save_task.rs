@@ -7,23 +7,36 @@
 //! acknowledgements that waited for it. One save per document is in flight at a time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tandem_core::document::{SaveJob, SaveOutcome};
 use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageId};
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::context::RepoContext;
 use crate::heavy_work::heavy;
 
-/// Starts writing `job` and returns where its outcome will arrive.
+/// Retries are timed by the store's health once the write has been tried.
+const RETRY_UNKNOWN: Duration = Duration::ZERO;
+
+/// Starts writing `job` and returns where its outcome will arrive. The store's health hears
+/// how it went, and times the retry of a failed write.
 pub(crate) fn spawn(
+    ctx: Arc<RepoContext>,
     storage: Arc<dyn StorageAdapter>,
     document_id: DocumentId,
     job: SaveJob,
 ) -> oneshot::Receiver<SaveOutcome> {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let _ = tx.send(write(storage.as_ref(), &document_id, job).await);
+        let writes = job.plan.is_some() || !job.sync_states.is_empty();
+        let mut outcome = write(storage.as_ref(), &document_id, job).await;
+        // A save with nothing to write says nothing of the store.
+        if writes || outcome.result.is_err() {
+            outcome.retry_after = ctx.storage_health.written(&document_id, &outcome.result);
+        }
+        let _ = tx.send(outcome);
     });
     rx
 }
@@ -51,6 +64,7 @@ async fn write(
                 unsaved_sync_states: sync_states,
                 result: Ok(()),
                 snapshot_refused: Some(why),
+                retry_after: RETRY_UNKNOWN,
             };
         }
         if let Err(error) = storage.save(&plan.key, plan.bytes.clone()).await {
@@ -60,6 +74,7 @@ async fn write(
                 unsaved_sync_states: sync_states,
                 result: Err(error),
                 snapshot_refused: None,
+                retry_after: RETRY_UNKNOWN,
             };
         }
         // Only once the new chunk is durable may the chunks it replaces go.
@@ -88,5 +103,6 @@ async fn write(
         unsaved_sync_states: sync_states,
         result,
         snapshot_refused: None,
+        retry_after: RETRY_UNKNOWN,
     }
 }

@@ -228,7 +228,7 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
             "not ready: shutting down\n",
         )
             .into_response(),
-        "/readyz" => match ready(front.storage.as_deref()).await {
+        "/readyz" => match ready(front.storage.as_deref(), &front.metrics).await {
             Ok(()) => "ready\n".into_response(),
             Err(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -246,10 +246,14 @@ const READY_PROBE: &str = "tandem-readiness-probe";
 
 /// Whether storage takes a durable write and reads it back in time (a full disk, a read-only
 /// or vanished directory, a hung mount all fail it).
-async fn ready(storage: Option<&dyn StorageAdapter>) -> Result<(), String> {
+async fn ready(storage: Option<&dyn StorageAdapter>, metrics: &Metrics) -> Result<(), String> {
     let Some(storage) = storage else {
         return Ok(());
     };
+    // A probe this small may fit where the documents' chunks do not.
+    if let Some(outage) = metrics.storage_outage() {
+        return Err(outage);
+    }
     let probe = StorageKey::new([READY_PROBE]);
     let check = async {
         storage.save(&probe, b"ok".to_vec()).await?;

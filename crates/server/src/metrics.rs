@@ -36,6 +36,10 @@ pub(crate) struct Metrics {
     storage_load_seconds: Histogram,
     durable_ack_wait_seconds: Histogram,
     connections_rejected: Family<Labels, Counter>,
+    storage_errors: Family<Labels, Counter>,
+    storage_failing: Gauge,
+    /// Since when and why saves fail, while they do (for `/readyz`).
+    storage_outage: Mutex<Option<(Instant, String)>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
     /// without the family's label allocation and lock on every message.
     by_type: Vec<(&'static str, Counter, Counter)>,
@@ -80,6 +84,9 @@ impl Metrics {
             storage_load_seconds: seconds(),
             durable_ack_wait_seconds: seconds(),
             connections_rejected: Family::default(),
+            storage_errors: Family::default(),
+            storage_failing: Gauge::default(),
+            storage_outage: Mutex::new(None),
             by_type: Vec::new(),
         };
         // Created now, so that each series is exported at zero before it first moves.
@@ -99,8 +106,23 @@ impl Metrics {
                 .connections_rejected
                 .get_or_create(&vec![("reason", reason)]);
         }
+        for operation in ["save", "load", "remove"] {
+            let _ = metrics
+                .storage_errors
+                .get_or_create(&vec![("operation", operation)]);
+        }
         {
             let mut registry = metrics.lock_registry();
+            registry.register(
+                "storage_errors",
+                "Storage operations that failed, by operation",
+                metrics.storage_errors.clone(),
+            );
+            registry.register(
+                "storage_failing",
+                "1 while saves fail (they are retried with backoff; nothing unsaved is acknowledged)",
+                metrics.storage_failing.clone(),
+            );
             registry.register(
                 "connections",
                 "WebSocket clients served now",
@@ -214,6 +236,37 @@ impl tandem_repo::RepoObserver for Metrics {
     fn durable_acknowledgement(&self, waited: std::time::Duration) {
         self.durable_ack_wait_seconds.observe(waited.as_secs_f64());
     }
+
+    fn storage_failing(&self, error: Option<&str>) {
+        self.storage_failing.set(i64::from(error.is_some()));
+        *self.lock_outage() = error.map(|error| (Instant::now(), error.to_owned()));
+    }
+}
+
+impl Metrics {
+    fn lock_outage(&self) -> std::sync::MutexGuard<'_, Option<(Instant, String)>> {
+        self.storage_outage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Why saves fail, and since how long, while they do.
+    pub(crate) fn storage_outage(&self) -> Option<String> {
+        self.lock_outage().as_ref().map(|(since, error)| {
+            format!(
+                "saves fail since {}s ago: {error}",
+                since.elapsed().as_secs()
+            )
+        })
+    }
+
+    fn storage_error<T>(&self, operation: &'static str, result: &Result<T, StorageError>) {
+        if result.is_err() {
+            self.storage_errors
+                .get_or_create(&vec![("operation", operation)])
+                .inc();
+        }
+    }
 }
 
 impl Metrics {
@@ -256,6 +309,7 @@ impl StorageAdapter for MeteredStorage {
         self.metrics
             .storage_load_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.metrics.storage_error("load", &loaded);
         loaded
     }
 
@@ -265,11 +319,14 @@ impl StorageAdapter for MeteredStorage {
         self.metrics
             .storage_save_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.metrics.storage_error("save", &saved);
         saved
     }
 
     async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove(key).await
+        let removed = self.inner.remove(key).await;
+        self.metrics.storage_error("remove", &removed);
+        removed
     }
 
     async fn load_range(
@@ -281,10 +338,13 @@ impl StorageAdapter for MeteredStorage {
         self.metrics
             .storage_load_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.metrics.storage_error("load", &loaded);
         loaded
     }
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
-        self.inner.remove_range(prefix).await
+        let removed = self.inner.remove_range(prefix).await;
+        self.metrics.storage_error("remove", &removed);
+        removed
     }
 }

@@ -2,7 +2,7 @@
 //! its adapter has a bug. Each is a [`MemoryStorage`] behind a [`Misbehaviour`], cheap to clone
 //! (clones share the store and the switches).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,8 +16,10 @@ use crate::MemoryStorage;
 pub trait Misbehaviour: Send + Sync + 'static {
     /// Before a read (`load` of a key, `load_range` of a prefix).
     fn before_read(&self, _key: &StorageKey) {}
-    /// Before a save.
-    async fn before_save(&self) {}
+    /// Before a save; an error fails it.
+    async fn before_save(&self, _key: &StorageKey) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// A [`MemoryStorage`] with a [`Misbehaviour`].
@@ -41,7 +43,7 @@ impl<M: Misbehaviour> StorageAdapter for Misbehaving<M> {
         self.inner.load(key).await
     }
     async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
-        self.behaviour.before_save().await;
+        self.behaviour.before_save(key).await?;
         self.inner.save(key, value).await
     }
     async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
@@ -92,7 +94,7 @@ pub struct Gate {
 
 #[async_trait]
 impl Misbehaviour for Gate {
-    async fn before_save(&self) {
+    async fn before_save(&self, _key: &StorageKey) -> Result<(), StorageError> {
         self.waiting.send_modify(|n| *n += 1);
         let mut open = self.open.subscribe();
         tokio::select! {
@@ -105,6 +107,7 @@ impl Misbehaviour for Gate {
             }
         }
         self.waiting.send_modify(|n| *n -= 1);
+        Ok(())
     }
 }
 
@@ -178,5 +181,64 @@ impl Misbehaving<PanicOnRead> {
     /// Arms or disarms it.
     pub fn arm(&self, armed: bool) {
         self.behaviour.armed.store(armed, Ordering::SeqCst);
+    }
+}
+
+/// While full, every save fails as on a disk with no space left; reads and removes go through.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tandem_core::{StorageAdapter, StorageKey};
+/// use tandem_storage_mem::testing::FullStorage;
+///
+/// let storage = FullStorage::with_room();
+/// let key = StorageKey::new(["k"]);
+/// storage.fill(true);
+/// assert!(storage.save(&key, vec![1]).await.is_err());
+/// storage.fill(false);
+/// storage.save(&key, vec![1]).await.unwrap();
+/// assert_eq!(storage.failed_saves(), 1);
+/// # });
+/// ```
+pub type FullStorage = Misbehaving<Full>;
+
+/// The switch of a [`FullStorage`].
+#[derive(Clone, Debug, Default)]
+pub struct Full {
+    full: Arc<AtomicBool>,
+    failed: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Misbehaviour for Full {
+    async fn before_save(&self, key: &StorageKey) -> Result<(), StorageError> {
+        if !self.full.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        Err(StorageError::Io {
+            key: key.clone(),
+            source: std::io::Error::other("No space left on device"),
+        })
+    }
+}
+
+impl Misbehaving<Full> {
+    /// Empty, with room.
+    pub fn with_room() -> Self {
+        Misbehaving {
+            inner: MemoryStorage::new(),
+            behaviour: Full::default(),
+        }
+    }
+
+    /// Full (every save fails) or not.
+    pub fn fill(&self, full: bool) {
+        self.behaviour.full.store(full, Ordering::SeqCst);
+    }
+
+    /// Saves failed so far.
+    pub fn failed_saves(&self) -> u64 {
+        self.behaviour.failed.load(Ordering::SeqCst)
     }
 }

@@ -1167,8 +1167,9 @@ impl DocumentActor {
                 }
             }
             if let Err(error) = &outcome.result {
-                warn!(document_id = %self.document_id, %error, "save failed; will retry");
-                self.save_at = Some(self.now + self.config.save_debounce);
+                // The driver reports the store's failures once for every document.
+                debug!(%error, retry_after = ?outcome.retry_after, "save failed; will retry");
+                self.save_at = Some(self.now + outcome.retry_after);
             }
             self.settle(save.0, outcome.result);
         }

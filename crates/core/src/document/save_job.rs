@@ -1,6 +1,7 @@
 //! What one save writes, and how it went: the data between the actor and the storage driver.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::persistence::SavePlan;
 use crate::{StorageError, StorageId};
@@ -29,6 +30,9 @@ pub struct SaveOutcome {
     pub result: Result<(), StorageError>,
     /// The plan was a snapshot that did not load back, and nothing was written: why.
     pub snapshot_refused: Option<String>,
+    /// After a failure, how long to wait before saving again: the store's backoff
+    /// ([`StorageHealth::retry_delay`](crate::storage::StorageHealth::retry_delay)).
+    pub retry_after: Duration,
 }
 
 impl SaveOutcome {
@@ -40,6 +44,7 @@ impl SaveOutcome {
             unsaved_sync_states: BTreeMap::new(),
             result: Err(StorageError::Closed),
             snapshot_refused: None,
+            retry_after: Duration::from_millis(100),
         }
     }
 }

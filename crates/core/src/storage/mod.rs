@@ -4,9 +4,11 @@
 mod adapter;
 #[cfg(feature = "test-suite")]
 pub mod conformance;
+mod health;
 mod key;
 
 pub use adapter::{
     is_deleted, read_document_chunks, remove_document, StorageAdapter, StorageError,
 };
+pub use health::{Outage, StorageHealth, StorageReport, SUMMARY_EVERY};
 pub use key::{content_hash, heads_hash, ChunkKey, ChunkKind, StorageKey, STORAGE_ADAPTER_ID};

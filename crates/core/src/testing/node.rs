@@ -475,6 +475,7 @@ impl Node {
                 unsaved_sync_states: Default::default(),
                 result: Ok(()),
                 snapshot_refused: None,
+                retry_after: self.config.save_debounce,
             }
         } else {
             SaveOutcome {
@@ -486,6 +487,7 @@ impl Node {
                     source: std::io::Error::other("the test failed this save"),
                 }),
                 snapshot_refused: None,
+                retry_after: self.config.save_debounce,
             }
         };
         self.steps.push_back(Step::Document(
@@ -801,6 +803,7 @@ impl Node {
                 unsaved_sync_states: job.sync_states,
                 result: Ok(()),
                 snapshot_refused: Some(why),
+                retry_after: self.config.save_debounce,
             };
             self.steps.push_back(Step::Document(
                 actor,

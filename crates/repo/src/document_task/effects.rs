@@ -36,7 +36,8 @@ impl DocumentTask {
             }
             DocumentEffect::Save { save, job } => {
                 if let Some(storage) = self.ctx.storage.clone() {
-                    let outcome = save_task::spawn(storage, document_id.clone(), job);
+                    let outcome =
+                        save_task::spawn(self.ctx.clone(), storage, document_id.clone(), job);
                     self.saving = Some((save, outcome));
                 }
             }
