@@ -728,3 +728,34 @@ async fn the_admin_api_imports_serves_and_deletes_for_good() {
     assert_eq!(status, 404);
     server.shutdown().await;
 }
+
+/// A JS client's change larger than `--max-change-bytes` is refused: the server's next sync
+/// message shows it without the change, the server keeps the document as it was, counts the
+/// refusal, and goes on serving the document to others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_clients_change_over_the_size_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        max_change_bytes: 50_000,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let created = js(&["create", &url]).await;
+    let doc_url = created["url"].as_str().unwrap();
+    let answered = js(&["oversize", &url, doc_url, "200000"]).await;
+    assert_ne!(answered["server"], answered["mine"]);
+    assert_eq!(answered["server"], created["heads"]);
+    let held = server.repo().find(doc_url).await.unwrap();
+    assert_eq!(hex_heads(&held), created["heads"]);
+    let found = js(&["find", &url, doc_url]).await;
+    assert_eq!(found["heads"], created["heads"]);
+    let (_, metrics) = admin(&server, "GET", "/metrics", "", b"").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("tandem_changes_refused_total{reason=\"change\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

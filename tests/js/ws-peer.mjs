@@ -32,6 +32,10 @@
 //                                                 print how the server answers: {answer:
 //                                                 "doc-unavailable"}, or "acknowledged" if it
 //                                                 stored the change
+//   node ws-peer.mjs oversize <ws-url> <doc-url> <bytes>
+//                                                 add <bytes> of text to the document in one
+//                                                 change; print the heads of the server's next
+//                                                 sync message and ours: {server, mine}
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
@@ -230,6 +234,22 @@ switch (command) {
     const acknowledged = acked(repo, handle).then(() => "acknowledged")
     out({ answer: await Promise.race([unavailable, acknowledged]) })
     lines.close()
+    await repo.shutdown()
+    break
+  }
+  case "oversize": {
+    const [url, docUrl, bytes] = args
+    const repo = await client(url)
+    const handle = await repo.find(docUrl)
+    const next = new Promise(resolve => {
+      repo.networkSubsystem.on("message", message => {
+        if (message.documentId === handle.documentId && message.type === "sync") {
+          resolve(A.decodeSyncMessage(message.data).heads)
+        }
+      })
+    })
+    handle.change(d => { d.oversize = "y".repeat(Number(bytes)) })
+    out({ server: await next, mine: A.getHeads(handle.doc()) })
     await repo.shutdown()
     break
   }

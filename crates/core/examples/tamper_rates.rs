@@ -50,6 +50,7 @@ fn main() {
             Err(UntrustedError::Automerge(_)) => "guarded: refused by automerge",
             Err(UntrustedError::Panicked(_)) => "guarded: refused, automerge panicked",
             Err(UntrustedError::Unwritable(_)) => "guarded: refused, does not write back",
+            Err(UntrustedError::OverQuota(_)) => "guarded: refused, over the quota (none set)",
             Ok(_) if snapshot_loads(&guarded) => "guarded: taken, snapshot loads",
             Ok(_) => "guarded: taken, snapshot does not load",
         };

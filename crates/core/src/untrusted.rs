@@ -35,6 +35,50 @@ pub enum UntrustedError {
     /// not load again.
     #[error("automerge took change {0} but cannot write it back as it came")]
     Unwritable(ChangeHash),
+    /// The changes are well formed but larger than a [`Quota`] allows.
+    #[error(transparent)]
+    OverQuota(#[from] OverQuota),
+}
+
+/// How much bytes from outside may add to a document: each change at most `max_change_bytes`,
+/// the document at most `max_document_bytes` (its size so far plus the new changes' encoded
+/// size). `None`: no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// The largest change taken.
+    pub max_change_bytes: Option<usize>,
+    /// The largest a document may grow to.
+    pub max_document_bytes: Option<u64>,
+}
+
+impl Quota {
+    /// Whether anything is bounded.
+    pub fn is_bounded(&self) -> bool {
+        self.max_change_bytes.is_some() || self.max_document_bytes.is_some()
+    }
+}
+
+/// Which bound of a [`Quota`] changes would cross.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverQuota {
+    /// One change is too large.
+    #[error("change {hash} is {bytes} bytes; at most {limit} are taken")]
+    Change {
+        /// The change.
+        hash: ChangeHash,
+        /// Its encoded size.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// The document would grow too large.
+    #[error("the document would grow to {bytes} bytes; at most {limit} are taken")]
+    Document {
+        /// Its size with the changes.
+        bytes: u64,
+        /// The bound.
+        limit: u64,
+    },
 }
 
 /// Runs `apply` on a copy of `document` and keeps the copy only if it went well (see the module
@@ -66,16 +110,43 @@ pub fn apply_untrusted<T>(
     document: &mut Automerge,
     apply: impl FnOnce(&mut Automerge) -> Result<T, AutomergeError>,
 ) -> Result<T, UntrustedError> {
+    apply_untrusted_within(document, Quota::default(), 0, apply).map(|(value, _)| value)
+}
+
+/// [`apply_untrusted`], refusing changes beyond `quota` for a document of `size` bytes so far:
+/// the value and the encoded size of the changes taken.
+///
+/// ```
+/// use automerge::{transaction::Transactable, Automerge, ROOT};
+/// use tandem_core::untrusted::{apply_untrusted_within, OverQuota, Quota, UntrustedError};
+///
+/// let mut theirs = Automerge::new();
+/// theirs.transact::<_, _, automerge::AutomergeError>(|tx| {
+///     tx.put(ROOT, "text", "x".repeat(1000))?;
+///     Ok(())
+/// }).unwrap();
+/// let mut ours = Automerge::new();
+/// let quota = Quota { max_change_bytes: Some(100), max_document_bytes: None };
+/// let refused = apply_untrusted_within(&mut ours, quota, 0, |doc| doc.merge(&mut theirs.clone()));
+/// assert!(matches!(refused, Err(UntrustedError::OverQuota(OverQuota::Change { .. }))));
+/// assert!(ours.get_heads().is_empty());
+/// ```
+pub fn apply_untrusted_within<T>(
+    document: &mut Automerge,
+    quota: Quota,
+    size: u64,
+    apply: impl FnOnce(&mut Automerge) -> Result<T, AutomergeError>,
+) -> Result<(T, u64), UntrustedError> {
     let heads_before = document.get_heads();
     let mut copy = document.clone();
-    let outcome = guard(|| -> Result<T, UntrustedError> {
+    let outcome = guard(|| -> Result<(T, u64), UntrustedError> {
         let value = apply(&mut copy)?;
-        check_written_back(&copy, &heads_before)?;
-        Ok(value)
+        let added = check_written_back(&copy, &heads_before, quota, size)?;
+        Ok((value, added))
     })?;
-    let value = outcome?;
+    let taken = outcome?;
     *document = copy;
-    Ok(value)
+    Ok(taken)
 }
 
 /// Runs `f`, turning a panic into [`UntrustedError::Panicked`]. For work on bytes from outside
@@ -99,7 +170,9 @@ pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, UntrustedError> {
 fn check_written_back(
     document: &Automerge,
     heads_before: &[ChangeHash],
-) -> Result<(), UntrustedError> {
+    quota: Quota,
+    size: u64,
+) -> Result<u64, UntrustedError> {
     let known: HashSet<ChangeHash> = document
         .get_changes_meta(heads_before)
         .iter()
@@ -116,5 +189,28 @@ fn check_written_back(
             return Err(UntrustedError::Unwritable(*missing));
         }
     }
-    Ok(())
+    let mut added = 0u64;
+    for change in &written {
+        let bytes = change.raw_bytes().len();
+        if let Some(limit) = quota.max_change_bytes.filter(|limit| bytes > *limit) {
+            return Err(OverQuota::Change {
+                hash: change.hash(),
+                bytes,
+                limit,
+            }
+            .into());
+        }
+        added += bytes as u64;
+    }
+    if let Some(limit) = quota
+        .max_document_bytes
+        .filter(|limit| size + added > *limit)
+    {
+        return Err(OverQuota::Document {
+            bytes: size + added,
+            limit,
+        }
+        .into());
+    }
+    Ok(added)
 }

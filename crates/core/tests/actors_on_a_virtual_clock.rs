@@ -708,3 +708,133 @@ fn a_deleted_document_stays_deleted_while_its_tombstone_is_kept() {
         assert_eq!(value(&mut network, server, &id, "v"), None);
     }
 }
+
+/// A filling that sets `key` to `len` characters of text (one change of about that size).
+fn text_of(key: &'static str, len: usize) -> impl FnOnce(&mut Automerge) {
+    move |doc| {
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(ROOT, key, "x".repeat(len))?;
+            Ok(())
+        })
+        .expect("a document takes a put");
+    }
+}
+
+fn refusals(network: &mut Network, node: usize) -> (usize, bool) {
+    let events = network.node(node).take_events();
+    let refused = events
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::Refused(..)))
+        .count();
+    let cut_off = events.iter().any(|e| matches!(e, NodeEvent::CutOff(..)));
+    (refused, cut_off)
+}
+
+/// A change larger than the server takes is refused: not applied, not passed on to another
+/// peer, not stored; the writer stays connected (only reading the document from then on) and
+/// its small changes before it are kept. Sent again on each reconnection, it is refused each
+/// time, and the third time the writer is cut off.
+#[test]
+fn a_change_over_the_quota_is_refused_and_a_peer_that_insists_is_cut_off() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.quota.max_change_bytes = Some(400));
+    network.node(server).set_policy(ask_only());
+    let writer = network.add("writer", |_| {});
+    let reader = network.add("reader", |_| {});
+    let mut link = network.link(server, writer);
+    network.link(server, reader);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 1));
+    network.node(writer).hold(&id, true);
+    network.run_until_quiescent();
+    network.node(reader).find(&id);
+    network.node(reader).hold(&id, true);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, reader, &id, "n"), Some(1));
+    network.node(server).take_events();
+
+    network.node(writer).change(&id, text_of("big", 2_000));
+    network.run_until_quiescent();
+    assert_eq!(refusals(&mut network, server), (1, false));
+    assert!(network.is_up(link));
+    let server_doc = |network: &mut Network, node: usize| {
+        network
+            .node(node)
+            .document(&id)
+            .map(|d| d.doc.get(ROOT, "big").ok().flatten().is_some())
+    };
+    assert_eq!(server_doc(&mut network, server), Some(false));
+    assert_eq!(server_doc(&mut network, reader), Some(false));
+
+    for attempt in 2..=3 {
+        network.cut(link);
+        network.node(server).take_events();
+        link = network.link(server, writer);
+        network.run_until_quiescent();
+        let (refused, cut_off) = refusals(&mut network, server);
+        assert_eq!(refused, 1, "attempt {attempt}");
+        assert_eq!(cut_off, attempt == 3, "attempt {attempt}");
+    }
+    assert!(!network.is_up(link));
+    // Not stored either: loaded afresh, the document has no such key.
+    network.advance(Duration::from_secs(1));
+    network.node(server).evict(&id);
+    network.node(server).find(&id);
+    network.run_until_quiescent();
+    assert_eq!(server_doc(&mut network, server), Some(false));
+    assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}
+
+/// Changes that would grow a document past its bound are refused, small as each may be.
+#[test]
+fn changes_that_would_grow_a_document_past_its_bound_are_refused() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.quota.max_document_bytes = Some(3_000));
+    network.node(server).set_policy(ask_only());
+    let writer = network.add("writer", |_| {});
+    network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 0));
+    network.node(writer).hold(&id, true);
+    network.run_until_quiescent();
+    let mut taken = 0;
+    for n in 0..20 {
+        network.node(writer).change(&id, text_of("chunk", 400 + n));
+        network.run_until_quiescent();
+        let (refused, _) = refusals(&mut network, server);
+        if refused > 0 {
+            break;
+        }
+        taken += 1;
+    }
+    assert!((2..20).contains(&taken), "{taken} changes taken");
+}
+
+/// A document that refused a peer's change and is loaded again while the peer stays connected
+/// still only reads from it: a fresh sync state would ask for the refused change, which the
+/// peer, having sent it, would never send again, and the two would talk forever.
+#[test]
+fn a_refused_peer_stays_a_reader_when_the_document_is_loaded_again() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.quota.max_change_bytes = Some(400));
+    network.node(server).set_policy(ask_only());
+    let writer = network.add("writer", |_| {});
+    let link = network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 1));
+    network.node(writer).hold(&id, true);
+    network.run_until_quiescent();
+    network.node(writer).change(&id, text_of("big", 2_000));
+    network.run_until_quiescent();
+    assert_eq!(refusals(&mut network, server), (1, false));
+
+    network.advance(Duration::from_secs(1));
+    network.node(server).evict(&id);
+    network.node(server).find(&id);
+    // Returns only if the two fall quiet.
+    network.run_until_quiescent();
+    network.node(writer).change(&id, doc_with("n", 2));
+    network.run_until_quiescent();
+    assert!(network.is_up(link));
+    assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}

@@ -54,6 +54,7 @@ impl Default for RepoBuilder {
                 idle_timeout: None,
                 max_held: crate::MAX_QUEUED_PER_PEER,
                 tombstones: false,
+                quota: Default::default(),
             },
             is_ephemeral: false,
             gossip: false,
@@ -174,6 +175,35 @@ impl RepoBuilder {
     /// ```
     pub fn tombstones(mut self, enabled: bool) -> Self {
         self.tunables.tombstones = enabled;
+        self
+    }
+
+    /// Refuses any change from a peer larger than `bytes` (encoded): it is not applied, stored,
+    /// relayed or acknowledged, so the peer's sync shows this repo without it. Logged once per
+    /// peer and document; a peer that keeps sending refused changes is disconnected. No bound by
+    /// default. Local changes are not bounded.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let repo = tandem_repo::Repo::builder()
+    ///     .max_change_bytes(1 << 20)
+    ///     .max_document_bytes(64 << 20)
+    ///     .start()
+    ///     .await?;
+    /// # repo.shutdown().await;
+    /// # Ok::<(), tandem_repo::RepoError>(()) }).unwrap();
+    /// ```
+    pub fn max_change_bytes(mut self, bytes: usize) -> Self {
+        self.tunables.quota.max_change_bytes = Some(bytes);
+        self
+    }
+
+    /// Refuses peers' changes that would grow a document past `bytes`, as
+    /// [`max_change_bytes`](Self::max_change_bytes) refuses them. A document's size is what
+    /// storage held of it when it was loaded plus the encoded size of every change taken from
+    /// peers since (so it may count more than a fresh load would, until the next load).
+    pub fn max_document_bytes(mut self, bytes: u64) -> Self {
+        self.tunables.quota.max_document_bytes = Some(bytes);
         self
     }
 

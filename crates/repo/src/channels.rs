@@ -35,6 +35,12 @@ pub(crate) enum HubEvent {
     Ended(DocumentActorId),
     /// A document's task panicked; its handles are unavailable.
     TaskFailed(DocumentActorId),
+    /// A document refused a peer's changes: the peer only reads it for the rest of its
+    /// connection.
+    WritesRefused {
+        peer: PeerId,
+        document_id: DocumentId,
+    },
 }
 
 pub(crate) enum Command {

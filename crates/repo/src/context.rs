@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::document::DocumentConfig;
+use tandem_core::untrusted::Quota;
 use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
 use crate::event_fanout::EventFanout;
@@ -29,6 +30,8 @@ pub(crate) struct Tunables {
     pub(crate) max_held: usize,
     /// A delete leaves a tombstone in storage.
     pub(crate) tombstones: bool,
+    /// What peers' changes may add.
+    pub(crate) quota: Quota,
 }
 
 pub(crate) struct RepoContext {
@@ -73,6 +76,7 @@ impl RepoContext {
             durable_acknowledgement: durable_acks && storage.is_some(),
             max_held: tunables.max_held,
             tombstones: tunables.tombstones,
+            quota: tunables.quota,
             ..DocumentConfig::new(peer_id.clone(), SessionId::random())
         });
         RepoContext {

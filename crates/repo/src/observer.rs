@@ -29,4 +29,9 @@ pub trait RepoObserver: Send + Sync + 'static {
     /// Saves started failing (`Some`, with the error) or work again (`None`). Saves are retried
     /// meanwhile, under one backoff for the whole store.
     fn storage_failing(&self, _error: Option<&str>) {}
+
+    /// A peer's changes were refused: they crossed the quota
+    /// ([`RepoBuilder::max_change_bytes`](crate::RepoBuilder::max_change_bytes),
+    /// [`RepoBuilder::max_document_bytes`](crate::RepoBuilder::max_document_bytes)).
+    fn change_refused(&self, _over: &tandem_core::untrusted::OverQuota) {}
 }

@@ -85,6 +85,16 @@ pub struct Options {
     /// WebSocket clients served at once; an upgrade beyond is answered 503.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+    /// Largest change taken from a client, in bytes (encoded, as automerge stores it). A larger
+    /// one is refused: not applied, stored, relayed or acknowledged; that client then only
+    /// reads the document until it reconnects, and one that keeps sending it is disconnected.
+    #[arg(long, env = "TANDEM_MAX_CHANGE_BYTES", default_value_t = 32 << 20)]
+    pub max_change_bytes: usize,
+    /// Largest a document may grow to through clients' changes, in bytes (what storage held
+    /// when it was loaded plus every change taken since); changes beyond are refused as
+    /// `--max-change-bytes` refuses them.
+    #[arg(long, env = "TANDEM_MAX_DOCUMENT_BYTES", default_value_t = 1 << 30)]
+    pub max_document_bytes: u64,
     /// Serve the admin API (`/v1/docs`: read, export, import, delete for good) to requests
     /// carrying `Authorization: Bearer` with this token. Off when not given.
     #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
@@ -195,6 +205,8 @@ impl Server {
             .idle_timeout(Duration::from_secs(options.idle_seconds))
             // A document deleted here stays deleted, whoever still holds a copy.
             .tombstones(true)
+            .max_change_bytes(options.max_change_bytes)
+            .max_document_bytes(options.max_document_bytes)
             .network(sockets);
         let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which

@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     connections_rejected: Family<Labels, Counter>,
     storage_errors: Family<Labels, Counter>,
     storage_failing: Gauge,
+    changes_refused: Family<Labels, Counter>,
     /// Since when and why saves fail, while they do (for `/readyz`).
     storage_outage: Mutex<Option<(Instant, String)>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
@@ -86,6 +87,7 @@ impl Metrics {
             connections_rejected: Family::default(),
             storage_errors: Family::default(),
             storage_failing: Gauge::default(),
+            changes_refused: Family::default(),
             storage_outage: Mutex::new(None),
             by_type: Vec::new(),
         };
@@ -106,6 +108,11 @@ impl Metrics {
                 .connections_rejected
                 .get_or_create(&vec![("reason", reason)]);
         }
+        for reason in ["change", "document"] {
+            let _ = metrics
+                .changes_refused
+                .get_or_create(&vec![("reason", reason)]);
+        }
         for operation in ["save", "load", "remove"] {
             let _ = metrics
                 .storage_errors
@@ -117,6 +124,11 @@ impl Metrics {
                 "storage_errors",
                 "Storage operations that failed, by operation",
                 metrics.storage_errors.clone(),
+            );
+            registry.register(
+                "changes_refused",
+                "Clients' changes refused for their size: a change too large, or a document that would grow too large",
+                metrics.changes_refused.clone(),
             );
             registry.register(
                 "storage_failing",
@@ -235,6 +247,16 @@ impl Metrics {
 impl tandem_repo::RepoObserver for Metrics {
     fn durable_acknowledgement(&self, waited: std::time::Duration) {
         self.durable_ack_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    fn change_refused(&self, over: &tandem_core::untrusted::OverQuota) {
+        let reason = match over {
+            tandem_core::untrusted::OverQuota::Change { .. } => "change",
+            tandem_core::untrusted::OverQuota::Document { .. } => "document",
+        };
+        self.changes_refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     fn storage_failing(&self, error: Option<&str>) {

@@ -216,6 +216,12 @@ impl SimPeer {
                         )));
                     }
                 }
+                NodeEvent::Refused(document_id, peer) => {
+                    self.violations.push(PeerViolation::SyncRefused(format!(
+                        "{} refused {peer}'s changes to {document_id} without a quota",
+                        self.id
+                    )));
+                }
                 NodeEvent::State(..) | NodeEvent::Completed(..) => {}
             }
         }

@@ -17,11 +17,15 @@ use super::{
 };
 use crate::persistence::{ChunkLedger, Loaded};
 use crate::sync::{DocumentSync, HandleState, SyncOutput};
-use crate::untrusted::apply_untrusted;
+use crate::untrusted::{apply_untrusted, OverQuota, Quota};
 use crate::{
     Access, DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
     PeerMetadata, SessionId, StorageError, StorageId,
 };
+
+/// Refusals of one peer's changes to a document, after which the peer is cut off at each
+/// further one.
+const MAX_REFUSALS: u32 = 3;
 
 /// What every document of one repo shares: who we are and how we time things.
 #[derive(Debug, Clone)]
@@ -48,6 +52,9 @@ pub struct DocumentConfig {
     /// bring it back (here, or in any repo on the same storage). Tombstones found in storage are
     /// honoured either way.
     pub tombstones: bool,
+    /// How large a change, and a document, peers' changes may make ([`Quota`]). Changes beyond
+    /// are refused: not applied, stored, relayed or acknowledged.
+    pub quota: Quota,
 }
 
 impl DocumentConfig {
@@ -64,6 +71,7 @@ impl DocumentConfig {
             durable_acknowledgement: false,
             max_held: 1 << 16,
             tombstones: false,
+            quota: Quota::default(),
         }
     }
 }
@@ -219,6 +227,8 @@ pub struct DocumentActor {
     /// Storage holds the document's tombstone: every peer is told it is unavailable, and none
     /// of their changes is taken.
     deleted: bool,
+    /// Peers whose changes were refused for the quota, and how often.
+    refusals: Vec<(PeerId, u32)>,
     /// The save in flight (one at a time).
     saving: Option<SaveId>,
     /// Flushes waiting for a save number to land.
@@ -274,6 +284,7 @@ impl DocumentActor {
                 }
             ),
             deleted: false,
+            refusals: Vec::new(),
             saving: None,
             flushes: Vec::new(),
             logged_patches: None,
@@ -650,6 +661,7 @@ impl DocumentActor {
         if let Some(ledger) = loaded.ledger {
             self.ledger = ledger;
         }
+        self.sync.set_size(self.ledger.stored_bytes());
     }
 
     // ---- sharing ----
@@ -916,14 +928,19 @@ impl DocumentActor {
             stored,
             m.data.as_bytes(),
             request,
+            self.config.quota,
             &mut patch_log,
         );
         match result {
-            Ok(out) => {
+            Ok(mut out) => {
+                let refused = out.refused.take();
                 if self.listening && out.document_changed {
                     self.logged_patches = Some((doc.get_heads(), doc.make_patches(&mut patch_log)));
                 }
                 self.apply(out, Some(&peer), doc);
+                if let Some(over) = refused {
+                    self.refused(&peer, over, doc);
+                }
             }
             Err(error) => {
                 // A peer that sends what automerge cannot take is broken or hostile: it loses
@@ -933,6 +950,35 @@ impl DocumentActor {
             }
         }
         self.opened_by(&peer, known);
+    }
+
+    /// `peer`'s changes crossed the quota and were refused. From then on, for the rest of its
+    /// connection, the peer is synced read-only: automerge's sync protocol has no way to refuse
+    /// some changes, and a peer told nothing would offer them again and again. Logged once per
+    /// peer; a peer that keeps sending them (each reconnection sends them again) is cut off.
+    fn refused(&mut self, peer: &PeerId, over: OverQuota, doc: &mut Automerge) {
+        let count = match self.refusals.iter_mut().find(|(p, _)| p == peer) {
+            Some((_, count)) => {
+                *count += 1;
+                *count
+            }
+            None => {
+                warn!(%peer, %over, "changes refused: over the quota");
+                self.refusals.push((peer.clone(), 1));
+                1
+            }
+        };
+        self.effects.push(DocumentEffect::Refused {
+            peer: peer.clone(),
+            over,
+        });
+        if count >= MAX_REFUSALS {
+            warn!(%peer, refusals = count, "changes refused again and again; disconnecting the peer");
+            self.effects.push(DocumentEffect::Disconnect(peer.clone()));
+        } else {
+            let out = self.sync.set_read_only(doc, peer, true);
+            self.apply(out, None, doc);
+        }
     }
 
     /// An ephemeral message: for the application, and forwarded to the document's other peers,

@@ -4,7 +4,7 @@ use automerge::{ChangeHash, Patch};
 
 use super::{CommandId, QuestionId, ReadId, SaveId, SaveJob};
 use crate::sync::HandleState;
-use crate::untrusted::UntrustedError;
+use crate::untrusted::{OverQuota, UntrustedError};
 use crate::{Message, PeerId, SessionId, StorageError, StorageId};
 
 /// A share-policy question about this document.
@@ -131,6 +131,13 @@ pub enum DocumentEffect {
         command: CommandId,
         /// Whether it was merged.
         result: Result<(), UntrustedError>,
+    },
+    /// A peer's changes were refused for crossing the quota (for metrics; the actor logged it).
+    Refused {
+        /// Who sent them.
+        peer: PeerId,
+        /// Which bound they crossed.
+        over: OverQuota,
     },
     /// The actor is done (stopped or deleted); nothing more comes of it.
     Stopped,

@@ -10,7 +10,7 @@ use super::rate::{EphemeralAllowance, Verdict};
 use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
 use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
-use crate::{DocUnavailableMessage, DocumentId, Grant, Message, PeerId, PeerMetadata};
+use crate::{Access, DocUnavailableMessage, DocumentId, Grant, Message, PeerId, PeerMetadata};
 
 /// A connection as the hub keeps it.
 #[derive(Debug)]
@@ -19,6 +19,9 @@ struct Connection {
     metadata: PeerMetadata,
     /// What its credentials allow.
     grant: Grant,
+    /// Documents whose changes from this connection were refused (over the quota): it only
+    /// reads them from then on.
+    writes_refused: Vec<DocumentId>,
     /// How many ephemeral messages it may still send.
     ephemeral: EphemeralAllowance,
     /// `announce(peer, None)`: whether the policy offers the peer anything. `None` until the
@@ -30,6 +33,16 @@ struct Connection {
 impl Connection {
     fn offered_everything(&self) -> bool {
         self.announce_any == Some(true)
+    }
+
+    /// What the connection may do with `document_id`.
+    fn access_to(&self, document_id: &DocumentId) -> Access {
+        let granted = self.grant.access_to(document_id);
+        if self.writes_refused.contains(document_id) {
+            granted.narrowed_by(Access::ReadOnly)
+        } else {
+            granted
+        }
     }
 }
 
@@ -191,6 +204,17 @@ impl HubActor {
                 }
             }
             HubInput::DocumentStopped(actor) => self.stopped(actor),
+            HubInput::WritesRefused { peer, document_id } => {
+                let entry = self
+                    .by_peer
+                    .get(&peer)
+                    .and_then(|connection| self.connections.get_mut(connection));
+                if let Some(entry) = entry {
+                    if !entry.writes_refused.contains(&document_id) {
+                        entry.writes_refused.push(document_id);
+                    }
+                }
+            }
             HubInput::DocumentFailed(actor) => {
                 if let Some(document_id) = self.actors.remove(&actor) {
                     if self.documents.get(&document_id) == Some(&actor) {
@@ -229,7 +253,7 @@ impl HubActor {
             peer: connection.peer.clone(),
             metadata: connection.metadata.clone(),
             announce_any: connection.offered_everything(),
-            granted: connection.grant.access_to(document_id),
+            granted: connection.access_to(document_id),
         }
     }
 
@@ -263,6 +287,7 @@ impl HubActor {
                 peer: peer.clone(),
                 metadata,
                 grant,
+                writes_refused: Vec::new(),
                 ephemeral: EphemeralAllowance::new(),
                 announce_any: None,
             },
@@ -469,7 +494,7 @@ impl HubActor {
             return;
         };
         // A document the credentials do not grant is answered as one that does not exist.
-        let granted = entry.grant.access_to(&document_id);
+        let granted = entry.access_to(&document_id);
         if self.denylist.contains(&document_id) || !granted.may_read() {
             if matches!(message, Message::Sync(_) | Message::Request(_)) {
                 self.effects.push(HubEffect::Send(

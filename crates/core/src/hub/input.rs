@@ -91,4 +91,13 @@ pub enum HubInput {
     DocumentStopped(DocumentActorId),
     /// A document's actor failed (its task panicked): it is gone.
     DocumentFailed(DocumentActorId),
+    /// A document's actor refused a peer's changes
+    /// ([`DocumentEffect::Refused`](crate::document::DocumentEffect::Refused)): for the rest of
+    /// its connection the peer only reads that document, whichever actor holds it.
+    WritesRefused {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        document_id: DocumentId,
+    },
 }

@@ -126,6 +126,15 @@ impl ChunkLedger {
         self.saved_heads = heads;
     }
 
+    /// The bytes of every chunk known to hold the document.
+    pub fn stored_bytes(&self) -> u64 {
+        self.known
+            .values()
+            .filter(|(kind, _)| *kind != ChunkKind::SyncState)
+            .map(|(_, len)| *len as u64)
+            .sum()
+    }
+
     fn total(&self, kind: ChunkKind) -> usize {
         self.known
             .values()

@@ -6,7 +6,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc};
 
 use super::HandleState;
-use crate::untrusted::{apply_untrusted, guard, UntrustedError};
+use crate::untrusted::{apply_untrusted_within, guard, OverQuota, Quota, UntrustedError};
 use crate::{
     DocUnavailableMessage, DocumentId, Message, MessageData, PeerId, PeerMetadata, StorageId,
     SyncMessage,
@@ -82,6 +82,9 @@ pub struct SyncOutput {
     pub state_change: Option<HandleState>,
     /// Whether a received message changed the document.
     pub document_changed: bool,
+    /// A received message's changes were refused for crossing the [`Quota`]: nothing of it was
+    /// taken, and the sender's sync state is as before it.
+    pub refused: Option<OverQuota>,
 }
 
 impl SyncOutput {
@@ -93,6 +96,7 @@ impl SyncOutput {
             self.state_change = other.state_change;
         }
         self.document_changed |= other.document_changed;
+        self.refused = self.refused.take().or(other.refused);
     }
 }
 
@@ -131,6 +135,9 @@ pub struct DocumentSync {
     /// Peers synced read-only on their current connection: their changes are never applied,
     /// and automerge tells them not to send any.
     read_only: HashSet<PeerId>,
+    /// The document's size for its [`Quota`]: what storage held when it was loaded, plus the
+    /// encoded size of every change taken from peers since.
+    size: u64,
 }
 
 impl DocumentSync {
@@ -145,7 +152,18 @@ impl DocumentSync {
             parked: BTreeMap::new(),
             asked_by: HashSet::new(),
             read_only: HashSet::new(),
+            size: 0,
         }
+    }
+
+    /// The document's size as [`Quota`]s count it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Sets the document's size (what storage held of it, once loaded).
+    pub fn set_size(&mut self, bytes: u64) {
+        self.size = bytes;
     }
 
     /// The document.
@@ -348,6 +366,7 @@ impl DocumentSync {
             stored,
             data,
             request,
+            Quota::default(),
             &mut patch_log,
         )
     }
@@ -355,6 +374,7 @@ impl DocumentSync {
     /// [`receive_sync`](Self::receive_sync), recording what the message changed in `patch_log`
     /// (turn it into patches with `Automerge::make_patches`). That costs in proportion to the
     /// change, where `Automerge::diff` afterwards costs in proportion to the whole document.
+    /// Changes beyond `quota` are refused ([`SyncOutput::refused`]).
     #[allow(clippy::too_many_arguments)]
     pub fn receive_sync_logging(
         &mut self,
@@ -364,6 +384,7 @@ impl DocumentSync {
         stored: Option<sync::State>,
         data: &[u8],
         request: bool,
+        quota: Quota,
         patch_log: &mut PatchLog,
     ) -> Result<SyncOutput, SyncError> {
         let message = sync::Message::decode(data)?;
@@ -403,9 +424,25 @@ impl DocumentSync {
             guard(|| document.receive_sync_message_log_patches(state, message, patch_log))
                 .and_then(|result| result.map_err(UntrustedError::from))
         } else {
-            apply_untrusted(document, |copy| {
+            // Refused, the message must leave no trace: not even in the sync state.
+            let before = quota.is_bounded().then(|| state.clone());
+            let size = self.size;
+            match apply_untrusted_within(document, quota, size, |copy| {
                 copy.receive_sync_message_log_patches(state, message, patch_log)
-            })
+            }) {
+                Ok(((), added)) => {
+                    self.size += added;
+                    Ok(())
+                }
+                Err(UntrustedError::OverQuota(over)) => {
+                    if let Some(before) = before {
+                        peer.state = before;
+                    }
+                    out.refused = Some(over);
+                    return Ok(out);
+                }
+                Err(error) => Err(error),
+            }
         };
         if let Err(error) = received {
             // automerge may have half-updated the sync state; the sender is dropped anyway.

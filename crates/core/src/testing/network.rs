@@ -7,6 +7,9 @@ use crate::document::DocumentConfig;
 use crate::hub::ConnectionId;
 use crate::{Grant, Message, PeerId, SessionId, StorageId};
 
+/// Rounds of delivery after which a network still talking is taken to talk forever.
+const MAX_ROUNDS: usize = 100_000;
+
 /// What a node's storage does with the saves it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saves {
@@ -167,8 +170,12 @@ impl Network {
     }
 
     /// Delivers messages and lands (or fails) saves until nothing moves.
+    ///
+    /// # Panics
+    ///
+    /// If the nodes never fall quiet (two peers talking forever is a bug worth failing on).
     pub fn run_until_quiescent(&mut self) {
-        loop {
+        for _ in 0..MAX_ROUNDS {
             let mut moved = self.collect();
             for index in 0..self.nodes.len() {
                 let saves = match self.saves[index] {
@@ -201,6 +208,7 @@ impl Network {
                 return;
             }
         }
+        panic!("the network did not fall quiet within {MAX_ROUNDS} rounds");
     }
 
     /// Moves the clock on by `by`, stopping at every timer due on the way (and running the

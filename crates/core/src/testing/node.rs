@@ -81,6 +81,8 @@ pub enum NodeEvent {
     /// A document actor cut a peer off (it sent what automerge cannot take, or its answers
     /// piled up behind saves that do not land).
     CutOff(DocumentId, PeerId),
+    /// A peer's changes were refused for crossing the quota.
+    Refused(DocumentId, PeerId),
     /// A command of the application's ended (for a flush: whether its save landed).
     Completed(CommandId, bool),
 }
@@ -751,6 +753,13 @@ impl Node {
                         self.loads_due.push(waiting);
                     }
                     return;
+                }
+                DocumentEffect::Refused { peer, .. } => {
+                    self.steps.push_back(Step::Hub(HubInput::WritesRefused {
+                        peer: peer.clone(),
+                        document_id: document_id.clone(),
+                    }));
+                    self.events.push(NodeEvent::Refused(document_id, peer));
                 }
                 DocumentEffect::Changed(_)
                 | DocumentEffect::RemoteHeads { .. }

@@ -86,6 +86,17 @@ impl DocumentTask {
                     observer.durable_acknowledgement(waited);
                 }
             }
+            DocumentEffect::Refused { peer, over } => {
+                if let Some(observer) = &self.ctx.observer {
+                    observer.change_refused(&over);
+                }
+                if let Some(hub) = self.hub.upgrade() {
+                    let _ = hub.try_send(HubEvent::WritesRefused {
+                        peer,
+                        document_id: document_id.clone(),
+                    });
+                }
+            }
             DocumentEffect::PeerOpened(peer) => {
                 if let Some(gossip) = &self.ctx.gossip {
                     gossip.peer_opened(&peer, document_id);

@@ -167,6 +167,9 @@ impl Hub {
                 self.unloaded(actor);
                 HubInput::DocumentFailed(actor)
             }
+            HubEvent::WritesRefused { peer, document_id } => {
+                HubInput::WritesRefused { peer, document_id }
+            }
         })
     }
 
