@@ -42,6 +42,6 @@ pub use http::{websocket_accept_key, websocket_upgrade_key, UpgradeRequest};
 /// The rustls version the TLS settings are built with.
 pub use rustls;
 pub use server::{
-    AcceptorAdapter, Admission, Authenticate, Authentication, ServerConfig, SocketObserver,
-    WebSocketAcceptor, WebSocketServer, CREDENTIALS_EXPIRED, DEFAULT_MAX_FRAME,
+    AcceptorAdapter, Admission, Authenticate, Authentication, ServerConfig, SocketFault,
+    SocketObserver, WebSocketAcceptor, WebSocketServer, CREDENTIALS_EXPIRED, DEFAULT_MAX_FRAME,
 };

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout_at, Instant};
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
@@ -96,6 +97,33 @@ pub trait SocketObserver: Send + Sync + 'static {
     fn received(&self, kind: &'static str, bytes: usize);
     /// A message went to a client.
     fn sent(&self, kind: &'static str, bytes: usize);
+    /// A client's socket was closed for what it sent.
+    fn fault(&self, _fault: SocketFault) {}
+}
+
+/// Why a client's socket was closed ([`SocketObserver::fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketFault {
+    /// A frame over the size limit.
+    FrameTooLarge,
+    /// Anything else against the protocol: no `join` in time or a refused one, a text frame,
+    /// a frame that is not a message, a WebSocket protocol error.
+    Protocol,
+}
+
+/// What a failed WebSocket read says about the client.
+pub(crate) fn read_fault(error: &tungstenite::Error) -> SocketFault {
+    match error {
+        tungstenite::Error::Capacity(_) => SocketFault::FrameTooLarge,
+        _ => SocketFault::Protocol,
+    }
+}
+
+pub(crate) fn report(observer: Option<&Arc<dyn SocketObserver>>, fault: SocketFault) {
+    if let Some(observer) = observer {
+        observer.fault(fault);
+    }
 }
 
 impl Default for ServerConfig {
@@ -421,9 +449,11 @@ impl WebSocketAcceptor {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.inner.config;
+        let observer = config.observer.as_ref();
         let local = self.local().await?;
-        let first = match timeout_at(deadline, first_message(&mut ws)).await {
+        let first = match timeout_at(deadline, first_message(&mut ws, observer)).await {
             Err(_) => {
+                report(observer, SocketFault::Protocol);
                 let _ = ws.close(None).await;
                 return Err(NetworkError::Handshake("no join in time".into()));
             }
@@ -436,6 +466,7 @@ impl WebSocketAcceptor {
         match answer_join(&local, &first, admission.identity.as_ref()) {
             ServerDecision::Reject { reply, reason } => {
                 warn!(%reason, "join refused");
+                report(observer, SocketFault::Protocol);
                 if let Some(reply) = reply {
                     let _ = futures::SinkExt::send(&mut ws, Frame::binary(reply.encode())).await;
                 }
@@ -478,17 +509,29 @@ impl WebSocketAcceptor {
 }
 
 /// The first message on a server socket, which must be a decodable `join`.
-async fn first_message<S>(ws: &mut WebSocketStream<S>) -> Result<Message, NetworkError>
+async fn first_message<S>(
+    ws: &mut WebSocketStream<S>,
+    observer: Option<&Arc<dyn SocketObserver>>,
+) -> Result<Message, NetworkError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     loop {
         match ws.next().await {
             None => return Err(NetworkError::Closed),
-            Some(Err(error)) => return Err(NetworkError::Handshake(error.to_string())),
-            Some(Ok(Frame::Binary(bytes))) => return Ok(Message::decode(&bytes)?),
+            Some(Err(error)) => {
+                report(observer, read_fault(&error));
+                return Err(NetworkError::Handshake(error.to_string()));
+            }
+            Some(Ok(Frame::Binary(bytes))) => {
+                return Message::decode(&bytes).map_err(|error| {
+                    report(observer, SocketFault::Protocol);
+                    error.into()
+                })
+            }
             Some(Ok(Frame::Text(_))) => {
-                return Err(NetworkError::Handshake("text frame before join".into()))
+                report(observer, SocketFault::Protocol);
+                return Err(NetworkError::Handshake("text frame before join".into()));
             }
             Some(Ok(Frame::Close(_))) => return Err(NetworkError::Closed),
             Some(Ok(_)) => continue, // pings and pongs

@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
+use crate::server::{read_fault, report, SocketFault};
+
 /// Messages queued for one socket before the repo's writer waits.
 const QUEUE: usize = 64;
 
@@ -238,12 +240,14 @@ async fn read_frames<S>(
             Some(Err(error)) => {
                 // Includes frames over the size limit and protocol violations.
                 warn!(%peer, %error, "websocket read failed; closing the socket");
+                report(observer.as_ref(), read_fault(&error));
                 break;
             }
             Some(Ok(Frame::Binary(bytes))) => bytes,
             Some(Ok(Frame::Text(text))) if strict => {
                 // JS servers feed text to the CBOR decoder, which fails: the socket closes.
                 warn!(%peer, len = text.len(), "text frame; closing the socket");
+                report(observer.as_ref(), SocketFault::Protocol);
                 break;
             }
             Some(Ok(Frame::Text(_))) => {
@@ -258,6 +262,7 @@ async fn read_frames<S>(
             Ok(message) => message,
             Err(error) if strict => {
                 warn!(%peer, %error, "undecodable frame; closing the socket");
+                report(observer.as_ref(), SocketFault::Protocol);
                 break;
             }
             Err(error) => {

@@ -55,6 +55,7 @@ impl Default for RepoBuilder {
                 max_held: crate::MAX_QUEUED_PER_PEER,
                 tombstones: false,
                 quota: Default::default(),
+                max_outbound_bytes: usize::MAX,
             },
             is_ephemeral: false,
             gossip: false,
@@ -204,6 +205,16 @@ impl RepoBuilder {
     /// peers since (so it may count more than a fresh load would, until the next load).
     pub fn max_document_bytes(mut self, bytes: u64) -> Self {
         self.tunables.quota.max_document_bytes = Some(bytes);
+        self
+    }
+
+    /// Disconnects a peer once more than `bytes` of messages wait to be sent to it (it stopped
+    /// reading): its socket is closed and what waited is dropped (the peer gets it again when
+    /// it reconnects). One message larger than `bytes` still goes on its own. No bound by
+    /// default (a peer is still cut off past [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER)
+    /// messages).
+    pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
+        self.tunables.max_outbound_bytes = bytes;
         self
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct Tunables {
     pub(crate) tombstones: bool,
     /// What peers' changes may add.
     pub(crate) quota: Quota,
+    /// Bytes that may wait to be sent to one peer before it is disconnected.
+    pub(crate) max_outbound_bytes: usize,
 }
 
 pub(crate) struct RepoContext {
@@ -49,6 +51,8 @@ pub(crate) struct RepoContext {
     pub(crate) events: EventFanout<RepoEvent>,
     /// Told what the repo does, for metrics.
     pub(crate) observer: Option<Arc<dyn RepoObserver>>,
+    /// Bytes that may wait to be sent to one peer before it is disconnected.
+    pub(crate) max_outbound_bytes: usize,
     /// Every save's outcome, for one backoff and a few log lines per outage.
     pub(crate) storage_health: SharedStorageHealth,
     ephemeral_count: AtomicU64,
@@ -90,6 +94,7 @@ impl RepoContext {
             denylist,
             events: EventFanout::new(REPO_EVENTS_BEHIND),
             storage_health: SharedStorageHealth::new(observer.clone()),
+            max_outbound_bytes: tunables.max_outbound_bytes,
             observer,
             ephemeral_count: AtomicU64::new(0),
         }

@@ -69,7 +69,7 @@ pub use events::{
     ChangeOrigin, DocumentChange, EphemeralEvent, FindProgress, RemoteHeadsEvent, RepoEvent,
 };
 pub use handle::{ChangeMetadata, DocHandle};
-pub use observer::RepoObserver;
+pub use observer::{PeerLimit, RepoObserver};
 pub use outbox::MAX_QUEUED_PER_PEER;
 pub use repo::Repo;
 pub use share_policy::{AskOnly, FnSharePolicy, ShareAll, SharePolicy};

@@ -34,4 +34,21 @@ pub trait RepoObserver: Send + Sync + 'static {
     /// ([`RepoBuilder::max_change_bytes`](crate::RepoBuilder::max_change_bytes),
     /// [`RepoBuilder::max_document_bytes`](crate::RepoBuilder::max_document_bytes)).
     fn change_refused(&self, _over: &tandem_core::untrusted::OverQuota) {}
+
+    /// A per-peer limit acted.
+    fn peer_limited(&self, _limit: PeerLimit) {}
+}
+
+/// A per-peer limit that acted ([`RepoObserver::peer_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerLimit {
+    /// An ephemeral message over the peer's rate was dropped.
+    EphemeralDropped,
+    /// A peer flooding ephemeral messages was disconnected.
+    EphemeralFloodCutOff,
+    /// A peer that stopped reading was disconnected: more than
+    /// [`RepoBuilder::max_outbound_bytes`](crate::RepoBuilder::max_outbound_bytes) (or
+    /// [`MAX_QUEUED_PER_PEER`](crate::MAX_QUEUED_PER_PEER) messages) waited for it.
+    NotReading,
 }

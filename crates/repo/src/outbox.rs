@@ -6,6 +6,8 @@ use std::sync::Arc;
 use tandem_core::{Message, PeerId, PeerMetadata};
 use tokio::sync::{mpsc, watch};
 
+use crate::{PeerLimit, RepoObserver};
+
 /// How many messages may wait for one peer before it counts as stuck and is disconnected.
 ///
 /// Workers never wait on a peer (a full queue that blocked them could close a cycle of waits
@@ -28,12 +30,27 @@ pub(crate) struct Outbox {
     shared: Arc<OutboxShared>,
 }
 
-#[derive(Debug)]
 pub(crate) struct OutboxShared {
     queued: AtomicUsize,
+    /// The bytes of the messages queued (about: payloads plus a little for the envelope).
+    queued_bytes: AtomicUsize,
+    /// Past this many queued bytes the peer counts as stuck and is disconnected.
+    max_bytes: usize,
+    /// Told when the peer is disconnected for not reading.
+    observer: Option<Arc<dyn RepoObserver>>,
     closed: AtomicBool,
     /// Tells the connection's tasks to stop.
     close: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for OutboxShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxShared")
+            .field("queued", &self.queued)
+            .field("queued_bytes", &self.queued_bytes)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutboxShared {
@@ -51,10 +68,18 @@ pub(crate) struct OutboxReceiver {
     pub(crate) shared: Arc<OutboxShared>,
 }
 
-pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
+/// A connection's queue; past `max_bytes` queued, the peer is disconnected (and `observer`
+/// told).
+pub(crate) fn outbox(
+    max_bytes: usize,
+    observer: Option<Arc<dyn RepoObserver>>,
+) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(OutboxShared {
         queued: AtomicUsize::new(0),
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes,
+        observer,
         closed: AtomicBool::new(false),
         close: watch::channel(false).0,
     });
@@ -78,12 +103,33 @@ impl Outbox {
                 peer = %message.target_id().map(|p| p.as_str()).unwrap_or("?"),
                 "peer is not reading; disconnecting it"
             );
-            self.close();
+            self.cut_off();
+            return;
+        }
+        let bytes = weight(&message);
+        let before = self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        // One message larger than the bound still goes on its own (a large document syncs).
+        if before > 0 && before + bytes > self.shared.max_bytes {
+            tracing::warn!(
+                peer = %message.target_id().map(|p| p.as_str()).unwrap_or("?"),
+                queued_bytes = before,
+                "peer is not reading its messages; disconnecting it"
+            );
+            self.cut_off();
             return;
         }
         if self.tx.send(message).is_err() {
             self.shared.closed.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Closes the connection of a peer that does not read, once.
+    fn cut_off(&self) {
+        let already = self.shared.closed.swap(true, Ordering::Relaxed);
+        if let (false, Some(observer)) = (already, &self.shared.observer) {
+            observer.peer_limited(PeerLimit::NotReading);
+        }
+        self.close();
     }
 
     /// Closes the connection: queued messages are dropped and both directions end.
@@ -107,9 +153,23 @@ impl OutboxReceiver {
         tokio::select! {
             message = self.rx.recv() => {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                if let Some(message) = &message {
+                    self.shared.queued_bytes.fetch_sub(weight(message), Ordering::Relaxed);
+                }
                 message
             }
             _ = self.shared.closed() => None,
         }
     }
+}
+
+/// About how many bytes `message` takes on the wire: its payload, and a little for the rest.
+fn weight(message: &Message) -> usize {
+    const ENVELOPE: usize = 128;
+    let payload = match message {
+        Message::Sync(m) | Message::Request(m) => m.data.as_bytes().len(),
+        Message::Ephemeral(m) => m.data.as_bytes().len(),
+        _ => 0,
+    };
+    ENVELOPE + payload
 }

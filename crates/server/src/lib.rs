@@ -95,6 +95,11 @@ pub struct Options {
     /// `--max-change-bytes` refuses them.
     #[arg(long, env = "TANDEM_MAX_DOCUMENT_BYTES", default_value_t = 1 << 30)]
     pub max_document_bytes: u64,
+    /// Bytes that may wait to be sent to one client; past them it counts as no longer reading
+    /// and is disconnected (what waited is sent again when it reconnects). One message larger
+    /// than this still goes on its own.
+    #[arg(long, env = "TANDEM_MAX_OUTBOUND_BYTES", default_value_t = 64 << 20)]
+    pub max_outbound_bytes: usize,
     /// Serve the admin API (`/v1/docs`: read, export, import, delete for good) to requests
     /// carrying `Authorization: Bearer` with this token. Off when not given.
     #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
@@ -207,6 +212,7 @@ impl Server {
             .tombstones(true)
             .max_change_bytes(options.max_change_bytes)
             .max_document_bytes(options.max_document_bytes)
+            .max_outbound_bytes(options.max_outbound_bytes)
             .network(sockets);
         let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which

@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     storage_errors: Family<Labels, Counter>,
     storage_failing: Gauge,
     changes_refused: Family<Labels, Counter>,
+    connections_cut_off: Family<Labels, Counter>,
+    ephemeral_dropped: Counter,
     /// Since when and why saves fail, while they do (for `/readyz`).
     storage_outage: Mutex<Option<(Instant, String)>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
@@ -88,6 +90,8 @@ impl Metrics {
             storage_errors: Family::default(),
             storage_failing: Gauge::default(),
             changes_refused: Family::default(),
+            connections_cut_off: Family::default(),
+            ephemeral_dropped: Counter::default(),
             storage_outage: Mutex::new(None),
             by_type: Vec::new(),
         };
@@ -103,7 +107,12 @@ impl Metrics {
                 .clone();
             metrics.by_type.push((kind, received, sent));
         }
-        for reason in ["auth", "limit"] {
+        for reason in ["not_reading", "ephemeral_flood"] {
+            let _ = metrics
+                .connections_cut_off
+                .get_or_create(&vec![("reason", reason)]);
+        }
+        for reason in ["auth", "limit", "frame_size", "protocol"] {
             let _ = metrics
                 .connections_rejected
                 .get_or_create(&vec![("reason", reason)]);
@@ -124,6 +133,16 @@ impl Metrics {
                 "storage_errors",
                 "Storage operations that failed, by operation",
                 metrics.storage_errors.clone(),
+            );
+            registry.register(
+                "connections_cut_off",
+                "Connections closed by a limit: a client that stopped reading (--max-outbound-bytes), or one flooding ephemeral messages",
+                metrics.connections_cut_off.clone(),
+            );
+            registry.register(
+                "ephemeral_dropped",
+                "Ephemeral messages dropped for going over their connection's rate",
+                metrics.ephemeral_dropped.clone(),
             );
             registry.register(
                 "changes_refused",
@@ -187,7 +206,7 @@ impl Metrics {
             );
             registry.register(
                 "connections_rejected",
-                "Upgrades turned away, by reason",
+                "Clients turned away or cut off for what they sent: no or a bad token (auth), --max-connections (limit), a frame over --max-frame-size (frame_size), anything else against the protocol (protocol)",
                 metrics.connections_rejected.clone(),
             );
         }
@@ -259,6 +278,22 @@ impl tandem_repo::RepoObserver for Metrics {
             .inc();
     }
 
+    fn peer_limited(&self, limit: tandem_repo::PeerLimit) {
+        let cut_off = |reason: &'static str| {
+            self.connections_cut_off
+                .get_or_create(&vec![("reason", reason)])
+                .inc();
+        };
+        match limit {
+            tandem_repo::PeerLimit::EphemeralDropped => {
+                self.ephemeral_dropped.inc();
+            }
+            tandem_repo::PeerLimit::EphemeralFloodCutOff => cut_off("ephemeral_flood"),
+            tandem_repo::PeerLimit::NotReading => cut_off("not_reading"),
+            _ => {}
+        }
+    }
+
     fn storage_failing(&self, error: Option<&str>) {
         self.storage_failing.set(i64::from(error.is_some()));
         *self.lock_outage() = error.map(|error| (Instant::now(), error.to_owned()));
@@ -314,6 +349,16 @@ impl SocketObserver for Metrics {
     fn sent(&self, kind: &'static str, bytes: usize) {
         self.count(&self.messages_sent, kind, false);
         self.bytes_sent.inc_by(bytes as u64);
+    }
+
+    fn fault(&self, fault: tandem_net_ws::SocketFault) {
+        let reason = match fault {
+            tandem_net_ws::SocketFault::FrameTooLarge => "frame_size",
+            _ => "protocol",
+        };
+        self.connections_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 }
 

@@ -395,7 +395,12 @@ fn series(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&options(dir.path())).await.unwrap();
+    let server = Server::start(&Options {
+        max_frame_size: 1 << 20,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
     let (status, before) = get(&server, "/metrics").await;
     assert_eq!(status, 200);
     for name in [
@@ -411,6 +416,15 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
         "tandem_durable_ack_wait_seconds_count",
         "tandem_connections_rejected_total{reason=\"auth\"}",
         "tandem_connections_rejected_total{reason=\"limit\"}",
+        "tandem_connections_rejected_total{reason=\"frame_size\"}",
+        "tandem_connections_rejected_total{reason=\"protocol\"}",
+        "tandem_connections_cut_off_total{reason=\"not_reading\"}",
+        "tandem_connections_cut_off_total{reason=\"ephemeral_flood\"}",
+        "tandem_ephemeral_dropped_total",
+        "tandem_changes_refused_total{reason=\"change\"}",
+        "tandem_changes_refused_total{reason=\"document\"}",
+        "tandem_storage_errors_total{operation=\"save\"}",
+        "tandem_storage_failing",
     ] {
         assert!(
             series(&before, name).is_some(),
@@ -433,6 +447,19 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
     let doc = client.create_empty().await.unwrap();
     server.repo().find(doc.url()).await.unwrap();
     server.repo().flush().await.unwrap();
+    // A frame over the size limit, and a text frame: each socket is closed, and counted.
+    for frame in [
+        tokio_tungstenite::tungstenite::Message::binary(vec![0u8; 2 << 20]),
+        tokio_tungstenite::tungstenite::Message::text("not cbor"),
+    ] {
+        use futures::{SinkExt, StreamExt};
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+            .await
+            .unwrap();
+        let _ = ws.send(frame).await;
+        // Read until the server has closed it.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, ws.next()).await {}
+    }
 
     let (_, after) = get(&server, "/metrics").await;
     let moved =
@@ -447,6 +474,8 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
         "tandem_storage_save_seconds_count",
         "tandem_storage_load_seconds_count",
         "tandem_durable_ack_wait_seconds_count",
+        "tandem_connections_rejected_total{reason=\"frame_size\"}",
+        "tandem_connections_rejected_total{reason=\"protocol\"}",
     ] {
         assert!(moved(name), "{name} did not move:\n{after}");
     }
@@ -479,4 +508,101 @@ fn join_as(name: &str) -> Vec<u8> {
         metadata: tandem_core::PeerMetadata::default(),
     })
     .encode()
+}
+
+/// A client that stops reading is disconnected once more than `--max-outbound-bytes` wait for
+/// it; the client whose messages piled up for it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_past_the_outbound_bound() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        max_outbound_bytes: 1 << 20,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
+    let writer = tandem_repo::Repo::builder()
+        .network(adapter)
+        .start()
+        .await
+        .unwrap();
+    writer
+        .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    server
+        .repo()
+        .wait_for_peer(writer.peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    let doc = writer.create_empty().await.unwrap();
+    writer.flush().await.unwrap();
+
+    // A raw client asks for the document (so it hears its ephemeral messages), then reads
+    // nothing more.
+    let (mut stuck, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    stuck.send(Frame::binary(join_as("stuck"))).await.unwrap();
+    let Some(Ok(Frame::Binary(_peer))) =
+        tokio::time::timeout(PATIENCE, stuck.next()).await.unwrap()
+    else {
+        panic!("no peer message");
+    };
+    let empty = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: Vec::<Vec<u8>>::new().into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let request = tandem_core::Message::Request(tandem_core::SyncMessage {
+        sender_id: "stuck".into(),
+        target_id: server.repo().peer_id().clone(),
+        document_id: doc.document_id().clone(),
+        data: tandem_core::MessageData::new(empty.encode()).unwrap(),
+    });
+    stuck.send(Frame::binary(request.encode())).await.unwrap();
+    server
+        .repo()
+        .wait_for_peer(&"stuck".into(), PATIENCE)
+        .await
+        .unwrap();
+
+    // 32 MB of ephemeral messages for it, far more than socket buffers hold.
+    let blob = vec![7u8; 64 << 10];
+    for _ in 0..500 {
+        doc.broadcast(&serde_bytes_like(&blob)).await.unwrap();
+    }
+    // Well before the socket's own write timeout (twice the 5 s keepalive) would close it.
+    let mut peers = server.repo().peer_changes();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        peers.wait_for(|peers| !peers.contains_key(&"stuck".into())),
+    )
+    .await
+    .expect("the client that does not read was not cut off by the bound")
+    .unwrap();
+    // The writer is still served.
+    assert!(server.repo().peers().contains_key(writer.peer_id()));
+    let (_, metrics) = get(&server, "/metrics").await;
+    assert_eq!(
+        series(
+            &metrics,
+            "tandem_connections_cut_off_total{reason=\"not_reading\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    writer.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A value that encodes as a CBOR byte string.
+fn serde_bytes_like(bytes: &[u8]) -> ciborium::Value {
+    ciborium::Value::Bytes(bytes.to_vec())
 }

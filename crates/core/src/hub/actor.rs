@@ -517,10 +517,14 @@ impl HubActor {
                 Verdict::Pass => {}
                 Verdict::Drop => {
                     debug!(%peer, "ephemeral messages over the rate; dropped");
+                    self.effects
+                        .push(HubEffect::EphemeralLimited { cut_off: false });
                     return;
                 }
                 Verdict::CutOff => {
                     warn!(%peer, "a flood of ephemeral messages; disconnecting the peer");
+                    self.effects
+                        .push(HubEffect::EphemeralLimited { cut_off: true });
                     self.effects.push(HubEffect::Close(connection));
                     return;
                 }

@@ -65,8 +65,15 @@ pub enum HubEffect {
     /// The connection of [`Connect`](super::HubInput::Connect) `command` is refused (the peer
     /// claims our own id).
     Refused(CommandId),
-    /// Close a connection (its peer lied about its id, or reconnected).
+    /// Close a connection (its peer lied about its id, reconnected, or flooded).
     Close(ConnectionId),
+    /// A connection's ephemeral message went over its rate and was dropped; with `cut_off`,
+    /// so many were that the connection is closed (a [`Close`](Self::Close) follows). For
+    /// metrics.
+    EphemeralLimited {
+        /// Whether the connection is closed for it.
+        cut_off: bool,
+    },
     /// Send a message on a connection.
     Send(ConnectionId, Message),
     /// Ask the share policy `announce(peer, None)`; answer with

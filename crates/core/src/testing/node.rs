@@ -546,6 +546,7 @@ impl Node {
                 }
                 HubEffect::Refused(_) => self.joining = None,
                 HubEffect::Close(connection) => self.closing.push(connection),
+                HubEffect::EphemeralLimited { .. } => {}
                 HubEffect::Send(connection, message) => self.outgoing.push((connection, message)),
                 HubEffect::Ask { question, peer } => {
                     let allowed = (self.policy.announce)(&peer, None);

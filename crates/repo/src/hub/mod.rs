@@ -31,7 +31,7 @@ use crate::events::RemoteHeadsEvent;
 use crate::network::NetworkId;
 use crate::outbox::{outbox, PeerLink};
 use crate::pending::Pending;
-use crate::{RepoError, RepoEvent};
+use crate::{PeerLimit, RepoError, RepoEvent};
 
 /// Who waits for a hub command.
 enum Reply {
@@ -256,6 +256,15 @@ impl Hub {
             HubEffect::Refused(command) => {
                 self.joining.take(command);
             }
+            HubEffect::EphemeralLimited { cut_off } => {
+                if let Some(observer) = &self.ctx.observer {
+                    observer.peer_limited(if cut_off {
+                        PeerLimit::EphemeralFloodCutOff
+                    } else {
+                        PeerLimit::EphemeralDropped
+                    });
+                }
+            }
             HubEffect::Close(connection) => {
                 if let Some(link) = self.links.get(&connection) {
                     link.outbox.close();
@@ -347,7 +356,7 @@ impl Hub {
             return;
         };
         self.networks.insert(connection, network);
-        let (outbox, outbox_rx) = outbox();
+        let (outbox, outbox_rx) = outbox(self.ctx.max_outbound_bytes, self.ctx.observer.clone());
         if self.removed_networks.contains(&network) {
             // Accepted after its transport was removed: it closes at once.
             outbox.close();
