@@ -438,18 +438,27 @@ async fn secured_server(data_dir: &Path) -> Server {
     .unwrap()
 }
 
-/// A token signed with [`SECRET`], valid for an hour, with these other claims.
-fn token(mut claims: Json) -> String {
-    let exp = std::time::SystemTime::now()
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3600;
-    claims["exp"] = json!(exp);
+}
+
+/// A token signed with [`SECRET`] with these claims, valid for an hour unless they say `exp`.
+fn token(claims: Json) -> String {
+    signed(claims, SECRET)
+}
+
+/// [`token`], signed with `secret`.
+fn signed(mut claims: Json, secret: &str) -> String {
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(unix_now() + 3600);
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
 }
@@ -756,6 +765,68 @@ async fn a_js_clients_change_over_the_size_limit_is_refused() {
     assert!(
         metrics.contains("tandem_changes_refused_total{reason=\"change\"} 1"),
         "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+/// A real JS client with a browser-style query token: refused before the upgrade when the token
+/// is badly signed or expired; refused at the join when it joins as someone the token does not
+/// name (one user's tabs, `sub/…`, are welcome); and closed with the documented code when its
+/// token expires while it is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_clients_token_is_checked_at_the_upgrade_at_the_join_and_when_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = secured_server(dir.path()).await;
+    let url_with = |token: String| format!("ws://{}/sync?token={token}", server.local_addr());
+    let outcome = |url: String, peer: &'static str| async move {
+        let mut node = NodeProcess::start("ws-peer.mjs", &["token-outcome", &url, peer]);
+        let mut lines = Vec::new();
+        loop {
+            let line = node.next_json_async(PATIENCE).await;
+            let last = line.get("joined").is_none();
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        tokio::task::block_in_place(|| node.finish(PATIENCE));
+        lines
+    };
+    let everything = json!({"docs": ["*"], "sub": "ada"});
+
+    let forged = outcome(
+        url_with(signed(everything.clone(), "not the secret")),
+        "ada",
+    )
+    .await;
+    assert!(
+        forged[0]["error"].as_str().unwrap().contains("401"),
+        "{forged:?}"
+    );
+    let expired = token(json!({"docs": ["*"], "sub": "ada", "exp": unix_now() - 60}));
+    let expired = outcome(url_with(expired), "ada").await;
+    assert!(
+        expired[0]["error"].as_str().unwrap().contains("401"),
+        "{expired:?}"
+    );
+
+    let impostor = outcome(url_with(token(everything.clone())), "mallory").await;
+    assert!(
+        impostor.iter().all(|line| line.get("joined").is_none()),
+        "{impostor:?}"
+    );
+    assert!(
+        impostor.last().unwrap().get("closed").is_some(),
+        "{impostor:?}"
+    );
+
+    let brief = token(json!({"docs": ["*"], "sub": "ada", "exp": unix_now() + 2}));
+    let tab = outcome(url_with(brief), "ada/tab-1").await;
+    assert_eq!(tab[0], json!({"joined": true}), "{tab:?}");
+    assert_eq!(
+        tab.last().unwrap()["closed"],
+        json!(tandem::net_ws::CREDENTIALS_EXPIRED),
+        "{tab:?}"
     );
     server.shutdown().await;
 }

@@ -36,6 +36,13 @@
 //                                                 add <bytes> of text to the document in one
 //                                                 change; print the heads of the server's next
 //                                                 sync message and ours: {server, mine}
+//   node ws-peer.mjs token-outcome <ws-url> <peer-id>
+//                                                 connect as <peer-id> and print what happens, a
+//                                                 line each: {joined: true} when the server
+//                                                 accepts the join, {error} if the connection
+//                                                 fails (an upgrade refused with 401, say),
+//                                                 {closed: code} when the server closes it; exit
+//                                                 after an error or a close
 //   node ws-peer.mjs server <dir> <port>          a JS sync server (NodeFS storage, sharePolicy
 //                                                 false); prints "listening on ws://…"
 //
@@ -252,6 +259,19 @@ switch (command) {
     out({ server: await next, mine: A.getHeads(handle.doc()) })
     await repo.shutdown()
     break
+  }
+  case "token-outcome": {
+    const [url, peerId] = args
+    // No retry within the test: after a refusal, the Node adapter's retry throws.
+    const adapter = new WebSocketClientAdapter(url, 600000)
+    const ended = new Promise(resolve => {
+      adapter.on("peer-candidate", () => out({ joined: true }))
+      adapter.onError = event => resolve({ error: String(event.error?.message ?? event.message ?? "error") })
+      adapter.onClose = event => resolve({ closed: event.code })
+    })
+    const repo = new Repo({ network: [adapter], peerId, sharePolicy: async () => true })
+    out(await ended)
+    process.exit(0)
   }
   case "presence": {
     const [url, docUrl] = args
