@@ -579,3 +579,117 @@ async fn json_logs_are_one_object_per_line_with_the_document_id() {
     rust.shutdown().await;
     assert!(terminate(server).success());
 }
+
+/// `tandem_documents_loaded`, read from the server at `url`'s `/metrics`.
+async fn documents_loaded(url: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("ws://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("tandem_documents_loaded "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("tandem_documents_loaded in /metrics")
+}
+
+/// The server process's resident memory, in bytes.
+fn rss(server: &ServerProcess) -> u64 {
+    let pid = server.0.as_ref().expect("running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// A client asking for 20,000 documents that exist nowhere is told each is unavailable, and
+/// within three seconds of it leaving the server holds no more memory than 64 MB over what it
+/// held before: nothing stays behind per made-up id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    const IDS: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = start(dir.path());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+        peer_id: "flooder".into(),
+        metadata: tandem_core::PeerMetadata::default(),
+    });
+    ws.send(Frame::binary(join.encode())).await.unwrap();
+    let server_id = match tokio::time::timeout(PATIENCE, ws.next()).await {
+        Ok(Some(Ok(Frame::Binary(bytes)))) => tandem_core::Message::decode(&bytes)
+            .unwrap()
+            .sender_id()
+            .clone(),
+        other => panic!("no peer message: {other:?}"),
+    };
+    let before = rss(&server);
+
+    let empty = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: Vec::<Vec<u8>>::new().into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    let (mut sink, mut stream) = ws.split();
+    let sending = tokio::spawn(async move {
+        for _ in 0..IDS {
+            let request = tandem_core::Message::Request(tandem_core::SyncMessage {
+                sender_id: "flooder".into(),
+                target_id: server_id.clone(),
+                document_id: tandem_core::DocumentId::random(),
+                data: tandem_core::MessageData::new(empty.clone()).unwrap(),
+            });
+            sink.send(Frame::binary(request.encode())).await.unwrap();
+        }
+        sink
+    });
+    let mut unavailable = 0;
+    while unavailable < IDS {
+        let frame = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("the server stopped answering");
+        if let Some(Ok(Frame::Binary(bytes))) = frame {
+            if tandem_core::Message::decode(&bytes).unwrap().type_name() == "doc-unavailable" {
+                unavailable += 1;
+            }
+        }
+    }
+    let peak = rss(&server);
+    let sink = sending.await.unwrap();
+    drop(sink.reunite(stream).unwrap());
+
+    // Within three seconds: no document left in memory, and the memory back near where it was.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let settled = |loaded: f64, rss: u64| loaded == 0.0 && rss <= before + (64 << 20);
+    let (mut loaded, mut after) = (documents_loaded(&url).await, rss(&server));
+    while !settled(loaded, after) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (loaded, after) = (documents_loaded(&url).await, rss(&server));
+    }
+    eprintln!(
+        "RSS before {} MB, at the peak {} MB, after {} MB",
+        before >> 20,
+        peak >> 20,
+        after >> 20
+    );
+    assert!(
+        settled(loaded, after),
+        "{loaded} documents still loaded; RSS {} MB before, {} MB three seconds after",
+        before >> 20,
+        after >> 20
+    );
+    terminate(server);
+}

@@ -8,6 +8,7 @@ use tandem_core::persistence::{load_document, take_in_stored, Loaded};
 use tandem_core::storage::{is_deleted, read_document_chunks, remove_document};
 use tandem_core::sync::HandleState;
 use tandem_core::ChunkKey;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{DocumentTask, Reply};
@@ -90,12 +91,10 @@ impl DocumentTask {
                 if let Some(observer) = &self.ctx.observer {
                     observer.change_refused(&over);
                 }
-                if let Some(hub) = self.hub.upgrade() {
-                    let _ = hub.try_send(HubEvent::WritesRefused {
-                        peer,
-                        document_id: document_id.clone(),
-                    });
-                }
+                self.tell_hub(HubEvent::WritesRefused {
+                    peer,
+                    document_id: document_id.clone(),
+                });
             }
             DocumentEffect::PeerOpened(peer) => {
                 if let Some(gossip) = &self.ctx.gossip {
@@ -105,9 +104,7 @@ impl DocumentTask {
             DocumentEffect::Idle => {
                 // The task and the hub each hold one reference; anything more is a user's handle.
                 if Arc::strong_count(&self.shared) <= 2 {
-                    if let Some(hub) = self.hub.upgrade() {
-                        let _ = hub.try_send(HubEvent::Idle(self.id));
-                    }
+                    self.tell_hub(HubEvent::Idle(self.id));
                 }
             }
             DocumentEffect::Completed { command, result } => match self.replies.take(command) {
@@ -194,6 +191,20 @@ impl DocumentTask {
             }
         }
         None
+    }
+
+    /// Tells the hub `event` without waiting on it (the hub may be waiting on this task). Should
+    /// its queue be full (a flood of requests), a task of its own delivers it: an idle offer
+    /// lost there kept documents asked for by a flood in memory until their next idle time.
+    fn tell_hub(&self, event: HubEvent) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(event)) = hub.try_send(event) {
+            tokio::spawn(async move {
+                let _ = hub.send(event).await;
+            });
+        }
     }
 
     /// Waits for the previous task of the document, then reads the chunks and merges them into
