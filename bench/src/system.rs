@@ -18,6 +18,10 @@ pub enum System {
     /// The same tandem-server with its data directory on tmpfs (`/dev/shm`): the difference to
     /// [`System::Tandem`] is what the disk's filesystem (ext4 and its journal) costs.
     TandemTmpfs,
+    /// The same tandem-server requiring a JSON Web Token on every socket (`--auth-jwt-secret`;
+    /// clients connect with `?token=`): the difference to [`System::Tandem`] is what checking
+    /// tokens and holding grants costs.
+    TandemAuth,
     /// A samod 0.16 server with file storage (this binary, `serve-samod`).
     Samod,
     /// automerge-repo 2.5.6's WebSocket server with NodeFS storage, in Node.
@@ -30,6 +34,7 @@ impl System {
         match self {
             System::Tandem => "tandem",
             System::TandemTmpfs => "tandem-tmpfs",
+            System::TandemAuth => "tandem-auth",
             System::Samod => "samod",
             System::Js => "js",
         }
@@ -40,6 +45,7 @@ impl System {
         match name {
             "tandem" => Some(System::Tandem),
             "tandem-tmpfs" => Some(System::TandemTmpfs),
+            "tandem-auth" => Some(System::TandemAuth),
             "samod" => Some(System::Samod),
             "js" => Some(System::Js),
             _ => None,
@@ -104,12 +110,15 @@ impl Launcher {
     ) -> Result<RunningServer, BenchError> {
         let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
         let mut command = match system {
-            System::Tandem | System::TandemTmpfs => {
+            System::Tandem | System::TandemTmpfs | System::TandemAuth => {
                 let mut c = Command::new(me);
                 c.arg("serve-tandem")
                     .args(["--host", "127.0.0.1", "--port", "0"])
                     .arg("--data-dir")
                     .arg(data_dir);
+                if system == System::TandemAuth {
+                    c.args(["--auth-jwt-secret", AUTH_SECRET]);
+                }
                 c
             }
             System::Samod => {
@@ -165,6 +174,10 @@ impl Launcher {
         .map_err(|e| BenchError::Spawn(e.to_string()))?
         .ok_or_else(|| BenchError::Spawn(format!("{} exited before listening", system.name())))?;
         let started_in = spawned.elapsed();
+        let url = match system {
+            System::TandemAuth => format!("{url}/?token={}", bench_token()?),
+            _ => url,
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(RunningServer {
@@ -175,6 +188,24 @@ impl Launcher {
             pid,
         })
     }
+}
+
+/// The secret [`System::TandemAuth`] checks tokens with.
+const AUTH_SECRET: &str = "tandem-bench";
+
+/// A token granting every document, for a day, signed with [`AUTH_SECRET`].
+fn bench_token() -> Result<String, BenchError> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| BenchError::Spawn(e.to_string()))?
+        .as_secs()
+        + 86_400;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "exp": exp, "docs": ["*"] }),
+        &jsonwebtoken::EncodingKey::from_secret(AUTH_SECRET.as_bytes()),
+    )
+    .map_err(|e| BenchError::Spawn(e.to_string()))
 }
 
 /// The URL in a server's "listening" line: `listening on ws://…` (tandem, samod) or the JSON

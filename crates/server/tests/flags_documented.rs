@@ -1,0 +1,33 @@
+//! Every flag `--help` lists is in the operations guide, with its environment variable.
+
+use clap::CommandFactory;
+use tandem_server::Options;
+
+#[test]
+fn every_flag_and_its_variable_is_in_the_operations_guide() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operations.md"
+    ))
+    .expect("docs/operations.md");
+    let command = Options::command();
+    let mut missing = Vec::new();
+    for argument in command.get_arguments() {
+        let Some(long) = argument.get_long() else {
+            continue;
+        };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        if !guide.contains(&format!("`--{long}`")) {
+            missing.push(format!("--{long}"));
+        }
+        if let Some(variable) = argument.get_env() {
+            let variable = variable.to_string_lossy();
+            if !guide.contains(&*variable) {
+                missing.push(variable.into_owned());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
+}
