@@ -155,9 +155,10 @@ pub fn print_table(figures: &[Figure], out: &mut impl Write) -> std::io::Result<
                 Outcome::Measured(m) => {
                     let (value, unit) = headline(scenario, m);
                     let ratio = match (tandem, figure.system) {
-                        (_, Some(s @ (System::Tandem | System::TandemTmpfs | System::TandemAuth)))
-                            if scenario == "s1" && figure.client == ClientKind::Tandem =>
-                        {
+                        (
+                            _,
+                            Some(s @ (System::Tandem | System::TandemTmpfs | System::TandemAuth)),
+                        ) if scenario == "s1" && figure.client == ClientKind::Tandem => {
                             floor.get(&size).map_or(String::new(), |f| {
                                 format!("{}/floor {:.2}×", s.name(), value / f)
                             })

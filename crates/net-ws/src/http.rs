@@ -1,15 +1,7 @@
-//! The HTTP/1.1 request that starts every socket: a WebSocket upgrade, or a plain `GET` that a
-//! probe sends to see that the server runs.
-//!
-//! We read the request head ourselves (rather than letting tungstenite do it) so that one port
-//! serves both, and so that the application sees the request before we answer it.
+//! The HTTP/1.1 request that starts every socket, as the application's hook sees it, and the
+//! WebSocket handshake's keys, for HTTP servers of any framework. hyper reads the requests.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-
-/// A request head bigger than this is refused: nobody needs 16 KiB of headers to sync.
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
 
 /// The HTTP request that opened a socket, as the application's
 /// [`Authenticate`](crate::Authenticate) hook sees it.
@@ -24,6 +16,27 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
+    /// The head of an HTTP request as the `http` crate (hyper, axum) holds it.
+    pub fn from_http<B>(request: &hyper::Request<B>) -> UpgradeRequest {
+        UpgradeRequest {
+            method: request.method().as_str().to_owned(),
+            path: request.uri().path_and_query().map_or_else(
+                || request.uri().path().to_owned(),
+                |p| p.as_str().to_owned(),
+            ),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -54,59 +67,6 @@ impl UpgradeRequest {
     }
 }
 
-/// Why a request head could not be read.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum HeadError {
-    #[error("connection closed before the request was complete")]
-    Closed,
-    #[error("request head larger than {MAX_HEAD} bytes")]
-    TooLarge,
-    #[error("malformed HTTP request: {0}")]
-    Malformed(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads one request head. Returns it and whatever bytes followed it.
-pub(crate) async fn read_request<S: AsyncRead + Unpin>(
-    stream: &mut S,
-) -> Result<(UpgradeRequest, Vec<u8>), HeadError> {
-    let mut buffer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(HeadError::Closed);
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buffer) {
-            Ok(httparse::Status::Complete(len)) => {
-                let head = UpgradeRequest {
-                    method: request.method.unwrap_or_default().to_owned(),
-                    path: request.path.unwrap_or_default().to_owned(),
-                    headers: request
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                };
-                return Ok((head, buffer[len..].to_vec()));
-            }
-            Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => return Err(HeadError::TooLarge),
-            Err(error) => return Err(HeadError::Malformed(error.to_string())),
-        }
-    }
-}
-
-/// The `101 Switching Protocols` answer to an upgrade request.
 /// The `Sec-WebSocket-Accept` value that answers a request's `Sec-WebSocket-Key` (RFC 6455
 /// §4.2.2), for applications that answer the upgrade in their own HTTP server and then hand the
 /// socket to [`WebSocketAcceptor::accept_upgraded`](crate::WebSocketAcceptor::accept_upgraded).
@@ -150,54 +110,34 @@ pub fn websocket_upgrade_key<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Op
     header("sec-websocket-key").map(str::to_owned)
 }
 
-pub(crate) fn switching_protocols(request: &UpgradeRequest) -> Vec<u8> {
-    let key = request.header("sec-websocket-key").unwrap_or_default();
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    )
-    .into_bytes()
-}
-
-/// A complete plain-text response that closes the connection.
-pub(crate) fn plain_response(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn reads_an_upgrade_request_and_keeps_what_follows() {
-        let raw = b"GET /sync?token=abc&x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nextra";
-        let (request, rest) = read_request(&mut &raw[..]).await.unwrap();
-        assert!(request.is_websocket_upgrade());
-        assert_eq!(request.query("token"), Some("abc"));
-        assert_eq!(request.query("x"), Some(""));
-        assert_eq!(request.header("HOST"), Some("a"));
-        assert_eq!(rest, b"extra");
-        // RFC 6455's example key and answer.
-        let answer = String::from_utf8(switching_protocols(&request)).unwrap();
-        assert!(answer.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    fn request(raw: &[(&str, &str)], target: &str) -> UpgradeRequest {
+        let mut builder = hyper::Request::builder().uri(target);
+        for (name, value) in raw {
+            builder = builder.header(*name, *value);
+        }
+        UpgradeRequest::from_http(&builder.body(()).unwrap())
     }
 
-    #[tokio::test]
-    async fn a_plain_get_is_not_an_upgrade_and_garbage_is_an_error() {
-        let (request, _) = read_request(&mut &b"GET /health HTTP/1.1\r\n\r\n"[..])
-            .await
-            .unwrap();
-        assert!(!request.is_websocket_upgrade());
-        assert!(read_request(&mut &b"\x00\x01garbage\r\n\r\n"[..])
-            .await
-            .is_err());
-        assert!(matches!(
-            read_request(&mut &b"GET / HTTP/1.1\r\n"[..]).await,
-            Err(HeadError::Closed)
-        ));
+    #[test]
+    fn an_upgrade_request_reads_its_headers_and_query() {
+        let upgrade = request(
+            &[
+                ("Host", "a"),
+                ("Upgrade", "websocket"),
+                ("Connection", "keep-alive, Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            "/sync?token=abc&x",
+        );
+        assert!(upgrade.is_websocket_upgrade());
+        assert_eq!(upgrade.query("token"), Some("abc"));
+        assert_eq!(upgrade.query("x"), Some(""));
+        assert_eq!(upgrade.header("HOST"), Some("a"));
+        assert_eq!(upgrade.path, "/sync?token=abc&x");
+        assert!(!request(&[("Host", "a")], "/health").is_websocket_upgrade());
     }
 }

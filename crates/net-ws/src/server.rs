@@ -6,17 +6,18 @@
 //! to [`WebSocketAcceptor::accept_upgraded`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tandem_core::{
     Connection, Connections, LocalPeer, Message, NetworkAdapter, NetworkError, PeerId,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -25,7 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use crate::handshake::{answer_join, Identity, ServerDecision};
-use crate::http::{plain_response, read_request, switching_protocols, UpgradeRequest};
+use crate::http::{websocket_accept_key, UpgradeRequest};
 use crate::socket::{connection, Side};
 
 /// The default largest frame a server accepts: 64 MiB. automerge-repo's `ws` server allows
@@ -260,6 +261,26 @@ impl NetworkAdapter for WebSocketServer {
     }
 }
 
+/// A request head larger than this is refused: nobody needs more headers to sync (hyper's
+/// smallest buffer is 8 KiB).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// A plain-text response.
+fn plain(status: hyper::StatusCode, body: String) -> hyper::Response<String> {
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // One request per connection: the next one would be a new socket.
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// A server without a listener: hand it sockets that your own HTTP server upgraded.
 ///
 /// [`WebSocketAcceptor::new`] returns the adapter to give the repo and the acceptor to keep in
@@ -362,41 +383,77 @@ impl WebSocketAcceptor {
         }
     }
 
-    async fn accept_stream<S>(&self, mut stream: S, deadline: Instant) -> Result<(), NetworkError>
+    /// HTTP/1 on hyper: one request, answered within the deadline. A plain request is
+    /// answered and the connection closed; an upgrade the hook admits is answered `101`, and
+    /// the socket then waits for its `join` (within the same deadline).
+    async fn accept_stream<S>(&self, stream: S, deadline: Instant) -> Result<(), NetworkError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let config = &self.inner.config;
-        let head = timeout_at(deadline, read_request(&mut stream)).await;
-        let (request, rest) = match head {
-            Err(_) => return Err(NetworkError::Handshake("no request in time".into())),
-            Ok(Err(error)) => {
-                let _ = stream
-                    .write_all(&plain_response("400 Bad Request", "bad request\n"))
-                    .await;
-                return Err(NetworkError::Handshake(error.to_string()));
+        let (upgrades, upgraded) = oneshot::channel();
+        let upgrades = Arc::new(Mutex::new(Some(upgrades)));
+        let acceptor = self.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let acceptor = acceptor.clone();
+            let upgrades = upgrades.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    acceptor.answer(request, deadline, &upgrades).await,
+                )
             }
-            Ok(Ok(head)) => head,
-        };
-        if !request.is_websocket_upgrade() {
-            let response = if request.method == "GET" {
-                plain_response("200 OK", "tandem is running\n")
-            } else {
-                plain_response("405 Method Not Allowed", "only GET\n")
-            };
-            stream.write_all(&response).await?;
-            let _ = stream.shutdown().await;
-            return Ok(());
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
+            .max_buf_size(MAX_REQUEST_HEAD)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        match timeout_at(deadline, connection).await {
+            Err(_) => return Err(NetworkError::Handshake("no request in time".into())),
+            Ok(Err(error)) => return Err(NetworkError::Handshake(error.to_string())),
+            Ok(Ok(())) => {}
         }
-        let decision = timeout_at(deadline, self.authenticate(&request))
+        // A plain request was answered, or an upgrade refused: nothing more.
+        let Ok((upgrade, admission)) = upgraded.await else {
+            return Ok(());
+        };
+        let io = match timeout_at(deadline, upgrade).await {
+            Err(_) => return Err(NetworkError::Handshake("no upgrade in time".into())),
+            Ok(Err(error)) => return Err(NetworkError::Handshake(error.to_string())),
+            Ok(Ok(io)) => io,
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(io),
+            Role::Server,
+            Some(self.inner.config.websocket()),
+        )
+        .await;
+        self.serve(ws, admission, deadline).await.map(|_| ())
+    }
+
+    /// Answers the one request of [`accept_stream`](Self::accept_stream); an admitted upgrade
+    /// goes to `upgrades` with what it is admitted to.
+    async fn answer(
+        &self,
+        mut request: hyper::Request<hyper::body::Incoming>,
+        deadline: Instant,
+        upgrades: &Mutex<Option<oneshot::Sender<(hyper::upgrade::OnUpgrade, Admission)>>>,
+    ) -> hyper::Response<String> {
+        let head = UpgradeRequest::from_http(&request);
+        if !head.is_websocket_upgrade() {
+            return if request.method() == hyper::Method::GET {
+                plain(hyper::StatusCode::OK, "tandem is running\n".into())
+            } else {
+                plain(hyper::StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into())
+            };
+        }
+        let decision = timeout_at(deadline, self.authenticate(&head))
             .await
             .unwrap_or_else(|_| Authentication::Refuse("authentication took too long".into()));
         let admission = match decision {
             Authentication::Refuse(why) => {
-                let _ = stream
-                    .write_all(&plain_response("401 Unauthorized", &format!("{why}\n")))
-                    .await;
-                return Err(NetworkError::Handshake(format!("refused: {why}")));
+                debug!(%why, "upgrade refused");
+                return plain(hyper::StatusCode::UNAUTHORIZED, format!("{why}\n"));
             }
             Authentication::As(peer) => Admission {
                 identity: Some(Identity::Exactly(peer)),
@@ -404,15 +461,22 @@ impl WebSocketAcceptor {
             },
             Authentication::Anyone => Admission::default(),
         };
-        stream.write_all(&switching_protocols(&request)).await?;
-        let ws = WebSocketStream::from_partially_read(
-            stream,
-            rest,
-            Role::Server,
-            Some(config.websocket()),
-        )
-        .await;
-        self.serve(ws, admission, deadline).await.map(|_| ())
+        let key = head.header("sec-websocket-key").unwrap_or_default();
+        let accept = websocket_accept_key(key);
+        let taken = upgrades
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(upgrades) = taken {
+            let _ = upgrades.send((hyper::upgrade::on(&mut request), admission));
+        }
+        hyper::Response::builder()
+            .status(hyper::StatusCode::SWITCHING_PROTOCOLS)
+            .header(hyper::header::CONNECTION, "upgrade")
+            .header(hyper::header::UPGRADE, "websocket")
+            .header(hyper::header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(String::new())
+            .unwrap_or_else(|_| plain(hyper::StatusCode::INTERNAL_SERVER_ERROR, String::new()))
     }
 
     /// Serves a socket an HTTP framework has already upgraded (the `101` is sent): waits for the
