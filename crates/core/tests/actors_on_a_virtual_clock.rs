@@ -164,29 +164,8 @@ fn a_writer_is_acknowledged_only_once_its_change_is_saved() {
 /// once the disk answers it is saved.
 #[test]
 fn writers_waiting_on_a_save_that_never_ends_are_cut_off_past_a_bound() {
-    let mut network = Network::new();
-    let server = network.add("server", |c| {
-        c.durable_acknowledgement = true;
-        c.max_held = 16;
-    });
-    let writer = network.add("writer", |_| {});
-    let link = network.link(server, writer);
-    let id = DocumentId::random();
-    network.node(writer).create(id.clone(), doc_with("n", 0));
-    network.node(writer).hold(&id, true);
-    network.advance(Duration::from_secs(1));
-
-    network.set_saves(server, Saves::Hold);
-    let mut written = 0;
-    for n in 1..=200 {
-        network.node(writer).change(&id, doc_with("n", n));
-        network.advance(Duration::from_millis(10));
-        if !network.is_up(link) {
-            break;
-        }
-        written = n;
-    }
-    assert!(!network.is_up(link), "the writer was never cut off");
+    let (mut network, [server, _], id, written) =
+        write_behind_a_stuck_save(|c| c.max_held = 16, |n| Box::new(doc_with("n", n)));
     assert!(written >= 16, "cut off after {written} changes");
     let cut_off = network
         .node(server)
@@ -837,4 +816,48 @@ fn a_refused_peer_stays_a_reader_when_the_document_is_loaded_again() {
     network.run_until_quiescent();
     assert!(network.is_up(link));
     assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}
+
+/// The bound on what waits for a save holds in bytes too: a writer whose answers pile up behind
+/// a save that never ends is cut off once they pass `max_held_bytes`, few as they are.
+#[test]
+fn writers_waiting_on_a_stuck_save_are_cut_off_past_a_bound_in_bytes() {
+    let (_, _, _, written) = write_behind_a_stuck_save(
+        |c| c.max_held_bytes = 8_000,
+        |n| Box::new(text_of("text", 500 + n as usize)),
+    );
+    assert!(written < 100, "cut off only after {written} changes");
+}
+
+/// A server with durable acknowledgement (configured further by `configure`) whose saves never
+/// land, and a writer making the changes `change` makes until it is cut off (at most 200):
+/// the network, the server and writer, the document, and the changes written before the cut.
+fn write_behind_a_stuck_save(
+    configure: impl FnOnce(&mut tandem_core::document::DocumentConfig),
+    change: impl Fn(i64) -> Box<dyn FnOnce(&mut Automerge)>,
+) -> (Network, [usize; 2], DocumentId, i64) {
+    let mut network = Network::new();
+    let server = network.add("server", |c| {
+        c.durable_acknowledgement = true;
+        configure(c);
+    });
+    let writer = network.add("writer", |_| {});
+    let link = network.link(server, writer);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("n", 0));
+    network.node(writer).hold(&id, true);
+    network.advance(Duration::from_secs(1));
+
+    network.set_saves(server, Saves::Hold);
+    let mut written = 0;
+    for n in 1..=200 {
+        network.node(writer).change(&id, change(n));
+        network.advance(Duration::from_millis(10));
+        if !network.is_up(link) {
+            break;
+        }
+        written = n;
+    }
+    assert!(!network.is_up(link), "the writer was never cut off");
+    (network, [server, writer], id, written)
 }

@@ -56,6 +56,7 @@ impl Default for RepoBuilder {
                 tombstones: false,
                 quota: Default::default(),
                 max_outbound_bytes: usize::MAX,
+                ephemeral_rate: Default::default(),
             },
             is_ephemeral: false,
             gossip: false,
@@ -215,6 +216,14 @@ impl RepoBuilder {
     /// messages).
     pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
         self.tunables.max_outbound_bytes = bytes;
+        self
+    }
+
+    /// How many ephemeral messages (presence, cursors) each connection may send: `burst` at
+    /// once and `per_second` sustained (400 and 200 by default, far above what presence and
+    /// cursors send). Beyond, they are dropped; a connection that keeps flooding is closed.
+    pub fn ephemeral_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.tunables.ephemeral_rate = tandem_core::hub::EphemeralRate { burst, per_second };
         self
     }
 

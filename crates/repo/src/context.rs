@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::document::DocumentConfig;
+use tandem_core::hub::EphemeralRate;
 use tandem_core::untrusted::Quota;
 use tandem_core::{DocumentId, PeerId, SessionId, StorageAdapter, StorageId};
 
@@ -34,6 +35,8 @@ pub(crate) struct Tunables {
     pub(crate) quota: Quota,
     /// Bytes that may wait to be sent to one peer before it is disconnected.
     pub(crate) max_outbound_bytes: usize,
+    /// Each connection's allowance of ephemeral messages.
+    pub(crate) ephemeral_rate: EphemeralRate,
 }
 
 pub(crate) struct RepoContext {
@@ -53,6 +56,8 @@ pub(crate) struct RepoContext {
     pub(crate) observer: Option<Arc<dyn RepoObserver>>,
     /// Bytes that may wait to be sent to one peer before it is disconnected.
     pub(crate) max_outbound_bytes: usize,
+    /// Each connection's allowance of ephemeral messages.
+    pub(crate) ephemeral_rate: EphemeralRate,
     /// Every save's outcome, for one backoff and a few log lines per outage.
     pub(crate) storage_health: SharedStorageHealth,
     ephemeral_count: AtomicU64,
@@ -79,6 +84,8 @@ impl RepoContext {
             idle_timeout: tunables.idle_timeout,
             durable_acknowledgement: durable_acks && storage.is_some(),
             max_held: tunables.max_held,
+            // What waits for a save waits to be sent as much as what waits in the queue.
+            max_held_bytes: tunables.max_outbound_bytes,
             tombstones: tunables.tombstones,
             quota: tunables.quota,
             ..DocumentConfig::new(peer_id.clone(), SessionId::random())
@@ -95,6 +102,7 @@ impl RepoContext {
             events: EventFanout::new(REPO_EVENTS_BEHIND),
             storage_health: SharedStorageHealth::new(observer.clone()),
             max_outbound_bytes: tunables.max_outbound_bytes,
+            ephemeral_rate: tunables.ephemeral_rate,
             observer,
             ephemeral_count: AtomicU64::new(0),
         }

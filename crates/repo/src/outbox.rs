@@ -106,7 +106,7 @@ impl Outbox {
             self.cut_off();
             return;
         }
-        let bytes = weight(&message);
+        let bytes = message.approximate_size();
         let before = self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         // One message larger than the bound still goes on its own (a large document syncs).
         if before > 0 && before + bytes > self.shared.max_bytes {
@@ -154,22 +154,11 @@ impl OutboxReceiver {
             message = self.rx.recv() => {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 if let Some(message) = &message {
-                    self.shared.queued_bytes.fetch_sub(weight(message), Ordering::Relaxed);
+                    self.shared.queued_bytes.fetch_sub(message.approximate_size(), Ordering::Relaxed);
                 }
                 message
             }
             _ = self.shared.closed() => None,
         }
     }
-}
-
-/// About how many bytes `message` takes on the wire: its payload, and a little for the rest.
-fn weight(message: &Message) -> usize {
-    const ENVELOPE: usize = 128;
-    let payload = match message {
-        Message::Sync(m) | Message::Request(m) => m.data.as_bytes().len(),
-        Message::Ephemeral(m) => m.data.as_bytes().len(),
-        _ => 0,
-    };
-    ENVELOPE + payload
 }

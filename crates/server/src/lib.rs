@@ -100,6 +100,13 @@ pub struct Options {
     /// than this still goes on its own.
     #[arg(long, env = "TANDEM_MAX_OUTBOUND_BYTES", default_value_t = 64 << 20)]
     pub max_outbound_bytes: usize,
+    /// Ephemeral messages (presence, cursors) each client may send per second, sustained;
+    /// beyond, they are dropped, and a client that keeps flooding is disconnected.
+    #[arg(long, env = "TANDEM_MAX_EPHEMERAL_PER_SECOND", default_value_t = 200)]
+    pub max_ephemeral_per_second: u32,
+    /// Ephemeral messages each client may send in a burst, above the sustained rate.
+    #[arg(long, env = "TANDEM_MAX_EPHEMERAL_BURST", default_value_t = 400)]
+    pub max_ephemeral_burst: u32,
     /// Serve the admin API (`/v1/docs`: read, export, import, delete for good) to requests
     /// carrying `Authorization: Bearer` with this token. Off when not given.
     #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
@@ -213,6 +220,10 @@ impl Server {
             .max_change_bytes(options.max_change_bytes)
             .max_document_bytes(options.max_document_bytes)
             .max_outbound_bytes(options.max_outbound_bytes)
+            .ephemeral_rate(
+                options.max_ephemeral_per_second,
+                options.max_ephemeral_burst,
+            )
             .network(sockets);
         let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which

@@ -433,17 +433,7 @@ async fn metrics_are_exported_from_the_start_and_move_with_traffic() {
     }
     assert_eq!(series(&before, "tandem_connections"), Some(0.0));
 
-    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let client = Repo::builder().network(adapter).start().await.unwrap();
-    client
-        .wait_for_peer(server.repo().peer_id(), PATIENCE)
-        .await
-        .unwrap();
-    server
-        .repo()
-        .wait_for_peer(client.peer_id(), PATIENCE)
-        .await
-        .unwrap();
+    let client = client_of(&server).await;
     let doc = client.create_empty().await.unwrap();
     server.repo().find(doc.url()).await.unwrap();
     server.repo().flush().await.unwrap();
@@ -605,4 +595,70 @@ async fn a_client_that_stops_reading_is_cut_off_past_the_outbound_bound() {
 /// A value that encodes as a CBOR byte string.
 fn serde_bytes_like(bytes: &[u8]) -> ciborium::Value {
     ciborium::Value::Bytes(bytes.to_vec())
+}
+
+/// `--max-ephemeral-burst` and `--max-ephemeral-per-second` bound what one client relays: of 50
+/// ephemeral messages sent at once, the other client hears the burst, and the rest are dropped
+/// and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_past_the_configured_rate_are_dropped_and_counted() {
+    use automerge::{transaction::Transactable, ROOT};
+    use futures::{FutureExt, StreamExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        max_ephemeral_burst: 5,
+        max_ephemeral_per_second: 1,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        clients.push(client_of(&server).await);
+    }
+    let sender = clients[0].create_empty().await.unwrap();
+    clients[0].flush().await.unwrap();
+    let listener = clients[1].find(sender.url()).await.unwrap();
+    let mut heard = Box::pin(listener.ephemeral_messages());
+    let mut changes = Box::pin(listener.changes());
+    for n in 0..50u32 {
+        sender.broadcast(&n).await.unwrap();
+    }
+    // A change sent after them arrives after whatever of them was relayed.
+    sender
+        .change(|tx| tx.put(ROOT, "after", true))
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(PATIENCE, changes.next())
+        .await
+        .expect("the change never arrived");
+    // Relayed before the change, they are all queued by now.
+    let mut relayed = 0;
+    while let Some(Some(_)) = heard.next().now_or_never() {
+        relayed += 1;
+    }
+    assert!((5..=6).contains(&relayed), "{relayed} relayed");
+    let (_, metrics) = get(&server, "/metrics").await;
+    let dropped = series(&metrics, "tandem_ephemeral_dropped_total").unwrap_or(0.0);
+    assert!(dropped >= 44.0, "{dropped} dropped:\n{metrics}");
+    for client in clients {
+        client.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+/// A tandem client of `server`, once each is the other's peer.
+async fn client_of(server: &Server) -> Repo {
+    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
+    let client = Repo::builder().network(adapter).start().await.unwrap();
+    client
+        .wait_for_peer(server.repo().peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    server
+        .repo()
+        .wait_for_peer(client.peer_id(), PATIENCE)
+        .await
+        .unwrap();
+    client
 }

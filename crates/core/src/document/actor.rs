@@ -48,6 +48,9 @@ pub struct DocumentConfig {
     /// (only saves that keep failing or never end let them pile up). Past it, the writers are
     /// cut off; they keep their unacknowledged changes and send them again when they reconnect.
     pub max_held: usize,
+    /// At most this many bytes of messages (about: [`Message::approximate_size`]) wait for a
+    /// document's saves, cut off as past [`max_held`](Self::max_held).
+    pub max_held_bytes: usize,
     /// A delete leaves a tombstone in storage, so that no peer still holding the document can
     /// bring it back (here, or in any repo on the same storage). Tombstones found in storage are
     /// honoured either way.
@@ -70,6 +73,7 @@ impl DocumentConfig {
             idle_timeout: None,
             durable_acknowledgement: false,
             max_held: 1 << 16,
+            max_held_bytes: usize::MAX,
             tombstones: false,
             quota: Quota::default(),
         }
@@ -1059,7 +1063,9 @@ impl DocumentActor {
         }
         let now = self.acks.route(out.messages);
         self.send_all(now);
-        if self.acks.held_len() > self.config.max_held {
+        if self.acks.held_len() > self.config.max_held
+            || self.acks.held_bytes() > self.config.max_held_bytes
+        {
             self.cut_off_waiting_writers();
         }
         if !out.sync_states.is_empty() {

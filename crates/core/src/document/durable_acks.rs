@@ -35,6 +35,8 @@ pub(crate) struct DurableAcks {
     unsaved: BTreeMap<PeerId, u64>,
     /// Messages held, with the save each waits for, in the order they were built.
     held: Vec<(u64, Message)>,
+    /// Their [`Message::approximate_size`], together.
+    held_bytes: usize,
 }
 
 impl DurableAcks {
@@ -62,7 +64,10 @@ impl DurableAcks {
                 .target_id()
                 .and_then(|target| self.unsaved.get(target).copied());
             match waits_for {
-                Some(save) => self.held.push((save, message)),
+                Some(save) => {
+                    self.held_bytes += message.approximate_size();
+                    self.held.push((save, message));
+                }
                 None => now.push(message),
             }
         }
@@ -96,6 +101,7 @@ impl DurableAcks {
             .into_iter()
             .partition(|(save, _)| *save <= through);
         self.held = keep;
+        self.recount();
         go.into_iter().map(|(_, message)| message).collect()
     }
 
@@ -104,6 +110,15 @@ impl DurableAcks {
     pub(crate) fn connection_ended(&mut self, peer: &PeerId) {
         self.held
             .retain(|(_, message)| message.target_id() != Some(peer));
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.held_bytes = self
+            .held
+            .iter()
+            .map(|(_, message)| message.approximate_size())
+            .sum();
     }
 
     /// The number the next save to start will get.
@@ -121,6 +136,11 @@ impl DurableAcks {
         self.held.len()
     }
 
+    /// About how many bytes the held messages take.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
     /// Drops every held message and returns the peers that waited for a save (with changes or
     /// messages waiting), to be cut off. Their changes still count as unsaved.
     pub(crate) fn drop_waiting(&mut self) -> BTreeSet<PeerId> {
@@ -130,6 +150,7 @@ impl DurableAcks {
                 .drain(..)
                 .filter_map(|(_, message)| message.target_id().cloned()),
         );
+        self.held_bytes = 0;
         waiting
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::introductions::Introductions;
-use super::rate::{EphemeralAllowance, Verdict};
+use super::rate::{EphemeralAllowance, EphemeralRate, Verdict};
 use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
 use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
@@ -97,6 +97,8 @@ struct PolicyChange {
 pub struct HubActor {
     local_peer: PeerId,
     denylist: HashSet<DocumentId>,
+    /// Each connection's allowance of ephemeral messages.
+    ephemeral_rate: EphemeralRate,
     connections: BTreeMap<ConnectionId, Connection>,
     by_peer: HashMap<PeerId, ConnectionId>,
     documents: BTreeMap<DocumentId, DocumentActorId>,
@@ -125,6 +127,7 @@ impl HubActor {
         HubActor {
             local_peer,
             denylist,
+            ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
             by_peer: HashMap::new(),
             documents: BTreeMap::new(),
@@ -141,6 +144,13 @@ impl HubActor {
             effects: Vec::new(),
             now: None,
         }
+    }
+
+    /// Each connection may send ephemeral messages at `rate` ([`EphemeralRate::default`]
+    /// unless set); beyond, they are dropped, and a connection that keeps flooding is closed.
+    pub fn with_ephemeral_rate(mut self, rate: EphemeralRate) -> Self {
+        self.ephemeral_rate = rate;
+        self
     }
 
     /// Feeds one input; returns what to do, in order.
@@ -288,7 +298,7 @@ impl HubActor {
                 metadata,
                 grant,
                 writes_refused: Vec::new(),
-                ephemeral: EphemeralAllowance::new(),
+                ephemeral: EphemeralAllowance::new(self.ephemeral_rate),
                 announce_any: None,
             },
         );

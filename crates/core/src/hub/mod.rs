@@ -16,7 +16,7 @@ pub use actor::HubActor;
 pub use effect::{DocumentEvent, HubEffect};
 pub use ids::{ConnectionId, DocumentActorId, HubQuestionId};
 pub use input::HubInput;
-pub use rate::{EPHEMERAL_BURST, EPHEMERAL_DROPS_BEFORE_CUT, EPHEMERAL_PER_SECOND};
+pub use rate::{EphemeralRate, EPHEMERAL_BURST, EPHEMERAL_DROPS_BEFORE_CUT, EPHEMERAL_PER_SECOND};
 
 #[cfg(test)]
 mod tests;

@@ -12,9 +12,29 @@ pub const EPHEMERAL_PER_SECOND: u32 = 200;
 /// bursting.
 pub const EPHEMERAL_DROPS_BEFORE_CUT: u32 = 2_000;
 
+/// How many ephemeral messages each connection may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EphemeralRate {
+    /// Messages a connection may send in a burst.
+    pub burst: u32,
+    /// Messages per second a connection may send, sustained.
+    pub per_second: u32,
+}
+
+impl Default for EphemeralRate {
+    /// [`EPHEMERAL_BURST`] and [`EPHEMERAL_PER_SECOND`].
+    fn default() -> Self {
+        EphemeralRate {
+            burst: EPHEMERAL_BURST,
+            per_second: EPHEMERAL_PER_SECOND,
+        }
+    }
+}
+
 /// One connection's allowance of ephemeral messages.
 #[derive(Debug, Clone)]
 pub(crate) struct EphemeralAllowance {
+    rate: EphemeralRate,
     tokens: f64,
     refilled_at: Option<Instant>,
     dropped_in_a_row: u32,
@@ -29,9 +49,10 @@ pub(crate) enum Verdict {
 }
 
 impl EphemeralAllowance {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(rate: EphemeralRate) -> Self {
         EphemeralAllowance {
-            tokens: f64::from(EPHEMERAL_BURST),
+            rate,
+            tokens: f64::from(rate.burst),
             refilled_at: None,
             dropped_in_a_row: 0,
         }
@@ -43,8 +64,8 @@ impl EphemeralAllowance {
             .refilled_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         self.refilled_at = Some(now);
-        self.tokens = (self.tokens + since.as_secs_f64() * f64::from(EPHEMERAL_PER_SECOND))
-            .min(f64::from(EPHEMERAL_BURST));
+        self.tokens = (self.tokens + since.as_secs_f64() * f64::from(self.rate.per_second))
+            .min(f64::from(self.rate.burst));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             self.dropped_in_a_row = 0;
@@ -66,7 +87,7 @@ mod tests {
     #[test]
     fn a_burst_passes_a_flood_is_dropped_then_cut_off_and_time_refills() {
         let t0 = Instant::now();
-        let mut allowance = EphemeralAllowance::new();
+        let mut allowance = EphemeralAllowance::new(EphemeralRate::default());
         for _ in 0..EPHEMERAL_BURST {
             assert_eq!(allowance.spend(t0), Verdict::Pass);
         }
@@ -88,7 +109,7 @@ mod tests {
     #[test]
     fn presence_and_cursors_never_hit_the_limit() {
         let t0 = Instant::now();
-        let mut allowance = EphemeralAllowance::new();
+        let mut allowance = EphemeralAllowance::new(EphemeralRate::default());
         // 60 cursor moves a second on each of three documents, for a minute.
         for tick in 0..60 * 60 {
             let now = t0 + Duration::from_millis(tick * 1000 / 60);

@@ -198,6 +198,18 @@ pub struct RemoteHeads {
 }
 
 impl Message {
+    /// About how many bytes the message takes on the wire: its payload, and a little for the
+    /// rest (for bounds on what waits to be sent, not for framing).
+    pub fn approximate_size(&self) -> usize {
+        const ENVELOPE: usize = 128;
+        let payload = match self {
+            Message::Sync(m) | Message::Request(m) => m.data.as_bytes().len(),
+            Message::Ephemeral(m) => m.data.as_bytes().len(),
+            _ => 0,
+        };
+        ENVELOPE + payload
+    }
+
     /// The `type` string of this message on the wire.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -80,7 +80,8 @@ impl Hub {
         peers: watch::Sender<BTreeMap<PeerId, PeerMetadata>>,
     ) -> Hub {
         Hub {
-            actor: HubActor::new(ctx.peer_id.clone(), ctx.denylist.clone()),
+            actor: HubActor::new(ctx.peer_id.clone(), ctx.denylist.clone())
+                .with_ephemeral_rate(ctx.ephemeral_rate),
             ctx,
             inbox,
             me,
