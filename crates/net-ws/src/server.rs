@@ -113,16 +113,20 @@ pub enum SocketFault {
     Protocol,
 }
 
-/// What a failed WebSocket read says about the client.
-pub(crate) fn read_fault(error: &tungstenite::Error) -> SocketFault {
+/// What a failed WebSocket read says about the client: nothing, when the connection merely
+/// broke (a phone that went out of range, a TLS session cut short).
+pub(crate) fn read_fault(error: &tungstenite::Error) -> Option<SocketFault> {
     match error {
-        tungstenite::Error::Capacity(_) => SocketFault::FrameTooLarge,
-        _ => SocketFault::Protocol,
+        tungstenite::Error::Capacity(_) => Some(SocketFault::FrameTooLarge),
+        tungstenite::Error::Io(_)
+        | tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed => None,
+        _ => Some(SocketFault::Protocol),
     }
 }
 
-pub(crate) fn report(observer: Option<&Arc<dyn SocketObserver>>, fault: SocketFault) {
-    if let Some(observer) = observer {
+pub(crate) fn report(observer: Option<&Arc<dyn SocketObserver>>, fault: Option<SocketFault>) {
+    if let (Some(observer), Some(fault)) = (observer, fault) {
         observer.fault(fault);
     }
 }
@@ -517,7 +521,7 @@ impl WebSocketAcceptor {
         let local = self.local().await?;
         let first = match timeout_at(deadline, first_message(&mut ws, observer)).await {
             Err(_) => {
-                report(observer, SocketFault::Protocol);
+                report(observer, Some(SocketFault::Protocol));
                 let _ = ws.close(None).await;
                 return Err(NetworkError::Handshake("no join in time".into()));
             }
@@ -530,7 +534,7 @@ impl WebSocketAcceptor {
         match answer_join(&local, &first, admission.identity.as_ref()) {
             ServerDecision::Reject { reply, reason } => {
                 warn!(%reason, "join refused");
-                report(observer, SocketFault::Protocol);
+                report(observer, Some(SocketFault::Protocol));
                 if let Some(reply) = reply {
                     let _ = futures::SinkExt::send(&mut ws, Frame::binary(reply.encode())).await;
                 }
@@ -589,12 +593,12 @@ where
             }
             Some(Ok(Frame::Binary(bytes))) => {
                 return Message::decode(&bytes).map_err(|error| {
-                    report(observer, SocketFault::Protocol);
+                    report(observer, Some(SocketFault::Protocol));
                     error.into()
                 })
             }
             Some(Ok(Frame::Text(_))) => {
-                report(observer, SocketFault::Protocol);
+                report(observer, Some(SocketFault::Protocol));
                 return Err(NetworkError::Handshake("text frame before join".into()));
             }
             Some(Ok(Frame::Close(_))) => return Err(NetworkError::Closed),

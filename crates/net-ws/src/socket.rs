@@ -247,7 +247,7 @@ async fn read_frames<S>(
             Some(Ok(Frame::Text(text))) if strict => {
                 // JS servers feed text to the CBOR decoder, which fails: the socket closes.
                 warn!(%peer, len = text.len(), "text frame; closing the socket");
-                report(observer.as_ref(), SocketFault::Protocol);
+                report(observer.as_ref(), Some(SocketFault::Protocol));
                 break;
             }
             Some(Ok(Frame::Text(_))) => {
@@ -262,7 +262,7 @@ async fn read_frames<S>(
             Ok(message) => message,
             Err(error) if strict => {
                 warn!(%peer, %error, "undecodable frame; closing the socket");
-                report(observer.as_ref(), SocketFault::Protocol);
+                report(observer.as_ref(), Some(SocketFault::Protocol));
                 break;
             }
             Err(error) => {

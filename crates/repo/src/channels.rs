@@ -57,7 +57,7 @@ pub(crate) enum Command {
     },
     Delete {
         document_id: DocumentId,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), RepoError>>,
     },
     /// Close every connection of a transport (which no longer opens new ones).
     RemoveNetwork {
@@ -107,7 +107,7 @@ pub(crate) enum DocEvent {
     /// Save now.
     Flush(oneshot::Sender<Result<(), RepoError>>),
     /// Remove the document from storage and end.
-    Delete(oneshot::Sender<()>),
+    Delete(oneshot::Sender<Result<(), RepoError>>),
     /// Save and end (shutdown or eviction).
     Stop(oneshot::Sender<()>),
     /// The application looks for this document.

@@ -79,6 +79,10 @@ pub enum HandleError {
     /// The document's worker has stopped (the repo shut down).
     #[error("the repo has shut down")]
     Shutdown,
+    /// The document nests objects deeper than JSON is made of it (a document built to make
+    /// readers recurse without end).
+    #[error("the document nests objects more than {0} deep")]
+    TooDeep(usize),
     /// A view (a handle at fixed heads) cannot be changed.
     #[error("{0} is a read-only view")]
     ReadOnly(tandem_core::AutomergeUrl),

@@ -195,7 +195,8 @@ impl DocHandle {
 
     /// The document as JSON, as a JS app reads it: maps as objects, lists as arrays, text as
     /// strings, counters and timestamps as numbers, bytes as base64 strings, conflicts resolved
-    /// as automerge resolves them.
+    /// as automerge resolves them. A document that nests objects more than 100 deep is
+    /// refused ([`HandleError::TooDeep`]).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -207,7 +208,8 @@ impl DocHandle {
     /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn to_json(&self) -> Result<serde_json::Value, HandleError> {
-        self.with_doc(crate::json::document_json)
+        self.with_doc(crate::json::document_json)?
+            .ok_or(HandleError::TooDeep(crate::json::MAX_DEPTH))
     }
 
     /// Changes the document in one transaction and returns the closure's result. The change

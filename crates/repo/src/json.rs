@@ -5,18 +5,28 @@ use automerge::{ObjId, ObjType, ReadDoc, ScalarValueRef, ValueRef, ROOT};
 use base64::Engine;
 use serde_json::{Map, Number, Value};
 
-/// The document (or the view at `heads`) as JSON.
-pub(crate) fn document_json(doc: &impl ReadDoc) -> Value {
-    object_json(doc, &ROOT, ObjType::Map)
+/// Objects nested deeper than this are not made JSON: a reader recursing that far could run
+/// out of stack, and no app nests so deep.
+pub(crate) const MAX_DEPTH: usize = 100;
+
+/// The document as JSON, or `None` if it nests deeper than [`MAX_DEPTH`].
+pub(crate) fn document_json(doc: &impl ReadDoc) -> Option<Value> {
+    object_json(doc, &ROOT, ObjType::Map, 0)
 }
 
-fn object_json(doc: &impl ReadDoc, obj: &ObjId, kind: ObjType) -> Value {
-    match kind {
+fn object_json(doc: &impl ReadDoc, obj: &ObjId, kind: ObjType, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match kind {
         ObjType::Map | ObjType::Table => {
             let mut map = Map::new();
             for item in doc.map_range(obj, ..) {
                 let id = item.id();
-                map.insert(item.key.into_owned(), value_json(doc, item.value, &id));
+                map.insert(
+                    item.key.into_owned(),
+                    value_json(doc, item.value, &id, depth)?,
+                );
             }
             Value::Object(map)
         }
@@ -24,19 +34,19 @@ fn object_json(doc: &impl ReadDoc, obj: &ObjId, kind: ObjType) -> Value {
             doc.list_range(obj, ..)
                 .map(|item| {
                     let id = item.id();
-                    value_json(doc, item.value, &id)
+                    value_json(doc, item.value, &id, depth)
                 })
-                .collect(),
+                .collect::<Option<_>>()?,
         ),
         // A text object that cannot be read (never, for an object just listed) reads as empty.
         ObjType::Text => Value::String(doc.text(obj).unwrap_or_default()),
-    }
+    })
 }
 
-fn value_json(doc: &impl ReadDoc, value: ValueRef<'_>, id: &ObjId) -> Value {
+fn value_json(doc: &impl ReadDoc, value: ValueRef<'_>, id: &ObjId, depth: usize) -> Option<Value> {
     match value {
-        ValueRef::Object(kind) => object_json(doc, id, kind),
-        ValueRef::Scalar(scalar) => scalar_json(scalar),
+        ValueRef::Object(kind) => object_json(doc, id, kind, depth + 1),
+        ValueRef::Scalar(scalar) => Some(scalar_json(scalar)),
     }
 }
 
@@ -91,7 +101,7 @@ mod tests {
         })
         .expect("the counter increments");
         assert_eq!(
-            document_json(&doc),
+            document_json(&doc).expect("shallow"),
             json!({
                 "text": "héllo",
                 "counter": 7,
@@ -102,5 +112,19 @@ mod tests {
                 "list": [true, {"u": 7, "f": 1.5, "null": null}],
             })
         );
+    }
+
+    #[test]
+    fn a_document_nested_past_the_limit_is_refused_not_recursed_into() {
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            let mut obj = ROOT;
+            for _ in 0..super::MAX_DEPTH + 10 {
+                obj = tx.put_object(&obj, "deeper", ObjType::Map)?;
+            }
+            Ok(())
+        })
+        .expect("automerge nests as deep as asked");
+        assert_eq!(document_json(&doc), None);
     }
 }

@@ -26,8 +26,10 @@ pub trait RepoObserver: Send + Sync + 'static {
     /// them: the oldest had waited this long since it arrived.
     fn durable_acknowledgement(&self, _waited: Duration) {}
 
-    /// Saves started failing (`Some`, with the error) or work again (`None`). Saves are retried
-    /// meanwhile, under one backoff for the whole store.
+    /// Saves fail (`Some`, with the latest error: when they start to, and at most every
+    /// [`SUMMARY_EVERY`](tandem_core::storage::SUMMARY_EVERY) while they go on) or work again
+    /// (`None`). Saves are retried meanwhile, under one backoff for the whole store; an outage
+    /// not heard of for a while has no save failing any more (nothing may be left to save).
     fn storage_failing(&self, _error: Option<&str>) {}
 
     /// A peer's changes were refused: they crossed the quota

@@ -108,8 +108,10 @@ impl Outbox {
         }
         let bytes = message.approximate_size();
         let before = self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        // One message larger than the bound still goes on its own (a large document syncs).
-        if before > 0 && before + bytes > self.shared.max_bytes {
+        // One message larger than the bound still goes, whatever small ones wait before it (a
+        // large document syncs): the queue may hold the bound plus one such message.
+        let max = self.shared.max_bytes;
+        if before > max || (bytes <= max && before + bytes > max) {
             tracing::warn!(
                 peer = %message.target_id().map(|p| p.as_str()).unwrap_or("?"),
                 queued_bytes = before,

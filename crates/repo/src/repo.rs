@@ -446,11 +446,13 @@ impl Repo {
             .await
     }
 
-    /// Deletes a document here: from memory and storage. Peers keep their copies.
+    /// Deletes a document here: from memory and storage (with its tombstone first, when the
+    /// repo keeps them: [`RepoBuilder::tombstones`](crate::RepoBuilder::tombstones)). Peers keep
+    /// their copies. Fails if storage could not remove it (it is out of memory either way).
     pub async fn delete(&self, id: impl DocumentRef) -> Result<(), RepoError> {
         let document_id = id.to_document_id()?;
         self.command(|reply| Command::Delete { document_id, reply })
-            .await
+            .await?
     }
 
     /// A new document (new id) with a copy of `handle`'s history.

@@ -32,8 +32,10 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let writes = job.plan.is_some() || !job.sync_states.is_empty();
         let mut outcome = write(storage.as_ref(), &document_id, job).await;
-        // A save with nothing to write says nothing of the store.
-        if writes || outcome.result.is_err() {
+        // A save with nothing to write, or a snapshot refused before writing, says nothing of
+        // the store.
+        let wrote = writes && outcome.snapshot_refused.is_none();
+        if wrote || outcome.result.is_err() {
             outcome.retry_after = ctx.storage_health.written(&document_id, &outcome.result);
         }
         let _ = tx.send(outcome);

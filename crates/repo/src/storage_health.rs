@@ -46,10 +46,12 @@ impl SharedStorageHealth {
                 (report, health.retry_delay(now, jitter))
             }
         };
-        drop(health);
+        // Reported under the lock: reports from two save tasks must not cross, or an outage's
+        // start could be told after its end.
         if let Some(report) = report {
             self.report(report);
         }
+        drop(health);
         retry_after
     }
 
@@ -69,9 +71,10 @@ impl SharedStorageHealth {
         }
         if let Some(observer) = &self.observer {
             match report {
-                StorageReport::Failing { error } => observer.storage_failing(Some(&error)),
+                StorageReport::Failing { error } | StorageReport::StillFailing { error, .. } => {
+                    observer.storage_failing(Some(&error))
+                }
                 StorageReport::Recovered { .. } => observer.storage_failing(None),
-                StorageReport::StillFailing { .. } => {}
             }
         }
     }

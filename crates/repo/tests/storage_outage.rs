@@ -122,3 +122,36 @@ async fn saves_wait_out_a_full_disk_and_resume_by_themselves() {
     assert_eq!(heard[1], None);
     repo.shutdown().await;
 }
+
+/// A delete that storage cannot carry out (a full disk refuses even the tombstone) says so,
+/// and leaves the document whole; tried again with room, it goes for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_storage_refuses_fails_and_loses_nothing() {
+    let storage = FullStorage::with_room();
+    let repo = Repo::builder()
+        .shared_storage(Arc::new(storage.clone()))
+        .tombstones(true)
+        .start()
+        .await
+        .unwrap();
+    let handle = repo.create_empty().await.unwrap();
+    handle
+        .change(|tx| tx.put(ROOT, "kept", true))
+        .unwrap()
+        .unwrap();
+    repo.flush().await.unwrap();
+    let id = handle.document_id().clone();
+    let heads = handle.heads().unwrap();
+
+    storage.fill(true);
+    assert!(repo.delete(&id).await.is_err());
+    storage.fill(false);
+    let again = repo.find(&id).await.unwrap();
+    assert_eq!(again.heads().unwrap(), heads);
+    repo.delete(&id).await.unwrap();
+    assert!(matches!(
+        repo.find(&id).await,
+        Err(tandem_repo::RepoError::Deleted(_))
+    ));
+    repo.shutdown().await;
+}

@@ -14,6 +14,10 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
+use std::sync::Arc;
+
+use tandem_core::storage::{is_deleted, ChunkKind};
+use tandem_core::{DocumentId, StorageAdapter};
 use tandem_repo::{DocHandle, DocumentRef, FindProgress, Repo, RepoError};
 use tracing::{info, warn};
 
@@ -23,6 +27,8 @@ pub(crate) struct Admin {
     /// The bearer token every request must carry.
     pub(crate) token: String,
     pub(crate) repo: Repo,
+    /// The repo's storage, to tell whether the server holds a document without asking clients.
+    pub(crate) storage: Arc<dyn StorageAdapter>,
     /// The largest document a `POST` may carry.
     pub(crate) max_body: usize,
 }
@@ -47,14 +53,17 @@ pub(crate) async fn handle(admin: &Admin, request: Request) -> Response {
     let method = request.method().clone();
     match (&method, parts.as_slice()) {
         (&Method::POST, ["v1", "docs"]) => create(admin, request.into_body()).await,
-        (&Method::GET, ["v1", "docs", id]) => match held(&admin.repo, id).await {
+        (&Method::GET, ["v1", "docs", id]) => match held(admin, id).await {
             Ok(handle) => match handle.to_json() {
                 Ok(value) => axum::Json(value).into_response(),
+                Err(error @ tandem_repo::HandleError::TooDeep(_)) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, format!("{error}\n")).into_response()
+                }
                 Err(_) => not_found(),
             },
             Err(response) => response,
         },
-        (&Method::GET, ["v1", "docs", id, "export"]) => match held(&admin.repo, id).await {
+        (&Method::GET, ["v1", "docs", id, "export"]) => match held(admin, id).await {
             Ok(handle) => match handle.with_doc(|doc| doc.save()) {
                 Ok(bytes) => {
                     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
@@ -86,11 +95,23 @@ pub(crate) async fn handle(admin: &Admin, request: Request) -> Response {
 }
 
 /// The document if this server holds it (in memory or storage): a document only clients hold
-/// is not the server's, and a deleted one is gone.
-async fn held(repo: &Repo, id: &str) -> Result<DocHandle, Response> {
+/// is not the server's (and a find is not started for it: it would ask them), and a deleted
+/// one is gone.
+async fn held(admin: &Admin, id: &str) -> Result<DocHandle, Response> {
     let document_id = id.to_document_id().map_err(bad_request)?;
+    let in_memory = admin
+        .repo
+        .documents()
+        .await
+        .map_err(failed)?
+        .contains(&document_id);
+    if !in_memory && !stored(admin.storage.as_ref(), &document_id).await? {
+        return Err(not_found());
+    }
     let mut progress = Box::pin(
-        repo.find_with_progress(&document_id)
+        admin
+            .repo
+            .find_with_progress(&document_id)
             .await
             .map_err(failed)?,
     );
@@ -105,6 +126,25 @@ async fn held(repo: &Repo, id: &str) -> Result<DocHandle, Response> {
         }
     }
     Err(not_found())
+}
+
+/// Whether storage holds chunks of the document and no tombstone.
+async fn stored(storage: &dyn StorageAdapter, document_id: &DocumentId) -> Result<bool, Response> {
+    let failed = |error: tandem_core::StorageError| failed(RepoError::Storage(error));
+    if is_deleted(storage, document_id).await.map_err(failed)? {
+        return Ok(false);
+    }
+    for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
+        if !storage
+            .load_range(&kind.prefix(document_id))
+            .await
+            .map_err(failed)?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn create(admin: &Admin, body: Body) -> Response {

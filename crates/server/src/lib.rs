@@ -269,10 +269,11 @@ impl Server {
                 connections: slots,
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
-                storage: (!options.memory).then_some(storage),
+                storage: (!options.memory).then(|| storage.clone()),
                 admin: options.admin_token.clone().map(|token| admin::Admin {
                     token,
                     repo: repo.clone(),
+                    storage: storage.clone(),
                     max_body: ADMIN_MAX_BODY,
                 }),
             },

@@ -41,12 +41,24 @@ pub(crate) struct Metrics {
     changes_refused: Family<Labels, Counter>,
     connections_cut_off: Family<Labels, Counter>,
     ephemeral_dropped: Counter,
-    /// Since when and why saves fail, while they do (for `/readyz`).
-    storage_outage: Mutex<Option<(Instant, String)>>,
+    /// While saves fail (for `/readyz`).
+    storage_outage: Mutex<Option<StorageOutage>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
     /// without the family's label allocation and lock on every message.
     by_type: Vec<(&'static str, Counter, Counter)>,
 }
+
+/// Saves failing, as the repo reported them.
+struct StorageOutage {
+    since: Instant,
+    /// When a failure was last reported: reports come at least this often while saves fail.
+    heard: Instant,
+    error: String,
+}
+
+/// An outage not heard of for this long is over: no save has failed for a while (the repo
+/// reports failures at least every `SUMMARY_EVERY` while they go on, and retries within 5 s).
+const OUTAGE_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why an upgrade was turned away.
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +233,8 @@ impl Metrics {
 
     /// The text exposition.
     pub(crate) fn render(&self) -> String {
+        // Lets an outage nobody reports any more end.
+        let _ = self.storage_outage();
         let served = self
             .max_connections
             .saturating_sub(self.slots.available_permits());
@@ -295,13 +309,19 @@ impl tandem_repo::RepoObserver for Metrics {
     }
 
     fn storage_failing(&self, error: Option<&str>) {
-        self.storage_failing.set(i64::from(error.is_some()));
-        *self.lock_outage() = error.map(|error| (Instant::now(), error.to_owned()));
+        let now = Instant::now();
+        let mut outage = self.lock_outage();
+        *outage = error.map(|error| StorageOutage {
+            since: outage.as_ref().map_or(now, |o| o.since),
+            heard: now,
+            error: error.to_owned(),
+        });
+        self.storage_failing.set(i64::from(outage.is_some()));
     }
 }
 
 impl Metrics {
-    fn lock_outage(&self) -> std::sync::MutexGuard<'_, Option<(Instant, String)>> {
+    fn lock_outage(&self) -> std::sync::MutexGuard<'_, Option<StorageOutage>> {
         self.storage_outage
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -309,10 +329,19 @@ impl Metrics {
 
     /// Why saves fail, and since how long, while they do.
     pub(crate) fn storage_outage(&self) -> Option<String> {
-        self.lock_outage().as_ref().map(|(since, error)| {
+        let mut outage = self.lock_outage();
+        if outage
+            .as_ref()
+            .is_some_and(|o| o.heard.elapsed() > OUTAGE_SILENCE)
+        {
+            *outage = None;
+            self.storage_failing.set(0);
+        }
+        outage.as_ref().map(|o| {
             format!(
-                "saves fail since {}s ago: {error}",
-                since.elapsed().as_secs()
+                "saves fail since {}s ago: {}",
+                o.since.elapsed().as_secs(),
+                o.error
             )
         })
     }

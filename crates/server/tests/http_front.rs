@@ -31,8 +31,14 @@ async fn get(server: &Server, path: &str) -> (u16, String) {
 
 /// [`get`] from any address.
 async fn get_at(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    get_with(address, path, "").await
+}
+
+/// [`get_at`] with more header lines (each ending in `\r\n`).
+async fn get_with(address: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: tandem\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
@@ -646,8 +652,13 @@ async fn ephemeral_messages_past_the_configured_rate_are_dropped_and_counted() {
 
 /// A tandem client of `server`, once each is the other's peer.
 async fn client_of(server: &Server) -> Repo {
+    client_built(server, Repo::builder()).await
+}
+
+/// [`client_of`], built from `builder`.
+async fn client_built(server: &Server, builder: tandem_repo::RepoBuilder) -> Repo {
     let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let client = Repo::builder().network(adapter).start().await.unwrap();
+    let client = builder.network(adapter).start().await.unwrap();
     client
         .wait_for_peer(server.repo().peer_id(), PATIENCE)
         .await
@@ -658,4 +669,31 @@ async fn client_of(server: &Server) -> Repo {
         .await
         .unwrap();
     client
+}
+
+/// The admin API answers for what the server holds: a document only a client has is not found,
+/// and asking does not make the server fetch it from that client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_does_not_fetch_what_only_a_client_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Options {
+        admin_token: Some("secret".into()),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    // Offers the server nothing, but gives what it is asked for.
+    let client = client_built(&server, Repo::builder().share_policy(tandem_repo::AskOnly)).await;
+    let doc = client.create_empty().await.unwrap();
+    let path = format!("/v1/docs/{}", doc.document_id());
+    let bearer = "Authorization: Bearer secret\r\n";
+    assert_eq!(get_with(server.local_addr(), &path, bearer).await.0, 404);
+    assert!(!server
+        .repo()
+        .documents()
+        .await
+        .unwrap()
+        .contains(doc.document_id()));
+    client.shutdown().await;
+    server.shutdown().await;
 }

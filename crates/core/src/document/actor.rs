@@ -119,6 +119,8 @@ enum Waiting {
     FinalSave { command: CommandId, number: u64 },
     /// Deleting: the save in flight must end first, or it could recreate a chunk afterwards.
     SaveInFlight { command: CommandId },
+    /// Deleting: storage is removing the document.
+    Removal { command: CommandId },
 }
 
 #[derive(Debug)]
@@ -474,6 +476,16 @@ impl DocumentActor {
                 other => self.waiting = other.map(Box::new),
             },
             DocumentInput::Saved { save, outcome } => self.save_finished(save, outcome, doc),
+            DocumentInput::Removed(result) => match self.take_waiting() {
+                Some(Waiting::Removal { command }) => {
+                    if let Err(error) = &result {
+                        warn!(%error, "the deleted document could not be removed from storage");
+                    }
+                    self.complete(command, result);
+                    self.end();
+                }
+                other => self.waiting = other.map(Box::new),
+            },
             DocumentInput::Timeout => self.timeout(doc),
             // The common case, nothing held back: straight in, without a trip through the queue.
             other if self.waiting.is_none() && self.queue.is_empty() => {
@@ -595,6 +607,7 @@ impl DocumentActor {
             | DocumentInput::SyncStateLoaded { .. }
             | DocumentInput::Loaded(_)
             | DocumentInput::Saved { .. }
+            | DocumentInput::Removed(_)
             | DocumentInput::Timeout => {}
         }
     }
@@ -643,6 +656,7 @@ impl DocumentActor {
             | DocumentInput::SyncStateLoaded { .. }
             | DocumentInput::Loaded(_)
             | DocumentInput::Saved { .. }
+            | DocumentInput::Removed(_)
             | DocumentInput::Timeout => {}
         }
     }
@@ -976,12 +990,12 @@ impl DocumentActor {
             peer: peer.clone(),
             over,
         });
+        // Read-only also for what it still has queued here, should it be cut off below.
+        let out = self.sync.set_read_only(doc, peer, true);
+        self.apply(out, None, doc);
         if count >= MAX_REFUSALS {
             warn!(%peer, refusals = count, "changes refused again and again; disconnecting the peer");
             self.effects.push(DocumentEffect::Disconnect(peer.clone()));
-        } else {
-            let out = self.sync.set_read_only(doc, peer, true);
-            self.apply(out, None, doc);
         }
     }
 
@@ -1063,8 +1077,9 @@ impl DocumentActor {
         }
         let now = self.acks.route(out.messages);
         self.send_all(now);
+        // One answer larger than the byte bound may wait on its own (a large document).
         if self.acks.held_len() > self.config.max_held
-            || self.acks.held_bytes() > self.config.max_held_bytes
+            || (self.acks.held_len() > 1 && self.acks.held_bytes() > self.config.max_held_bytes)
         {
             self.cut_off_waiting_writers();
         }
@@ -1283,8 +1298,9 @@ impl DocumentActor {
         for peer in self.acks.drop_waiting() {
             warn!(
                 %peer,
-                held = self.config.max_held,
-                "the document's saves keep failing and its messages to this peer pile up; disconnecting it"
+                max_held = self.config.max_held,
+                max_held_bytes = self.config.max_held_bytes,
+                "messages to this peer pile up behind the document's saves (failing or too slow); disconnecting it"
             );
             if self.peers.contains_key(&peer) {
                 self.effects.push(DocumentEffect::Disconnect(peer));
@@ -1344,9 +1360,11 @@ impl DocumentActor {
             self.effects.push(DocumentEffect::RemoveDocument {
                 tombstone: self.config.tombstones,
             });
+            self.wait(Waiting::Removal { command });
+        } else {
+            self.complete(command, Ok(()));
+            self.end();
         }
-        self.complete(command, Ok(()));
-        self.end();
     }
 
     fn end(&mut self) {

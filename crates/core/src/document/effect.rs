@@ -79,7 +79,8 @@ pub enum DocumentEffect {
         job: SaveJob,
     },
     /// Remove the document's chunks from storage (it was deleted); with `tombstone`, first
-    /// store its tombstone ([`crate::storage::remove_document`]). No answer.
+    /// store its tombstone ([`crate::storage::remove_document`]). Answer with
+    /// [`Removed`](super::DocumentInput::Removed).
     RemoveDocument {
         /// Keep the document deleted for good.
         tombstone: bool,

@@ -4,7 +4,7 @@ use super::{CommandId, QuestionId, ReadId, SaveId, SaveOutcome};
 use crate::persistence::Loaded;
 use automerge::Automerge;
 
-use crate::{Message, MessageData, PeerId, PeerMetadata};
+use crate::{Message, MessageData, PeerId, PeerMetadata, StorageError};
 
 /// A connected peer as a document sees it: who it is, what it said of itself, and whether the
 /// share policy offers it anything unprompted (`announce(peer, None)`).
@@ -82,6 +82,9 @@ pub enum DocumentInput {
     Stop(CommandId),
     /// Remove the document from storage and end.
     Delete(CommandId),
+    /// Storage removed the document ([`RemoveDocument`](super::DocumentEffect::RemoveDocument)),
+    /// or could not.
+    Removed(Result<(), StorageError>),
     /// The answer to a share-policy question.
     Answered {
         /// The question.

@@ -714,6 +714,8 @@ impl Node {
                     for key in keys {
                         self.store.remove(&key);
                     }
+                    self.steps
+                        .push_back(Step::Document(actor, DocumentInput::Removed(Ok(()))));
                 }
                 DocumentEffect::State(state) => {
                     self.events.push(NodeEvent::State(document_id, state));

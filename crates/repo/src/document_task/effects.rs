@@ -173,13 +173,13 @@ impl DocumentTask {
                 return Some(DocumentInput::Loaded(loaded));
             }
             DocumentEffect::RemoveDocument { tombstone } => {
-                if let Some(storage) = &self.ctx.storage {
-                    if let Err(error) =
+                let removed = match &self.ctx.storage {
+                    Some(storage) => {
                         remove_document(storage.as_ref(), document_id, tombstone).await
-                    {
-                        warn!(%error, "could not remove the deleted document from storage");
                     }
-                }
+                    None => Ok(()),
+                };
+                return Some(DocumentInput::Removed(removed));
             }
             DocumentEffect::Stopped => {
                 if let Some(hub) = self.hub.upgrade() {

@@ -64,7 +64,7 @@ enum Wake {
 
 /// Who waits for a command's completion.
 enum Reply {
-    /// A flush or an import: whether it worked.
+    /// A flush, an import or a delete: whether it worked.
     Outcome(oneshot::Sender<Result<(), RepoError>>),
     Done(oneshot::Sender<()>),
 }
@@ -288,7 +288,7 @@ impl DocumentTask {
                 }
             }
             DocEvent::Flush(reply) => DocumentInput::Flush(self.command(Reply::Outcome(reply))),
-            DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Done(reply))),
+            DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Outcome(reply))),
             DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Done(reply))),
             DocEvent::WantedLocally => DocumentInput::WantedLocally,
             DocEvent::Import {

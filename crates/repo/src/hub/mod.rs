@@ -36,7 +36,7 @@ use crate::{PeerLimit, RepoError, RepoEvent};
 /// Who waits for a hub command.
 enum Reply {
     Handle(oneshot::Sender<Arc<HandleShared>>),
-    Delete(oneshot::Sender<()>),
+    Delete(oneshot::Sender<Result<(), RepoError>>),
     /// Answered once every document told has answered.
     Joined(oneshot::Sender<Result<(), RepoError>>),
     Unit(oneshot::Sender<()>),
