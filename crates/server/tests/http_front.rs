@@ -1,9 +1,12 @@
 //! The HTTP front: health and readiness, and a WebSocket upgrade on any path.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+use common::{join_as, nothing_to_sync};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 use tandem_server::{Options, Server};
@@ -497,15 +500,6 @@ async fn metrics_may_have_a_port_of_their_own() {
     server.shutdown().await;
 }
 
-/// The `join` frame of a client called `name`.
-fn join_as(name: &str) -> Vec<u8> {
-    tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-        peer_id: name.into(),
-        metadata: tandem_core::PeerMetadata::default(),
-    })
-    .encode()
-}
-
 /// A client that stops reading is disconnected once more than `--max-outbound-bytes` wait for
 /// it; the client whose messages piled up for it goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,21 +513,7 @@ async fn a_client_that_stops_reading_is_cut_off_past_the_outbound_bound() {
     })
     .await
     .unwrap();
-    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let writer = tandem_repo::Repo::builder()
-        .network(adapter)
-        .start()
-        .await
-        .unwrap();
-    writer
-        .wait_for_peer(server.repo().peer_id(), PATIENCE)
-        .await
-        .unwrap();
-    server
-        .repo()
-        .wait_for_peer(writer.peer_id(), PATIENCE)
-        .await
-        .unwrap();
+    let writer = client_of(&server).await;
     let doc = writer.create_empty().await.unwrap();
     writer.flush().await.unwrap();
 
@@ -548,19 +528,11 @@ async fn a_client_that_stops_reading_is_cut_off_past_the_outbound_bound() {
     else {
         panic!("no peer message");
     };
-    let empty = automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: Vec::<Vec<u8>>::new().into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    };
     let request = tandem_core::Message::Request(tandem_core::SyncMessage {
         sender_id: "stuck".into(),
         target_id: server.repo().peer_id().clone(),
         document_id: doc.document_id().clone(),
-        data: tandem_core::MessageData::new(empty.encode()).unwrap(),
+        data: tandem_core::MessageData::new(nothing_to_sync()).unwrap(),
     });
     stuck.send(Frame::binary(request.encode())).await.unwrap();
     server

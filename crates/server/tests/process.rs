@@ -1,6 +1,8 @@
 //! The `tandem-server` binary as a user runs it: starts, serves, stops on SIGTERM with exit 0,
 //! and serves what it stored after a restart.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -460,11 +462,9 @@ async fn a_change_automerge_panics_on_is_logged_and_the_server_serves_on() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-        peer_id: tandem_core::PeerId::from("mallory"),
-        metadata: tandem_core::PeerMetadata::default(),
-    });
-    ws.send(Frame::binary(join.encode())).await.unwrap();
+    ws.send(Frame::binary(common::join_as("mallory")))
+        .await
+        .unwrap();
     let poisoned = automerge::sync::Message {
         heads: Vec::new(),
         need: Vec::new(),
@@ -620,11 +620,9 @@ async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = start(dir.path());
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
-        peer_id: "flooder".into(),
-        metadata: tandem_core::PeerMetadata::default(),
-    });
-    ws.send(Frame::binary(join.encode())).await.unwrap();
+    ws.send(Frame::binary(common::join_as("flooder")))
+        .await
+        .unwrap();
     let server_id = match tokio::time::timeout(PATIENCE, ws.next()).await {
         Ok(Some(Ok(Frame::Binary(bytes)))) => tandem_core::Message::decode(&bytes)
             .unwrap()
@@ -634,15 +632,7 @@ async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
     };
     let before = rss(&server);
 
-    let empty = automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: Vec::<Vec<u8>>::new().into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode();
+    let empty = common::nothing_to_sync();
     let (mut sink, mut stream) = ws.split();
     let sending = tokio::spawn(async move {
         for _ in 0..IDS {
