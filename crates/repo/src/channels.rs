@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::{Automerge, ChangeHash, Patch};
 use tandem_core::document::{LoggedPatches, PeerInfo};
-use tandem_core::hub::{ConnectionId, DocumentActorId, HubQuestionId};
+use tandem_core::hub::{ConnectionId, DocumentActorId, FindMode, HubQuestionId};
 use tandem_core::sync::HandleState;
 use tandem_core::{Access, Connection, DocumentId, Message, PeerId, RemoteHeads, StorageId};
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit};
@@ -51,8 +51,7 @@ pub(crate) enum Command {
     },
     Find {
         document_id: DocumentId,
-        /// Ask the peers again if the document is unavailable.
-        again: bool,
+        mode: FindMode,
         reply: oneshot::Sender<Arc<HandleShared>>,
     },
     Delete {

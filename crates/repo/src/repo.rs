@@ -8,6 +8,7 @@ use std::time::Duration;
 use automerge::transaction::Transaction;
 use automerge::{Automerge, ReadDoc};
 use futures::{Stream, StreamExt};
+use tandem_core::hub::FindMode;
 use tandem_core::sync::HandleState;
 use tandem_core::untrusted::apply_untrusted;
 use tandem_core::{DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageId};
@@ -341,7 +342,9 @@ impl Repo {
         &self,
         id: impl DocumentRef,
     ) -> Result<impl Stream<Item = FindProgress> + Send + 'static, RepoError> {
-        let handle = self.find_handle(id, false).await?;
+        let handle = self
+            .find_handle(id, FindMode::Wanted { again: false })
+            .await?;
         let states = handle.states();
         Ok(futures::stream::unfold(
             (handle, states, false, false),
@@ -369,9 +372,12 @@ impl Repo {
         ))
     }
 
-    /// The hub's find; with `again`, an unavailable document is asked of the peers again
-    /// before the handle comes back.
-    async fn find_handle(&self, id: impl DocumentRef, again: bool) -> Result<DocHandle, RepoError> {
+    /// The hub's find, as `mode` says.
+    async fn find_handle(
+        &self,
+        id: impl DocumentRef,
+        mode: FindMode,
+    ) -> Result<DocHandle, RepoError> {
         let document_id = id.to_document_id()?;
         if self.inner.ctx.denylist.contains(&document_id) {
             return Err(RepoError::Denied(document_id));
@@ -379,7 +385,7 @@ impl Repo {
         let shared = self
             .command(|reply| Command::Find {
                 document_id,
-                again,
+                mode,
                 reply,
             })
             .await?;
@@ -393,7 +399,9 @@ impl Repo {
     pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
         let heads = id.heads()?;
         // Asked again by the application: peers that lacked it may have it now.
-        let handle = self.find_handle(id, true).await?;
+        let handle = self
+            .find_handle(id, FindMode::Wanted { again: true })
+            .await?;
         let mut states = handle.states();
         let state = *states
             .wait_for(|s| s.is_settled())
@@ -416,6 +424,45 @@ impl Repo {
             },
             HandleState::Deleted => Err(RepoError::Deleted(handle.document_id().clone())),
             _ => Err(RepoError::Unavailable(handle.document_id().clone())),
+        }
+    }
+
+    /// A document this repo holds, in memory or in storage, without asking any peer:
+    /// [`Unavailable`](RepoError::Unavailable) if it holds none (a document loaded only to
+    /// find that out leaves memory at once), [`Deleted`](RepoError::Deleted) if it was
+    /// deleted.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tandem_repo::{Repo, RepoError};
+    /// let repo = Repo::builder()
+    ///     .storage(tandem_storage_mem::MemoryStorage::new())
+    ///     .start()
+    ///     .await?;
+    /// let handle = repo.create_empty().await?;
+    /// repo.evict(handle.document_id()).await?;
+    /// assert!(repo.find_stored(handle.document_id()).await.is_ok());
+    /// let elsewhere = tandem_core::DocumentId::random();
+    /// assert!(matches!(repo.find_stored(&elsewhere).await, Err(RepoError::Unavailable(_))));
+    /// # repo.shutdown().await;
+    /// # Ok::<(), RepoError>(()) }).unwrap();
+    /// ```
+    pub async fn find_stored(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
+        let document_id = id.to_document_id()?;
+        let mut states = self
+            .find_handle(&document_id, FindMode::Stored)
+            .await?
+            .states();
+        // No handle is held meanwhile: one held would keep a document storage lacks in memory.
+        // Past loading, storage has answered: anything but ready means it holds nothing.
+        let state = *states
+            .wait_for(|s| *s != HandleState::Loading)
+            .await
+            .map_err(|_| RepoError::Shutdown)?;
+        match state {
+            HandleState::Ready => self.find_handle(&document_id, FindMode::Stored).await,
+            HandleState::Deleted => Err(RepoError::Deleted(document_id)),
+            _ => Err(RepoError::Unavailable(document_id)),
         }
     }
 
@@ -476,7 +523,9 @@ impl Repo {
         bytes: &[u8],
     ) -> Result<DocHandle, RepoError> {
         let incoming = load_untrusted(bytes).await?;
-        let handle = self.find_handle(id, false).await?;
+        let handle = self
+            .find_handle(id, FindMode::Wanted { again: false })
+            .await?;
         let (reply, merged) = oneshot::channel();
         handle
             .shared

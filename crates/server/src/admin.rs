@@ -12,13 +12,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::json;
-use std::sync::Arc;
-
-use tandem_core::storage::{is_deleted, ChunkKind};
-use tandem_core::{DocumentId, StorageAdapter};
-use tandem_repo::{DocHandle, DocumentRef, FindProgress, Repo, RepoError};
+use tandem_repo::{DocHandle, DocumentRef, Repo, RepoError};
 use tracing::{info, warn};
 
 /// What the admin API needs.
@@ -27,8 +22,6 @@ pub(crate) struct Admin {
     /// The bearer token every request must carry.
     pub(crate) token: String,
     pub(crate) repo: Repo,
-    /// The repo's storage, to tell whether the server holds a document without asking clients.
-    pub(crate) storage: Arc<dyn StorageAdapter>,
     /// The largest document a `POST` may carry.
     pub(crate) max_body: usize,
 }
@@ -95,56 +88,14 @@ pub(crate) async fn handle(admin: &Admin, request: Request) -> Response {
 }
 
 /// The document if this server holds it (in memory or storage): a document only clients hold
-/// is not the server's (and a find is not started for it: it would ask them), and a deleted
-/// one is gone.
+/// is not the server's (they are not asked), and a deleted one is gone.
 async fn held(admin: &Admin, id: &str) -> Result<DocHandle, Response> {
     let document_id = id.to_document_id().map_err(bad_request)?;
-    let in_memory = admin
-        .repo
-        .documents()
-        .await
-        .map_err(failed)?
-        .contains(&document_id);
-    if !in_memory && !stored(admin.storage.as_ref(), &document_id).await? {
-        return Err(not_found());
+    match admin.repo.find_stored(&document_id).await {
+        Ok(handle) => Ok(handle),
+        Err(RepoError::Unavailable(_) | RepoError::Deleted(_)) => Err(not_found()),
+        Err(error) => Err(failed(error)),
     }
-    let mut progress = Box::pin(
-        admin
-            .repo
-            .find_with_progress(&document_id)
-            .await
-            .map_err(failed)?,
-    );
-    while let Some(step) = progress.next().await {
-        match step {
-            FindProgress::Loading => continue,
-            FindProgress::Ready(handle) => return Ok(handle),
-            // Storage lacks it: whatever a client may send later, the server does not hold it.
-            FindProgress::Requesting { .. }
-            | FindProgress::Unavailable(_)
-            | FindProgress::Deleted => break,
-        }
-    }
-    Err(not_found())
-}
-
-/// Whether storage holds chunks of the document and no tombstone.
-async fn stored(storage: &dyn StorageAdapter, document_id: &DocumentId) -> Result<bool, Response> {
-    let failed = |error: tandem_core::StorageError| failed(RepoError::Storage(error));
-    if is_deleted(storage, document_id).await.map_err(failed)? {
-        return Ok(false);
-    }
-    for kind in [ChunkKind::Snapshot, ChunkKind::Incremental] {
-        if !storage
-            .load_range(&kind.prefix(document_id))
-            .await
-            .map_err(failed)?
-            .is_empty()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 async fn create(admin: &Admin, body: Body) -> Response {

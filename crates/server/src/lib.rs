@@ -269,11 +269,10 @@ impl Server {
                 connections: slots,
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
-                storage: (!options.memory).then(|| storage.clone()),
+                storage: (!options.memory).then_some(storage),
                 admin: options.admin_token.clone().map(|token| admin::Admin {
                     token,
                     repo: repo.clone(),
-                    storage: storage.clone(),
                     max_body: ADMIN_MAX_BODY,
                 }),
             },

@@ -659,13 +659,21 @@ async fn the_admin_api_does_not_fetch_what_only_a_client_holds() {
     let doc = client.create_empty().await.unwrap();
     let path = format!("/v1/docs/{}", doc.document_id());
     let bearer = "Authorization: Bearer secret\r\n";
+    let mut events = Box::pin(server.repo().events());
     assert_eq!(get_with(server.local_addr(), &path, bearer).await.0, 404);
-    assert!(!server
-        .repo()
-        .documents()
-        .await
-        .unwrap()
-        .contains(doc.document_id()));
+    // Looked for in storage only, it leaves memory at once; a find that asked the client would
+    // keep it, waiting for the client's answer.
+    tokio::time::timeout(PATIENCE, async {
+        use futures::StreamExt;
+        while let Some(event) = events.next().await {
+            if event == tandem_repo::RepoEvent::Unloaded(doc.document_id().clone()) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the document stayed in the server's memory");
+    assert_eq!(get_with(server.local_addr(), &path, bearer).await.0, 404);
     client.shutdown().await;
     server.shutdown().await;
 }

@@ -7,7 +7,9 @@ use tracing::{debug, info, warn};
 
 use super::introductions::Introductions;
 use super::rate::{EphemeralAllowance, EphemeralRate, Verdict};
-use super::{ConnectionId, DocumentActorId, DocumentEvent, HubEffect, HubInput, HubQuestionId};
+use super::{
+    ConnectionId, DocumentActorId, DocumentEvent, FindMode, HubEffect, HubInput, HubQuestionId,
+};
 use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
 use crate::{Access, DocUnavailableMessage, DocumentId, Grant, Message, PeerId, PeerMetadata};
@@ -179,8 +181,17 @@ impl HubActor {
             HubInput::Find {
                 command,
                 document_id,
-                again,
-            } => self.find(command, document_id, again),
+                mode,
+            } => match mode {
+                FindMode::Wanted { again } => self.find(command, document_id, again),
+                FindMode::Stored => {
+                    let actor = match self.documents.get(&document_id) {
+                        Some(&actor) => actor,
+                        None => self.spawn_loader(document_id),
+                    };
+                    self.effects.push(HubEffect::Found { command, actor });
+                }
+            },
             HubInput::Delete {
                 command,
                 document_id,

@@ -49,9 +49,8 @@ pub enum HubInput {
         command: CommandId,
         /// Which.
         document_id: DocumentId,
-        /// Ask the peers again if the document is unavailable (a `find` that waits for the
-        /// document, rather than one that only wants its handle).
-        again: bool,
+        /// What the find is for.
+        mode: FindMode,
     },
     /// The application deletes a document; its actor is told
     /// [`Delete`](super::DocumentEvent::Delete) with this command.
@@ -100,4 +99,18 @@ pub enum HubInput {
         /// The document.
         document_id: DocumentId,
     },
+}
+
+/// What a [`Find`](HubInput::Find) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindMode {
+    /// The application wants the document: any peer may be asked for it.
+    Wanted {
+        /// Ask the peers again if the document is unavailable (a `find` that waits for the
+        /// document, rather than one that only wants its handle).
+        again: bool,
+    },
+    /// Only what this repo holds, in memory or in storage: no peer is asked, and a document
+    /// loaded for it that storage lacks leaves memory at once.
+    Stored,
 }

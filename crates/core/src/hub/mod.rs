@@ -15,7 +15,7 @@ mod rate;
 pub use actor::HubActor;
 pub use effect::{DocumentEvent, HubEffect};
 pub use ids::{ConnectionId, DocumentActorId, HubQuestionId};
-pub use input::HubInput;
+pub use input::{FindMode, HubInput};
 pub use rate::{EphemeralRate, EPHEMERAL_BURST, EPHEMERAL_DROPS_BEFORE_CUT, EPHEMERAL_PER_SECOND};
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ fn find(hub: &mut HubActor, document_id: &DocumentId) -> Vec<HubEffect> {
         HubInput::Find {
             command: CommandId(2),
             document_id: document_id.clone(),
-            again: false,
+            mode: FindMode::Wanted { again: false },
         },
     )
 }

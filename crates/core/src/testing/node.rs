@@ -11,7 +11,9 @@ use crate::document::{
     CommandId, DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, SaveId,
     SaveJob, SaveOutcome, ShareAnswer, ShareQuestion,
 };
-use crate::hub::{ConnectionId, DocumentActorId, DocumentEvent, HubActor, HubEffect, HubInput};
+use crate::hub::{
+    ConnectionId, DocumentActorId, DocumentEvent, FindMode, HubActor, HubEffect, HubInput,
+};
 use crate::persistence::{load_document, take_in_stored, Loaded};
 use crate::sync::HandleState;
 use crate::{
@@ -311,7 +313,7 @@ impl Node {
         self.steps.push_back(Step::Hub(HubInput::Find {
             command,
             document_id: document_id.clone(),
-            again: true,
+            mode: FindMode::Wanted { again: true },
         }));
         self.run();
     }

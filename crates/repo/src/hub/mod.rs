@@ -200,12 +200,12 @@ impl Hub {
             }
             Command::Find {
                 document_id,
-                again,
+                mode,
                 reply,
             } => HubInput::Find {
                 command: self.command(Reply::Handle(reply)),
                 document_id,
-                again,
+                mode,
             },
             Command::Delete { document_id, reply } => HubInput::Delete {
                 command: self.command(Reply::Delete(reply)),
