@@ -59,6 +59,8 @@ pub mod presence;
 mod repo;
 mod save_task;
 mod share_policy;
+#[cfg(feature = "test-suite")]
+pub mod shared_store_suite;
 mod storage_health;
 mod timer;
 

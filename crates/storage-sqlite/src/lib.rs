@@ -20,17 +20,14 @@
 
 #![warn(missing_docs)]
 
-mod key;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use tandem_core::storage::text_key::{decode, encode, PrefixRange};
 use tandem_core::{StorageAdapter, StorageError, StorageKey};
-
-use key::{decode, encode, range};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -129,17 +126,10 @@ fn io_error(key: StorageKey, error: rusqlite::Error) -> StorageError {
     }
 }
 
-fn checked(key: &StorageKey) -> Result<String, StorageError> {
-    encode(key).map_err(|reason| StorageError::InvalidKey {
-        key: key.clone(),
-        reason,
-    })
-}
-
 #[async_trait]
 impl StorageAdapter for SqliteStorage {
     async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        let encoded = checked(key)?;
+        let encoded = encode(key)?;
         self.with(key, move |c| {
             c.query_row(
                 "SELECT value FROM entries WHERE key = ?1",
@@ -152,7 +142,7 @@ impl StorageAdapter for SqliteStorage {
     }
 
     async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
-        let encoded = checked(key)?;
+        let encoded = encode(key)?;
         self.with(key, move |c| {
             c.execute(
                 "INSERT INTO entries (key, value) VALUES (?1, ?2)
@@ -165,7 +155,7 @@ impl StorageAdapter for SqliteStorage {
     }
 
     async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        let encoded = checked(key)?;
+        let encoded = encode(key)?;
         self.with(key, move |c| {
             c.execute("DELETE FROM entries WHERE key = ?1", params![encoded])
                 .map(drop)
@@ -177,10 +167,7 @@ impl StorageAdapter for SqliteStorage {
         &self,
         prefix: &StorageKey,
     ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-        let (exact, from, to) = range(prefix).map_err(|reason| StorageError::InvalidKey {
-            key: prefix.clone(),
-            reason,
-        })?;
+        let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
         self.with(prefix, move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT key, value FROM entries
@@ -196,10 +183,7 @@ impl StorageAdapter for SqliteStorage {
     }
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
-        let (exact, from, to) = range(prefix).map_err(|reason| StorageError::InvalidKey {
-            key: prefix.clone(),
-            reason,
-        })?;
+        let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
         self.with(prefix, move |c| {
             c.execute(
                 "DELETE FROM entries WHERE key = ?1 OR (key >= ?2 AND key < ?3)",

@@ -6,6 +6,7 @@ mod adapter;
 pub mod conformance;
 mod health;
 mod key;
+pub mod text_key;
 
 pub use adapter::{
     is_deleted, read_document_chunks, remove_document, StorageAdapter, StorageError,

@@ -1,0 +1,131 @@
+//! Saves arriving together are written by one statement in one transaction: under load a
+//! commit (one WAL flush) carries many saves instead of one.
+//!
+//! One writer takes every save in the order they were made, so two saves of one key commit in
+//! that order. While a batch commits, the next one gathers.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Pool;
+use tandem_core::{StorageError, StorageKey};
+use tokio::sync::{mpsc, oneshot};
+
+/// Saves waiting for the writer; callers wait for room beyond this.
+const QUEUE: usize = 4096;
+/// Most saves in one statement.
+const MAX_BATCH: usize = 512;
+/// Most bytes in one statement (a save larger than this goes alone).
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+const UPSERT_MANY: &str = "INSERT INTO tandem_entries (key, value)
+     SELECT * FROM unnest($1::text[], $2::bytea[])
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+
+/// The saves' side of the writer.
+#[derive(Clone)]
+pub(crate) struct SaveBatcher {
+    queue: mpsc::Sender<PendingSave>,
+}
+
+struct PendingSave {
+    key: StorageKey,
+    stored: String,
+    value: Vec<u8>,
+    done: oneshot::Sender<Result<(), StorageError>>,
+}
+
+impl SaveBatcher {
+    /// Starts the writer on the current tokio runtime; it stops when every clone is dropped.
+    pub(crate) fn start(pool: Pool) -> SaveBatcher {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(pool, pending));
+        SaveBatcher { queue }
+    }
+
+    /// Saves `value` under `key` (stored as `stored`); returns once committed.
+    pub(crate) async fn save(
+        &self,
+        key: &StorageKey,
+        stored: String,
+        value: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let (done, committed) = oneshot::channel();
+        let save = PendingSave {
+            key: key.clone(),
+            stored,
+            value,
+            done,
+        };
+        self.queue
+            .send(save)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        committed.await.map_err(|_| StorageError::Closed)?
+    }
+}
+
+async fn write_batches(pool: Pool, mut pending: mpsc::Receiver<PendingSave>) {
+    while let Some(first) = pending.recv().await {
+        let mut bytes = first.value.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match pending.try_recv() {
+                Ok(save) => {
+                    bytes += save.value.len();
+                    batch.push(save);
+                }
+                Err(_) => break,
+            }
+        }
+        match write(&pool, &batch).await {
+            Ok(()) => answer(batch, |_| Ok(())),
+            // One bad value must not fail the saves it happened to share a batch with.
+            Err(_) if batch.len() > 1 => {
+                for save in batch {
+                    let outcome = write(&pool, std::slice::from_ref(&save)).await;
+                    let _ = save
+                        .done
+                        .send(outcome.map_err(|error| failed(&save.key, &error)));
+                }
+            }
+            Err(error) => answer(batch, |key| Err(failed(key, &error))),
+        }
+    }
+}
+
+fn answer(batch: Vec<PendingSave>, outcome: impl Fn(&StorageKey) -> Result<(), StorageError>) {
+    for save in batch {
+        // A caller that stopped waiting does not need to know.
+        let _ = save.done.send(outcome(&save.key));
+    }
+}
+
+fn failed(key: &StorageKey, error: &WriteError) -> StorageError {
+    StorageError::Io {
+        key: key.clone(),
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
+/// Why a batch was not written; every save in it is told.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[from] deadpool_postgres::PoolError),
+    #[error("PostgreSQL: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+async fn write(pool: &Pool, batch: &[PendingSave]) -> Result<(), WriteError> {
+    // A key saved twice in one batch keeps its last value (one statement may not touch a row
+    // twice).
+    let mut last: HashMap<&str, &[u8]> = HashMap::with_capacity(batch.len());
+    for save in batch {
+        last.insert(&save.stored, &save.value);
+    }
+    let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(UPSERT_MANY).await?;
+    client.execute(&statement, &[&keys, &values]).await?;
+    Ok(())
+}

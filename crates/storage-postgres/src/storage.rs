@@ -1,0 +1,148 @@
+//! The adapter: one table of keys and values.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tandem_core::storage::text_key::{decode, encode, PrefixRange};
+use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tokio_postgres::NoTls;
+
+use crate::save_batch::SaveBatcher;
+use crate::{schema, PostgresError};
+
+/// Most connections one store opens.
+const POOL_SIZE: usize = 16;
+/// How long a connection attempt may take before the operation fails (and is retried by the
+/// repo, as any storage failure is).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operation waits for a free connection.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A silent server is noticed after about this long (TCP keepalive).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+
+/// A store in a PostgreSQL database. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: Pool,
+    saves: SaveBatcher,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field("connections", &self.pool.status().size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`, or
+    /// PostgreSQL's `key=value` form) and creates or upgrades the schema. Must be called
+    /// within a tokio runtime.
+    pub async fn connect(url: &str) -> Result<PostgresStorage, PostgresError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        config.application_name("tandem");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()?;
+        schema::migrate(&mut pool.get().await?).await?;
+        Ok(PostgresStorage {
+            saves: SaveBatcher::start(pool.clone()),
+            pool,
+        })
+    }
+
+    /// The connection pool, for other tables in the same database (the cluster's nodes).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self, key: &StorageKey) -> Result<Object, StorageError> {
+        self.pool.get().await.map_err(|error| failed(key, error))
+    }
+}
+
+fn failed(key: &StorageKey, error: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageError::Io {
+        key: key.clone(),
+        source: std::io::Error::other(error),
+    }
+}
+
+const LOAD: &str = "SELECT value FROM tandem_entries WHERE key = $1";
+const REMOVE: &str = "DELETE FROM tandem_entries WHERE key = $1";
+// Two index ranges (the key itself, and the keys under it); `COLLATE "C"` on the column makes
+// the comparison bytewise, as `text_key` orders keys.
+const LOAD_RANGE: &str = "SELECT key, value FROM tandem_entries
+     WHERE key = $1 OR (key >= $2 AND key < $3)";
+const REMOVE_RANGE: &str = "DELETE FROM tandem_entries
+     WHERE key = $1 OR (key >= $2 AND key < $3)";
+
+#[async_trait]
+impl StorageAdapter for PostgresStorage {
+    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let stored = encode(key)?;
+        let client = self.client(key).await?;
+        let row = client
+            .query_opt(LOAD, &[&stored])
+            .await
+            .map_err(|e| failed(key, e))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
+        let stored = encode(key)?;
+        self.saves.save(key, stored, value).await
+    }
+
+    async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        let stored = encode(key)?;
+        let client = self.client(key).await?;
+        client
+            .execute(REMOVE, &[&stored])
+            .await
+            .map_err(|e| failed(key, e))?;
+        Ok(())
+    }
+
+    async fn load_range(
+        &self,
+        prefix: &StorageKey,
+    ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+        let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
+        let client = self.client(prefix).await?;
+        let rows = client
+            .query(LOAD_RANGE, &[&exact, &from, &to])
+            .await
+            .map_err(|e| failed(prefix, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (decode(row.get(0)), row.get(1)))
+            .collect())
+    }
+
+    async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
+        let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
+        let client = self.client(prefix).await?;
+        client
+            .execute(REMOVE_RANGE, &[&exact, &from, &to])
+            .await
+            .map_err(|e| failed(prefix, e))?;
+        Ok(())
+    }
+}

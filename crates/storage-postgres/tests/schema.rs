@@ -1,0 +1,50 @@
+//! The schema is created once however many nodes start together, and a database a newer build
+//! has upgraded is refused rather than misread.
+
+use tandem_storage_postgres::{PostgresError, PostgresStorage, TestPostgres, SCHEMA_VERSION};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_together_on_an_empty_database_all_come_up() {
+    let server = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = server.database().await.unwrap();
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStorage::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every node comes up"));
+    }
+    let client = stores[0].pool().get().await.unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM tandem_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_build_is_refused() {
+    let server = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = server.database().await.unwrap();
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO tandem_schema (version) VALUES ($1)",
+            &[&(SCHEMA_VERSION + 1)],
+        )
+        .await
+        .unwrap();
+    match PostgresStorage::connect(&url).await {
+        Err(PostgresError::NewerSchema { found, known }) => {
+            assert_eq!((found, known), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
