@@ -29,6 +29,7 @@ use tandem_net_ws::{ServerConfig, WebSocketAcceptor, DEFAULT_MAX_FRAME};
 use tandem_repo::{AskOnly, Repo, RepoError};
 use tandem_storage_fs::FsStorage;
 use tandem_storage_mem::MemoryStorage;
+use tandem_storage_postgres::PostgresStorage;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -49,8 +50,18 @@ pub struct Options {
     #[arg(long, env = "TANDEM_DATA_DIR", default_value = "./tandem-data")]
     pub data_dir: PathBuf,
     /// Keep documents in memory only (nothing survives a restart).
-    #[arg(long, env = "TANDEM_MEMORY", conflicts_with = "data_dir")]
+    #[arg(long, env = "TANDEM_MEMORY", conflicts_with_all = ["data_dir", "postgres"])]
     pub memory: bool,
+    /// Keep documents in this PostgreSQL database instead of a directory
+    /// (`postgres://user:password@host:5432/database`); its tables are created or upgraded at
+    /// start. Several servers on one database form a cluster (`--cluster-advertise`).
+    #[arg(
+        long,
+        env = "TANDEM_POSTGRES_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir"
+    )]
+    pub postgres: Option<String>,
     /// Largest WebSocket frame accepted, in bytes; a bigger one closes that socket.
     #[arg(long, env = "TANDEM_MAX_FRAME_SIZE", default_value_t = DEFAULT_MAX_FRAME)]
     pub max_frame_size: usize,
@@ -117,6 +128,17 @@ pub struct Options {
     pub shutdown_timeout: u64,
 }
 
+impl Options {
+    /// Where documents are kept, for logs: "memory", "postgres" or the directory.
+    pub fn storage_name(&self) -> String {
+        match (self.memory, &self.postgres) {
+            (true, _) => "memory".to_owned(),
+            (false, Some(_)) => "postgres".to_owned(),
+            (false, None) => self.data_dir.display().to_string(),
+        }
+    }
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -137,6 +159,9 @@ pub enum ServerError {
         /// Why.
         source: tandem_core::NetworkError,
     },
+    /// The PostgreSQL database could not be used.
+    #[error("cannot use the PostgreSQL database: {0}")]
+    Postgres(#[from] tandem_storage_postgres::PostgresError),
     /// The data directory could not be opened.
     #[error("cannot use data directory {path}: {source}")]
     Storage {
@@ -230,14 +255,17 @@ impl Server {
             // clients use to tell what the server holds.
             Arc::new(MemoryStorage::new())
         } else {
-            let storage =
-                FsStorage::open(&options.data_dir).map_err(|source| ServerError::Storage {
-                    path: options.data_dir.clone(),
-                    source,
-                })?;
             // A client told "synced" must never lose that change to a crash.
             builder = builder.durable_acknowledgement(true);
-            Arc::new(storage)
+            match &options.postgres {
+                Some(url) => Arc::new(PostgresStorage::connect(url).await?),
+                None => Arc::new(FsStorage::open(&options.data_dir).map_err(|source| {
+                    ServerError::Storage {
+                        path: options.data_dir.clone(),
+                        source,
+                    }
+                })?),
+            }
         };
         builder = builder.shared_storage(Arc::new(metrics::MeteredStorage {
             inner: storage.clone(),
@@ -279,7 +307,7 @@ impl Server {
         );
         info!(
             address = %local_addr,
-            storage = if options.memory { "memory".to_owned() } else { options.data_dir.display().to_string() },
+            storage = %options.storage_name(),
             peer_id = %repo.peer_id(),
             "tandem-server listening"
         );

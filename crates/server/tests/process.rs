@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
+use common::acknowledged;
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 
@@ -74,20 +75,6 @@ fn terminate(mut server: ServerProcess) -> std::process::ExitStatus {
         .expect("wait")
 }
 
-/// Waits until `doc`'s handle reports that `storage` holds its current heads.
-async fn wait_for_remote_heads(doc: &tandem_repo::DocHandle, storage: &tandem_core::StorageId) {
-    use futures::StreamExt;
-    let heads = doc.heads().unwrap();
-    let mut events = Box::pin(doc.remote_heads_changes());
-    tokio::time::timeout(PATIENCE, async {
-        while doc.remote_heads(storage).map(|e| e.heads) != Some(heads.clone()) {
-            events.next().await;
-        }
-    })
-    .await
-    .expect("the server never reported our heads");
-}
-
 async fn client(url: &str) -> Repo {
     client_with(url, ClientConfig::default()).await
 }
@@ -118,7 +105,7 @@ async fn documents_survive_a_clean_restart_of_the_binary() {
         .next()
         .expect("the server is a peer");
     let server_storage = server_meta.storage_id.expect("the server has storage");
-    wait_for_remote_heads(&doc, &server_storage).await;
+    acknowledged(&doc, &server_storage).await;
     let bob = client(&url).await;
     let found = bob.find(doc.url()).await.unwrap();
     assert_eq!(found.heads().unwrap(), doc.heads().unwrap());
@@ -385,7 +372,7 @@ async fn two_processes_share_one_directory_and_lose_nothing() {
         .unwrap();
     let (_, meta) = alice.peers().into_iter().next().unwrap();
     let storage = meta.storage_id.expect("storage");
-    wait_for_remote_heads(&doc, &storage).await;
+    acknowledged(&doc, &storage).await;
 
     // The second process loads the document from the shared directory.
     let bob = client(&second_url).await;
@@ -404,8 +391,8 @@ async fn two_processes_share_one_directory_and_lose_nothing() {
             tokio::task::yield_now().await;
         }
     }
-    wait_for_remote_heads(&doc, &storage).await;
-    wait_for_remote_heads(&theirs, &storage).await;
+    acknowledged(&doc, &storage).await;
+    acknowledged(&theirs, &storage).await;
     alice.shutdown().await;
     bob.shutdown().await;
     assert!(terminate(first).success());
@@ -555,7 +542,7 @@ async fn json_logs_are_one_object_per_line_with_the_document_id() {
     let rust = client(&url).await;
     let (doc, _) = rust.create_with(|tx| tx.put(ROOT, "n", 1)).await.unwrap();
     let id = doc.document_id().to_string();
-    wait_for_remote_heads(
+    acknowledged(
         &doc,
         &rust
             .peers()

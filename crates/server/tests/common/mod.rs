@@ -1,5 +1,8 @@
-//! Frames a raw WebSocket client of the server sends, for the tests that speak the protocol
-//! by hand.
+//! What several server test files share: the frames a raw WebSocket client sends (for the
+//! tests that speak the protocol by hand), and waiting for the server's acknowledgement.
+#![allow(dead_code)]
+
+use std::time::Duration;
 
 /// The `join` frame of a client called `name`.
 pub fn join_as(name: &str) -> Vec<u8> {
@@ -17,4 +20,19 @@ pub fn nothing_to_sync() -> Vec<u8> {
         .generate_sync_message(&mut automerge::sync::State::new())
         .expect("a first sync message")
         .encode()
+}
+
+/// Waits (up to 30 s) until the server reports, to `doc`'s repo, that its storage (`storage`)
+/// holds `doc`'s current heads: the client's "synced" indicator.
+pub async fn acknowledged(doc: &tandem_repo::DocHandle, storage: &tandem_core::StorageId) {
+    use futures::StreamExt;
+    let heads = doc.heads().unwrap();
+    let mut events = Box::pin(doc.remote_heads_changes());
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while doc.remote_heads(storage).map(|e| e.heads) != Some(heads.clone()) {
+            events.next().await;
+        }
+    })
+    .await
+    .expect("the server never acknowledged our heads");
 }
