@@ -42,15 +42,16 @@ fn ask_only_with<A: Into<Access>>(access: impl Fn(&PeerId, &DocumentId) -> A + '
 }
 
 /// A server that offers nothing keeps, per connection, which documents it introduced the
-/// client to; once those documents go idle and unload, it forgets them all, so a client
-/// connected for days does not make the server keep every id it touched.
+/// client to. Once those documents go idle they unload, and the introductions stay (the client
+/// is synced again when a document comes back) until the client leaves; a document that does
+/// not exist keeps none (see `made_up_ids_leave_nothing_behind_once_answered`).
 #[test]
-fn unloaded_documents_are_no_longer_introduced_to_anyone() {
+fn introductions_outlive_unloading_and_end_with_the_connection() {
     let mut network = Network::new();
     let server = network.add("server", |c| c.idle_timeout = Some(Duration::from_secs(60)));
     network.node(server).set_policy(ask_only());
     let client = network.add("client", |_| {});
-    network.link(server, client);
+    let link = network.link(server, client);
     let mut ids = Vec::new();
     for n in 0..20 {
         let id = DocumentId::random();
@@ -64,6 +65,9 @@ fn unloaded_documents_are_no_longer_introduced_to_anyone() {
 
     network.advance(Duration::from_secs(61));
     assert!(network.node(server).loaded().is_empty());
+    assert_eq!(network.node(server).introductions(), 20);
+    network.cut(link);
+    network.run_until_quiescent();
     assert_eq!(network.node(server).introductions(), 0);
     // Everything reached the server's storage before it left memory.
     for (n, id) in ids.iter().enumerate() {
@@ -860,4 +864,31 @@ fn write_behind_a_stuck_save(
     }
     assert!(!network.is_up(link), "the writer was never cut off");
     (network, [server, writer], id, written)
+}
+
+/// A client that only watches a document still gets another client's change after the server
+/// unloaded the document for being idle.
+#[test]
+fn a_watching_client_gets_changes_made_after_the_server_unloaded_the_document() {
+    let mut network = Network::new();
+    let server = network.add("server", |c| c.idle_timeout = Some(Duration::from_secs(60)));
+    network.node(server).set_policy(ask_only());
+    let (writer, watcher) = (
+        network.add("writer", |_| {}),
+        network.add("watcher", |_| {}),
+    );
+    network.link(server, writer);
+    network.link(server, watcher);
+    let id = DocumentId::random();
+    network.node(writer).create(id.clone(), doc_with("v", 1));
+    network.node(writer).hold(&id, true);
+    network.run_until_quiescent();
+    network.node(watcher).find(&id);
+    network.node(watcher).hold(&id, true);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, watcher, &id, "v"), Some(1));
+    network.advance(Duration::from_secs(61));
+    network.node(writer).change(&id, doc_with("v", 2));
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, watcher, &id, "v"), Some(2));
 }

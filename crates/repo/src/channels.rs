@@ -30,7 +30,12 @@ pub(crate) enum HubEvent {
     /// The share policy's answer to `announce(peer, None)`.
     Answered(HubQuestionId, bool),
     /// A document's task found its document unheld and idle.
-    Idle(DocumentActorId),
+    Idle {
+        /// Its actor.
+        actor: DocumentActorId,
+        /// Whether the document exists here (its peers are synced again when it reloads).
+        available: bool,
+    },
     /// A document's task ended (stopped or deleted).
     Ended(DocumentActorId),
     /// A document's task panicked; its handles are unavailable.

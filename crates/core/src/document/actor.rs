@@ -620,7 +620,7 @@ impl DocumentActor {
         self.sync.set_state(HandleState::Deleted);
         self.publish(HandleState::Deleted);
         if !self.wanted_locally {
-            self.effects.push(DocumentEffect::Idle);
+            self.effects.push(DocumentEffect::Idle { available: false });
         }
     }
 
@@ -690,8 +690,9 @@ impl DocumentActor {
             return self.share_decided(peer, Access::Denied, reason, doc);
         }
         let missing = self.sync.state() != HandleState::Ready;
-        let asked_or_looking =
-            self.sync.was_asked_by(&peer.peer) || (self.wanted_locally && missing);
+        let asked_or_looking = peer.synced_before
+            || self.sync.was_asked_by(&peer.peer)
+            || (self.wanted_locally && missing);
         let (rule, step) = ShareRule::start(peer.announce_any, asked_or_looking);
         self.share_step(peer, rule, step, reason, doc);
     }
@@ -1124,7 +1125,7 @@ impl DocumentActor {
         // at once (as an idle document does), so a peer asking for made-up ids leaves nothing
         // behind. A document the application looks for stays, to turn ready should it arrive.
         if state == HandleState::Unavailable && !self.wanted_locally {
-            self.effects.push(DocumentEffect::Idle);
+            self.effects.push(DocumentEffect::Idle { available: false });
         }
     }
 
@@ -1325,7 +1326,8 @@ impl DocumentActor {
                 self.last_activity = now;
                 // Peers' changes not yet saved keep the document here until they are.
                 if self.sync.state().is_settled() && !self.acks.anyone_waiting() {
-                    self.effects.push(DocumentEffect::Idle);
+                    let available = self.sync.state() == HandleState::Ready;
+                    self.effects.push(DocumentEffect::Idle { available });
                 }
             }
         }

@@ -111,7 +111,11 @@ pub enum DocumentEffect {
     PeerOpened(PeerId),
     /// Nothing happened for the idle time, nothing waits on a save, and the document is
     /// settled: it may be unloaded if nobody holds it.
-    Idle,
+    Idle {
+        /// Whether the document exists here (ready): the peers it was synced with are synced
+        /// again when it is next loaded. An unavailable or deleted one leaves nothing behind.
+        available: bool,
+    },
     /// A save landed that made peers' changes durable, and so acknowledged: the oldest of them
     /// waited this long (for metrics).
     Acknowledged {

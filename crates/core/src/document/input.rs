@@ -19,6 +19,9 @@ pub struct PeerInfo {
     /// How far its connection's credentials let it sync this document
     /// ([`Grant::access_to`](crate::Grant::access_to)): the policy's answer is narrowed to it.
     pub granted: crate::Access,
+    /// It synced this document on its current connection before the document last left
+    /// memory: it is synced again as though it had just asked.
+    pub synced_before: bool,
 }
 
 /// One event for a [`DocumentActor`](super::DocumentActor).

@@ -218,10 +218,10 @@ impl HubActor {
                 }
                 self.effects.push(HubEffect::Completed(command));
             }
-            HubInput::DocumentIdle(actor) => self.idle(actor),
+            HubInput::DocumentIdle { actor, available } => self.idle(actor, available),
             HubInput::Evict(document_id) => {
                 if let Some(actor) = self.documents.get(&document_id).copied() {
-                    self.idle(actor);
+                    self.idle(actor, true);
                 }
             }
             HubInput::DocumentStopped(actor) => self.stopped(actor),
@@ -275,6 +275,7 @@ impl HubActor {
             metadata: connection.metadata.clone(),
             announce_any: connection.offered_everything(),
             granted: connection.access_to(document_id),
+            synced_before: false,
         }
     }
 
@@ -352,6 +353,7 @@ impl HubActor {
             metadata: entry.metadata.clone(),
             announce_any,
             granted: grant.access,
+            synced_before: false,
         };
         info!(peer = %info.peer, announce_any, "peer connected");
         self.effects.push(HubEffect::PeerJoined {
@@ -627,10 +629,17 @@ impl HubActor {
         self.tell(actor, DocumentEvent::Delete(command));
     }
 
-    /// A document's peers and interest go: it left memory for good, or was deleted.
+    /// A document's peers and interest go: it was deleted, or failed.
     fn forget(&mut self, document_id: &DocumentId) {
-        self.wanted.remove(document_id);
         self.introductions.document_gone(document_id);
+        self.unloaded(document_id);
+    }
+
+    /// A document left memory. The peers it was introduced to stay introduced (until they
+    /// leave): they are synced again when it is next loaded, or a client that only watches
+    /// the document would never hear of the next change made elsewhere.
+    fn unloaded(&mut self, document_id: &DocumentId) {
+        self.wanted.remove(document_id);
         self.effects.push(HubEffect::Forgotten(document_id.clone()));
     }
 
@@ -652,8 +661,11 @@ impl HubActor {
         );
         let mut peers = Vec::new();
         for (id, connection) in &self.connections {
-            let info = Self::info(connection, &document_id);
+            let mut info = Self::info(connection, &document_id);
             if info.announce_any {
+                peers.push((info, *id));
+            } else if self.introductions.knows(&info.peer, &document_id) {
+                info.synced_before = true;
                 peers.push((info, *id));
             } else if any_peer {
                 self.introductions.introduce(&info.peer, &document_id);
@@ -672,7 +684,7 @@ impl HubActor {
         actor
     }
 
-    fn idle(&mut self, actor: DocumentActorId) {
+    fn idle(&mut self, actor: DocumentActorId, available: bool) {
         let Some(document_id) = self.actors.get(&actor).cloned() else {
             return;
         };
@@ -681,6 +693,10 @@ impl HubActor {
             return;
         }
         self.documents.remove(&document_id);
+        if !available {
+            // Nobody has it: a peer asking for made-up ids leaves nothing behind.
+            self.introductions.document_gone(&document_id);
+        }
         // Until it ends, a new actor for the document waits for it before reading storage.
         debug!(%document_id, "unloading idle document");
         self.unloading.insert(document_id, actor);
@@ -700,7 +716,7 @@ impl HubActor {
             self.documents.remove(&document_id);
         }
         if !self.documents.contains_key(&document_id) {
-            self.forget(&document_id);
+            self.unloaded(&document_id);
         }
     }
 }

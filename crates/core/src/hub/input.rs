@@ -82,7 +82,13 @@ pub enum HubInput {
         command: CommandId,
     },
     /// A document's actor has been idle for its idle time and nobody holds its handle.
-    DocumentIdle(DocumentActorId),
+    DocumentIdle {
+        /// The actor.
+        actor: DocumentActorId,
+        /// Whether the document exists (`DocumentEffect::Idle`): its peers are then
+        /// remembered, and synced again when it is next loaded.
+        available: bool,
+    },
     /// The application takes a document out of memory now (saved first), held or not
     /// (automerge-repo's `removeFromCache`). As for an idle one, a later find loads it again.
     Evict(DocumentId),

@@ -1,6 +1,8 @@
-//! Which loaded documents each peer has been introduced to, kept by the hub actor for peers the share
-//! policy does not offer everything: a peer's departure is told only to the documents that know
-//! it, and a document that leaves memory is forgotten by every peer that knew it. Both ways are
+//! Which documents each peer has been introduced to on its current connection, kept by the hub
+//! actor for peers the share policy does not offer everything: a peer's departure is told only
+//! to the documents that know it, and a document that comes back into memory is synced again
+//! with the peers that knew it. A document that turns out not to exist, or is deleted, is
+//! forgotten by every peer that knew it. Both ways are
 //! indexed, so neither event scans all peers or all documents. Hashed (an introduction is noted
 //! for every message from such a peer); what a departure returns is sorted, so that the effects
 //! that follow come out in the same order in every run.
@@ -59,6 +61,13 @@ impl Introductions {
                 }
             }
         }
+    }
+
+    /// Whether `peer` was introduced to `document`.
+    pub(crate) fn knows(&self, peer: &PeerId, document: &DocumentId) -> bool {
+        self.by_document
+            .get(document)
+            .is_some_and(|peers| peers.contains(peer))
     }
 
     /// How many (peer, document) introductions there are.

@@ -108,10 +108,22 @@ fn a_late_end_of_an_older_actor_does_not_let_the_next_one_skip_waiting() {
     let id = DocumentId::random();
     let (first, after) = spawned(&find(&mut hub, &id)).expect("spawned");
     assert_eq!(after, None);
-    step(&mut hub, HubInput::DocumentIdle(first));
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor: first,
+            available: true,
+        },
+    );
     let (second, after) = spawned(&find(&mut hub, &id)).expect("spawned again");
     assert_eq!(after, Some(first), "the second waits for the first");
-    step(&mut hub, HubInput::DocumentIdle(second));
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor: second,
+            available: true,
+        },
+    );
     // The first's end, late.
     step(&mut hub, HubInput::DocumentStopped(first));
     let (_third, after) = spawned(&find(&mut hub, &id)).expect("spawned a third time");
@@ -124,7 +136,13 @@ fn an_actor_started_after_the_last_one_ended_waits_for_nobody() {
     let mut hub = hub();
     let id = DocumentId::random();
     let (first, _) = spawned(&find(&mut hub, &id)).expect("spawned");
-    step(&mut hub, HubInput::DocumentIdle(first));
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor: first,
+            available: true,
+        },
+    );
     step(&mut hub, HubInput::DocumentStopped(first));
     let (_, after) = spawned(&find(&mut hub, &id)).expect("spawned again");
     assert_eq!(after, None);
@@ -136,9 +154,21 @@ fn an_idle_report_from_a_replaced_actor_stops_nothing() {
     let mut hub = hub();
     let id = DocumentId::random();
     let (first, _) = spawned(&find(&mut hub, &id)).expect("spawned");
-    step(&mut hub, HubInput::DocumentIdle(first));
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor: first,
+            available: true,
+        },
+    );
     let (second, _) = spawned(&find(&mut hub, &id)).expect("spawned again");
-    let effects = step(&mut hub, HubInput::DocumentIdle(first));
+    let effects = step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor: first,
+            available: true,
+        },
+    );
     assert!(effects.is_empty(), "{effects:?}");
     assert_eq!(hub.actor_of(&id), Some(second));
 }
@@ -238,24 +268,44 @@ fn an_ephemeral_message_is_passed_on_once() {
     assert!(again.is_empty(), "{again:?}");
 }
 
-/// A peer offered nothing is introduced to what it touches; when the document leaves memory it
-/// is forgotten, and the peer's departure reaches nobody.
+/// A peer offered nothing is introduced to what it touches. A document that unloads keeps its
+/// introductions until the peer leaves (it is synced again when the document comes back); one
+/// that does not exist is forgotten at once. Either way, the peer's departure reaches no
+/// document that left memory.
 #[test]
-fn introductions_end_with_the_document() {
+fn introductions_end_with_the_connection_or_a_document_that_does_not_exist() {
     let mut hub = hub();
     let alice = connect(&mut hub, "alice", false);
-    let id = DocumentId::random();
-    let effects = incoming(&mut hub, alice, sync_from("alice", &id));
+    let (kept, made_up) = (DocumentId::random(), DocumentId::random());
+    let effects = incoming(&mut hub, alice, sync_from("alice", &kept));
     let (actor, _) = spawned(&effects).expect("loaded for the peer");
-    assert_eq!(hub.introductions(), 1);
-    step(&mut hub, HubInput::DocumentIdle(actor));
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor,
+            available: true,
+        },
+    );
     step(&mut hub, HubInput::DocumentStopped(actor));
-    assert_eq!(hub.introductions(), 0);
+    let effects = incoming(&mut hub, alice, sync_from("alice", &made_up));
+    let (actor, _) = spawned(&effects).expect("loaded for the peer");
+    assert_eq!(hub.introductions(), 2);
+    step(
+        &mut hub,
+        HubInput::DocumentIdle {
+            actor,
+            available: false,
+        },
+    );
+    step(&mut hub, HubInput::DocumentStopped(actor));
+    assert_eq!(hub.introductions(), 1);
+
     let effects = step(&mut hub, HubInput::Disconnected(alice));
     assert!(
         !effects.iter().any(|e| matches!(e, HubEffect::Tell { .. })),
         "{effects:?}"
     );
+    assert_eq!(hub.introductions(), 0);
 }
 
 /// A document found here may be asked of every peer, even one offered nothing; one loaded for

@@ -736,10 +736,10 @@ impl Node {
                         data,
                     });
                 }
-                DocumentEffect::Idle => {
+                DocumentEffect::Idle { available } => {
                     if !self.held.contains(&document_id) {
                         self.steps
-                            .push_back(Step::Hub(HubInput::DocumentIdle(actor)));
+                            .push_back(Step::Hub(HubInput::DocumentIdle { actor, available }));
                     }
                 }
                 DocumentEffect::Completed { command, result } => {

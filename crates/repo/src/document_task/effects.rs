@@ -101,10 +101,13 @@ impl DocumentTask {
                     gossip.peer_opened(&peer, document_id);
                 }
             }
-            DocumentEffect::Idle => {
+            DocumentEffect::Idle { available } => {
                 // The task and the hub each hold one reference; anything more is a user's handle.
                 if Arc::strong_count(&self.shared) <= 2 {
-                    self.tell_hub(HubEvent::Idle(self.id));
+                    self.tell_hub(HubEvent::Idle {
+                        actor: self.id,
+                        available,
+                    });
                 }
             }
             DocumentEffect::Completed { command, result } => match self.replies.take(command) {

@@ -148,7 +148,7 @@ impl Hub {
                 HubInput::Disconnected(connection)
             }
             HubEvent::Answered(question, allowed) => HubInput::Answered { question, allowed },
-            HubEvent::Idle(actor) => {
+            HubEvent::Idle { actor, available } => {
                 // One reference is ours, one the task's: any other is a user's handle.
                 let held = self
                     .documents
@@ -157,7 +157,7 @@ impl Hub {
                 if held {
                     return None;
                 }
-                HubInput::DocumentIdle(actor)
+                HubInput::DocumentIdle { actor, available }
             }
             HubEvent::Ended(actor) => {
                 self.unloaded(actor);
