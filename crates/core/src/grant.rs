@@ -15,6 +15,7 @@ use crate::{Access, DocumentId};
 ///     documents: Some([doc.clone()].into()),
 ///     access: Access::ReadOnly,
 ///     sender_bound: true,
+///     cluster_node: false,
 /// };
 /// assert_eq!(grant.access_to(&doc), Access::ReadOnly);
 /// assert_eq!(grant.access_to(&DocumentId::random()), Access::Denied);
@@ -29,6 +30,11 @@ pub struct Grant {
     /// Every frame it sends, ephemeral ones included, must carry the sender id it joined with
     /// (a relay may not forward others' ephemeral messages on it).
     pub sender_bound: bool,
+    /// The connection is another node of this repo's cluster (it proved so with the cluster's
+    /// credentials): it keeps documents in the same storage. Such a peer is synced a document
+    /// only while both hold it in memory, its traffic alone keeps nothing in memory here, and
+    /// its sync states are never stored (they would share the storage id of ours).
+    pub cluster_node: bool,
 }
 
 impl Default for Grant {
@@ -38,11 +44,26 @@ impl Default for Grant {
             documents: None,
             access: Access::ReadWrite,
             sender_bound: false,
+            cluster_node: false,
         }
     }
 }
 
 impl Grant {
+    /// What another node of the cluster gets: every document, both ways, relaying others'
+    /// ephemeral messages.
+    ///
+    /// ```
+    /// let node = tandem_core::Grant::cluster_node();
+    /// assert!(node.cluster_node && node.documents.is_none() && !node.sender_bound);
+    /// ```
+    pub fn cluster_node() -> Grant {
+        Grant {
+            cluster_node: true,
+            ..Grant::default()
+        }
+    }
+
     /// How far the grant lets the connection sync `document`.
     pub fn access_to(&self, document: &DocumentId) -> Access {
         match &self.documents {

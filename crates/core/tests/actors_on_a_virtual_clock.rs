@@ -589,6 +589,7 @@ fn a_grant_narrows_what_the_policy_allows() {
             documents: Some([granted.clone()].into()),
             access: Access::ReadOnly,
             sender_bound: true,
+            cluster_node: false,
         },
     );
     network.run_until_quiescent();

@@ -129,6 +129,7 @@ fn admission(claims: Claims) -> Result<Admission, String> {
             documents,
             access,
             sender_bound: claims.sub.is_some(),
+            cluster_node: false,
         },
         expires_at: Some(Instant::now() + left),
     })

@@ -220,6 +220,8 @@ pub struct DocumentActor {
     unacknowledged_since: BTreeMap<u64, Instant>,
     /// Connected peers this document knows of (it was told of them, or heard from them).
     peers: HashMap<PeerId, PeerMetadata>,
+    /// Those of them that are other nodes of the cluster (a handful at most).
+    cluster_nodes: Vec<PeerId>,
     /// The heads the last change event ended at.
     last_heads: Vec<ChangeHash>,
     save_at: Option<Instant>,
@@ -277,6 +279,7 @@ impl DocumentActor {
             acks: DurableAcks::new(),
             unacknowledged_since: BTreeMap::new(),
             peers: HashMap::new(),
+            cluster_nodes: Vec::new(),
             last_heads: doc.get_heads(),
             save_at: None,
             find_deadline: None,
@@ -523,7 +526,11 @@ impl DocumentActor {
     }
 
     fn queued_input(&mut self, input: DocumentInput, doc: &mut Automerge) {
-        if !matches!(input, DocumentInput::LocalChange) {
+        // Another node's traffic alone does not keep the document here: that node holds it for
+        // its own clients, and finds it in the storage we share.
+        let from_cluster_node = matches!(&input, DocumentInput::Incoming { from, .. }
+            if self.cluster_nodes.contains(from));
+        if !matches!(input, DocumentInput::LocalChange) && !from_cluster_node {
             self.last_activity = self.now;
         }
         if self.deleted {
@@ -533,12 +540,16 @@ impl DocumentActor {
             DocumentInput::PeerConnected(info) => {
                 let known = self.sync.has_peer(&info.peer);
                 self.peers.insert(info.peer.clone(), info.metadata.clone());
+                if info.cluster_node && !self.cluster_nodes.contains(&info.peer) {
+                    self.cluster_nodes.push(info.peer.clone());
+                }
                 if !known {
                     self.begin_share(info, ShareReason::Connected { known }, doc);
                 }
             }
             DocumentInput::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
+                self.cluster_nodes.retain(|node| *node != peer);
                 // Built against the sync state that just ended: not for its next connection.
                 self.acks.connection_ended(&peer);
                 let out = self.sync.peer_left(&peer);
@@ -690,10 +701,19 @@ impl DocumentActor {
             return self.share_decided(peer, Access::Denied, reason, doc);
         }
         let missing = self.sync.state() != HandleState::Ready;
-        let asked_or_looking = peer.synced_before
-            || self.sync.was_asked_by(&peer.peer)
-            || (self.wanted_locally && missing);
-        let (rule, step) = ShareRule::start(peer.announce_any, asked_or_looking);
+        // Another node may hold the document for its clients: it is a candidate for every
+        // document, whatever the policy announces (only `access` is asked).
+        let (announce_any, asked_or_looking) = if peer.cluster_node {
+            (false, true)
+        } else {
+            (
+                peer.announce_any,
+                peer.synced_before
+                    || self.sync.was_asked_by(&peer.peer)
+                    || (self.wanted_locally && missing),
+            )
+        };
+        let (rule, step) = ShareRule::start(announce_any, asked_or_looking);
         self.share_step(peer, rule, step, reason, doc);
     }
 
@@ -911,6 +931,17 @@ impl DocumentActor {
                 ),
                 None => self.receive(peer, message, None, known, doc),
             },
+            Message::DocUnavailable(_)
+                if self.cluster_nodes.contains(&peer)
+                    && self.sync.state() == HandleState::Ready =>
+            {
+                // That node does not hold the document: stop sending it changes until it loads
+                // the document again (it then syncs with us afresh).
+                debug!(%peer, "another node does not hold the document; not syncing with it");
+                self.acks.connection_ended(&peer);
+                let out = self.sync.remove_peer(&peer);
+                self.apply(out, None, doc);
+            }
             Message::DocUnavailable(_) => {
                 let out = self.sync.receive_doc_unavailable(&peer);
                 self.apply(out, None, doc);
@@ -1346,6 +1377,17 @@ impl DocumentActor {
             // Peers whose changes were not saved hear nothing more from this document; cut off,
             // they reconnect and send those changes again.
             self.cut_off_waiting_writers();
+        }
+        // Other nodes synced with us stop sending us the document; should it come back into
+        // memory here, both sides start afresh.
+        let nodes: Vec<PeerId> = self
+            .cluster_nodes
+            .iter()
+            .filter(|node| self.sync.has_peer(node))
+            .cloned()
+            .collect();
+        for node in nodes {
+            self.unavailable_to(node);
         }
         self.publish(HandleState::Unloaded);
         self.complete(command, Ok(()));

@@ -22,6 +22,9 @@ pub struct PeerInfo {
     /// It synced this document on its current connection before the document last left
     /// memory: it is synced again as though it had just asked.
     pub synced_before: bool,
+    /// It is another node of this repo's cluster ([`Grant::cluster_node`](crate::Grant)): it is
+    /// synced every document both hold in memory, and what it sends keeps nothing in memory.
+    pub cluster_node: bool,
 }
 
 /// One event for a [`DocumentActor`](super::DocumentActor).

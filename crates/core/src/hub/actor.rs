@@ -276,6 +276,7 @@ impl HubActor {
             announce_any: connection.offered_everything(),
             granted: connection.access_to(document_id),
             synced_before: false,
+            cluster_node: connection.grant.cluster_node,
         }
     }
 
@@ -287,7 +288,13 @@ impl HubActor {
 
     // ---- connections ----
 
-    fn connect(&mut self, command: CommandId, peer: PeerId, metadata: PeerMetadata, grant: Grant) {
+    fn connect(
+        &mut self,
+        command: CommandId,
+        peer: PeerId,
+        mut metadata: PeerMetadata,
+        grant: Grant,
+    ) {
         if peer == self.local_peer {
             warn!(%peer, "a peer claims our own id; refusing it");
             self.effects.push(HubEffect::Refused(command));
@@ -302,6 +309,13 @@ impl HubActor {
                 self.tell_departure(&entry);
             }
         }
+        if grant.cluster_node {
+            // Another node keeps its documents in our storage, under our storage id: its sync
+            // states must not be stored under that id, nor its heads taken for a store's.
+            metadata.storage_id = None;
+            metadata.is_ephemeral = true;
+        }
+        let cluster_node = grant.cluster_node;
         let connection = ConnectionId(self.connection_ids.next());
         self.connections.insert(
             connection,
@@ -319,7 +333,13 @@ impl HubActor {
             command,
             connection,
         });
-        self.ask(peer, Asked::Connected(connection));
+        if cluster_node {
+            // Told of every document in memory, whatever the policy says: each may be open on
+            // both nodes.
+            self.announce_known(connection, true);
+        } else {
+            self.ask(peer, Asked::Connected(connection));
+        }
     }
 
     fn answered(&mut self, question: HubQuestionId, allowed: bool) {
@@ -354,6 +374,7 @@ impl HubActor {
             announce_any,
             granted: grant.access,
             synced_before: false,
+            cluster_node: grant.cluster_node,
         };
         info!(peer = %info.peer, announce_any, "peer connected");
         self.effects.push(HubEffect::PeerJoined {
@@ -519,20 +540,13 @@ impl HubActor {
         // A document the credentials do not grant is answered as one that does not exist.
         let granted = entry.access_to(&document_id);
         if self.denylist.contains(&document_id) || !granted.may_read() {
-            if matches!(message, Message::Sync(_) | Message::Request(_)) {
-                self.effects.push(HubEffect::Send(
-                    connection,
-                    Message::DocUnavailable(DocUnavailableMessage {
-                        sender_id: self.local_peer.clone(),
-                        target_id: peer,
-                        document_id,
-                    }),
-                ));
-            }
-            return;
+            return self.answer_unavailable(connection, peer, document_id, &message);
         }
+        let cluster_node = entry.grant.cluster_node;
         if let Message::Ephemeral(m) = &message {
             let verdict = match (self.connections.get_mut(&connection), self.now) {
+                // A node relays every client of its own: their messages were counted there.
+                (Some(_), Some(_)) if cluster_node => Verdict::Pass,
                 (Some(entry), Some(now)) => entry.ephemeral.spend(now),
                 _ => return,
             };
@@ -560,6 +574,12 @@ impl HubActor {
             Some(actor) => *actor,
             // A doc-unavailable for a document we are not looking for answers nothing.
             None if matches!(message, Message::DocUnavailable(_)) => return,
+            // Another node loads nothing here on its own: the document is in the storage we
+            // share. Unless a client of ours follows the document, this node does not hold it,
+            // and says so (the other node then stops sending it here).
+            None if cluster_node && !self.introductions.anyone_knows(&document_id) => {
+                return self.answer_unavailable(connection, peer, document_id, &message);
+            }
             None => self.spawn_loader(document_id.clone()),
         };
         let Some(entry) = self.connections.get(&connection) else {
@@ -579,6 +599,27 @@ impl HubActor {
                 message,
             },
         );
+    }
+
+    /// Answers a peer's sync or request for a document it gets nothing of with
+    /// `doc-unavailable`, as for one that does not exist.
+    fn answer_unavailable(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        document_id: DocumentId,
+        message: &Message,
+    ) {
+        if matches!(message, Message::Sync(_) | Message::Request(_)) {
+            self.effects.push(HubEffect::Send(
+                connection,
+                Message::DocUnavailable(DocUnavailableMessage {
+                    sender_id: self.local_peer.clone(),
+                    target_id: peer,
+                    document_id,
+                }),
+            ));
+        }
     }
 
     // ---- documents ----

@@ -70,6 +70,11 @@ impl Introductions {
             .is_some_and(|peers| peers.contains(peer))
     }
 
+    /// Whether any peer was introduced to `document`.
+    pub(crate) fn anyone_knows(&self, document: &DocumentId) -> bool {
+        self.by_document.contains_key(document)
+    }
+
     /// How many (peer, document) introductions there are.
     pub(crate) fn len(&self) -> usize {
         self.by_peer.values().map(HashSet::len).sum()

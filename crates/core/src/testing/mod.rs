@@ -13,4 +13,4 @@ mod store;
 
 pub use network::{LinkId, Network, Saves};
 pub use node::{AccessFn, AnnounceFn, Node, NodeDocument, NodeEvent, Policy};
-pub use store::{MemoryStore, NodeStore};
+pub use store::{MemoryStore, NodeStore, SharedStore};

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{MemoryStore, Node};
+use super::{MemoryStore, Node, NodeStore};
 use crate::document::DocumentConfig;
 use crate::hub::ConnectionId;
 use crate::{Grant, Message, PeerId, SessionId, StorageId};
@@ -90,6 +90,17 @@ impl Network {
     /// Adds a node named `name` with storage, configured by `configure` (from the repo's
     /// defaults); its index.
     pub fn add(&mut self, name: &str, configure: impl FnOnce(&mut DocumentConfig)) -> usize {
+        self.add_on(name, Box::new(MemoryStore::new()), configure)
+    }
+
+    /// [`add`](Self::add), over `store` (a [`SharedStore`](super::SharedStore) for the nodes
+    /// of a cluster).
+    pub fn add_on(
+        &mut self,
+        name: &str,
+        store: Box<dyn NodeStore>,
+        configure: impl FnOnce(&mut DocumentConfig),
+    ) -> usize {
         let index = self.nodes.len();
         let mut config = DocumentConfig::new(
             PeerId::from(name.to_owned()),
@@ -98,12 +109,7 @@ impl Network {
         config.storage = true;
         configure(&mut config);
         let seed = [index as u8 + 1; 16];
-        self.nodes.push(Node::new(
-            config,
-            Box::new(MemoryStore::new()),
-            seed,
-            self.now,
-        ));
+        self.nodes.push(Node::new(config, store, seed, self.now));
         self.saves.push(Saves::Land);
         index
     }
@@ -131,12 +137,22 @@ impl Network {
     /// [`link`](Self::link), with `a` holding `b` to what `grant` allows (as a server holds a
     /// client whose token it checked).
     pub fn link_granted(&mut self, a: usize, b: usize, grant: Grant) -> LinkId {
+        self.link_both(a, b, grant, Grant::default())
+    }
+
+    /// Links two nodes of one cluster: each holds the other as a node
+    /// ([`Grant::cluster_node`]).
+    pub fn link_nodes(&mut self, a: usize, b: usize) -> LinkId {
+        self.link_both(a, b, Grant::cluster_node(), Grant::cluster_node())
+    }
+
+    fn link_both(&mut self, a: usize, b: usize, grant_a: Grant, grant_b: Grant) -> LinkId {
         let id_a = self.nodes[a].peer_id().clone();
         let id_b = self.nodes[b].peer_id().clone();
         let meta_a = self.nodes[a].metadata(Some(StorageId::from(format!("store-{a}"))));
         let meta_b = self.nodes[b].metadata(Some(StorageId::from(format!("store-{b}"))));
-        let end_a = self.nodes[a].connect(id_b, meta_b, grant);
-        let end_b = self.nodes[b].connect(id_a, meta_a, Grant::default());
+        let end_a = self.nodes[a].connect(id_b, meta_b, grant_a);
+        let end_b = self.nodes[b].connect(id_a, meta_a, grant_b);
         let (Some(end_a), Some(end_b)) = (end_a, end_b) else {
             panic!("a node refused a link between {a} and {b}");
         };

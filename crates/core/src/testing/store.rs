@@ -66,3 +66,44 @@ impl NodeStore for MemoryStore {
         self.data.remove(key);
     }
 }
+
+/// One [`MemoryStore`] that several nodes write to, as the nodes of a cluster share one
+/// database. Clones share the contents.
+#[derive(Debug, Default, Clone)]
+pub struct SharedStore {
+    store: std::sync::Arc<std::sync::Mutex<MemoryStore>>,
+}
+
+impl SharedStore {
+    /// Empty.
+    pub fn new() -> Self {
+        SharedStore::default()
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, MemoryStore> {
+        // A test that panicked while holding it has failed already.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl NodeStore for SharedStore {
+    fn get(&self, key: &StorageKey) -> Option<Vec<u8>> {
+        self.store().get(key)
+    }
+
+    fn range(&self, prefix: &StorageKey) -> Vec<(StorageKey, Vec<u8>)> {
+        self.store().range(prefix)
+    }
+
+    fn put(&mut self, key: StorageKey, bytes: Vec<u8>) {
+        self.store().put(key, bytes);
+    }
+
+    fn sync(&mut self) {}
+
+    fn remove(&mut self, key: &StorageKey) {
+        self.store().remove(key);
+    }
+}
