@@ -40,6 +40,13 @@ pub struct ClientConfig {
     /// TLS settings for `wss://` (see [`crate::tls::client_config`]); `None` trusts the web's
     /// roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Sent as the upgrade request's `Authorization` header (say `Bearer <token>`), for servers
+    /// that want credentials there rather than in the URL. `None` (the default) sends none.
+    pub authorization: Option<String>,
+    /// What the repo lets the server do on this connection: by default, whatever the share
+    /// policy allows ([`Grant::cluster_node`](tandem_core::Grant::cluster_node) for a link to
+    /// another node of a cluster).
+    pub grant: tandem_core::Grant,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +59,8 @@ impl Default for ClientConfig {
             keepalive_interval: Some(Duration::from_secs(15)),
             max_frame_size: DEFAULT_MAX_FRAME,
             tls: None,
+            authorization: None,
+            grant: tandem_core::Grant::default(),
         }
     }
 }
@@ -215,8 +224,20 @@ async fn connect(
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size));
     let connector = config.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| Attempt::Refused(e.to_string()))?;
+    if let Some(authorization) = &config.authorization {
+        let value = authorization.parse().map_err(|_| {
+            Attempt::Refused("the authorization is not a valid header value".into())
+        })?;
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
+            value,
+        );
+    }
     let (mut ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, connector)
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector)
             .await
             .map_err(|e| Attempt::Failed(e.to_string()))?;
     ws.send(Frame::binary(join(local).encode()))
@@ -243,7 +264,9 @@ async fn connect(
                 let side = Side::Client {
                     keepalive: config.keepalive_interval,
                 };
-                return Ok(connection(ws, remote, side));
+                let (mut connection, finished) = connection(ws, remote, side);
+                connection.grant = config.grant.clone();
+                return Ok((connection, finished));
             }
             ClientOutcome::Refused(why) => return Err(Attempt::Refused(why)),
             ClientOutcome::NotAnAnswer => {

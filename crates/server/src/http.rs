@@ -42,6 +42,8 @@ pub(crate) struct Front {
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// With JWT access control: every upgrade needs a valid token.
     pub(crate) auth: Option<Arc<JwtAuth>>,
+    /// In a cluster: the key other nodes' link tokens are signed with.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterKey>>,
     /// `None` when documents live in memory: always ready.
     pub(crate) storage: Option<Arc<dyn StorageAdapter>>,
     /// Set when the server starts shutting down: not ready, and no new sockets.
@@ -155,12 +157,18 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
         if front.shutting_down.load(Ordering::Relaxed) {
             return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
         }
-        let admission = match &front.auth {
-            None => Admission::default(),
-            Some(auth) => {
-                let authorization = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        // Another node of the cluster, with a link token: no client token needed.
+        let node = front.cluster.as_ref().and_then(|key| {
+            let token = authorization?.strip_prefix("Bearer ")?;
+            key.admit(token.trim())
+        });
+        let admission = match (&front.auth, node) {
+            (_, Some(node)) => node,
+            (None, None) => Admission::default(),
+            (Some(auth), None) => {
                 let checked = match token(request.uri().query(), authorization) {
                     None => {
                         Err("a token is required (?token= or Authorization: Bearer)".to_owned())

@@ -12,6 +12,7 @@
 
 mod admin;
 mod auth;
+mod cluster;
 mod http;
 mod metrics;
 
@@ -29,7 +30,7 @@ use tandem_net_ws::{ServerConfig, WebSocketAcceptor, DEFAULT_MAX_FRAME};
 use tandem_repo::{AskOnly, Repo, RepoError};
 use tandem_storage_fs::FsStorage;
 use tandem_storage_mem::MemoryStorage;
-use tandem_storage_postgres::PostgresStorage;
+use tandem_storage_postgres::{NodeRegistry, PostgresStorage};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -62,6 +63,20 @@ pub struct Options {
         conflicts_with = "data_dir"
     )]
     pub postgres: Option<String>,
+    /// Join the cluster of servers on the `--postgres` database, reachable by the other nodes
+    /// at this URL (`ws://10.0.0.5:3030`): this node registers there, links to every other live
+    /// node, and keeps the documents open on several nodes in sync among them. Port 0 in the
+    /// URL stands for the port the server listens on (with `--port 0`).
+    #[arg(long, env = "TANDEM_CLUSTER_ADVERTISE", requires_all = ["postgres", "cluster_secret"])]
+    pub cluster_advertise: Option<String>,
+    /// The secret every node of the cluster shares, to sign and check the links between nodes.
+    #[arg(
+        long,
+        env = "TANDEM_CLUSTER_SECRET",
+        hide_env_values = true,
+        requires = "cluster_advertise"
+    )]
+    pub cluster_secret: Option<String>,
     /// Largest WebSocket frame accepted, in bytes; a bigger one closes that socket.
     #[arg(long, env = "TANDEM_MAX_FRAME_SIZE", default_value_t = DEFAULT_MAX_FRAME)]
     pub max_frame_size: usize,
@@ -196,6 +211,8 @@ pub struct Server {
     following: tokio::task::JoinHandle<()>,
     /// `--metrics-listen`: where, and its accept loop.
     metrics_port: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    /// This node's heartbeat and links, in a cluster.
+    cluster: Option<cluster::Cluster>,
     local_addr: SocketAddr,
     url: String,
 }
@@ -250,6 +267,7 @@ impl Server {
                 options.max_ephemeral_burst,
             )
             .network(sockets);
+        let mut registry = None;
         let storage: Arc<dyn StorageAdapter> = if options.memory {
             // In memory, as a JS repo with in-memory storage: it still has a storage id, which
             // clients use to tell what the server holds.
@@ -258,7 +276,11 @@ impl Server {
             // A client told "synced" must never lose that change to a crash.
             builder = builder.durable_acknowledgement(true);
             match &options.postgres {
-                Some(url) => Arc::new(PostgresStorage::connect(url).await?),
+                Some(url) => {
+                    let storage = PostgresStorage::connect(url).await?;
+                    registry = Some(storage.clone());
+                    Arc::new(storage)
+                }
                 None => Arc::new(FsStorage::open(&options.data_dir).map_err(|source| {
                     ServerError::Storage {
                         path: options.data_dir.clone(),
@@ -273,6 +295,28 @@ impl Server {
         }));
         let repo = builder.start().await?;
         let following = metrics.follow(&repo);
+        let cluster_key = options
+            .cluster_secret
+            .as_deref()
+            .map(cluster::ClusterKey::new)
+            .map(Arc::new);
+        let cluster = match (&options.cluster_advertise, &cluster_key, registry) {
+            (Some(advertise), Some(key), Some(storage)) => {
+                let registry = NodeRegistry::new(
+                    &storage,
+                    repo.peer_id().to_string(),
+                    cluster::with_port(advertise, local_addr.port()),
+                    cluster::ALIVE_WITHIN,
+                );
+                Some(cluster::Cluster::start(
+                    repo.clone(),
+                    registry,
+                    key.clone(),
+                    metrics.clone(),
+                ))
+            }
+            _ => None,
+        };
         let metrics_port = match &options.metrics_listen {
             Some(address) => {
                 let metrics_error = |source: std::io::Error| ServerError::Bind {
@@ -297,6 +341,7 @@ impl Server {
                 connections: slots,
                 shutting_down: shutting_down.clone(),
                 auth: auth.map(Arc::new),
+                cluster: cluster_key,
                 storage: (!options.memory).then_some(storage),
                 admin: options.admin_token.clone().map(|token| admin::Admin {
                     token,
@@ -324,6 +369,7 @@ impl Server {
             http,
             following,
             metrics_port,
+            cluster,
             url: format!("{scheme}://{local_addr}"),
             local_addr,
         })
@@ -347,8 +393,12 @@ impl Server {
     /// Shuts down: `/readyz` answers 503 at once and no new socket is taken, every pending save
     /// is made, then every socket closes with code 1001 (going away); all within the shutdown
     /// timeout, past which it stops anyway.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shutting_down.store(true, Ordering::Relaxed);
+        // The other nodes drop this one now, not after its silence.
+        if let Some(cluster) = self.cluster.take() {
+            cluster.leave().await;
+        }
         let orderly = async {
             if let Err(error) = self.repo.flush().await {
                 warn!(%error, "a save failed during shutdown");

@@ -41,6 +41,7 @@ pub(crate) struct Metrics {
     changes_refused: Family<Labels, Counter>,
     connections_cut_off: Family<Labels, Counter>,
     ephemeral_dropped: Counter,
+    cluster_nodes: Gauge,
     /// While saves fail (for `/readyz`).
     storage_outage: Mutex<Option<StorageOutage>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
@@ -104,6 +105,7 @@ impl Metrics {
             changes_refused: Family::default(),
             connections_cut_off: Family::default(),
             ephemeral_dropped: Counter::default(),
+            cluster_nodes: Gauge::default(),
             storage_outage: Mutex::new(None),
             by_type: Vec::new(),
         };
@@ -160,6 +162,11 @@ impl Metrics {
                 "changes_refused",
                 "Clients' changes refused for their size: a change too large, or a document that would grow too large",
                 metrics.changes_refused.clone(),
+            );
+            registry.register(
+                "cluster_nodes",
+                "Other nodes of the cluster alive now (by the database's registry; 0 outside a cluster)",
+                metrics.cluster_nodes.clone(),
             );
             registry.register(
                 "storage_failing",
@@ -229,6 +236,12 @@ impl Metrics {
         self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many other nodes of the cluster are alive.
+    pub(crate) fn cluster_nodes(&self, count: usize) {
+        self.cluster_nodes
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The text exposition.

@@ -5,6 +5,8 @@
 //! back it up. A save is durable when PostgreSQL has committed it; saves arriving together are
 //! written in one statement and one commit. The schema is created or upgraded on connect.
 //!
+//! [`NodeRegistry`] keeps the nodes of a tandem-server cluster in the same database.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use tandem_core::{StorageAdapter, StorageKey};
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod nodes;
 mod save_batch;
 mod schema;
 mod storage;
@@ -27,6 +30,7 @@ mod storage;
 mod test_server;
 
 pub use error::PostgresError;
+pub use nodes::{LiveNode, NodeRegistry};
 pub use schema::SCHEMA_VERSION;
 pub use storage::PostgresStorage;
 #[cfg(feature = "test-server")]

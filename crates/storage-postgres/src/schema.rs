@@ -18,9 +18,10 @@ const MIGRATIONS: &[&str] = &[
          key text COLLATE \"C\" PRIMARY KEY,
          value bytea NOT NULL
      )",
-    // 2: the cluster's nodes and when each last said it was alive (the database's clock).
+    // 2: the cluster's nodes (by peer id) and when each last said it was alive (the
+    // database's clock, so that nodes' clocks need not agree).
     "CREATE TABLE tandem_nodes (
-         id uuid PRIMARY KEY,
+         id text PRIMARY KEY,
          advertise text NOT NULL,
          last_seen timestamptz NOT NULL
      )",

@@ -48,3 +48,38 @@ async fn a_database_from_a_newer_build_is_refused() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// Nodes see each other once each has beaten, stop seeing one that stops beating, and a node
+/// that leaves is gone at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_see_each_other_while_they_beat() {
+    use std::time::Duration;
+    use tandem_storage_postgres::NodeRegistry;
+    let server = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = server.database().await.unwrap();
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    let alive = Duration::from_secs(5);
+    let a = NodeRegistry::new(&store, "a", "ws://127.0.0.1:1", alive);
+    let b = NodeRegistry::new(&store, "b", "ws://127.0.0.1:2", alive);
+    assert!(a.heartbeat().await.unwrap().is_empty());
+    let seen_by_b = b.heartbeat().await.unwrap();
+    assert_eq!(seen_by_b.len(), 1);
+    assert_eq!(
+        (seen_by_b[0].id.as_str(), seen_by_b[0].advertise.as_str()),
+        ("a", "ws://127.0.0.1:1")
+    );
+    // `a` last beat 10 s ago (by the database's clock): no longer alive.
+    let client = store.pool().get().await.unwrap();
+    client
+        .execute(
+            "UPDATE tandem_nodes SET last_seen = now() - interval '10 seconds' WHERE id = 'a'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(b.heartbeat().await.unwrap().is_empty());
+    assert_eq!(a.heartbeat().await.unwrap().len(), 1);
+    assert_eq!(b.heartbeat().await.unwrap().len(), 1);
+    a.leave().await.unwrap();
+    assert!(b.heartbeat().await.unwrap().is_empty());
+}

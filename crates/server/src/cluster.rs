@@ -1,0 +1,281 @@
+//! Cluster mode: several servers on one PostgreSQL database. Each node says it is alive in the
+//! database every second, learns there which other nodes are, and links to them as peers over
+//! the same sync protocol its clients speak, authenticated with a token signed with the
+//! cluster's secret. Of two nodes, the one with the smaller peer id dials the other, so each
+//! pair has one link. Documents travel between nodes only where both hold them (the core's
+//! `Grant::cluster_node` rules); everything else meets in the database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tandem_core::{Grant, PeerId};
+use tandem_net_ws::{Admission, ClientConfig, ConnectionState, Identity, WebSocketClient};
+use tandem_repo::network::NetworkId;
+use tandem_repo::Repo;
+use tandem_storage_postgres::{LiveNode, NodeRegistry};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// How often a node says it is alive and looks at the others.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node silent this long is taken for dead.
+pub(crate) const ALIVE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a link token is good for (a link that fails to reconnect with it is made again with
+/// a fresh one).
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// The audience of link tokens: a client token signed with the same secret is not one.
+const AUDIENCE: &str = "tandem-cluster";
+
+/// `advertise` with port 0 replaced by `port` (the port bound for `--port 0`).
+pub(crate) fn with_port(advertise: &str, port: u16) -> String {
+    let Ok(uri) = advertise.parse::<hyper::Uri>() else {
+        return advertise.to_owned();
+    };
+    match (uri.port_u16(), uri.host(), uri.scheme_str()) {
+        (Some(0), Some(host), Some(scheme)) => {
+            let path = uri.path_and_query().map_or("", |p| p.as_str());
+            let path = if path == "/" && !advertise.ends_with('/') {
+                ""
+            } else {
+                path
+            };
+            format!("{scheme}://{host}:{port}{path}")
+        }
+        _ => advertise.to_owned(),
+    }
+}
+
+/// Signs and checks the tokens nodes present to each other.
+pub(crate) struct ClusterKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkClaims {
+    sub: String,
+    aud: String,
+    exp: u64,
+}
+
+impl ClusterKey {
+    pub(crate) fn new(secret: &str) -> ClusterKey {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        ClusterKey {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// A token for node `peer` to link with.
+    fn token_for(&self, peer: &PeerId) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let claims = LinkClaims {
+            sub: peer.to_string(),
+            aud: AUDIENCE.to_owned(),
+            exp: (now + TOKEN_LIFETIME).as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// What a link token admits: the node it names, as a node. `None` if it is not one.
+    pub(crate) fn admit(&self, token: &str) -> Option<Admission> {
+        let claims = jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        Some(Admission {
+            identity: Some(Identity::Exactly(PeerId::from(claims.sub))),
+            grant: Grant::cluster_node(),
+            // Checked at the upgrade only: a link lasts as long as both nodes do.
+            expires_at: None,
+        })
+    }
+}
+
+/// A node's part in the cluster: its heartbeat and its links.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    registry: NodeRegistry,
+}
+
+impl Cluster {
+    /// Starts beating and linking at once.
+    pub(crate) fn start(
+        repo: Repo,
+        registry: NodeRegistry,
+        key: Arc<ClusterKey>,
+        metrics: Arc<Metrics>,
+    ) -> Cluster {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(repo, registry.clone(), key, metrics, stopped));
+        Cluster {
+            stop,
+            task,
+            registry,
+        }
+    }
+
+    /// Leaves the cluster: no more heartbeats, and the entry goes, so the others drop this
+    /// node at once rather than after its silence.
+    pub(crate) async fn leave(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Err(error) = self.registry.leave().await {
+            warn!(%error, "could not remove this node from the cluster's registry");
+        }
+    }
+}
+
+/// A link this node dialled.
+struct Link {
+    advertise: String,
+    network: NetworkId,
+    state: watch::Receiver<ConnectionState>,
+}
+
+async fn run(
+    repo: Repo,
+    registry: NodeRegistry,
+    key: Arc<ClusterKey>,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let me = repo.peer_id().clone();
+    let mut links: BTreeMap<String, Link> = BTreeMap::new();
+    let mut beats = tokio::time::interval(HEARTBEAT);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = beats.tick() => {}
+            _ = stopped.changed() => break,
+        }
+        let live = match registry.heartbeat().await {
+            Ok(live) => {
+                if failing {
+                    info!("cluster heartbeat works again");
+                    failing = false;
+                }
+                live
+            }
+            Err(error) => {
+                // The links stay as they are: a database outage is not a node's death.
+                if !failing {
+                    warn!(%error, "cluster heartbeat failed; retrying every second");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        metrics.cluster_nodes(live.len());
+        reconcile(&repo, &me, &key, &live, &mut links).await;
+    }
+    for (_, link) in links {
+        let _ = repo.remove_network(link.network).await;
+    }
+}
+
+/// Dials the live nodes this node should dial and drops the links of nodes no longer alive
+/// (or whose link gave up).
+async fn reconcile(
+    repo: &Repo,
+    me: &PeerId,
+    key: &ClusterKey,
+    live: &[LiveNode],
+    links: &mut BTreeMap<String, Link>,
+) {
+    let ours: BTreeMap<&str, &LiveNode> = live
+        .iter()
+        .filter(|node| node.id.as_str() > me.as_str())
+        .map(|node| (node.id.as_str(), node))
+        .collect();
+    let stale: Vec<String> = links
+        .iter()
+        .filter(|(id, link)| {
+            let gave_up = matches!(*link.state.borrow(), ConnectionState::Stopped(_));
+            match ours.get(id.as_str()) {
+                None => true,
+                Some(node) => gave_up || node.advertise != link.advertise,
+            }
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in stale {
+        if let Some(link) = links.remove(&id) {
+            info!(node = %id, "dropping the link to a node that is gone or unreachable");
+            let _ = repo.remove_network(link.network).await;
+        }
+    }
+    for (id, node) in ours {
+        if links.contains_key(id) {
+            continue;
+        }
+        match dial(repo, me, key, node).await {
+            Ok(link) => {
+                info!(node = %id, advertise = %node.advertise, "linking to a node");
+                links.insert(id.to_owned(), link);
+            }
+            Err(error) => debug!(node = %id, %error, "cannot link to a node yet"),
+        }
+    }
+}
+
+async fn dial(repo: &Repo, me: &PeerId, key: &ClusterKey, node: &LiveNode) -> Result<Link, String> {
+    let token = key.token_for(me).map_err(|e| e.to_string())?;
+    let config = ClientConfig {
+        authorization: Some(format!("Bearer {token}")),
+        grant: Grant::cluster_node(),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: HEARTBEAT,
+        // Made again with a fresh token, or dropped with its node, by the next heartbeats.
+        give_up_after: Some(3),
+        keepalive_interval: Some(HEARTBEAT * 2),
+        ..ClientConfig::default()
+    };
+    let client = WebSocketClient::new(node.advertise.clone(), config).map_err(|e| e.to_string())?;
+    let state = client.states();
+    let network = repo.add_network(client).await.map_err(|e| e.to_string())?;
+    Ok(Link {
+        advertise: node.advertise.clone(),
+        network,
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_in_the_advertised_url_becomes_the_bound_port() {
+        assert_eq!(with_port("ws://127.0.0.1:0", 4000), "ws://127.0.0.1:4000");
+        assert_eq!(with_port("wss://node:0/sync", 4000), "wss://node:4000/sync");
+        assert_eq!(with_port("ws://10.0.0.5:3030", 4000), "ws://10.0.0.5:3030");
+    }
+
+    #[test]
+    fn a_link_token_admits_its_node_and_nothing_else_does() {
+        let key = ClusterKey::new("secret");
+        let token = key.token_for(&PeerId::from("node-a")).unwrap();
+        let admitted = key.admit(&token).expect("a node");
+        assert!(admitted.grant.cluster_node);
+        assert!(
+            matches!(admitted.identity, Some(Identity::Exactly(ref p)) if p.as_str() == "node-a")
+        );
+        assert!(ClusterKey::new("other").admit(&token).is_none());
+        assert!(key.admit("not a token").is_none());
+    }
+}
