@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use clap::Parser;
-use common::acknowledged;
+use common::{acknowledged, client_of};
 use futures::StreamExt;
-use tandem_net_ws::{ClientConfig, WebSocketClient};
-use tandem_repo::{DocHandle, Repo};
+use tandem_repo::DocHandle;
 use tandem_server::{Options, Server};
 use tandem_storage_postgres::TestPostgres;
 
@@ -29,16 +28,6 @@ fn node_options(url: &str) -> Options {
         "--cluster-secret",
         SECRET,
     ])
-}
-
-async fn client_of(server: &Server) -> Repo {
-    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let client = Repo::builder().network(adapter).start().await.unwrap();
-    client
-        .wait_for_peer(server.repo().peer_id(), PATIENCE)
-        .await
-        .unwrap();
-    client
 }
 
 /// Waits until `doc` holds `key` = `value`.

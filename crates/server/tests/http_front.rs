@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
-use common::{join_as, nothing_to_sync};
+use common::{client_built, client_of, join_as, nothing_to_sync};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 use tandem_server::{Options, Server};
@@ -620,27 +620,6 @@ async fn ephemeral_messages_past_the_configured_rate_are_dropped_and_counted() {
         client.shutdown().await;
     }
     server.shutdown().await;
-}
-
-/// A tandem client of `server`, once each is the other's peer.
-async fn client_of(server: &Server) -> Repo {
-    client_built(server, Repo::builder()).await
-}
-
-/// [`client_of`], built from `builder`.
-async fn client_built(server: &Server, builder: tandem_repo::RepoBuilder) -> Repo {
-    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let client = builder.network(adapter).start().await.unwrap();
-    client
-        .wait_for_peer(server.repo().peer_id(), PATIENCE)
-        .await
-        .unwrap();
-    server
-        .repo()
-        .wait_for_peer(client.peer_id(), PATIENCE)
-        .await
-        .unwrap();
-    client
 }
 
 /// The admin API answers for what the server holds: a document only a client has is not found,

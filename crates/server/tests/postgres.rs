@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use clap::Parser;
-use common::acknowledged;
+use common::{acknowledged, client_of};
 use tandem_core::StorageId;
-use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 use tandem_server::{Options, Server};
 use tandem_storage_postgres::TestPostgres;
@@ -27,15 +26,9 @@ fn options(url: &str) -> Options {
 }
 
 /// A client of `server`, and the server's storage id.
-async fn client_of(server: &Server) -> (Repo, StorageId) {
-    let adapter = WebSocketClient::new(server.url(), ClientConfig::default()).unwrap();
-    let client = Repo::builder().network(adapter).start().await.unwrap();
-    client
-        .wait_for_peer(server.repo().peer_id(), PATIENCE)
-        .await
-        .unwrap();
+async fn client_and_storage(server: &Server) -> (Repo, StorageId) {
     let storage = server.repo().storage_id().expect("storage").clone();
-    (client, storage)
+    (client_of(server).await, storage)
 }
 
 /// The status of `GET /readyz`.
@@ -71,7 +64,7 @@ async fn documents_in_postgres_outlive_the_server() {
     let postgres = database();
     let url = postgres.database().await.unwrap();
     let server = Server::start(&options(&url)).await.unwrap();
-    let (client, storage) = client_of(&server).await;
+    let (client, storage) = client_and_storage(&server).await;
     let (doc, _) = client
         .create_with(|tx| tx.put(ROOT, "kept", "yes"))
         .await
@@ -83,7 +76,7 @@ async fn documents_in_postgres_outlive_the_server() {
 
     let server = Server::start(&options(&url)).await.unwrap();
     assert_eq!(server.repo().storage_id(), Some(&storage), "same store");
-    let (client, _) = client_of(&server).await;
+    let (client, _) = client_and_storage(&server).await;
     let found = client.find(doc.url()).await.unwrap();
     assert_eq!(found.heads().unwrap(), heads);
     let kept = found
@@ -102,7 +95,7 @@ async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_un
     let postgres = database();
     let url = postgres.database().await.unwrap();
     let server = Server::start(&options(&url)).await.unwrap();
-    let (client, storage) = client_of(&server).await;
+    let (client, storage) = client_and_storage(&server).await;
     let (doc, _) = client.create_with(|tx| tx.put(ROOT, "n", 0)).await.unwrap();
     for n in 1..=20 {
         doc.change(|tx| tx.put(ROOT, format!("before-{n}").as_str(), n))
@@ -136,7 +129,7 @@ async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_un
     server.shutdown().await;
 
     let server = Server::start(&options(&url)).await.unwrap();
-    let (reader, _) = client_of(&server).await;
+    let (reader, _) = client_and_storage(&server).await;
     let found = reader.find(doc.url()).await.unwrap();
     let missing: Vec<String> = found
         .with_doc(|d| {

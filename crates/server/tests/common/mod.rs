@@ -36,3 +36,30 @@ pub async fn acknowledged(doc: &tandem_repo::DocHandle, storage: &tandem_core::S
     .await
     .expect("the server never acknowledged our heads");
 }
+
+/// A tandem client of `server`, once each is the other's peer.
+pub async fn client_of(server: &tandem_server::Server) -> tandem_repo::Repo {
+    client_built(server, tandem_repo::Repo::builder()).await
+}
+
+/// [`client_of`], built from `builder`.
+pub async fn client_built(
+    server: &tandem_server::Server,
+    builder: tandem_repo::RepoBuilder,
+) -> tandem_repo::Repo {
+    let patience = Duration::from_secs(30);
+    let adapter =
+        tandem_net_ws::WebSocketClient::new(server.url(), tandem_net_ws::ClientConfig::default())
+            .unwrap();
+    let client = builder.network(adapter).start().await.unwrap();
+    client
+        .wait_for_peer(server.repo().peer_id(), patience)
+        .await
+        .unwrap();
+    server
+        .repo()
+        .wait_for_peer(client.peer_id(), patience)
+        .await
+        .unwrap();
+    client
+}
