@@ -9,9 +9,14 @@ use std::sync::Mutex;
 use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value};
 use serde_json::{json, Map, Value as Json};
 
-/// The pinned Node project with the real automerge-repo packages.
+/// The pinned Node project with the real automerge-repo packages (`tests/js` at the
+/// workspace's root, whichever crate's tests include this module).
 pub fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|dir| dir.join("tests/js"))
+        .find(|dir| dir.join("package.json").is_file())
+        .unwrap_or_else(|| here.join("tests/js"))
 }
 
 static NPM_CI: Mutex<bool> = Mutex::new(false);

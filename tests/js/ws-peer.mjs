@@ -9,6 +9,11 @@
 //   node ws-peer.mjs missing <ws-url>             find an unknown document: print {ms, error}
 //   node ws-peer.mjs edit <ws-url> <doc-url> <n>  make n sequential changes (counter += 1, text
 //                                                 appended), each acked; print {heads, content}
+//   node ws-peer.mjs edit-until <ws-url> <doc-url> <n> <count>
+//                                                 make n changes as `edit` does, each acked, then
+//                                                 wait (connected) until the counter reaches
+//                                                 <count> through others' changes; print
+//                                                 {heads, content}
 //   node ws-peer.mjs big <ws-url> <bytes>         create a document holding <bytes> of text
 //   node ws-peer.mjs ephemeral <ws-url> <doc-url> broadcast {from: "js"}, print the first
 //                                                 ephemeral message received, then exit
@@ -158,6 +163,22 @@ switch (command) {
       })
     }
     await acked(repo, handle)
+    out({ heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
+    await repo.shutdown()
+    break
+  }
+  case "edit-until": {
+    const repo = await client(args[0])
+    const handle = await repo.find(args[1])
+    const [n, until] = [Number(args[2]), Number(args[3])]
+    for (let i = 0; i < n; i++) {
+      handle.change(d => {
+        d.count.increment(1)
+        A.splice(d, ["text"], d.text.length, 0, "!")
+      })
+      await acked(repo, handle)
+    }
+    while (handle.doc().count.value < until) await new Promise(r => handle.once("change", r))
     out({ heads: A.getHeads(handle.doc()), content: tagged(handle.doc()) })
     await repo.shutdown()
     break

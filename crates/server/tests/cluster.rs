@@ -93,3 +93,141 @@ async fn nodes_link_and_clients_on_different_nodes_see_each_others_changes() {
     alice.shutdown().await;
     a.shutdown().await;
 }
+
+/// A TCP proxy on 127.0.0.1 in front of one node, for the links of the others to it: it can be
+/// cut (every connection through it closes, new ones are refused) and healed.
+struct Proxy {
+    address: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    target: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let (target, target_rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (mut cut, target) = (cut_rx.clone(), *target_rx.borrow());
+                let Some(target) = target.filter(|_| !*cut.borrow()) else {
+                    continue; // refused: dropped at once
+                };
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            address,
+            cut,
+            target,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.address)
+    }
+}
+
+/// The node with the largest peer id (which every other node dials) is cut off from the others
+/// by its proxy while clients on both sides write to one document; after the heal, everything
+/// converges and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_converges_after_the_heal_and_loses_nothing() {
+    let postgres = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = postgres.database().await.unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let proxy = Proxy::start().await;
+        let mut options = node_options(&url);
+        options.cluster_advertise = Some(proxy.url());
+        let server = Server::start(&options).await.unwrap();
+        proxy.target.send_replace(Some(server.local_addr()));
+        nodes.push((server, proxy));
+    }
+    nodes.sort_by(|a, b| a.0.repo().peer_id().cmp(b.0.repo().peer_id()));
+    let ids: Vec<_> = nodes
+        .iter()
+        .map(|(s, _)| s.repo().peer_id().clone())
+        .collect();
+    for (server, _) in &nodes {
+        for id in ids.iter().filter(|id| *id != server.repo().peer_id()) {
+            server.repo().wait_for_peer(id, PATIENCE).await.unwrap();
+        }
+    }
+    let (isolated, isolated_proxy) = &nodes[2];
+    let (reachable, _) = &nodes[0];
+    let storage = reachable.repo().storage_id().unwrap().clone();
+
+    let (alice, bob) = (client_of(reachable).await, client_of(isolated).await);
+    let (doc, _) = alice
+        .create_with(|tx| tx.put(ROOT, "start", 0))
+        .await
+        .unwrap();
+    acknowledged(&doc, &storage).await;
+    let theirs = bob.find(doc.url()).await.unwrap();
+    wait_for_value(&theirs, "start", 0).await;
+
+    // Cut: the isolated node's links close, and its heartbeat goes on (the database is
+    // reachable), so the others keep trying it.
+    isolated_proxy.cut.send_replace(true);
+    let mut isolated_peers = isolated.repo().peer_changes();
+    tokio::time::timeout(
+        PATIENCE,
+        isolated_peers.wait_for(|peers| !ids.iter().any(|id| peers.contains_key(id))),
+    )
+    .await
+    .expect("the isolated node kept a link")
+    .unwrap();
+    for n in 1..=10 {
+        doc.change(|tx| tx.put(ROOT, format!("alice-{n}").as_str(), n))
+            .unwrap()
+            .unwrap();
+        theirs
+            .change(|tx| tx.put(ROOT, format!("bob-{n}").as_str(), n))
+            .unwrap()
+            .unwrap();
+    }
+    acknowledged(&doc, &storage).await;
+    acknowledged(&theirs, &storage).await;
+    // Neither side heard of the other's writes.
+    assert!(theirs
+        .with_doc(|d| d.get(ROOT, "alice-10").unwrap().is_none())
+        .unwrap());
+
+    // Heal: the links come back and both clients end with both sides' writes.
+    isolated_proxy.cut.send_replace(false);
+    wait_for_value(&theirs, "alice-10", 10).await;
+    wait_for_value(&doc, "bob-10", 10).await;
+    assert_eq!(doc.heads().unwrap(), theirs.heads().unwrap());
+    let heads = doc.heads().unwrap();
+    alice.shutdown().await;
+    bob.shutdown().await;
+    for (server, _) in nodes {
+        server.shutdown().await;
+    }
+
+    // And the database holds all of it.
+    let fresh = Server::start(&Options::parse_from([
+        "tandem-server",
+        "--port",
+        "0",
+        "--postgres",
+        &url,
+    ]))
+    .await
+    .unwrap();
+    let reader = client_of(&fresh).await;
+    let stored = reader.find(doc.url()).await.unwrap();
+    assert_eq!(stored.heads().unwrap(), heads);
+    reader.shutdown().await;
+    fresh.shutdown().await;
+}

@@ -4,75 +4,24 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
-use common::acknowledged;
+use common::{acknowledged, kill_hard, start_server, terminate, ServerProcess};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A server process, killed if a failing test leaves it running.
-struct ServerProcess(Option<Child>);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts the binary on a free port; returns the process and its WebSocket URL.
 fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
     start_with(data_dir, &[])
 }
 
 fn start_with(data_dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (ServerProcess, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cannot start tandem-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {} // keep the pipe drained
-    });
-    let line = rx
-        .recv_timeout(PATIENCE)
-        .expect("the server never said where it listens");
-    let url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (ServerProcess(Some(child)), url)
-}
-
-fn terminate(mut server: ServerProcess) -> std::process::ExitStatus {
-    let mut child = server.0.take().expect("running");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    rx.recv_timeout(PATIENCE)
-        .expect("the server did not stop after SIGTERM")
-        .expect("wait")
+    let mut args = vec![std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()];
+    args.extend_from_slice(extra);
+    start_server(&args)
 }
 
 async fn client(url: &str) -> Repo {
@@ -124,13 +73,6 @@ async fn documents_survive_a_clean_restart_of_the_binary() {
     assert_eq!(kept, "\"yes\"");
     carol.shutdown().await;
     assert!(terminate(server).success());
-}
-
-fn kill_hard(server: &mut ServerProcess) {
-    if let Some(mut child) = server.0.take() {
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-    }
 }
 
 /// A client writes and records every change the server acknowledged (its storage holds our
@@ -437,7 +379,7 @@ async fn a_change_automerge_panics_on_is_logged_and_the_server_serves_on() {
         .expect("cannot start tandem-server");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let stderr = child.stderr.take().expect("stderr");
-    let server = ServerProcess(Some(child));
+    let server = ServerProcess::of(child);
     let url = stdout
         .next()
         .expect("the server said nothing")
@@ -523,7 +465,7 @@ async fn json_logs_are_one_object_per_line_with_the_document_id() {
         .expect("cannot start tandem-server");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let server = ServerProcess(Some(child));
+    let server = ServerProcess::of(child);
     let url = BufReader::new(stdout)
         .lines()
         .next()
@@ -586,7 +528,7 @@ async fn documents_loaded(url: &str) -> f64 {
 
 /// The server process's resident memory, in bytes.
 fn rss(server: &ServerProcess) -> u64 {
-    let pid = server.0.as_ref().expect("running").id();
+    let pid = server.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
     let kib: u64 = status
         .lines()

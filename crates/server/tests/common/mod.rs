@@ -4,6 +4,11 @@
 
 use std::time::Duration;
 
+mod server_process;
+
+#[allow(unused_imports)]
+pub use server_process::{kill_hard, start_server, terminate, ServerProcess};
+
 /// The `join` frame of a client called `name`.
 pub fn join_as(name: &str) -> Vec<u8> {
     tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
