@@ -15,6 +15,7 @@ mod auth;
 mod cluster;
 mod http;
 mod metrics;
+pub mod migrate;
 
 pub use auth::AuthSetupError;
 
@@ -37,7 +38,32 @@ use tracing::{info, warn};
 /// The largest document the admin API takes in.
 const ADMIN_MAX_BODY: usize = 256 << 20;
 
-/// Command-line options; each can also come from the environment variable named in its help.
+/// The command line: serve with [`Options`], or run a subcommand.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tandem-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// `migrate`; none serves.
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+    /// The server's options.
+    #[command(flatten)]
+    pub serve: Options,
+}
+
+/// What `tandem-server` can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Subcommand {
+    /// Copy every document from one store to another (a directory into PostgreSQL, or back),
+    /// checking each document's heads; the server must not be running on the destination.
+    Migrate(migrate::MigrateOptions),
+}
+
+/// The server's options; each can also come from the environment variable named in its help.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tandem-server", version, about)]
 pub struct Options {

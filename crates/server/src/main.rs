@@ -1,7 +1,7 @@
 //! `tandem-server`: see the crate documentation and `--help`.
 
 use clap::Parser;
-use tandem_server::{run, stop_signal, LogFormat, Options};
+use tandem_server::{migrate, run, stop_signal, Cli, LogFormat, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc grows and trims its per-thread heaps over and over when many small documents
@@ -12,7 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let options = Options::parse();
+    let Cli {
+        command,
+        serve: options,
+    } = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -46,6 +49,21 @@ async fn main() -> std::process::ExitCode {
         // Caught ones are followed by a line saying what tandem did about them.
         tracing::error!(panic = message, %location, "panicked");
     }));
+    if let Some(Subcommand::Migrate(migration)) = command {
+        return match migrate::migrate(&migration).await {
+            Ok(migrated) => {
+                println!(
+                    "copied {} keys ({} bytes); {} documents have the same heads in both stores",
+                    migrated.keys, migrated.bytes, migrated.documents
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("tandem-server migrate: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(options, stop_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

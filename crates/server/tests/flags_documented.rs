@@ -1,7 +1,8 @@
-//! Every flag `--help` lists is in the operations guide, with its environment variable.
+//! Every flag `--help` lists (the subcommands' too) is in the operations guide, with its
+//! environment variable.
 
 use clap::CommandFactory;
-use tandem_server::Options;
+use tandem_server::Cli;
 
 #[test]
 fn every_flag_and_its_variable_is_in_the_operations_guide() {
@@ -10,9 +11,14 @@ fn every_flag_and_its_variable_is_in_the_operations_guide() {
         "/../../docs/operations.md"
     ))
     .expect("docs/operations.md");
-    let command = Options::command();
+    let command = Cli::command();
     let mut missing = Vec::new();
-    for argument in command.get_arguments() {
+    let arguments = command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments()),
+    );
+    for argument in arguments {
         let Some(long) = argument.get_long() else {
             continue;
         };

@@ -72,6 +72,20 @@ impl PostgresStorage {
         &self.pool
     }
 
+    /// The first part of every key stored (document ids, `storage-adapter-id`), sorted: what
+    /// a copy of the whole store goes through one at a time. Reads the whole key index.
+    pub async fn first_parts(&self) -> Result<Vec<String>, PostgresError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT split_part(key, chr(31), 1) AS first FROM tandem_entries
+                 ORDER BY first",
+                &[],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    }
+
     async fn client(&self, key: &StorageKey) -> Result<Object, StorageError> {
         self.pool.get().await.map_err(|error| failed(key, error))
     }
