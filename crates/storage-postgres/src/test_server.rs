@@ -3,6 +3,10 @@
 //! `TANDEM_TEST_POSTGRES_URL` set, that server is used instead.
 //!
 //! PostgreSQL refuses to run as root; as root, the server runs as the `postgres` user.
+//!
+//! A watchdog process stops the server when the test process ends, however it ends: it waits
+//! on a pipe only the test process holds open. So a test binary may keep one server in a
+//! `static` (which is never dropped), and a test killed half way leaves no server running.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -65,6 +69,8 @@ struct OwnServer {
     port: u16,
     /// The user the server runs as, when the tests run as root.
     run_as: Option<(u32, u32)>,
+    /// Stops the server once its stdin closes.
+    watchdog: Option<(std::process::Child, std::process::ChildStdin)>,
 }
 
 impl TestPostgres {
@@ -143,9 +149,12 @@ fn with_database(url: &str, database: &str) -> String {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        if let Server::Own(own) = &self.server {
-            if let Err(error) = own.stop("fast") {
-                eprintln!("stopping the test PostgreSQL server: {error}");
+        if let Server::Own(own) = &mut self.server {
+            // Closing its pipe makes the watchdog stop the server; wait for that before the
+            // data directory goes.
+            if let Some((mut watchdog, pipe)) = own.watchdog.take() {
+                drop(pipe);
+                let _ = watchdog.wait();
             }
         }
     }
@@ -168,6 +177,7 @@ impl OwnServer {
             data,
             port: 0,
             run_as,
+            watchdog: None,
         };
         server.program(
             "initdb",
@@ -187,7 +197,10 @@ impl OwnServer {
         for _ in 0..3 {
             server.port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             match server.run() {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    server.watchdog = Some(server.watchdog()?);
+                    return Ok(server);
+                }
                 Err(error) => last = Some(error),
             }
         }
@@ -226,6 +239,34 @@ impl OwnServer {
             },
             Err(_) => error,
         })
+    }
+
+    /// A process that stops the server (`pg_ctl stop -m fast`) once its stdin closes.
+    fn watchdog(
+        &self,
+    ) -> Result<(std::process::Child, std::process::ChildStdin), TestPostgresError> {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                r#"read _ignored; exec "$0" stop --wait -m fast -D "$1" >/dev/null 2>&1"#,
+            ])
+            .arg(self.bin.join("pg_ctl"))
+            .arg(self.cluster())
+            .stdin(std::process::Stdio::piped())
+            .current_dir(self.data.path());
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command.spawn()?;
+        let pipe = child
+            .stdin
+            .take()
+            .ok_or_else(|| TestPostgresError::Failed {
+                program: "sh".into(),
+                output: "no stdin".into(),
+            })?;
+        Ok((child, pipe))
     }
 
     fn stop(&self, mode: &str) -> Result<(), TestPostgresError> {
