@@ -59,7 +59,9 @@ struct RunOptions {
     /// in Node; S1 and S2 only).
     #[arg(long, value_delimiter = ',', default_values_t = ["tandem".to_owned()])]
     clients: Vec<String>,
-    /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data).
+    /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data);
+    /// and cluster (three tandem nodes on PostgreSQL: round trips on one node and across two,
+    /// and S1 created through one node and found through another; not in the default set).
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
     scenarios: Vec<String>,
     /// S1 (and S5) sizes.
@@ -167,9 +169,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
     } else {
         (options.sizes.clone(), options.s4_sizes.clone(), 300, 50, 50)
     };
-    let launcher = Launcher {
-        js_dir: options.js_dir.clone(),
-    };
+    let launcher = Launcher::new(options.js_dir.clone());
     let cap = Duration::from_secs(options.cap_seconds);
     let mut figures: Vec<Figure> = Vec::new();
     let mut json = std::fs::File::create(&options.json)
@@ -356,6 +356,40 @@ async fn run(options: RunOptions) -> Result<(), String> {
                     outcome,
                 });
             }
+        }
+    }
+    if wants("cluster") {
+        let data = dir(System::TandemPostgres, "cluster-trips".into())?;
+        let outcome = match capped(
+            cap,
+            scenarios::cluster::round_trips(&launcher, trips, &data),
+        )
+        .await
+        {
+            Ok(m) => Outcome::Measured(m),
+            Err(why) => Outcome::Skipped(why),
+        };
+        record(Figure {
+            scenario: "cluster-trips",
+            size: trips,
+            system: Some(System::TandemPostgres),
+            client: ClientKind::Tandem,
+            outcome,
+        });
+        for &size in &sizes {
+            let data = dir(System::TandemPostgres, format!("cluster-s1-{size}"))?;
+            let outcome =
+                match capped(cap, scenarios::cluster::bulk_across(&launcher, size, &data)).await {
+                    Ok(m) => Outcome::Measured(m),
+                    Err(why) => Outcome::Skipped(why),
+                };
+            record(Figure {
+                scenario: "cluster-s1",
+                size,
+                system: Some(System::TandemPostgres),
+                client: ClientKind::Tandem,
+                outcome,
+            });
         }
     }
     if clients.contains(&ClientKind::Js) {

@@ -22,6 +22,9 @@ pub enum System {
     /// clients connect with `?token=`): the difference to [`System::Tandem`] is what checking
     /// tokens and holding grants costs.
     TandemAuth,
+    /// The same tandem-server keeping documents in PostgreSQL (`--postgres`; a throwaway
+    /// server on loopback, one database per data directory).
+    TandemPostgres,
     /// A samod 0.16 server with file storage (this binary, `serve-samod`).
     Samod,
     /// automerge-repo 2.5.6's WebSocket server with NodeFS storage, in Node.
@@ -35,6 +38,7 @@ impl System {
             System::Tandem => "tandem",
             System::TandemTmpfs => "tandem-tmpfs",
             System::TandemAuth => "tandem-auth",
+            System::TandemPostgres => "tandem-postgres",
             System::Samod => "samod",
             System::Js => "js",
         }
@@ -46,6 +50,7 @@ impl System {
             "tandem" => Some(System::Tandem),
             "tandem-tmpfs" => Some(System::TandemTmpfs),
             "tandem-auth" => Some(System::TandemAuth),
+            "tandem-postgres" => Some(System::TandemPostgres),
             "samod" => Some(System::Samod),
             "js" => Some(System::Js),
             _ => None,
@@ -82,11 +87,18 @@ impl ClientKind {
 }
 
 /// Where to find what the servers need.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct Launcher {
     /// The Node project with the pinned automerge-repo packages (`tests/js`).
     pub js_dir: PathBuf,
+    /// The PostgreSQL server of [`System::TandemPostgres`], started when first needed.
+    postgres: std::sync::OnceLock<tandem_storage_postgres::TestPostgres>,
+    /// The database of each data directory (S5 restarts on S1's).
+    databases: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>>,
 }
+
+/// The secret cluster nodes share.
+const CLUSTER_SECRET: &str = "tandem-bench-cluster";
 
 /// A running server process.
 #[derive(Debug)]
@@ -102,6 +114,56 @@ pub struct RunningServer {
 }
 
 impl Launcher {
+    /// A launcher for the Node project at `js_dir`.
+    pub fn new(js_dir: PathBuf) -> Launcher {
+        Launcher {
+            js_dir,
+            ..Launcher::default()
+        }
+    }
+
+    /// The PostgreSQL database standing for `data_dir` (made on first use).
+    pub async fn database(&self, data_dir: &Path) -> Result<String, BenchError> {
+        let known = self
+            .databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(data_dir)
+            .cloned();
+        if let Some(url) = known {
+            return Ok(url);
+        }
+        let postgres = match self.postgres.get() {
+            Some(postgres) => postgres,
+            None => {
+                let started = tandem_storage_postgres::TestPostgres::start()
+                    .map_err(|e| BenchError::Spawn(e.to_string()))?;
+                self.postgres.get_or_init(|| started)
+            }
+        };
+        let url = postgres
+            .database()
+            .await
+            .map_err(|e| BenchError::Spawn(e.to_string()))?;
+        self.databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(data_dir.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    /// Starts a tandem-server node of a cluster on `database`.
+    pub async fn start_cluster_node(&self, database: &str) -> Result<RunningServer, BenchError> {
+        let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+        let mut command = Command::new(me);
+        command
+            .arg("serve-tandem")
+            .args(["--host", "127.0.0.1", "--port", "0", "--postgres", database])
+            .args(["--cluster-advertise", "ws://127.0.0.1:0"])
+            .args(["--cluster-secret", CLUSTER_SECRET]);
+        spawn(System::TandemPostgres, command).await
+    }
+
     /// Starts `system` on a free loopback port with its storage in `data_dir`.
     pub async fn start(
         &self,
@@ -109,7 +171,15 @@ impl Launcher {
         data_dir: &Path,
     ) -> Result<RunningServer, BenchError> {
         let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
-        let mut command = match system {
+        let command = match system {
+            System::TandemPostgres => {
+                let database = self.database(data_dir).await?;
+                let mut c = Command::new(me);
+                c.arg("serve-tandem")
+                    .args(["--host", "127.0.0.1", "--port", "0"])
+                    .args(["--postgres", &database]);
+                c
+            }
             System::Tandem | System::TandemTmpfs | System::TandemAuth => {
                 let mut c = Command::new(me);
                 c.arg("serve-tandem")
@@ -144,6 +214,13 @@ impl Launcher {
                 c
             }
         };
+        spawn(system, command).await
+    }
+}
+
+/// Spawns a server and waits for its "listening" line.
+async fn spawn(system: System, mut command: Command) -> Result<RunningServer, BenchError> {
+    {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -9,7 +9,7 @@ use tandem_core::AutomergeUrl;
 use crate::client::{acknowledged, connect, PATIENCE};
 use crate::report::Measurement;
 use crate::scenarios::{client, fill, holds, Stopwatch};
-use crate::system::{Launcher, System};
+use crate::system::{Launcher, RunningServer, System};
 use crate::BenchError;
 
 /// Finds run this many at a time.
@@ -23,26 +23,40 @@ pub async fn run(
     dir: &Path,
 ) -> Result<(Measurement, Vec<AutomergeUrl>), BenchError> {
     let server = launcher.start(system, dir).await?;
-    let (a, storage) = connect(&server.url).await?;
+    let outcome = run_between(&server, &server.url, &server.url, n).await;
+    server.stop().await?;
+    outcome
+}
+
+/// S1 with A connected to `writer_url` and B to `reader_url` (the same server, or two nodes of
+/// a cluster); `watched` is the server whose CPU and memory are reported.
+pub async fn run_between(
+    watched: &RunningServer,
+    writer_url: &str,
+    reader_url: &str,
+    n: usize,
+) -> Result<(Measurement, Vec<AutomergeUrl>), BenchError> {
+    let server = watched;
+    let (a, storage) = connect(writer_url).await?;
     let storage = storage.ok_or_else(|| {
         BenchError::Client(
             "the server advertises no storage id: cannot tell when it has the documents".into(),
         )
     })?;
-    let (b, _) = connect(&server.url).await?;
+    let (b, _) = connect(reader_url).await?;
 
-    let watch = Stopwatch::start(&server);
+    let watch = Stopwatch::start(server);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let (handle, filled) = a.create_with(|tx| fill(tx, i)).await.map_err(client)?;
         filled.map_err(client)?;
         handles.push(handle);
     }
-    let uploaded = watch.stop(&server).wall;
+    let uploaded = watch.stop(server).wall;
     for handle in &handles {
         acknowledged(handle, &storage).await?;
     }
-    let stored = watch.stop(&server).wall;
+    let stored = watch.stop(server).wall;
     let urls: Vec<AutomergeUrl> = handles.iter().map(|h| h.url()).collect();
     drop(handles);
     for (batch_index, batch) in urls.chunks(BATCH).enumerate() {
@@ -66,7 +80,7 @@ pub async fn run(
             }
         }
     }
-    let mut measurement = watch.stop(&server);
+    let mut measurement = watch.stop(server);
     measurement
         .extra
         .push(("created_ms", uploaded.as_secs_f64() * 1e3));
@@ -78,6 +92,5 @@ pub async fn run(
         .push(("found_ms", (measurement.wall - stored).as_secs_f64() * 1e3));
     a.shutdown().await;
     b.shutdown().await;
-    server.stop().await?;
     Ok((measurement, urls))
 }

@@ -2,6 +2,7 @@
 //! client API), and the floor.
 
 pub mod bulk;
+pub mod cluster;
 pub mod cold_start;
 pub mod fan_out;
 pub mod floor;
