@@ -376,6 +376,19 @@ async fn run(options: RunOptions) -> Result<(), String> {
             client: ClientKind::Tandem,
             outcome,
         });
+        // The floor of the design not taken: changes told through LISTEN/NOTIFY.
+        let data = dir(System::TandemPostgres, "notify-floor".into())?;
+        let outcome = match capped(cap, scenarios::notify::run(&launcher, trips, &data)).await {
+            Ok(m) => Outcome::Measured(m),
+            Err(why) => Outcome::Skipped(why),
+        };
+        record(Figure {
+            scenario: "notify-floor",
+            size: trips,
+            system: Some(System::TandemPostgres),
+            client: ClientKind::Tandem,
+            outcome,
+        });
         for &size in &sizes {
             let data = dir(System::TandemPostgres, format!("cluster-s1-{size}"))?;
             let outcome =

@@ -9,6 +9,7 @@ pub mod floor;
 pub mod js_client;
 pub mod latency;
 pub mod many;
+pub mod notify;
 
 use std::time::{Duration, Instant};
 
