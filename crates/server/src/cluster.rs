@@ -238,10 +238,12 @@ async fn dial(repo: &Repo, me: &PeerId, key: &ClusterKey, node: &LiveNode) -> Re
     let config = ClientConfig {
         authorization: Some(format!("Bearer {token}")),
         grant: Grant::cluster_node(),
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: HEARTBEAT,
-        // Made again with a fresh token, or dropped with its node, by the next heartbeats.
-        give_up_after: Some(3),
+        // Four attempts take longer than two heartbeats: a node that left cleanly is dropped
+        // before its link gives up (and warns). One that died, or a link whose token lapsed,
+        // gives up and is made again, with a fresh token, by the next heartbeat.
+        initial_backoff: Duration::from_millis(600),
+        max_backoff: HEARTBEAT * 2,
+        give_up_after: Some(4),
         keepalive_interval: Some(HEARTBEAT * 2),
         ..ClientConfig::default()
     };

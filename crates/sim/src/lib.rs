@@ -6,7 +6,8 @@
 //! lands their saves, with faults. One thread, a virtual clock (ticks of 10 ms) and one seeded generator decide
 //! everything: the same seed replays the same run, event for event.
 //!
-//! A run draws its shape from the seed (3–5 peers, maybe two sharing a store, fault rates),
+//! A run draws its shape from the seed (3–5 peers, maybe two sharing a store and maybe those
+//! two linked as nodes of a cluster, fault rates),
 //! takes a few hundred random steps (create, find, edit maps/lists/text/counters, broadcast,
 //! delete, share-policy changes, flushes, evictions; message loss, duplication, reordering and
 //! delay, link cuts and heals, kill -9 and restart), then heals everything, runs to quiescence

@@ -237,12 +237,14 @@ impl SimPeer {
 
     // ---- connections ----
 
-    /// A connection to `peer` opened.
-    pub fn connect(&mut self, peer: PeerId, metadata: PeerMetadata) -> Vec<Message> {
-        if let Some(connection) =
-            self.node
-                .connect(peer.clone(), metadata, tandem_core::Grant::default())
-        {
+    /// A connection to `peer` opened, with what `grant` allows it.
+    pub fn connect(
+        &mut self,
+        peer: PeerId,
+        metadata: PeerMetadata,
+        grant: tandem_core::Grant,
+    ) -> Vec<Message> {
+        if let Some(connection) = self.node.connect(peer.clone(), metadata, grant) {
             self.links.insert(peer, connection);
         }
         self.take_messages()

@@ -30,6 +30,9 @@ pub struct Config {
     pub peers: usize,
     /// Peers 0 and 1 share one store (two processes on one directory).
     pub shared_store: bool,
+    /// Peers 0 and 1, sharing a store, are two nodes of a cluster: their link is a node link
+    /// (`Grant::cluster_node`), over which they sync only what both hold.
+    pub cluster_nodes: bool,
     /// Random steps before healing.
     pub steps: usize,
     /// Chance that a delivered message is lost (its connection then breaks).
@@ -43,11 +46,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// The shape of run `seed`.
-    pub fn from_seed(rng: &mut SimRng) -> Self {
+    /// The shape of run `seed` (`rng` seeded with it).
+    pub fn from_seed(seed: u64, rng: &mut SimRng) -> Self {
+        // In the order the draws were always made.
+        let peers = 3 + rng.below(3);
+        let shared_store = rng.chance(0.5);
         Config {
-            peers: 3 + rng.below(3),
-            shared_store: rng.chance(0.5),
+            peers,
+            shared_store,
+            // Drawn apart, so that every other draw of a seed is what it was before clusters.
+            cluster_nodes: shared_store && SimRng::new(seed ^ 0xC1A5_7E55).chance(0.5),
             steps: 150 + rng.below(250),
             drop: [0.0, 0.01, 0.05][rng.below(3)],
             duplicate: [0.0, 0.02, 0.1][rng.below(3)],
@@ -191,7 +199,7 @@ impl World {
     /// The world of `seed`.
     pub fn new(seed: u64) -> Self {
         let mut rng = SimRng::new(seed);
-        let config = Config::from_seed(&mut rng);
+        let config = Config::from_seed(seed, &mut rng);
         let mut stores: Vec<Rc<RefCell<SimStore>>> = Vec::new();
         let mut peers = Vec::new();
         let base = std::time::Instant::now();
@@ -303,9 +311,14 @@ impl World {
         self.log(format!("link {a}-{b} up"));
         let (meta_a, meta_b) = (self.peers[a].metadata(), self.peers[b].metadata());
         let (id_a, id_b) = (self.peers[a].id.clone(), self.peers[b].id.clone());
-        let out = self.peers[a].connect(id_b, meta_b);
+        let grant = if (a, b) == (0, 1) && self.config.cluster_nodes {
+            tandem_core::Grant::cluster_node()
+        } else {
+            tandem_core::Grant::default()
+        };
+        let out = self.peers[a].connect(id_b, meta_b, grant.clone());
         self.send(a, out);
-        let out = self.peers[b].connect(id_a, meta_a);
+        let out = self.peers[b].connect(id_a, meta_a, grant);
         self.send(b, out);
     }
 

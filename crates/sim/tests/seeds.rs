@@ -74,3 +74,16 @@ fn a_seed_replays_event_for_event() {
         assert_eq!(first.trace(), second.trace());
     }
 }
+
+/// Seeds in which two nodes of a cluster each waited for the other's answer about a document
+/// neither had until the find timeout, before a node answered another's request at once
+/// (it looked in the storage they share).
+#[test]
+fn cluster_nodes_answer_each_other_without_waiting_for_the_find_timeout() {
+    for seed in [862, 879, 1890] {
+        let mut rng = tandem_sim::SimRng::new(seed);
+        assert!(tandem_sim::Config::from_seed(seed, &mut rng).cluster_nodes);
+        let stats = World::new(seed).run().unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(stats.find_timeouts, 0, "seed {seed}");
+    }
+}

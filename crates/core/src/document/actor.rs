@@ -920,6 +920,16 @@ impl DocumentActor {
         doc: &mut Automerge,
     ) {
         match message {
+            // Another node that lacks the document asks for it. We lack it too, having looked
+            // in the storage we share: nothing we could send is coming, so we say so at once
+            // rather than wait with it for the find timeout. (Should the document reach us
+            // from elsewhere, it goes to that node with the next change.)
+            Message::Request(_)
+                if self.cluster_nodes.contains(&peer)
+                    && self.sync.state() != HandleState::Ready =>
+            {
+                self.unavailable_to(peer);
+            }
             Message::Sync(_) | Message::Request(_) => match self.stored_state_of(&peer) {
                 Some(storage_id) => self.read_sync_state(
                     storage_id,
