@@ -92,7 +92,8 @@ async fn documents_in_postgres_outlive_the_server() {
 /// and a new server finds every change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_uncommitted() {
-    let postgres = database();
+    // Crashed and restarted: a server of its own, even with TANDEM_TEST_POSTGRES_URL set.
+    let postgres = TestPostgres::start_own().unwrap_or_else(|error| panic!("{error}"));
     let url = postgres.database().await.unwrap();
     let server = Server::start(&options(&url)).await.unwrap();
     let (client, storage) = client_and_storage(&server).await;

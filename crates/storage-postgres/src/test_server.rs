@@ -43,7 +43,8 @@ pub enum TestPostgresError {
     /// The server refused a statement.
     #[error("PostgreSQL: {0}")]
     Query(#[from] tokio_postgres::Error),
-    /// The server is not ours to stop (it came from `TANDEM_TEST_POSTGRES_URL`).
+    /// The server is not ours to stop (it came from `TANDEM_TEST_POSTGRES_URL`): a test that
+    /// stops it starts its own ([`TestPostgres::start_own`]).
     #[error("stopping the server needs one of the tests' own, not TANDEM_TEST_POSTGRES_URL's")]
     NotOurs,
 }
@@ -74,6 +75,15 @@ struct OwnServer {
 }
 
 impl TestPostgres {
+    /// Starts a server of the test's own, whatever `TANDEM_TEST_POSTGRES_URL` says: for tests
+    /// that crash and restart it.
+    pub fn start_own() -> Result<TestPostgres, TestPostgresError> {
+        Ok(TestPostgres {
+            server: Server::Own(OwnServer::start()?),
+            databases: AtomicUsize::new(0),
+        })
+    }
+
     /// Starts a server (or takes `TANDEM_TEST_POSTGRES_URL`'s).
     pub fn start() -> Result<TestPostgres, TestPostgresError> {
         let server = match std::env::var(URL_VARIABLE) {
