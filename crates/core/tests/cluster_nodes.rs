@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ReadDoc, ROOT};
+use tandem_core::document::DocumentConfig;
 use tandem_core::testing::{LinkId, Network, Policy, SharedStore};
 use tandem_core::DocumentId;
 
@@ -37,11 +38,18 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
+    cluster_with(|_, _| {})
+}
+
+/// [`cluster`], with node `n`'s configuration changed by `configure(n, config)`.
+fn cluster_with(configure: impl Fn(usize, &mut DocumentConfig)) -> Cluster {
     let mut network = Network::new();
     let store = SharedStore::new();
     let nodes = [0, 1].map(|n| {
         let node = network.add_on(&format!("node-{n}"), Box::new(store.clone()), |c| {
             c.idle_timeout = Some(IDLE);
+            c.durable_acknowledgement = true;
+            configure(n, c);
         });
         network.node(node).set_policy(Policy {
             announce: Box::new(|_, _| false),
@@ -62,6 +70,12 @@ fn cluster() -> Cluster {
 }
 
 impl Cluster {
+    /// Runs until nothing moves, firing the timers due now (saves made at once for durable
+    /// acknowledgement), but no later one.
+    fn settle(&mut self) {
+        self.network.advance(Duration::ZERO);
+    }
+
     /// Client `n` creates a document, holds it, and the network settles.
     fn create(&mut self, n: usize, key: &'static str, value: i64) -> DocumentId {
         let id = DocumentId::random();
@@ -70,7 +84,7 @@ impl Cluster {
             .node(client)
             .create(id.clone(), put(key, value));
         self.network.node(client).hold(&id, true);
-        self.network.run_until_quiescent();
+        self.settle();
         id
     }
 
@@ -79,13 +93,13 @@ impl Cluster {
         let client = self.clients[n];
         self.network.node(client).find(id);
         self.network.node(client).hold(id, true);
-        self.network.run_until_quiescent();
+        self.settle();
     }
 
     fn change(&mut self, n: usize, id: &DocumentId, key: &'static str, value: i64) {
         let client = self.clients[n];
         assert!(self.network.node(client).change(id, put(key, value)));
-        self.network.run_until_quiescent();
+        self.settle();
     }
 
     fn loaded_on_node(&mut self, n: usize, id: &DocumentId) -> bool {
@@ -192,4 +206,71 @@ fn another_nodes_changes_alone_do_not_keep_a_document_in_memory() {
     }
     assert!(!c.loaded_on_node(1, &id));
     assert!(c.loaded_on_node(0, &id));
+}
+
+/// Node 1's client only watches; node 0's client stays busy with the document without changing
+/// it (presence), which keeps it in node 0's memory but not in node 1's (another node's
+/// traffic does not count). Node 1 unloads it, yet its client gets the presence and the next
+/// change: node 1 does not tell node 0 to stop while a client of its own follows the document,
+/// and what node 0 sends brings the document back for that client.
+#[test]
+fn a_watcher_on_one_node_gets_changes_after_its_node_unloaded_the_document() {
+    let mut c = cluster();
+    let id = c.create(0, "v", 0);
+    c.open(1, &id);
+    let (client_0, client_1) = (c.clients[0], c.clients[1]);
+    for _ in 0..6 {
+        c.network.advance(IDLE / 3);
+        let presence = tandem_core::MessageData::new(vec![0xa0]).expect("not empty");
+        c.network.node(client_0).broadcast(&id, presence);
+        c.network.run_until_quiescent();
+    }
+    c.change(0, &id, "v", 1);
+    assert_eq!(value(&mut c.network, client_1, &id, "v"), Some(1));
+}
+
+/// A change node 0 took from its client is taken by node 1 from node 0 even where node 1's own
+/// limit would refuse it from a client (each node counts a document's growth from its own
+/// load): the origin checked it.
+#[test]
+fn a_node_takes_what_another_node_relays_whatever_its_own_quota() {
+    let mut c = cluster_with(|n, config| {
+        if n == 1 {
+            config.quota.max_change_bytes = Some(1_000);
+        }
+    });
+    let id = c.create(0, "v", 0);
+    c.open(1, &id);
+    let client_0 = c.clients[0];
+    let big: String = (0..4_000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    assert!(c.network.node(client_0).change(&id, move |doc| {
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(ROOT, "big", big.as_str())?;
+            tx.put(ROOT, "v", 1)?;
+            Ok(())
+        })
+        .expect("a put");
+    }));
+    c.network.run_until_quiescent();
+    let client_1 = c.clients[1];
+    assert_eq!(value(&mut c.network, client_1, &id, "v"), Some(1));
+}
+
+/// Node 0's saves hang (its database connection is stuck). What node 0 sends node 1 does not
+/// wait for them: node 1's changes reached node 0 through a node that saved them, so node 0
+/// has nothing of node 1's to acknowledge, and its own client's change reaches node 1 at once.
+#[test]
+fn a_node_whose_saves_hang_still_relays_to_the_other_node() {
+    let mut c = cluster();
+    let id = c.create(0, "a", 0);
+    c.open(1, &id);
+    let node_0 = c.nodes[0];
+    c.network
+        .set_saves(node_0, tandem_core::testing::Saves::Hold);
+    c.change(1, &id, "b", 1);
+    c.change(0, &id, "a", 2);
+    let client_1 = c.clients[1];
+    assert_eq!(value(&mut c.network, client_1, &id, "a"), Some(2));
 }

@@ -15,7 +15,7 @@ use tandem_core::{Grant, PeerId};
 use tandem_net_ws::{Admission, ClientConfig, ConnectionState, Identity, WebSocketClient};
 use tandem_repo::network::NetworkId;
 use tandem_repo::Repo;
-use tandem_storage_postgres::{LiveNode, NodeRegistry};
+use tandem_storage_postgres::{LiveNode, NodeRegistry, PostgresError};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -25,9 +25,9 @@ use crate::metrics::Metrics;
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is taken for dead.
 pub(crate) const ALIVE_WITHIN: Duration = Duration::from_secs(5);
-/// How long a link token is good for (a link that fails to reconnect with it is made again with
-/// a fresh one).
-const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a link token is good for: a link that drops after that fails to reconnect with it,
+/// gives up, and is made again with a fresh one by the next heartbeats.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// The audience of link tokens: a client token signed with the same secret is not one.
 const AUDIENCE: &str = "tandem-cluster";
 
@@ -55,17 +55,22 @@ pub(crate) struct ClusterKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// This node: a token must be addressed to it.
+    me: PeerId,
 }
 
+/// A link token: from node `sub`, to node `to`, until `exp`.
 #[derive(Debug, Serialize, Deserialize)]
 struct LinkClaims {
     sub: String,
+    to: String,
     aud: String,
     exp: u64,
 }
 
 impl ClusterKey {
-    pub(crate) fn new(secret: &str) -> ClusterKey {
+    /// The key of node `me` for the cluster's `secret`.
+    pub(crate) fn new(secret: &str, me: PeerId) -> ClusterKey {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
@@ -73,16 +78,19 @@ impl ClusterKey {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            me,
         }
     }
 
-    /// A token for node `peer` to link with.
-    fn token_for(&self, peer: &PeerId) -> Result<String, jsonwebtoken::errors::Error> {
+    /// A token for this node to link to node `to` with: good at that node only, so that one
+    /// seen on the way (or sent to a stale address) opens nothing else.
+    fn token_to(&self, to: &str) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let claims = LinkClaims {
-            sub: peer.to_string(),
+            sub: self.me.to_string(),
+            to: to.to_owned(),
             aud: AUDIENCE.to_owned(),
             exp: (now + TOKEN_LIFETIME).as_secs(),
         };
@@ -94,6 +102,9 @@ impl ClusterKey {
         let claims = jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
+        if claims.to != self.me.as_str() {
+            return None;
+        }
         Some(Admission {
             identity: Some(Identity::Exactly(PeerId::from(claims.sub))),
             grant: Grant::cluster_node(),
@@ -163,7 +174,9 @@ async fn run(
             _ = beats.tick() => {}
             _ = stopped.changed() => break,
         }
-        let live = match registry.heartbeat().await {
+        // Bounded below the silence that makes others drop this node.
+        let beat = tokio::time::timeout(HEARTBEAT * 3, registry.heartbeat()).await;
+        let live = match beat.unwrap_or_else(|_| Err(PostgresError::TimedOut)) {
             Ok(live) => {
                 if failing {
                     info!("cluster heartbeat works again");
@@ -223,7 +236,7 @@ async fn reconcile(
         if links.contains_key(id) {
             continue;
         }
-        match dial(repo, me, key, node).await {
+        match dial(repo, key, node).await {
             Ok(link) => {
                 info!(node = %id, advertise = %node.advertise, "linking to a node");
                 links.insert(id.to_owned(), link);
@@ -233,8 +246,8 @@ async fn reconcile(
     }
 }
 
-async fn dial(repo: &Repo, me: &PeerId, key: &ClusterKey, node: &LiveNode) -> Result<Link, String> {
-    let token = key.token_for(me).map_err(|e| e.to_string())?;
+async fn dial(repo: &Repo, key: &ClusterKey, node: &LiveNode) -> Result<Link, String> {
+    let token = key.token_to(&node.id).map_err(|e| e.to_string())?;
     let config = ClientConfig {
         authorization: Some(format!("Bearer {token}")),
         grant: Grant::cluster_node(),
@@ -270,14 +283,19 @@ mod tests {
 
     #[test]
     fn a_link_token_admits_its_node_and_nothing_else_does() {
-        let key = ClusterKey::new("secret");
-        let token = key.token_for(&PeerId::from("node-a")).unwrap();
-        let admitted = key.admit(&token).expect("a node");
+        let (a, b) = (PeerId::from("node-a"), PeerId::from("node-b"));
+        let token = ClusterKey::new("secret", a.clone())
+            .token_to(b.as_str())
+            .unwrap();
+        let at_b = ClusterKey::new("secret", b.clone());
+        let admitted = at_b.admit(&token).expect("a node");
         assert!(admitted.grant.cluster_node);
-        assert!(
-            matches!(admitted.identity, Some(Identity::Exactly(ref p)) if p.as_str() == "node-a")
-        );
-        assert!(ClusterKey::new("other").admit(&token).is_none());
-        assert!(key.admit("not a token").is_none());
+        assert!(matches!(admitted.identity, Some(Identity::Exactly(ref p)) if *p == a));
+        // Signed with another secret, or addressed to another node: nothing.
+        assert!(ClusterKey::new("other", b).admit(&token).is_none());
+        assert!(ClusterKey::new("secret", PeerId::from("node-c"))
+            .admit(&token)
+            .is_none());
+        assert!(at_b.admit("not a token").is_none());
     }
 }

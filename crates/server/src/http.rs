@@ -185,10 +185,16 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
                 }
             }
         };
-        let Ok(slot) = front.connections.clone().try_acquire_owned() else {
-            debug!("connection limit reached; upgrade refused");
-            front.metrics.rejected(Rejection::Limit);
-            return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+        // Links between nodes are not clients: a node full of clients still takes them.
+        let slot = if admission.grant.cluster_node {
+            None
+        } else {
+            let Ok(slot) = front.connections.clone().try_acquire_owned() else {
+                debug!("connection limit reached; upgrade refused");
+                front.metrics.rejected(Rejection::Limit);
+                return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+            };
+            Some(slot)
         };
         let upgrade = hyper::upgrade::on(&mut request);
         let acceptor = front.acceptor.clone();

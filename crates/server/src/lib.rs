@@ -324,8 +324,7 @@ impl Server {
         let cluster_key = options
             .cluster_secret
             .as_deref()
-            .map(cluster::ClusterKey::new)
-            .map(Arc::new);
+            .map(|secret| Arc::new(cluster::ClusterKey::new(secret, repo.peer_id().clone())));
         let cluster = match (&options.cluster_advertise, &cluster_key, registry) {
             (Some(advertise), Some(key), Some(storage)) => {
                 let registry = NodeRegistry::new(
@@ -421,9 +420,13 @@ impl Server {
     /// timeout, past which it stops anyway.
     pub async fn shutdown(mut self) {
         self.shutting_down.store(true, Ordering::Relaxed);
-        // The other nodes drop this one now, not after its silence.
+        // The other nodes drop this one now, not after its silence (unless the database is
+        // slow to answer: they will after the silence).
         if let Some(cluster) = self.cluster.take() {
-            cluster.leave().await;
+            let leaving = tokio::time::timeout(cluster::ALIVE_WITHIN, cluster.leave());
+            if leaving.await.is_err() {
+                warn!("could not leave the cluster's registry in time; the others will notice");
+            }
         }
         let orderly = async {
             if let Err(error) = self.repo.flush().await {

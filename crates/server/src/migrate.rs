@@ -131,6 +131,14 @@ impl Store {
 /// Copies everything from the source to the destination `options` name, and checks every
 /// document's heads.
 pub async fn migrate(options: &MigrateOptions) -> Result<Migrated, MigrateError> {
+    // A directory to copy from must be there: opening a missing one would make it, and copy
+    // nothing.
+    if let Some(dir) = options.from_dir.as_ref().filter(|dir| !dir.is_dir()) {
+        return Err(MigrateError::List {
+            path: dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
     let from = Store::open(&options.from_dir, &options.from_postgres).await?;
     let to = Store::open(&options.to_dir, &options.to_postgres).await?;
     let mut migrated = Migrated::default();

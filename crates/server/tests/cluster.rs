@@ -231,3 +231,25 @@ async fn a_partitioned_node_converges_after_the_heal_and_loses_nothing() {
     reader.shutdown().await;
     fresh.shutdown().await;
 }
+
+/// Nodes full of clients (`--max-connections`; here no room at all) still take each other's
+/// links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_full_of_clients_still_link_to_each_other() {
+    let postgres = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = postgres.database().await.unwrap();
+    let full = || Options {
+        max_connections: 0,
+        ..node_options(&url)
+    };
+    let (a, b) = (
+        Server::start(&full()).await.unwrap(),
+        Server::start(&full()).await.unwrap(),
+    );
+    a.repo()
+        .wait_for_peer(b.repo().peer_id(), PATIENCE)
+        .await
+        .expect("the nodes never linked");
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -15,6 +15,9 @@ pub enum PostgresError {
     /// A statement failed.
     #[error("PostgreSQL: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// PostgreSQL did not answer in time.
+    #[error("PostgreSQL did not answer in time")]
+    TimedOut,
     /// A newer build has upgraded the database; this one would misread it.
     #[error("the database's schema is version {found}, newer than this build knows ({known})")]
     NewerSchema {

@@ -54,7 +54,7 @@ impl NodeRegistry {
         alive_within: Duration,
     ) -> NodeRegistry {
         NodeRegistry {
-            pool: storage.pool().clone(),
+            pool: storage.control_pool().clone(),
             id: id.into(),
             advertise: advertise.into(),
             alive_within,

@@ -79,8 +79,9 @@ async fn write_batches(pool: Pool, mut pending: mpsc::Receiver<PendingSave>) {
         }
         match write(&pool, &batch).await {
             Ok(()) => answer(batch, |_| Ok(())),
-            // One bad value must not fail the saves it happened to share a batch with.
-            Err(_) if batch.len() > 1 => {
+            // One bad value must not fail the saves it happened to share a batch with. (A lost
+            // connection fails them all at once: retrying each would take that long again.)
+            Err(error) if batch.len() > 1 && error.is_about_a_value() => {
                 for save in batch {
                     let outcome = write(&pool, std::slice::from_ref(&save)).await;
                     let _ = save
@@ -114,9 +115,33 @@ enum WriteError {
     Connect(#[from] deadpool_postgres::PoolError),
     #[error("PostgreSQL: {0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
+impl WriteError {
+    /// PostgreSQL refused the statement for what it holds (a value too large, a malformed
+    /// one: SQLSTATE classes 22, 23, 54), not for the connection or the server's state.
+    fn is_about_a_value(&self) -> bool {
+        match self {
+            WriteError::Query(error) => error
+                .code()
+                .is_some_and(|code| matches!(&code.code()[..2], "22" | "23" | "54")),
+            _ => false,
+        }
+    }
+}
+
+/// Longest a batch may take; past it, its saves fail (and are retried by the repo).
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn write(pool: &Pool, batch: &[PendingSave]) -> Result<(), WriteError> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_now(pool, batch))
+        .await
+        .unwrap_or(Err(WriteError::TimedOut(WRITE_TIMEOUT)))
+}
+
+async fn write_now(pool: &Pool, batch: &[PendingSave]) -> Result<(), WriteError> {
     // A key saved twice in one batch keeps its last value (one statement may not touch a row
     // twice).
     let mut last: HashMap<&str, &[u8]> = HashMap::with_capacity(batch.len());

@@ -5,6 +5,9 @@
 
 use deadpool_postgres::Object;
 
+use tandem_core::storage::STORAGE_ADAPTER_ID;
+use tandem_core::StorageId;
+
 use crate::PostgresError;
 
 /// Names the advisory lock the migrations hold (any constant no other tool uses).
@@ -30,8 +33,8 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// Brings the database's schema to [`SCHEMA_VERSION`]; refuses a database a newer build has
-/// upgraded. Returns the version found before.
+/// Brings the database's schema to [`SCHEMA_VERSION`], and gives the store its id if it has
+/// none; refuses a database a newer build has upgraded. Returns the version found before.
 pub(crate) async fn migrate(client: &mut Object) -> Result<i32, PostgresError> {
     let transaction = client.transaction().await?;
     transaction
@@ -61,6 +64,16 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<i32, PostgresError> {
             .await?;
         tracing::info!(version, "database schema upgraded");
     }
+    // Made here, under the lock, if missing: servers started together on an empty database
+    // would otherwise each make one, and all but the last would announce an id the store
+    // does not hold.
+    let id = StorageId::random();
+    transaction
+        .execute(
+            "INSERT INTO tandem_entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&STORAGE_ADAPTER_ID, &id.as_str().as_bytes()],
+        )
+        .await?;
     transaction.commit().await?;
     Ok(found)
 }

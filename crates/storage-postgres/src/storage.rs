@@ -11,20 +11,31 @@ use tokio_postgres::NoTls;
 use crate::save_batch::SaveBatcher;
 use crate::{schema, PostgresError};
 
-/// Most connections one store opens.
+/// Most connections one store opens for loads and removals.
 const POOL_SIZE: usize = 16;
+/// Connections of the saves' writer, and of the cluster's heartbeat: their own, so that a storm
+/// of loads never holds up a save or makes a live node look dead.
+const WRITER_POOL_SIZE: usize = 2;
+const CONTROL_POOL_SIZE: usize = 1;
 /// How long a connection attempt may take before the operation fails (and is retried by the
 /// repo, as any storage failure is).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an operation waits for a free connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A silent server is noticed after about this long (TCP keepalive).
+/// A connection silent this long is probed (TCP keepalive), every `KEEPALIVE_INTERVAL`, and
+/// dropped after `KEEPALIVE_RETRIES` unanswered probes: an idle connection to a vanished server
+/// goes within about 25 s.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Data unacknowledged this long drops the connection (a request sent to a vanished server).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A store in a PostgreSQL database. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct PostgresStorage {
     pool: Pool,
+    control: Pool,
     saves: SaveBatcher,
 }
 
@@ -46,30 +57,43 @@ impl PostgresStorage {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.keepalives_idle(KEEPALIVE_IDLE);
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
         config.application_name("tandem");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()?;
-        schema::migrate(&mut pool.get().await?).await?;
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(WAIT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+        };
+        let pool = pool_of(POOL_SIZE)?;
+        let control = pool_of(CONTROL_POOL_SIZE)?;
+        schema::migrate(&mut control.get().await?).await?;
         Ok(PostgresStorage {
-            saves: SaveBatcher::start(pool.clone()),
+            saves: SaveBatcher::start(pool_of(WRITER_POOL_SIZE)?),
             pool,
+            control,
         })
     }
 
-    /// The connection pool, for other tables in the same database (the cluster's nodes).
+    /// The connections loads use, for other tables in the same database.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// A connection of its own, for the cluster's heartbeat: a storm of loads never delays it.
+    pub fn control_pool(&self) -> &Pool {
+        &self.control
     }
 
     /// The first part of every key stored (document ids, `storage-adapter-id`), sorted: what

@@ -1,6 +1,7 @@
-//! The schema is created once however many nodes start together, and a database a newer build
-//! has upgraded is refused rather than misread.
+//! The schema and the store's id are created once however many nodes start together, and a
+//! database a newer build has upgraded is refused rather than misread.
 
+use tandem_core::StorageAdapter;
 use tandem_storage_postgres::{PostgresError, PostgresStorage, TestPostgres, SCHEMA_VERSION};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +27,12 @@ async fn nodes_started_together_on_an_empty_database_all_come_up() {
         .map(|row| row.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    // One store id, made once: every node reads the same.
+    let key = tandem_core::StorageKey::storage_adapter_id();
+    let first = stores[0].load(&key).await.unwrap().expect("an id");
+    for store in &stores {
+        assert_eq!(store.load(&key).await.unwrap().as_ref(), Some(&first));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

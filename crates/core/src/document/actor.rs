@@ -528,8 +528,13 @@ impl DocumentActor {
     fn queued_input(&mut self, input: DocumentInput, doc: &mut Automerge) {
         // Another node's traffic alone does not keep the document here: that node holds it for
         // its own clients, and finds it in the storage we share.
-        let from_cluster_node = matches!(&input, DocumentInput::Incoming { from, .. }
-            if self.cluster_nodes.contains(from));
+        let from_cluster_node = match &input {
+            DocumentInput::Incoming { from, .. } | DocumentInput::PeerDisconnected(from) => {
+                self.cluster_nodes.contains(from)
+            }
+            DocumentInput::PeerConnected(info) => info.cluster_node,
+            _ => false,
+        };
         if !matches!(input, DocumentInput::LocalChange) && !from_cluster_node {
             self.last_activity = self.now;
         }
@@ -926,7 +931,10 @@ impl DocumentActor {
             // from elsewhere, it goes to that node with the next change.)
             Message::Request(_)
                 if self.cluster_nodes.contains(&peer)
-                    && self.sync.state() != HandleState::Ready =>
+                    && matches!(
+                        self.sync.state(),
+                        HandleState::Requesting | HandleState::Unavailable
+                    ) =>
             {
                 self.unavailable_to(peer);
             }
@@ -988,7 +996,12 @@ impl DocumentActor {
             stored,
             m.data.as_bytes(),
             request,
-            self.config.quota,
+            // Another node relays what it took within the same limits.
+            if self.cluster_nodes.contains(&peer) {
+                crate::untrusted::Quota::default()
+            } else {
+                self.config.quota
+            },
             &mut patch_log,
         );
         match result {
@@ -1107,9 +1120,11 @@ impl DocumentActor {
     fn apply(&mut self, out: SyncOutput, origin: Option<&PeerId>, doc: &mut Automerge) {
         // A peer's changes are acknowledged only once saved: until then every message to that
         // peer waits (in order) for the save. Other peers hear of the changes at once; should
-        // the save never happen, the sender still has them and sends them again.
+        // the save never happen, the sender still has them and sends them again. Another node
+        // acknowledged the changes it relays itself, to its own clients, once it saved them.
+        let writer = origin.filter(|peer| !self.cluster_nodes.contains(peer));
         if self.config.durable_acknowledgement && self.config.storage && out.document_changed {
-            if let Some(origin) = origin {
+            if let Some(origin) = writer {
                 self.acks.changed_by(origin);
                 self.unacknowledged_since
                     .entry(self.acks.next_save())
@@ -1387,17 +1402,6 @@ impl DocumentActor {
             // Peers whose changes were not saved hear nothing more from this document; cut off,
             // they reconnect and send those changes again.
             self.cut_off_waiting_writers();
-        }
-        // Other nodes synced with us stop sending us the document; should it come back into
-        // memory here, both sides start afresh.
-        let nodes: Vec<PeerId> = self
-            .cluster_nodes
-            .iter()
-            .filter(|node| self.sync.has_peer(node))
-            .cloned()
-            .collect();
-        for node in nodes {
-            self.unavailable_to(node);
         }
         self.publish(HandleState::Unloaded);
         self.complete(command, Ok(()));

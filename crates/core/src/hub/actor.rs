@@ -14,6 +14,12 @@ use crate::document::{CommandId, Counter, PeerInfo, Start};
 use crate::sync::EphemeralDedup;
 use crate::{Access, DocUnavailableMessage, DocumentId, Grant, Message, PeerId, PeerMetadata};
 
+/// Most introductions a connection keeps for documents out of memory: past them, a document
+/// that unloads forgets that connection, which then misses its changes until it touches the
+/// document again (a JS client does on reconnecting). 100,000 introductions cost the hub
+/// about 10 MB.
+pub const KEPT_INTRODUCTIONS: usize = 100_000;
+
 /// A connection as the hub keeps it.
 #[derive(Debug)]
 struct Connection {
@@ -258,8 +264,9 @@ impl HubActor {
         self.documents.get(document_id).copied()
     }
 
-    /// How many (peer, document) introductions the hub keeps: what a long-lived connection
-    /// would leak if unloaded documents stayed introduced.
+    /// How many (peer, document) introductions the hub keeps. A connection keeps those of
+    /// documents that unloaded (to sync them again when they come back), up to
+    /// [`KEPT_INTRODUCTIONS`] each; a document that does not exist keeps none.
     pub fn introductions(&self) -> usize {
         self.introductions.len()
     }
@@ -297,6 +304,17 @@ impl HubActor {
     ) {
         if peer == self.local_peer {
             warn!(%peer, "a peer claims our own id; refusing it");
+            self.effects.push(HubEffect::Refused(command));
+            return;
+        }
+        // A client may not take over a node's link by claiming the node's peer id.
+        let node_taken_over = self
+            .by_peer
+            .get(&peer)
+            .and_then(|old| self.connections.get(old))
+            .is_some_and(|old| old.grant.cluster_node && !grant.cluster_node);
+        if node_taken_over {
+            warn!(%peer, "a connection claims the id of a cluster node; refusing it");
             self.effects.push(HubEffect::Refused(command));
             return;
         }
@@ -434,9 +452,11 @@ impl HubActor {
     }
 
     fn share_policy_changed(&mut self, command: CommandId) {
+        // Other nodes are not the policy's to decide: they stay told of everything.
         let connections: Vec<(ConnectionId, PeerId)> = self
             .connections
             .iter()
+            .filter(|(_, c)| !c.grant.cluster_node)
             .map(|(id, c)| (*id, c.peer.clone()))
             .collect();
         self.policy_changes.insert(
@@ -601,6 +621,26 @@ impl HubActor {
         );
     }
 
+    /// Tells every other node of the cluster that this one does not hold `document_id`.
+    fn tell_nodes_unavailable(&mut self, document_id: &DocumentId) {
+        let nodes: Vec<(ConnectionId, PeerId)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.grant.cluster_node)
+            .map(|(id, c)| (*id, c.peer.clone()))
+            .collect();
+        for (connection, peer) in nodes {
+            self.effects.push(HubEffect::Send(
+                connection,
+                Message::DocUnavailable(DocUnavailableMessage {
+                    sender_id: self.local_peer.clone(),
+                    target_id: peer,
+                    document_id: document_id.clone(),
+                }),
+            ));
+        }
+    }
+
     /// Answers a peer's sync or request for a document it gets nothing of with
     /// `doc-unavailable`, as for one that does not exist.
     fn answer_unavailable(
@@ -734,9 +774,20 @@ impl HubActor {
             return;
         }
         self.documents.remove(&document_id);
-        if !available {
+        if available {
+            // A connection that touched very many documents keeps only so many of those out
+            // of memory.
+            self.introductions
+                .unloaded(&document_id, KEPT_INTRODUCTIONS);
+        } else {
             // Nobody has it: a peer asking for made-up ids leaves nothing behind.
             self.introductions.document_gone(&document_id);
+        }
+        if !self.introductions.anyone_knows(&document_id) {
+            // No client here follows it: other nodes stop sending it here (should it come
+            // back, both sides start afresh). One that a client follows stays synced, so that
+            // the next change from another node brings it back for that client.
+            self.tell_nodes_unavailable(&document_id);
         }
         // Until it ends, a new actor for the document waits for it before reading storage.
         debug!(%document_id, "unloading idle document");

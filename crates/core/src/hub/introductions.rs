@@ -70,6 +70,27 @@ impl Introductions {
             .is_some_and(|peers| peers.contains(peer))
     }
 
+    /// `document` left memory: the peers that know it keep knowing it, unless they know more
+    /// than `keep` documents.
+    pub(crate) fn unloaded(&mut self, document: &DocumentId, keep: usize) {
+        let Some(peers) = self.by_document.get_mut(document) else {
+            return;
+        };
+        peers.retain(|peer| {
+            let Some(documents) = self.by_peer.get_mut(peer) else {
+                return false;
+            };
+            if documents.len() <= keep {
+                return true;
+            }
+            documents.remove(document);
+            false
+        });
+        if peers.is_empty() {
+            self.by_document.remove(document);
+        }
+    }
+
     /// Whether any peer was introduced to `document`.
     pub(crate) fn anyone_knows(&self, document: &DocumentId) -> bool {
         self.by_document.contains_key(document)
@@ -102,6 +123,17 @@ mod tests {
         assert_eq!(introductions.peer_left(&a), vec![y.clone()]);
         assert_eq!(introductions.len(), 0);
         assert!(introductions.by_document.is_empty() && introductions.by_peer.is_empty());
+
+        // A document that unloads stays known, to peers that know few enough documents.
+        introductions.introduce(&a, &x);
+        introductions.introduce(&b, &x);
+        introductions.introduce(&b, &y);
+        introductions.unloaded(&x, 1);
+        assert!(introductions.knows(&a, &x) && !introductions.knows(&b, &x));
+        assert!(introductions.knows(&b, &y));
+        introductions.peer_left(&b);
+        introductions.peer_left(&a);
+        assert_eq!(introductions.len(), 0);
 
         // A peer that comes back starts afresh.
         introductions.introduce(&a, &y);

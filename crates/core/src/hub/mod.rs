@@ -12,7 +12,7 @@ mod input;
 mod introductions;
 mod rate;
 
-pub use actor::HubActor;
+pub use actor::{HubActor, KEPT_INTRODUCTIONS};
 pub use effect::{DocumentEvent, HubEffect};
 pub use ids::{ConnectionId, DocumentActorId, HubQuestionId};
 pub use input::{FindMode, HubInput};

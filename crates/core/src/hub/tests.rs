@@ -386,3 +386,36 @@ fn an_ephemeral_flood_is_dropped_and_then_cut_off() {
     assert_eq!(passed, EPHEMERAL_BURST as usize);
     assert!(closed, "a flooding connection was never cut off");
 }
+
+/// A connection claiming the peer id of a connected cluster node is refused: it may not take
+/// the node's link over (as a reconnecting client takes its own over). Another node link under
+/// that id (the node reconnecting) still may.
+#[test]
+fn a_client_may_not_take_over_a_nodes_link() {
+    let mut hub = hub();
+    let connect = |hub: &mut HubActor, grant: Grant| {
+        step(
+            hub,
+            HubInput::Connect {
+                command: CommandId(9),
+                peer: PeerId::from("node-b"),
+                metadata: PeerMetadata::default(),
+                grant,
+            },
+        )
+    };
+    let first = connect(&mut hub, Grant::cluster_node());
+    assert!(matches!(first[0], HubEffect::Accepted { .. }), "{first:?}");
+    let impostor = connect(&mut hub, Grant::default());
+    assert!(
+        matches!(&impostor[..], [HubEffect::Refused(CommandId(9))]),
+        "{impostor:?}"
+    );
+    let again = connect(&mut hub, Grant::cluster_node());
+    assert!(
+        again
+            .iter()
+            .any(|e| matches!(e, HubEffect::Accepted { .. })),
+        "{again:?}"
+    );
+}
