@@ -21,28 +21,33 @@ use crate::BenchError;
 
 const NODES: usize = 3;
 
-/// Three nodes on the database standing for `dir`, once each sees the other two.
-async fn start_nodes(launcher: &Launcher, dir: &Path) -> Result<Vec<RunningServer>, BenchError> {
+/// Three nodes on the database standing for `dir`, once each is linked with the other two;
+/// and how long that took from the last one's start (its "listening" line).
+async fn start_nodes(
+    launcher: &Launcher,
+    dir: &Path,
+) -> Result<(Vec<RunningServer>, Duration), BenchError> {
     let database = launcher.database(dir).await?;
     let mut nodes = Vec::with_capacity(NODES);
     for _ in 0..NODES {
         nodes.push(launcher.start_cluster_node(&database).await?);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let last_started = Instant::now();
+    let deadline = last_started + Duration::from_secs(30);
     for node in &nodes {
-        let mut every = tokio::time::interval(Duration::from_millis(50));
-        while other_nodes(&node.url).await != Some(NODES as u64 - 1) {
+        let mut every = tokio::time::interval(Duration::from_millis(10));
+        while metric(&node.url, "tandem_cluster_links").await != Some(NODES as u64 - 1) {
             if Instant::now() > deadline {
-                return Err(BenchError::Stuck("the nodes never saw each other".into()));
+                return Err(BenchError::Stuck("the nodes never linked".into()));
             }
             every.tick().await;
         }
     }
-    Ok(nodes)
+    Ok((nodes, last_started.elapsed()))
 }
 
-/// `tandem_cluster_nodes` from a node's `/metrics`.
-async fn other_nodes(url: &str) -> Option<u64> {
+/// A metric from a node's `/metrics`.
+async fn metric(url: &str, name: &str) -> Option<u64> {
     let address = url.strip_prefix("ws://")?;
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
@@ -51,7 +56,7 @@ async fn other_nodes(url: &str) -> Option<u64> {
     stream.read_to_string(&mut response).await.ok()?;
     response
         .lines()
-        .find_map(|line| line.strip_prefix("tandem_cluster_nodes "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
 
@@ -68,7 +73,7 @@ pub async fn round_trips(
     trips: usize,
     dir: &Path,
 ) -> Result<Measurement, BenchError> {
-    let nodes = start_nodes(launcher, dir).await?;
+    let (nodes, linked) = start_nodes(launcher, dir).await?;
     let (writer, storage) = connect(&nodes[0].url).await?;
     let storage = storage.ok_or_else(|| BenchError::Client("no storage id".into()))?;
     let (near, _) = connect(&nodes[0].url).await?;
@@ -113,6 +118,7 @@ pub async fn round_trips(
         ("cross_node_p90_ms", cross_p90),
         ("cross_node_p99_ms", cross_p99),
         ("cross_over_one_p50", cross_p50 / same_p50),
+        ("linked_ms", linked.as_secs_f64() * 1e3),
     ]);
     for repo in [writer, near, far] {
         repo.shutdown().await;
@@ -127,7 +133,7 @@ pub async fn bulk_across(
     n: usize,
     dir: &Path,
 ) -> Result<Measurement, BenchError> {
-    let nodes = start_nodes(launcher, dir).await?;
+    let (nodes, _) = start_nodes(launcher, dir).await?;
     let outcome = bulk::run_between(&nodes[0], &nodes[0].url, &nodes[1].url, n).await;
     stop_all(nodes).await?;
     outcome.map(|(measurement, _)| measurement)

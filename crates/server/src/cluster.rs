@@ -5,7 +5,7 @@
 //! pair has one link. Documents travel between nodes only where both hold them (the core's
 //! `Grant::cluster_node` rules); everything else meets in the database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,7 +131,9 @@ impl Cluster {
         metrics: Arc<Metrics>,
     ) -> Cluster {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(repo, registry.clone(), key, metrics, stopped));
+        let (live, live_ids) = watch::channel(BTreeSet::new());
+        tokio::spawn(count_links(repo.clone(), live_ids, metrics.clone()));
+        let task = tokio::spawn(run(repo, registry.clone(), key, metrics, live, stopped));
         Cluster {
             stop,
             task,
@@ -162,6 +164,7 @@ async fn run(
     registry: NodeRegistry,
     key: Arc<ClusterKey>,
     metrics: Arc<Metrics>,
+    live_ids: watch::Sender<BTreeSet<String>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let me = repo.peer_id().clone();
@@ -194,10 +197,41 @@ async fn run(
             }
         };
         metrics.cluster_nodes(live.len());
+        live_ids.send_if_modified(|ids| {
+            let now: BTreeSet<String> = live.iter().map(|node| node.id.clone()).collect();
+            let changed = *ids != now;
+            *ids = now;
+            changed
+        });
         reconcile(&repo, &me, &key, &live, &mut links).await;
     }
     for (_, link) in links {
         let _ = repo.remove_network(link.network).await;
+    }
+}
+
+/// Keeps `tandem_cluster_links` at the number of live nodes this node is linked with (either
+/// way), as peers come and go; ends with the heartbeat (when `live_ids` closes).
+async fn count_links(
+    repo: Repo,
+    mut live_ids: watch::Receiver<BTreeSet<String>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut peers = repo.peer_changes();
+    loop {
+        let linked = {
+            let ids = live_ids.borrow_and_update();
+            let peers = peers.borrow_and_update();
+            peers
+                .keys()
+                .filter(|peer| ids.contains(peer.as_str()))
+                .count()
+        };
+        metrics.cluster_links(linked);
+        tokio::select! {
+            changed = live_ids.changed() => if changed.is_err() { return },
+            changed = peers.changed() => if changed.is_err() { return },
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub(crate) struct Metrics {
     connections_cut_off: Family<Labels, Counter>,
     ephemeral_dropped: Counter,
     cluster_nodes: Gauge,
+    cluster_links: Gauge,
     /// While saves fail (for `/readyz`).
     storage_outage: Mutex<Option<StorageOutage>>,
     /// The series of `messages_received` and `messages_sent` for each message type, looked up
@@ -106,6 +107,7 @@ impl Metrics {
             connections_cut_off: Family::default(),
             ephemeral_dropped: Counter::default(),
             cluster_nodes: Gauge::default(),
+            cluster_links: Gauge::default(),
             storage_outage: Mutex::new(None),
             by_type: Vec::new(),
         };
@@ -167,6 +169,11 @@ impl Metrics {
                 "cluster_nodes",
                 "Other nodes of the cluster alive now (by the database's registry; 0 outside a cluster)",
                 metrics.cluster_nodes.clone(),
+            );
+            registry.register(
+                "cluster_links",
+                "Other live nodes this node is linked with now, either way (0 outside a cluster)",
+                metrics.cluster_links.clone(),
             );
             registry.register(
                 "storage_failing",
@@ -241,6 +248,12 @@ impl Metrics {
     /// How many other nodes of the cluster are alive.
     pub(crate) fn cluster_nodes(&self, count: usize) {
         self.cluster_nodes
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// With how many other live nodes this node is linked.
+    pub(crate) fn cluster_links(&self, count: usize) {
+        self.cluster_links
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 

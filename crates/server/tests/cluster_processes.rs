@@ -34,7 +34,7 @@ fn start_node(postgres_url: &str) -> (ServerProcess, String) {
     ])
 }
 
-/// `tandem_cluster_nodes` as node `url` reports it.
+/// `tandem_cluster_links` as node `url` reports it: the live nodes it is linked with.
 async fn other_nodes(url: &str) -> Option<u64> {
     let address = url.strip_prefix("ws://")?;
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
@@ -44,11 +44,11 @@ async fn other_nodes(url: &str) -> Option<u64> {
     stream.read_to_string(&mut response).await.ok()?;
     response
         .lines()
-        .find_map(|line| line.strip_prefix("tandem_cluster_nodes "))
+        .find_map(|line| line.strip_prefix("tandem_cluster_links "))
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Waits until node `url` sees `count` other live nodes.
+/// Waits until node `url` is linked with `count` other live nodes.
 async fn wait_for_other_nodes(url: &str, count: u64) {
     tokio::time::timeout(PATIENCE, async {
         let mut every = tokio::time::interval(Duration::from_millis(100));
