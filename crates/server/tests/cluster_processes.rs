@@ -75,9 +75,29 @@ async fn rust_client(url: &str) -> Repo {
     repo
 }
 
+/// Waits until the store (`storage`, which every node shares) holds `doc`'s heads.
+async fn stored(doc: &tandem_repo::DocHandle, storage: &tandem_core::StorageId) {
+    let heads = doc.heads().unwrap();
+    let mut acks = Box::pin(doc.remote_heads_changes());
+    tokio::time::timeout(PATIENCE, async {
+        while doc.remote_heads(storage).map(|e| e.heads) != Some(heads.clone()) {
+            acks.next().await;
+        }
+    })
+    .await
+    .expect("a change was never acknowledged");
+}
+
 /// Writes to the document through node `node` until it is killed (after a few acknowledged
-/// changes, at a moment chosen by the clock); the heads of the last change it acknowledged.
-async fn write_until_killed(node: &mut ServerProcess, url: &str, doc_url: &str) -> Vec<ChangeHash> {
+/// changes, at a moment chosen by the clock, with a change or two not yet acknowledged); then
+/// the same client reconnects through `then` (as a load balancer would send it) and carries
+/// on. The heads acknowledged before the kill, and at the end.
+async fn write_until_killed(
+    node: &mut ServerProcess,
+    url: &str,
+    then: &str,
+    doc_url: &str,
+) -> (Vec<ChangeHash>, Vec<ChangeHash>) {
     let writer = rust_client(url).await;
     let storage = writer
         .peers()
@@ -85,35 +105,31 @@ async fn write_until_killed(node: &mut ServerProcess, url: &str, doc_url: &str) 
         .find_map(|meta| meta.storage_id)
         .expect("the node has storage");
     let doc = writer.find(doc_url).await.unwrap();
-    let mut acks = Box::pin(doc.remote_heads_changes());
-    let mut acknowledged = Vec::new();
-    for i in 0..10_000i64 {
-        if i == 5 {
-            let jitter = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-                % 3;
-            // Killed between changes 5 and 8: some acknowledged, the last maybe not.
-            for _ in 0..jitter {
-                let _ = doc.change(|tx| tx.put(ROOT, "rust", i)).unwrap();
-            }
-            kill_hard(node);
-            break;
-        }
+    let mut before_kill = Vec::new();
+    for i in 0..5i64 {
         doc.change(|tx| tx.put(ROOT, "rust", i)).unwrap().unwrap();
-        let heads = doc.heads().unwrap();
-        tokio::time::timeout(PATIENCE, async {
-            while doc.remote_heads(&storage).map(|e| e.heads) != Some(heads.clone()) {
-                acks.next().await;
-            }
-        })
-        .await
-        .expect("a change was never acknowledged");
-        acknowledged = heads;
+        stored(&doc, &storage).await;
+        before_kill = doc.heads().unwrap();
     }
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 3;
+    for n in 0..=jitter {
+        let _ = doc
+            .change(|tx| tx.put(ROOT, "unacknowledged", n as i64))
+            .unwrap();
+    }
+    kill_hard(node);
+    let other = WebSocketClient::new(then, ClientConfig::default()).unwrap();
+    writer.add_network(other).await.unwrap();
+    doc.change(|tx| tx.put(ROOT, "rust", 100)).unwrap().unwrap();
+    // The other node shares the store: its acknowledgement is the same storage id's.
+    stored(&doc, &storage).await;
+    let at_end = doc.heads().unwrap();
     writer.shutdown().await;
-    acknowledged
+    (before_kill, at_end)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,9 +175,10 @@ async fn a_cluster_of_three_serves_js_clients_and_loses_nothing_when_a_node_is_k
     );
     assert_eq!(seen_2["content"], seen_3["content"]);
 
-    // Node 1 dies mid-writes: everything it acknowledged is there through node 3.
-    let acknowledged = write_until_killed(&mut node_1, &url_1, &doc_url).await;
-    assert!(!acknowledged.is_empty());
+    // Node 1 dies mid-writes; its client carries on through node 3. Everything acknowledged,
+    // by either node, is there through node 3.
+    let (before_kill, at_end) = write_until_killed(&mut node_1, &url_1, &url_3, &doc_url).await;
+    let acknowledged: Vec<ChangeHash> = before_kill.into_iter().chain(at_end).collect();
     let reader = rust_client(&url_3).await;
     let doc = reader.find(doc_url.as_str()).await.unwrap();
     let missing: Vec<ChangeHash> = doc
@@ -175,7 +192,7 @@ async fn a_cluster_of_three_serves_js_clients_and_loses_nothing_when_a_node_is_k
         .unwrap();
     assert!(
         missing.is_empty(),
-        "acknowledged by node 1, lost: {missing:?}"
+        "acknowledged (by node 1 before its death, or node 3 after), lost: {missing:?}"
     );
     let heads: Vec<String> = doc.heads().unwrap().iter().map(|h| h.to_string()).collect();
     reader.shutdown().await;
