@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use automerge::{transaction::Transactable, ChangeHash, ReadDoc, ROOT};
-use common::{kill_hard, start_server, ServerProcess};
+use common::{acknowledged, kill_hard, start_server, ServerProcess};
 use futures::StreamExt;
 use js::NodeProcess;
 use serde_json::Value as Json;
@@ -75,19 +75,6 @@ async fn rust_client(url: &str) -> Repo {
     repo
 }
 
-/// Waits until the store (`storage`, which every node shares) holds `doc`'s heads.
-async fn stored(doc: &tandem_repo::DocHandle, storage: &tandem_core::StorageId) {
-    let heads = doc.heads().unwrap();
-    let mut acks = Box::pin(doc.remote_heads_changes());
-    tokio::time::timeout(PATIENCE, async {
-        while doc.remote_heads(storage).map(|e| e.heads) != Some(heads.clone()) {
-            acks.next().await;
-        }
-    })
-    .await
-    .expect("a change was never acknowledged");
-}
-
 /// Writes to the document through node `node` until it is killed (after a few acknowledged
 /// changes, at a moment chosen by the clock, with a change or two not yet acknowledged); then
 /// the same client reconnects through `then` (as a load balancer would send it) and carries
@@ -108,7 +95,7 @@ async fn write_until_killed(
     let mut before_kill = Vec::new();
     for i in 0..5i64 {
         doc.change(|tx| tx.put(ROOT, "rust", i)).unwrap().unwrap();
-        stored(&doc, &storage).await;
+        acknowledged(&doc, &storage).await;
         before_kill = doc.heads().unwrap();
     }
     let jitter = std::time::SystemTime::now()
@@ -126,7 +113,7 @@ async fn write_until_killed(
     writer.add_network(other).await.unwrap();
     doc.change(|tx| tx.put(ROOT, "rust", 100)).unwrap().unwrap();
     // The other node shares the store: its acknowledgement is the same storage id's.
-    stored(&doc, &storage).await;
+    acknowledged(&doc, &storage).await;
     let at_end = doc.heads().unwrap();
     writer.shutdown().await;
     (before_kill, at_end)
