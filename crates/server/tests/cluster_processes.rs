@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use automerge::{transaction::Transactable, ChangeHash, ReadDoc, ROOT};
 use common::{acknowledged, kill_hard, start_server, ServerProcess};
-use futures::StreamExt;
 use js::NodeProcess;
 use serde_json::Value as Json;
 use tandem_net_ws::{ClientConfig, WebSocketClient};
