@@ -61,12 +61,16 @@ struct RunOptions {
     clients: Vec<String>,
     /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data);
     /// and cluster (three tandem nodes on PostgreSQL: round trips on one node and across two,
-    /// and S1 created through one node and found through another; not in the default set).
+    /// and S1 created through one node and found through another), s6 (idle clients joined at
+    /// once: server memory per connection); these two are not in the default set.
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
     scenarios: Vec<String>,
     /// S1 (and S5) sizes.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
     sizes: Vec<usize>,
+    /// S6 sizes: idle clients joined at once (`s6`; not in the default set).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000, 10_000])]
+    s6_sizes: Vec<usize>,
     /// S4 sizes: documents on the server.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
     s4_sizes: Vec<usize>,
@@ -322,6 +326,32 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 client: ClientKind::Tandem,
                 outcome,
             });
+        }
+        if wants("s6") {
+            let sizes = if options.quick {
+                vec![20]
+            } else {
+                options.s6_sizes.clone()
+            };
+            for count in sizes {
+                let data = dir(system, format!("s6-{count}"))?;
+                let outcome = match capped(
+                    cap,
+                    scenarios::connections::idle(&launcher, system, count, &data),
+                )
+                .await
+                {
+                    Ok(m) => Outcome::Measured(m),
+                    Err(why) => Outcome::Skipped(why),
+                };
+                record(Figure {
+                    scenario: "s6-idle",
+                    size: count,
+                    system: Some(system),
+                    client: ClientKind::Tandem,
+                    outcome,
+                });
+            }
         }
         if wants("s4") {
             for &documents in &s4_sizes {

@@ -159,11 +159,20 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// What each socket reads into at a time; a larger message grows its buffer while it is read.
+const SOCKET_READ_BUFFER: usize = 8 * 1024;
+/// How much a socket gathers before writing (each message is flushed on its own anyway).
+const SOCKET_WRITE_BUFFER: usize = 8 * 1024;
+
 impl ServerConfig {
     fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .max_frame_size(Some(self.max_frame_size))
             .max_message_size(Some(self.max_frame_size))
+            // tungstenite's defaults (128 KiB each) are allocated for every socket, read or
+            // not: with thousands of idle clients they were most of the server's memory.
+            .read_buffer_size(SOCKET_READ_BUFFER)
+            .write_buffer_size(SOCKET_WRITE_BUFFER)
     }
 }
 

@@ -1,0 +1,122 @@
+//! S6, first part: `count` clients join the server and stay, idle. What each joined connection
+//! costs the server in memory (its resident memory after all joined, less before, per
+//! connection) and how long joining them all takes.
+//!
+//! The clients speak the protocol by hand (join, then answer pings) so that one process can
+//! hold 10,000 of them on two cores; each is one socket and one small task.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tandem_core::{LocalPeer, Message, PeerId, PeerMetadata};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::report::Measurement;
+use crate::system::{Launcher, System};
+use crate::BenchError;
+
+/// Clients joining at once.
+const JOINING_AT_ONCE: usize = 256;
+
+/// One idle client: joins as `name`, then reads (answering pings) until told to stop.
+async fn idle_client(
+    url: String,
+    name: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, BenchError> {
+    let failed = |e: tokio_tungstenite::tungstenite::Error| BenchError::Client(e.to_string());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .map_err(failed)?;
+    let join = tandem_net_ws::handshake::join(&LocalPeer {
+        peer_id: PeerId::from(name),
+        metadata: PeerMetadata {
+            storage_id: None,
+            is_ephemeral: true,
+        },
+    });
+    socket
+        .send(Frame::binary(join.encode()))
+        .await
+        .map_err(failed)?;
+    loop {
+        let frame = socket
+            .next()
+            .await
+            .ok_or_else(|| BenchError::Client("closed before `peer`".into()))?
+            .map_err(failed)?;
+        if let Frame::Binary(bytes) = frame {
+            if matches!(Message::decode(&bytes), Ok(Message::Peer(_))) {
+                break;
+            }
+        }
+    }
+    // Reading answers the server's pings; the socket stays until the scenario ends.
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                frame = socket.next() => if !matches!(frame, Some(Ok(_))) { return },
+                // Sent once, when the scenario ends.
+                _ = stop.changed() => {
+                    let _ = socket.close(None).await;
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+/// `count` idle clients of `system`.
+pub async fn idle(
+    launcher: &Launcher,
+    system: System,
+    count: usize,
+    dir: &Path,
+) -> Result<Measurement, BenchError> {
+    let server = launcher.start(system, dir).await?;
+    let before = server.rss_kib().map(|(now, _)| now);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(count);
+    for first in (0..count).step_by(JOINING_AT_ONCE) {
+        let batch = (first..(first + JOINING_AT_ONCE).min(count))
+            .map(|n| idle_client(server.url.clone(), format!("idle-{n}"), stopped.clone()));
+        for joined in futures::future::join_all(batch).await {
+            clients.push(joined?);
+        }
+    }
+    let joined = started.elapsed();
+    // Past one keepalive round, so that every connection has been pinged and answered.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = server.rss_kib().map(|(now, _)| now);
+    let still_open = clients.iter().filter(|c| !c.is_finished()).count();
+    let mut measurement = Measurement {
+        wall: joined,
+        client_cpu: None,
+        server_cpu: server.cpu_time(),
+        server_peak_rss_kib: server.rss_kib().map(|(_, peak)| peak),
+        extra: vec![
+            ("joined_ms", joined.as_secs_f64() * 1e3),
+            ("still_open", still_open as f64),
+        ],
+    };
+    if let (Some(before), Some(after)) = (before, after) {
+        measurement.extra.push((
+            "kib_per_connection",
+            after.saturating_sub(before) as f64 / count as f64,
+        ));
+    }
+    let _ = stop.send(true);
+    for client in clients {
+        let _ = client.await;
+    }
+    server.stop().await?;
+    if still_open < count {
+        return Err(BenchError::Wrong(format!(
+            "{} of {count} idle clients were disconnected",
+            count - still_open
+        )));
+    }
+    Ok(measurement)
+}
