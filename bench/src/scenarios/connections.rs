@@ -13,18 +13,21 @@ use tandem_core::{LocalPeer, Message, PeerId, PeerMetadata};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::report::Measurement;
+use crate::scenarios::percentiles;
 use crate::system::{Launcher, System};
 use crate::BenchError;
 
 /// Clients joining at once.
 const JOINING_AT_ONCE: usize = 256;
 
-/// One idle client: joins as `name`, then reads (answering pings) until told to stop.
+/// One idle client: joins as `name`, then reads (answering pings) until told to stop. Its task,
+/// and how long joining took.
 async fn idle_client(
     url: String,
     name: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, BenchError> {
+) -> Result<(tokio::task::JoinHandle<()>, Duration), BenchError> {
+    let asked = Instant::now();
     let failed = |e: tokio_tungstenite::tungstenite::Error| BenchError::Client(e.to_string());
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -52,8 +55,9 @@ async fn idle_client(
             }
         }
     }
+    let joined = asked.elapsed();
     // Reading answers the server's pings; the socket stays until the scenario ends.
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 frame = socket.next() => if !matches!(frame, Some(Ok(_))) { return },
@@ -64,7 +68,8 @@ async fn idle_client(
                 }
             }
         }
-    }))
+    });
+    Ok((task, joined))
 }
 
 /// `count` idle clients of `system`.
@@ -79,11 +84,14 @@ pub async fn idle(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let mut clients = Vec::with_capacity(count);
+    let mut join_times = Vec::with_capacity(count);
     for first in (0..count).step_by(JOINING_AT_ONCE) {
         let batch = (first..(first + JOINING_AT_ONCE).min(count))
             .map(|n| idle_client(server.url.clone(), format!("idle-{n}"), stopped.clone()));
         for joined in futures::future::join_all(batch).await {
-            clients.push(joined?);
+            let (client, took) = joined?;
+            clients.push(client);
+            join_times.push(took);
         }
     }
     let joined = started.elapsed();
@@ -101,6 +109,13 @@ pub async fn idle(
             ("still_open", still_open as f64),
         ],
     };
+    let [p50, _, p99] = percentiles(&mut join_times).map(|(_, v)| v);
+    let slowest = join_times.iter().max().copied().unwrap_or_default();
+    measurement.extra.extend([
+        ("join_p50_ms", p50),
+        ("join_p99_ms", p99),
+        ("join_max_ms", slowest.as_secs_f64() * 1e3),
+    ]);
     if let (Some(before), Some(after)) = (before, after) {
         measurement.extra.push((
             "kib_per_connection",
