@@ -268,9 +268,7 @@ impl Server {
             address: address.clone(),
             source: source.into(),
         };
-        let listener = TcpListener::bind(address.as_str())
-            .await
-            .map_err(bind_error)?;
+        let listener = listen(address.as_str()).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let auth = auth::JwtAuth::new(
             options.auth_jwt_secret.as_deref(),
@@ -348,9 +346,7 @@ impl Server {
                     address: address.clone(),
                     source: source.into(),
                 };
-                let listener = TcpListener::bind(address.as_str())
-                    .await
-                    .map_err(metrics_error)?;
+                let listener = listen(address.as_str()).await.map_err(metrics_error)?;
                 let local = listener.local_addr().map_err(metrics_error)?;
                 Some((local, http::serve_metrics(listener, metrics.clone())))
             }
@@ -453,6 +449,33 @@ impl Server {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_port.as_ref().map(|(addr, _)| *addr)
     }
+}
+
+/// How many connections may wait to be accepted: thousands of clients reconnecting at once
+/// (after a restart, or a load balancer's failover) overflowed tokio's default of 1,024, and
+/// each connection dropped so waited a second for its SYN to be sent again.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listener on `address` (`host:port`) with [`LISTEN_BACKLOG`] (the kernel caps it at
+/// `net.core.somaxconn`).
+async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for candidate in tokio::net::lookup_host(address).await? {
+        let socket = if candidate.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(candidate)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{address} names no address"))))
 }
 
 /// Runs the server until `stop` resolves, then shuts it down cleanly. Prints the WebSocket URL
