@@ -71,6 +71,9 @@ struct RunOptions {
     /// S6 sizes: idle clients joined at once (`s6`; not in the default set).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000, 10_000])]
     s6_sizes: Vec<usize>,
+    /// Documents held for the memory-per-document scenario (`memory`; not in the default set).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000])]
+    memory_sizes: Vec<usize>,
     /// S4 sizes: documents on the server.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
     s4_sizes: Vec<usize>,
@@ -102,6 +105,14 @@ enum Command {
     /// Run tandem-server (what the bench spawns as the tandem system).
     #[command(hide = true)]
     ServeTandem(tandem_server::Options),
+    /// Load `count` S1 documents with automerge alone and print KiB of memory per document
+    /// (what the `memory` scenario compares the server with).
+    #[command(hide = true)]
+    HoldAutomerge {
+        /// Documents.
+        #[arg(long)]
+        count: usize,
+    },
     /// Run a samod server (what the bench spawns as the samod system).
     #[cfg(feature = "samod")]
     #[command(hide = true)]
@@ -137,6 +148,9 @@ fn main() -> std::process::ExitCode {
                 tandem_server::run(options, tandem_server::stop_signal())
                     .await
                     .map_err(|e| e.to_string())
+            }
+            Some(Command::HoldAutomerge { count }) => {
+                scenarios::memory::hold_automerge(count).map(|kib| println!("{kib}"))
             }
             #[cfg(feature = "samod")]
             Some(Command::ServeSamod { data_dir }) => samod_server::serve(&data_dir)
@@ -326,6 +340,32 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 client: ClientKind::Tandem,
                 outcome,
             });
+        }
+        if wants("memory") {
+            let sizes = if options.quick {
+                vec![20]
+            } else {
+                options.memory_sizes.clone()
+            };
+            for count in sizes {
+                let data = dir(system, format!("memory-{count}"))?;
+                let outcome = match capped(
+                    cap,
+                    scenarios::memory::per_document(&launcher, system, count, &data),
+                )
+                .await
+                {
+                    Ok(m) => Outcome::Measured(m),
+                    Err(why) => Outcome::Skipped(why),
+                };
+                record(Figure {
+                    scenario: "memory",
+                    size: count,
+                    system: Some(system),
+                    client: ClientKind::Tandem,
+                    outcome,
+                });
+            }
         }
         if wants("s6") {
             let sizes = if options.quick {

@@ -10,6 +10,7 @@ pub mod floor;
 pub mod js_client;
 pub mod latency;
 pub mod many;
+pub mod memory;
 pub mod notify;
 
 use std::time::{Duration, Instant};
