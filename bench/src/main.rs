@@ -104,7 +104,7 @@ fn default_systems() -> Vec<String> {
 enum Command {
     /// Run tandem-server (what the bench spawns as the tandem system).
     #[command(hide = true)]
-    ServeTandem(tandem_server::Options),
+    ServeTandem(Box<tandem_server::Options>),
     /// Load `count` S1 documents with automerge alone and print KiB of memory per document
     /// (what the `memory` scenario compares the server with).
     #[command(hide = true)]
@@ -145,7 +145,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Some(Command::ServeTandem(options)) => {
-                tandem_server::run(options, tandem_server::stop_signal())
+                tandem_server::run(*options, tandem_server::stop_signal())
                     .await
                     .map_err(|e| e.to_string())
             }
