@@ -108,6 +108,9 @@ pub struct HubActor {
     /// Each connection's allowance of ephemeral messages.
     ephemeral_rate: EphemeralRate,
     connections: BTreeMap<ConnectionId, Connection>,
+    /// The connections that are other nodes of the cluster (a handful), so that an unload
+    /// tells them without looking at every client.
+    nodes: BTreeSet<ConnectionId>,
     by_peer: HashMap<PeerId, ConnectionId>,
     documents: BTreeMap<DocumentId, DocumentActorId>,
     actors: HashMap<DocumentActorId, DocumentId>,
@@ -137,6 +140,7 @@ impl HubActor {
             denylist,
             ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
+            nodes: BTreeSet::new(),
             by_peer: HashMap::new(),
             documents: BTreeMap::new(),
             actors: HashMap::new(),
@@ -321,6 +325,7 @@ impl HubActor {
         // A second connection from one peer id takes over, as on a JS server.
         if let Some(old) = self.by_peer.remove(&peer) {
             info!(%peer, "peer reconnected; closing its previous connection");
+            self.nodes.remove(&old);
             if let Some(entry) = self.connections.remove(&old) {
                 self.effects.push(HubEffect::Close(old));
                 self.effects.push(HubEffect::PeerLeft(peer.clone()));
@@ -347,6 +352,9 @@ impl HubActor {
             },
         );
         self.by_peer.insert(peer.clone(), connection);
+        if cluster_node {
+            self.nodes.insert(connection);
+        }
         self.effects.push(HubEffect::Accepted {
             command,
             connection,
@@ -424,6 +432,7 @@ impl HubActor {
     }
 
     fn disconnected(&mut self, connection: ConnectionId) {
+        self.nodes.remove(&connection);
         let Some(entry) = self.connections.remove(&connection) else {
             return; // an older connection of a peer that has since reconnected
         };
@@ -623,22 +632,21 @@ impl HubActor {
 
     /// Tells every other node of the cluster that this one does not hold `document_id`.
     fn tell_nodes_unavailable(&mut self, document_id: &DocumentId) {
-        let nodes: Vec<(ConnectionId, PeerId)> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.grant.cluster_node)
-            .map(|(id, c)| (*id, c.peer.clone()))
-            .collect();
-        for (connection, peer) in nodes {
-            self.effects.push(HubEffect::Send(
-                connection,
-                Message::DocUnavailable(DocUnavailableMessage {
-                    sender_id: self.local_peer.clone(),
-                    target_id: peer,
-                    document_id: document_id.clone(),
-                }),
-            ));
+        for connection in &self.nodes {
+            if let Some(node) = self.connections.get(connection) {
+                let message = self.unavailable(node.peer.clone(), document_id.clone());
+                self.effects.push(HubEffect::Send(*connection, message));
+            }
         }
+    }
+
+    /// `doc-unavailable` for `document_id`, to `peer`.
+    fn unavailable(&self, peer: PeerId, document_id: DocumentId) -> Message {
+        Message::DocUnavailable(DocUnavailableMessage {
+            sender_id: self.local_peer.clone(),
+            target_id: peer,
+            document_id,
+        })
     }
 
     /// Answers a peer's sync or request for a document it gets nothing of with
@@ -651,14 +659,8 @@ impl HubActor {
         message: &Message,
     ) {
         if matches!(message, Message::Sync(_) | Message::Request(_)) {
-            self.effects.push(HubEffect::Send(
-                connection,
-                Message::DocUnavailable(DocUnavailableMessage {
-                    sender_id: self.local_peer.clone(),
-                    target_id: peer,
-                    document_id,
-                }),
-            ));
+            let message = self.unavailable(peer, document_id);
+            self.effects.push(HubEffect::Send(connection, message));
         }
     }
 
