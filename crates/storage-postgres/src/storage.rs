@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tandem_core::storage::text_key::{decode, encode, PrefixRange};
 use tandem_core::{StorageAdapter, StorageError, StorageKey};
 use tokio_postgres::NoTls;
+use tokio_postgres::Statement;
 
 use crate::save_batch::SaveBatcher;
 use crate::{schema, PostgresError};
@@ -110,8 +111,19 @@ impl PostgresStorage {
         Ok(rows.into_iter().map(|row| row.get(0)).collect())
     }
 
-    async fn client(&self, key: &StorageKey) -> Result<Object, StorageError> {
-        self.pool.get().await.map_err(|error| failed(key, error))
+    /// A connection, and `sql` prepared on it (once per connection: each query is then one
+    /// round trip, not two).
+    async fn prepared(
+        &self,
+        key: &StorageKey,
+        sql: &str,
+    ) -> Result<(Object, Statement), StorageError> {
+        let client = self.pool.get().await.map_err(|error| failed(key, error))?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|error| failed(key, error))?;
+        Ok((client, statement))
     }
 }
 
@@ -135,9 +147,9 @@ const REMOVE_RANGE: &str = "DELETE FROM tandem_entries
 impl StorageAdapter for PostgresStorage {
     async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
         let stored = encode(key)?;
-        let client = self.client(key).await?;
+        let (client, statement) = self.prepared(key, LOAD).await?;
         let row = client
-            .query_opt(LOAD, &[&stored])
+            .query_opt(&statement, &[&stored])
             .await
             .map_err(|e| failed(key, e))?;
         Ok(row.map(|row| row.get(0)))
@@ -150,9 +162,9 @@ impl StorageAdapter for PostgresStorage {
 
     async fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
         let stored = encode(key)?;
-        let client = self.client(key).await?;
+        let (client, statement) = self.prepared(key, REMOVE).await?;
         client
-            .execute(REMOVE, &[&stored])
+            .execute(&statement, &[&stored])
             .await
             .map_err(|e| failed(key, e))?;
         Ok(())
@@ -163,9 +175,9 @@ impl StorageAdapter for PostgresStorage {
         prefix: &StorageKey,
     ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
         let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
-        let client = self.client(prefix).await?;
+        let (client, statement) = self.prepared(prefix, LOAD_RANGE).await?;
         let rows = client
-            .query(LOAD_RANGE, &[&exact, &from, &to])
+            .query(&statement, &[&exact, &from, &to])
             .await
             .map_err(|e| failed(prefix, e))?;
         Ok(rows
@@ -176,9 +188,9 @@ impl StorageAdapter for PostgresStorage {
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {
         let PrefixRange { exact, from, to } = PrefixRange::of(prefix)?;
-        let client = self.client(prefix).await?;
+        let (client, statement) = self.prepared(prefix, REMOVE_RANGE).await?;
         client
-            .execute(REMOVE_RANGE, &[&exact, &from, &to])
+            .execute(&statement, &[&exact, &from, &to])
             .await
             .map_err(|e| failed(prefix, e))?;
         Ok(())
