@@ -285,15 +285,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 }
             };
             if wants("s5") {
-                let outcome = match capped(
+                let outcome = measured(
                     cap,
                     scenarios::cold_start::run(&launcher, system, &data, &urls),
                 )
-                .await
-                {
-                    Ok(m) => Outcome::Measured(m),
-                    Err(why) => Outcome::Skipped(why),
-                };
+                .await;
                 record(Figure {
                     scenario: "s5",
                     size,
@@ -305,15 +301,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
         }
         if wants("s2") {
             let data = dir(system, "s2".into())?;
-            let outcome = match capped(
+            let outcome = measured(
                 cap,
                 scenarios::latency::run(&launcher, system, trips, &data),
             )
-            .await
-            {
-                Ok(m) => Outcome::Measured(m),
-                Err(why) => Outcome::Skipped(why),
-            };
+            .await;
             record(Figure {
                 scenario: "s2",
                 size: trips,
@@ -324,15 +316,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
         }
         if wants("s3") {
             let data = dir(system, "s3".into())?;
-            let outcome = match capped(
+            let outcome = measured(
                 cap,
                 scenarios::fan_out::run(&launcher, system, readers, changes, &data),
             )
-            .await
-            {
-                Ok(m) => Outcome::Measured(m),
-                Err(why) => Outcome::Skipped(why),
-            };
+            .await;
             record(Figure {
                 scenario: "s3",
                 size: readers,
@@ -349,15 +337,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
             };
             for count in sizes {
                 let data = dir(system, format!("memory-{count}"))?;
-                let outcome = match capped(
+                let outcome = measured(
                     cap,
                     scenarios::memory::per_document(&launcher, system, count, &data),
                 )
-                .await
-                {
-                    Ok(m) => Outcome::Measured(m),
-                    Err(why) => Outcome::Skipped(why),
-                };
+                .await;
                 record(Figure {
                     scenario: "memory",
                     size: count,
@@ -375,15 +359,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
             };
             for count in sizes {
                 let data = dir(system, format!("s6-{count}"))?;
-                let outcome = match capped(
+                let outcome = measured(
                     cap,
                     scenarios::connections::idle(&launcher, system, count, &data),
                 )
-                .await
-                {
-                    Ok(m) => Outcome::Measured(m),
-                    Err(why) => Outcome::Skipped(why),
-                };
+                .await;
                 record(Figure {
                     scenario: "s6-idle",
                     size: count,
@@ -409,15 +389,8 @@ async fn run(options: RunOptions) -> Result<(), String> {
                         per_client: 100,
                     }
                 };
-                let outcome = match capped(
-                    cap,
-                    scenarios::many::run(&launcher, system, shape, &data),
-                )
-                .await
-                {
-                    Ok(m) => Outcome::Measured(m),
-                    Err(why) => Outcome::Skipped(why),
-                };
+                let outcome =
+                    measured(cap, scenarios::many::run(&launcher, system, shape, &data)).await;
                 record(Figure {
                     scenario: "s4",
                     size: documents,
@@ -430,15 +403,11 @@ async fn run(options: RunOptions) -> Result<(), String> {
     }
     if wants("cluster") {
         let data = dir(System::TandemPostgres, "cluster-trips".into())?;
-        let outcome = match capped(
+        let outcome = measured(
             cap,
             scenarios::cluster::round_trips(&launcher, trips, &data),
         )
-        .await
-        {
-            Ok(m) => Outcome::Measured(m),
-            Err(why) => Outcome::Skipped(why),
-        };
+        .await;
         record(Figure {
             scenario: "cluster-trips",
             size: trips,
@@ -448,10 +417,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
         });
         // The floor of the design not taken: changes told through LISTEN/NOTIFY.
         let data = dir(System::TandemPostgres, "notify-floor".into())?;
-        let outcome = match capped(cap, scenarios::notify::run(&launcher, trips, &data)).await {
-            Ok(m) => Outcome::Measured(m),
-            Err(why) => Outcome::Skipped(why),
-        };
+        let outcome = measured(cap, scenarios::notify::run(&launcher, trips, &data)).await;
         record(Figure {
             scenario: "notify-floor",
             size: trips,
@@ -462,10 +428,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
         for &size in &sizes {
             let data = dir(System::TandemPostgres, format!("cluster-s1-{size}"))?;
             let outcome =
-                match capped(cap, scenarios::cluster::bulk_across(&launcher, size, &data)).await {
-                    Ok(m) => Outcome::Measured(m),
-                    Err(why) => Outcome::Skipped(why),
-                };
+                measured(cap, scenarios::cluster::bulk_across(&launcher, size, &data)).await;
             record(Figure {
                 scenario: "cluster-s1",
                 size,
@@ -527,6 +490,17 @@ async fn run(options: RunOptions) -> Result<(), String> {
     let mut stdout = std::io::stdout();
     report::print_table(&figures, &mut stdout).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// [`capped`], as a figure's outcome.
+async fn measured(
+    cap: Duration,
+    scenario: impl std::future::Future<Output = Result<report::Measurement, BenchError>>,
+) -> Outcome {
+    match capped(cap, scenario).await {
+        Ok(m) => Outcome::Measured(m),
+        Err(why) => Outcome::Skipped(why),
+    }
 }
 
 /// Runs a scenario with the time cap; an error or the cap becomes the reason it was skipped.
