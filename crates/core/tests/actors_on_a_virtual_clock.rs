@@ -2,32 +2,18 @@
 //! (`tandem_core::testing`): unloading, durable acknowledgement, share-policy changes. Each test
 //! runs the network until it is quiet and then looks, so a bug has no timing to hide behind.
 
+mod common;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ReadDoc, ROOT};
+use common::virtual_clock::{doc_with, value};
 use tandem_core::sync::HandleState;
 use tandem_core::testing::{Network, NodeEvent, Policy, Saves};
 use tandem_core::{Access, DocumentId, PeerId};
-
-/// A filling for a new document: `key` set to `value`.
-fn doc_with(key: &'static str, value: i64) -> impl FnOnce(&mut Automerge) {
-    move |doc| {
-        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
-            tx.put(ROOT, key, value)?;
-            Ok(())
-        })
-        .expect("a fresh document takes a put");
-    }
-}
-
-fn value(network: &mut Network, node: usize, id: &DocumentId, key: &str) -> Option<i64> {
-    let document = network.node(node).document(id)?;
-    let (value, _) = document.doc.get(ROOT, key).ok()??;
-    value.as_i64()
-}
 
 fn ask_only() -> Policy {
     ask_only_with(|_, _| true)

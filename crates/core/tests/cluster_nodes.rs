@@ -2,31 +2,18 @@
 //! cluster nodes; clients connect to either. A document open on both nodes stays in sync
 //! through them, and a node holds only the documents its own clients use.
 
+mod common;
+
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ReadDoc, ROOT};
+use automerge::ROOT;
+use common::virtual_clock::{doc_with, value};
 use tandem_core::document::DocumentConfig;
 use tandem_core::testing::{LinkId, Network, Policy, SharedStore};
 use tandem_core::DocumentId;
 
 const IDLE: Duration = Duration::from_secs(60);
-
-fn put(key: &'static str, value: i64) -> impl FnOnce(&mut Automerge) {
-    move |doc| {
-        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
-            tx.put(ROOT, key, value)?;
-            Ok(())
-        })
-        .expect("a put");
-    }
-}
-
-fn value(network: &mut Network, node: usize, id: &DocumentId, key: &str) -> Option<i64> {
-    let document = network.node(node).document(id)?;
-    let (value, _) = document.doc.get(ROOT, key).ok()??;
-    value.as_i64()
-}
 
 /// Two server nodes on one store (offering nothing, as a sync server), linked as a cluster,
 /// and a client on each.
@@ -82,7 +69,7 @@ impl Cluster {
         let client = self.clients[n];
         self.network
             .node(client)
-            .create(id.clone(), put(key, value));
+            .create(id.clone(), doc_with(key, value));
         self.network.node(client).hold(&id, true);
         self.settle();
         id
@@ -98,7 +85,7 @@ impl Cluster {
 
     fn change(&mut self, n: usize, id: &DocumentId, key: &'static str, value: i64) {
         let client = self.clients[n];
-        assert!(self.network.node(client).change(id, put(key, value)));
+        assert!(self.network.node(client).change(id, doc_with(key, value)));
         self.settle();
     }
 

@@ -1,7 +1,10 @@
-//! Helpers shared by the fixture tests: reading fixtures, and rendering a [`Message`] the way the
+//! Helpers shared by the tests (`virtual_clock`: those of the nodes on the virtual clock); for
+//! the fixture tests: reading fixtures, and rendering a [`Message`] the way the
 //! capture scripts rendered what cbor-x decoded, so the two can be compared field by field.
 
 #![allow(dead_code)]
+
+pub mod virtual_clock;
 
 use serde_json::{json, Map, Value};
 use tandem_core::{Message, PeerMetadata, StorageId};
