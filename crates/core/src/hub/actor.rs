@@ -111,6 +111,10 @@ pub struct HubActor {
     /// The connections that are other nodes of the cluster (a handful), so that an unload
     /// tells them without looking at every client.
     nodes: BTreeSet<ConnectionId>,
+    /// The connections the policy offers everything (nodes too): a document coming into
+    /// memory is told of them, and of the peers introduced to it, without looking at every
+    /// other connection.
+    offered: BTreeSet<ConnectionId>,
     by_peer: HashMap<PeerId, ConnectionId>,
     documents: BTreeMap<DocumentId, DocumentActorId>,
     actors: HashMap<DocumentActorId, DocumentId>,
@@ -141,6 +145,7 @@ impl HubActor {
             ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
             nodes: BTreeSet::new(),
+            offered: BTreeSet::new(),
             by_peer: HashMap::new(),
             documents: BTreeMap::new(),
             actors: HashMap::new(),
@@ -326,6 +331,7 @@ impl HubActor {
         if let Some(old) = self.by_peer.remove(&peer) {
             info!(%peer, "peer reconnected; closing its previous connection");
             self.nodes.remove(&old);
+            self.offered.remove(&old);
             if let Some(entry) = self.connections.remove(&old) {
                 self.effects.push(HubEffect::Close(old));
                 self.effects.push(HubEffect::PeerLeft(peer.clone()));
@@ -394,6 +400,9 @@ impl HubActor {
         };
         entry.announce_any = Some(announce_any);
         let grant = entry.grant.clone();
+        if announce_any {
+            self.offered.insert(connection);
+        }
         let info = PeerInfo {
             peer: entry.peer.clone(),
             metadata: entry.metadata.clone(),
@@ -433,6 +442,7 @@ impl HubActor {
 
     fn disconnected(&mut self, connection: ConnectionId) {
         self.nodes.remove(&connection);
+        self.offered.remove(&connection);
         let Some(entry) = self.connections.remove(&connection) else {
             return; // an older connection of a peer that has since reconnected
         };
@@ -501,6 +511,11 @@ impl HubActor {
             };
             let withdrawn = entry.offered_everything() && !announce_any;
             entry.announce_any = Some(announce_any);
+            if announce_any {
+                self.offered.insert(connection);
+            } else {
+                self.offered.remove(&connection);
+            }
             // A peer offered everything until now was told to every document, and no
             // introductions were kept for it. Its departure must still reach them all. (A peer
             // offered nothing before is synced only where it asked or is asked, which `incoming`
@@ -742,8 +757,20 @@ impl HubActor {
                 wanted_locally: true
             }
         );
+        let candidates: BTreeSet<ConnectionId> = if any_peer {
+            self.connections.keys().copied().collect()
+        } else {
+            let introduced = self
+                .introductions
+                .peers_of(&document_id)
+                .filter_map(|peer| self.by_peer.get(peer).copied());
+            self.offered.iter().copied().chain(introduced).collect()
+        };
         let mut peers = Vec::new();
-        for (id, connection) in &self.connections {
+        for id in &candidates {
+            let Some(connection) = self.connections.get(id) else {
+                continue;
+            };
             let mut info = Self::info(connection, &document_id);
             if info.announce_any {
                 peers.push((info, *id));

@@ -63,6 +63,14 @@ impl Introductions {
         }
     }
 
+    /// The peers introduced to `document`.
+    pub(crate) fn peers_of<'a>(
+        &'a self,
+        document: &DocumentId,
+    ) -> impl Iterator<Item = &'a PeerId> + 'a {
+        self.by_document.get(document).into_iter().flatten()
+    }
+
     /// Whether `peer` was introduced to `document`.
     pub(crate) fn knows(&self, peer: &PeerId, document: &DocumentId) -> bool {
         self.by_document
