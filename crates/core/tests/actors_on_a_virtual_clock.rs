@@ -226,6 +226,36 @@ fn a_find_nobody_can_answer_is_unavailable_until_asked_again() {
     assert_eq!(value(&mut network, alice, &id, "n"), Some(3));
 }
 
+/// A document looked for in storage only (the admin API's read) that storage lacks is
+/// unavailable at once and leaves memory, even with peers offered everything: it is asked of
+/// nobody, so a client holding it does not make the server fetch it.
+#[test]
+fn a_stored_find_storage_lacks_asks_no_peer() {
+    let mut network = Network::new();
+    let server = network.add("server", |_| {});
+    let client = network.add("client", |_| {});
+    network.node(client).set_policy(ask_only());
+    network.link(server, client);
+    let id = DocumentId::random();
+    network.node(client).create(id.clone(), doc_with("n", 1));
+    network.node(client).hold(&id, true);
+    network.run_until_quiescent();
+    assert!(network.node(server).loaded().is_empty());
+
+    network.node(server).find_stored(&id);
+    network.run_until_quiescent();
+    assert!(
+        network.node(server).loaded().is_empty(),
+        "the server fetched what only the client holds"
+    );
+
+    // The application looking for it while storage is read does ask the client.
+    network.node(server).find_stored(&id);
+    network.node(server).find(&id);
+    network.run_until_quiescent();
+    assert_eq!(value(&mut network, server, &id, "n"), Some(1));
+}
+
 /// A save that fails is tried again after the save debounce; the writer is acknowledged only
 /// once one lands, and what it wrote is then in storage.
 #[test]

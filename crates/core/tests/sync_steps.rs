@@ -67,7 +67,7 @@ impl Net {
 
     fn finish_loading(&mut self, at: &str) {
         let node = self.node(at);
-        let out = node.sync.finish_loading(&node.doc);
+        let out = node.sync.finish_loading(&node.doc, true);
         self.wire.extend(out.messages);
     }
 
@@ -135,7 +135,7 @@ fn with_no_peers_a_missing_document_is_unavailable_at_once() {
     let id = DocumentId::random();
     let mut net = Net::new(&id, &[("a", HandleState::Loading, Automerge::new())]);
     let node = net.node("a");
-    let out = node.sync.finish_loading(&node.doc);
+    let out = node.sync.finish_loading(&node.doc, true);
     assert_eq!(out.state_change, Some(HandleState::Unavailable));
     assert!(out.messages.is_empty());
 }
@@ -270,7 +270,7 @@ fn sync_states_are_persisted_only_for_non_ephemeral_peers_with_storage() {
     let mut b = DocumentSync::new(id.clone(), peer("b"), HandleState::Loading);
     let doc_b = Automerge::new();
     b.add_peer(&doc_b, peer("a"), &PeerMetadata::default(), None);
-    let request = b.finish_loading(&doc_b).messages.remove(0);
+    let request = b.finish_loading(&doc_b, true).messages.remove(0);
     let Message::Request(m) = request else {
         panic!("expected a request")
     };

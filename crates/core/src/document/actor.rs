@@ -514,7 +514,10 @@ impl DocumentActor {
                 ),
                 Work::Complete(command) => self.complete(command, Ok(())),
                 Work::FinishLoading => {
-                    let out = self.sync.finish_loading(doc);
+                    // Looked for only in storage (and asked for by no peer meanwhile): a
+                    // document storage lacks is asked of nobody.
+                    let look_elsewhere = self.wanted_locally || self.sync.anyone_asked();
+                    let out = self.sync.finish_loading(doc, look_elsewhere);
                     self.apply(out, None, doc);
                 }
             }

@@ -201,6 +201,11 @@ impl DocumentSync {
         self.peers.get(peer)?.state.their_heads.clone()
     }
 
+    /// Whether any peer has sent a `sync` or `request` for the document.
+    pub fn anyone_asked(&self) -> bool {
+        !self.asked_by.is_empty()
+    }
+
     /// Whether `peer` sent `sync` or `request` for this document since it connected.
     pub fn was_asked_by(&self, peer: &PeerId) -> bool {
         self.asked_by.contains(peer)
@@ -315,16 +320,23 @@ impl DocumentSync {
     }
 
     /// Storage has been read: `Ready` if it held the document, otherwise `Requesting` from every
-    /// peer in the set (and `Unavailable` at once if there is none).
-    pub fn finish_loading(&mut self, document: &Automerge) -> SyncOutput {
+    /// peer in the set (and `Unavailable` at once if there is none). With `look_elsewhere`
+    /// false (nobody here or among the peers wants it), a document storage lacks is
+    /// `Unavailable` at once, asked of no peer.
+    pub fn finish_loading(&mut self, document: &Automerge, look_elsewhere: bool) -> SyncOutput {
         let mut out = SyncOutput::default();
-        let next = if document.get_heads().is_empty() {
+        let next = if !document.get_heads().is_empty() {
+            HandleState::Ready
+        } else if look_elsewhere {
             HandleState::Requesting
         } else {
-            HandleState::Ready
+            HandleState::Unavailable
         };
         self.state = next;
         out.state_change = Some(next);
+        if next == HandleState::Unavailable {
+            return out;
+        }
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for peer in peers {
             self.send_to(document, &peer, &mut out);

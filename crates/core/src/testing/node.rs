@@ -318,6 +318,17 @@ impl Node {
         self.run();
     }
 
+    /// `repo.find_stored()`: the document from memory or storage, asking no peer.
+    pub fn find_stored(&mut self, document_id: &DocumentId) {
+        let command = self.command();
+        self.steps.push_back(Step::Hub(HubInput::Find {
+            command,
+            document_id: document_id.clone(),
+            mode: FindMode::Stored,
+        }));
+        self.run();
+    }
+
     /// Changes a ready document and announces the change; whether it was ready.
     pub fn change(&mut self, document_id: &DocumentId, f: impl FnOnce(&mut Automerge)) -> bool {
         let Some(actor) = self.hub.actor_of(document_id) else {
