@@ -4,6 +4,7 @@
 
 mod client;
 mod proc_stats;
+mod raw_client;
 mod report;
 #[cfg(feature = "samod")]
 mod samod_server;
@@ -62,13 +63,14 @@ struct RunOptions {
     /// Scenarios to run, comma-separated: floor, s1, s2, s3, s4, s5 (s5 restarts on s1's data);
     /// and cluster (three tandem nodes on PostgreSQL: round trips on one node and across two,
     /// and S1 created through one node and found through another), s6 (idle clients joined at
-    /// once: server memory per connection); these two are not in the default set.
+    /// once: server memory per connection; then clients holding documents and editing them:
+    /// round trips under load and the ramp); these two are not in the default set.
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
     scenarios: Vec<String>,
     /// S1 (and S5) sizes.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
     sizes: Vec<usize>,
-    /// S6 sizes: idle clients joined at once (`s6`; not in the default set).
+    /// S6 sizes: concurrent clients (`s6`; not in the default set).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000, 10_000])]
     s6_sizes: Vec<usize>,
     /// Documents held for the memory-per-document scenario (`memory`; not in the default set).
@@ -367,6 +369,42 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 record(Figure {
                     scenario: "s6-idle",
                     size: count,
+                    system: Some(system),
+                    client: ClientKind::Tandem,
+                    outcome,
+                });
+            }
+            let shapes = if options.quick {
+                vec![scenarios::edit_load::Shape {
+                    clients: 20,
+                    period: Duration::from_secs(1),
+                    steady: Duration::from_secs(2),
+                    ramp: vec![2],
+                    step: Duration::from_secs(1),
+                }]
+            } else {
+                options
+                    .s6_sizes
+                    .iter()
+                    .map(|&clients| scenarios::edit_load::Shape {
+                        clients,
+                        period: Duration::from_secs(10),
+                        steady: Duration::from_secs(60),
+                        ramp: vec![2, 4, 8, 16],
+                        step: Duration::from_secs(10),
+                    })
+                    .collect()
+            };
+            for shape in shapes {
+                let data = dir(system, format!("s6-load-{}", shape.clients))?;
+                let outcome = measured(
+                    cap,
+                    scenarios::edit_load::run(&launcher, system, &shape, &data),
+                )
+                .await;
+                record(Figure {
+                    scenario: "s6-load",
+                    size: shape.clients,
                     system: Some(system),
                     client: ClientKind::Tandem,
                     outcome,

@@ -8,10 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use tandem_core::{LocalPeer, Message, PeerId, PeerMetadata};
-use tokio_tungstenite::tungstenite::Message as Frame;
-
+use crate::raw_client::RawClient;
 use crate::report::Measurement;
 use crate::scenarios::percentiles;
 use crate::system::{Launcher, System};
@@ -28,42 +25,16 @@ async fn idle_client(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, Duration), BenchError> {
     let asked = Instant::now();
-    let failed = |e: tokio_tungstenite::tungstenite::Error| BenchError::Client(e.to_string());
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .map_err(failed)?;
-    let join = tandem_net_ws::handshake::join(&LocalPeer {
-        peer_id: PeerId::from(name),
-        metadata: PeerMetadata {
-            storage_id: None,
-            is_ephemeral: true,
-        },
-    });
-    socket
-        .send(Frame::binary(join.encode()))
-        .await
-        .map_err(failed)?;
-    loop {
-        let frame = socket
-            .next()
-            .await
-            .ok_or_else(|| BenchError::Client("closed before `peer`".into()))?
-            .map_err(failed)?;
-        if let Frame::Binary(bytes) = frame {
-            if matches!(Message::decode(&bytes), Ok(Message::Peer(_))) {
-                break;
-            }
-        }
-    }
+    let mut client = RawClient::join(&url, name).await?;
     let joined = asked.elapsed();
     // Reading answers the server's pings; the socket stays until the scenario ends.
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
-                frame = socket.next() => if !matches!(frame, Some(Ok(_))) { return },
+                frame = client.receive() => if !matches!(frame, Some(Ok(_))) { return },
                 // Sent once, when the scenario ends.
                 _ = stop.changed() => {
-                    let _ = socket.close(None).await;
+                    client.close().await;
                     return;
                 }
             }

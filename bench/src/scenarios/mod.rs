@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod cold_start;
 pub mod connections;
+pub mod edit_load;
 pub mod fan_out;
 pub mod floor;
 pub mod js_client;
