@@ -383,7 +383,7 @@ impl DocHandle {
     pub(crate) fn broadcast_encoded(&self, data: Vec<u8>) -> Result<(), HandleError> {
         self.shared
             .worker
-            .send(DocEvent::Broadcast(data))
+            .unbounded_send(DocEvent::Broadcast(data))
             .map_err(|_| HandleError::Shutdown)
     }
 

@@ -530,7 +530,7 @@ impl Repo {
         handle
             .shared
             .worker
-            .send(DocEvent::Import {
+            .unbounded_send(DocEvent::Import {
                 document: Box::new(incoming),
                 size: bytes.len(),
                 reply,

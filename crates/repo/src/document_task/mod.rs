@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use automerge::Change;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tandem_core::document::{
     CommandId, DocumentActor, DocumentEffect, DocumentInput, PeerInfo, SaveId, SaveOutcome, Start,
 };
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, warn};
 
-use crate::channels::{DocEvent, HandleShared, HubEvent};
+use crate::channels::{DocEvent, DocInbox, HandleShared, HubEvent};
 use crate::context::RepoContext;
 use crate::events::RemoteHeadsEvent;
 use crate::heavy_work::{heavy, HEAVY_BYTES};
@@ -82,7 +82,7 @@ struct DocumentTask {
     after: Option<oneshot::Receiver<()>>,
     /// The save running beside the task, if any.
     saving: Option<(SaveId, oneshot::Receiver<SaveOutcome>)>,
-    inbox: mpsc::UnboundedReceiver<DocEvent>,
+    inbox: DocInbox,
 }
 
 pub(crate) fn spawn(
@@ -90,7 +90,7 @@ pub(crate) fn spawn(
     shared: Arc<HandleShared>,
     ctx: Arc<RepoContext>,
     hub: mpsc::WeakSender<HubEvent>,
-    inbox: mpsc::UnboundedReceiver<DocEvent>,
+    inbox: DocInbox,
     begin: Begin,
     peers: Vec<(PeerLink, PeerInfo)>,
 ) {
@@ -208,7 +208,7 @@ impl DocumentTask {
     async fn next_wake(&mut self) -> Wake {
         let timeout = self.actor.next_timeout().map(Instant::from_std);
         tokio::select! {
-            event = self.inbox.recv() => event.map_or(Wake::Closed, Wake::Event),
+            event = self.inbox.next() => event.map_or(Wake::Closed, Wake::Event),
             _ = self.shared.local_change.notified() => Wake::LocalChange,
             (save, outcome) = saving_done(&mut self.saving), if self.saving.is_some() => {
                 Wake::Saved(save, Box::new(outcome))

@@ -383,7 +383,7 @@ impl Hub {
         after: Option<DocumentActorId>,
     ) {
         self.ctx.events.send(RepoEvent::Added(document_id.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
         let (document, state, begin) = match start {
             Start::Created => (
                 self.creating.take().unwrap_or_default(),
@@ -494,7 +494,7 @@ impl Hub {
                 _ => DocEvent::Delete(oneshot::channel().0),
             },
         };
-        if worker.send(event).is_err() {
+        if worker.unbounded_send(event).is_err() {
             debug!(%actor, "document task gone; event dropped");
         }
     }
@@ -563,7 +563,7 @@ impl Hub {
             if let Some(shared) = handle {
                 let _ = shared
                     .worker
-                    .send(DocEvent::GossipedHeads(storage_id, heads));
+                    .unbounded_send(DocEvent::GossipedHeads(storage_id, heads));
             }
         }
     }
