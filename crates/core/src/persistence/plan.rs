@@ -1,7 +1,5 @@
 //! Save decisions: one incremental chunk, or a compaction into one snapshot.
 
-use std::collections::BTreeMap;
-
 use automerge::{Automerge, ChangeHash};
 
 use crate::untrusted::guard;
@@ -34,7 +32,7 @@ pub fn should_compact(
 #[derive(Debug, Clone)]
 pub struct ChunkLedger {
     document_id: DocumentId,
-    known: BTreeMap<StorageKey, (ChunkKind, usize)>,
+    known: KnownChunks,
     saved_heads: Vec<ChangeHash>,
     /// A compaction's snapshot did not load back ([`SavePlan::check_snapshot`]): the document
     /// holds a change automerge cannot snapshot, and every later snapshot would hold it too.
@@ -91,12 +89,45 @@ impl SavePlan {
     }
 }
 
+/// The chunks known to hold a document, sorted by key, with their kinds and lengths. A sorted
+/// vector rather than a map: a document has a few chunks, and every loaded document keeps its
+/// ledger (a map's first node is 456 bytes, for usually one entry).
+#[derive(Debug, Clone, Default)]
+struct KnownChunks(Vec<(StorageKey, ChunkKind, usize)>);
+
+impl KnownChunks {
+    fn insert(&mut self, key: StorageKey, kind: ChunkKind, len: usize) {
+        match self.0.binary_search_by(|(k, _, _)| k.cmp(&key)) {
+            Ok(at) => self.0[at] = (key, kind, len),
+            Err(at) => self.0.insert(at, (key, kind, len)),
+        }
+    }
+
+    fn remove(&mut self, key: &StorageKey) {
+        if let Ok(at) = self.0.binary_search_by(|(k, _, _)| k.cmp(key)) {
+            self.0.remove(at);
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &StorageKey> {
+        self.0.iter().map(|(key, _, _)| key)
+    }
+
+    fn values(&self) -> impl Iterator<Item = (ChunkKind, usize)> + '_ {
+        self.0.iter().map(|(_, kind, len)| (*kind, *len))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl ChunkLedger {
     /// A document with nothing known in storage.
     pub fn new(document_id: DocumentId) -> Self {
         ChunkLedger {
             document_id,
-            known: BTreeMap::new(),
+            known: KnownChunks::default(),
             saved_heads: Vec::new(),
             snapshots_refused: false,
             compaction_pending: false,
@@ -119,7 +150,7 @@ impl ChunkLedger {
     }
 
     pub(super) fn record_known(&mut self, chunk: ChunkKey, len: usize) {
-        self.known.insert(chunk.to_storage_key(), (chunk.kind, len));
+        self.known.insert(chunk.to_storage_key(), chunk.kind, len);
     }
 
     pub(super) fn set_saved_heads(&mut self, heads: Vec<ChangeHash>) {
@@ -131,7 +162,7 @@ impl ChunkLedger {
         self.known
             .values()
             .filter(|(kind, _)| *kind != ChunkKind::SyncState)
-            .map(|(_, len)| *len as u64)
+            .map(|(_, len)| len as u64)
             .sum()
     }
 
@@ -225,7 +256,7 @@ impl ChunkLedger {
             self.known.remove(key);
         }
         self.known
-            .insert(plan.key.clone(), (plan.kind, plan.bytes.len()));
+            .insert(plan.key.clone(), plan.kind, plan.bytes.len());
         self.saved_heads = plan.heads.clone();
         self.compaction_pending = match plan.kind {
             ChunkKind::Snapshot => false,
