@@ -64,7 +64,9 @@ struct RunOptions {
     /// and cluster (three tandem nodes on PostgreSQL: round trips on one node and across two,
     /// and S1 created through one node and found through another), s6 (idle clients joined at
     /// once: server memory per connection; then clients holding documents and editing them:
-    /// round trips under load and the ramp); these two are not in the default set.
+    /// round trips under load and the ramp), s7 (a large text and a large binary
+    /// history: load, first sync, round trips, others' round trips meanwhile); these three are not
+    /// in the default set.
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
     scenarios: Vec<String>,
     /// S1 (and S5) sizes.
@@ -151,9 +153,8 @@ fn main() -> std::process::ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Some(Command::HoldAutomerge { count }) => {
-                scenarios::memory::hold_automerge(count).map(|kib| println!("{kib}"))
-            }
+            Some(Command::HoldAutomerge { count }) => scenarios::memory::hold_automerge(count)
+                .map(|(loaded, applied)| println!("{loaded} {applied}")),
             #[cfg(feature = "samod")]
             Some(Command::ServeSamod { data_dir }) => samod_server::serve(&data_dir)
                 .await
@@ -405,6 +406,40 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 record(Figure {
                     scenario: "s6-load",
                     size: shape.clients,
+                    system: Some(system),
+                    client: ClientKind::Tandem,
+                    outcome,
+                });
+            }
+        }
+        if wants("s7") {
+            let kinds = if options.quick {
+                [
+                    scenarios::large_document::Kind::Text { changes: 20 },
+                    scenarios::large_document::Kind::Binary {
+                        changes: 5,
+                        bytes: 10_000,
+                    },
+                ]
+            } else {
+                [
+                    scenarios::large_document::Kind::Text { changes: 2_000 },
+                    scenarios::large_document::Kind::Binary {
+                        changes: 50,
+                        bytes: 1 << 20,
+                    },
+                ]
+            };
+            for kind in kinds {
+                let data = dir(system, kind.scenario().into())?;
+                let outcome = measured(
+                    cap,
+                    scenarios::large_document::run(&launcher, system, kind, 20, &data),
+                )
+                .await;
+                record(Figure {
+                    scenario: kind.scenario(),
+                    size: kind.size(),
                     system: Some(system),
                     client: ClientKind::Tandem,
                     outcome,

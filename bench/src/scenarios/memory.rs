@@ -19,7 +19,7 @@ pub async fn per_document(
     count: usize,
     dir: &Path,
 ) -> Result<Measurement, BenchError> {
-    let own = automerge_footprint_kib(count).await?;
+    let (own, applied) = automerge_footprint_kib(count).await?;
     let server = launcher.start(system, dir).await?;
     let (writer, storage) = connect(&server.url).await?;
     let storage = storage.ok_or_else(|| BenchError::Client("no storage id".into()))?;
@@ -42,6 +42,7 @@ pub async fn per_document(
             ("server_kib_per_doc", server_per_doc),
             ("automerge_kib_per_doc", own),
             ("server_over_automerge", server_per_doc / own),
+            ("automerge_applied_kib_per_doc", applied),
         ]);
     }
     drop(handles);
@@ -50,8 +51,9 @@ pub async fn per_document(
     Ok(measurement)
 }
 
-/// Automerge's own KiB per document, measured in a fresh process of this binary.
-async fn automerge_footprint_kib(count: usize) -> Result<f64, BenchError> {
+/// Automerge's own KiB per document, measured in a fresh process of this binary: loaded, and
+/// built by applying their changes (as a server receiving them over sync builds them).
+async fn automerge_footprint_kib(count: usize) -> Result<(f64, f64), BenchError> {
     let me = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
     let output = tokio::process::Command::new(me)
         .args(["hold-automerge", "--count", &count.to_string()])
@@ -59,14 +61,18 @@ async fn automerge_footprint_kib(count: usize) -> Result<f64, BenchError> {
         .await
         .map_err(|e| BenchError::Spawn(e.to_string()))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.trim()
-        .parse()
-        .map_err(|_| BenchError::Spawn(format!("hold-automerge printed {text:?}")))
+    let wrong = || BenchError::Spawn(format!("hold-automerge printed {text:?}"));
+    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>());
+    match (figures.next(), figures.next()) {
+        (Some(Ok(loaded)), Some(Ok(applied))) => Ok((loaded, applied)),
+        _ => Err(wrong()),
+    }
 }
 
 /// What `hold-automerge` does: makes `count` S1 documents as bytes, loads them all and keeps
-/// them; the growth of this process's resident memory per document, in KiB.
-pub fn hold_automerge(count: usize) -> Result<f64, String> {
+/// them; the growth of this process's resident memory per document, in KiB. Then the same for
+/// documents built by applying the changes of each.
+pub fn hold_automerge(count: usize) -> Result<(f64, f64), String> {
     let mut saved = Vec::with_capacity(count);
     for i in 0..count {
         let mut doc = Automerge::new();
@@ -81,6 +87,18 @@ pub fn hold_automerge(count: usize) -> Result<f64, String> {
         .map(|bytes| Automerge::load(bytes).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     let after = rss().ok_or("no /proc")?;
-    drop(loaded);
-    Ok(after.saturating_sub(before) as f64 / count as f64)
+    let applied: Vec<Automerge> = loaded
+        .iter()
+        .map(|doc| {
+            let mut built = Automerge::new();
+            built
+                .apply_changes(doc.get_changes(&[]))
+                .map_err(|e| e.to_string())?;
+            Ok(built)
+        })
+        .collect::<Result<_, String>>()?;
+    let with_applied = rss().ok_or("no /proc")?;
+    drop((loaded, applied));
+    let per_doc = |from: u64, to: u64| to.saturating_sub(from) as f64 / count as f64;
+    Ok((per_doc(before, after), per_doc(after, with_applied)))
 }

@@ -9,6 +9,7 @@ pub mod edit_load;
 pub mod fan_out;
 pub mod floor;
 pub mod js_client;
+pub mod large_document;
 pub mod latency;
 pub mod many;
 pub mod memory;
