@@ -64,7 +64,8 @@ struct RunOptions {
     /// and cluster (three tandem nodes on PostgreSQL: round trips on one node and across two,
     /// and S1 created through one node and found through another), s6 (idle clients joined at
     /// once: server memory per connection; then clients holding documents and editing them:
-    /// round trips under load and the ramp), s7 (a large text and a large binary
+    /// round trips under load and the ramp), s2raw (S2 between two raw-protocol
+    /// clients), s7 (a large text and a large binary
     /// history: load, first sync, round trips, others' round trips meanwhile); these three are not
     /// in the default set.
     #[arg(long, value_delimiter = ',', default_values_t = ["floor", "s1", "s2", "s3", "s4", "s5"].map(String::from))]
@@ -317,6 +318,21 @@ async fn run(options: RunOptions) -> Result<(), String> {
                 outcome,
             });
         }
+        if wants("s2raw") {
+            let data = dir(system, "s2raw".into())?;
+            let outcome = measured(
+                cap,
+                scenarios::raw_latency::run(&launcher, system, trips, &data),
+            )
+            .await;
+            record(Figure {
+                scenario: "s2raw",
+                size: trips,
+                system: Some(system),
+                client: ClientKind::Tandem,
+                outcome,
+            });
+        }
         if wants("s3") {
             let data = dir(system, "s3".into())?;
             let outcome = measured(
@@ -338,13 +354,22 @@ async fn run(options: RunOptions) -> Result<(), String> {
             } else {
                 options.memory_sizes.clone()
             };
+            let mut gave_up: Option<String> = None;
             for count in sizes {
                 let data = dir(system, format!("memory-{count}"))?;
-                let outcome = measured(
-                    cap,
-                    scenarios::memory::per_document(&launcher, system, count, &data),
-                )
-                .await;
+                let outcome = match &gave_up {
+                    Some(why) => Outcome::Skipped(format!("fewer documents did not finish: {why}")),
+                    None => {
+                        measured(
+                            cap,
+                            scenarios::memory::per_document(&launcher, system, count, &data),
+                        )
+                        .await
+                    }
+                };
+                if let (Outcome::Skipped(why), None) = (&outcome, &gave_up) {
+                    gave_up = Some(why.clone());
+                }
                 record(Figure {
                     scenario: "memory",
                     size: count,
@@ -396,13 +421,23 @@ async fn run(options: RunOptions) -> Result<(), String> {
                     })
                     .collect()
             };
+            // A system that misses the cap is not tried with more clients.
+            let mut gave_up: Option<String> = None;
             for shape in shapes {
                 let data = dir(system, format!("s6-load-{}", shape.clients))?;
-                let outcome = measured(
-                    cap,
-                    scenarios::edit_load::run(&launcher, system, &shape, &data),
-                )
-                .await;
+                let outcome = match &gave_up {
+                    Some(why) => Outcome::Skipped(format!("fewer clients did not finish: {why}")),
+                    None => {
+                        measured(
+                            cap,
+                            scenarios::edit_load::run(&launcher, system, &shape, &data),
+                        )
+                        .await
+                    }
+                };
+                if let (Outcome::Skipped(why), None) = (&outcome, &gave_up) {
+                    gave_up = Some(why.clone());
+                }
                 record(Figure {
                     scenario: "s6-load",
                     size: shape.clients,

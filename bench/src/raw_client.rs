@@ -164,6 +164,14 @@ impl RawClient {
         self.send_sync(&document_id).await
     }
 
+    /// The heads of `document_id` as this client holds it.
+    pub fn heads(&self, document_id: &DocumentId) -> Vec<ChangeHash> {
+        self.held
+            .get(document_id)
+            .map(|held| held.doc.get_heads())
+            .unwrap_or_default()
+    }
+
     /// Local changes the server has yet to show it holds.
     pub fn unacknowledged(&self) -> usize {
         self.held.values().map(|h| h.unacknowledged.len()).sum()

@@ -183,6 +183,11 @@ pub async fn run(
     }
     drop(samples_in);
     let joined = started.elapsed();
+    tracing::info!(
+        clients = shape.clients,
+        ?joined,
+        "every client holds its documents"
+    );
     let holding = server.rss_kib().map(|(now, _)| now);
 
     // The steady part, then the ramp; each window is the phase it measures, not a wait.
@@ -200,6 +205,7 @@ pub async fn run(
             until,
         });
         tokio::time::sleep_until(until.into()).await;
+        tracing::info!(multiple, "edit phase over");
         if multiple == 1 {
             steady_cpu = match (cpu_before, server.cpu_time()) {
                 (Some(before), Some(after)) => Some(after.saturating_sub(before)),

@@ -14,6 +14,7 @@ pub mod latency;
 pub mod many;
 pub mod memory;
 pub mod notify;
+pub mod raw_latency;
 
 use std::time::{Duration, Instant};
 
