@@ -43,7 +43,9 @@ impl RawClient {
     /// Connects to `url` and joins as `name` (ephemeral, no storage id); returns once the
     /// server has answered `peer`.
     pub async fn join(url: &str, name: String) -> Result<RawClient, BenchError> {
-        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        // Without Nagle's algorithm, as browsers and the tandem and JS clients connect: a small
+        // frame written while another is unacknowledged would otherwise wait for its ACK.
+        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(failed)?;
         let me = PeerId::from(name);
