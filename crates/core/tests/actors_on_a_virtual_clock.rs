@@ -249,6 +249,19 @@ fn a_stored_find_storage_lacks_asks_no_peer() {
         "the server fetched what only the client holds"
     );
 
+    // Another client asking meanwhile is answered without waiting for its find timeout.
+    let asker = network.add("asker", |_| {});
+    network.link(server, asker);
+    network.run_until_quiescent();
+    network.node(server).find_stored(&id);
+    network.node(asker).find(&id);
+    network.run_until_quiescent();
+    assert_ne!(
+        network.node(asker).state(&id),
+        Some(HandleState::Requesting),
+        "the asker waits on a server that asked nobody"
+    );
+
     // The application looking for it while storage is read does ask the client.
     network.node(server).find_stored(&id);
     network.node(server).find(&id);

@@ -571,7 +571,12 @@ impl DocumentActor {
             } => self.incoming(from, metadata, granted, message, doc),
             DocumentInput::LocalChange => self.local_change(doc),
             DocumentInput::Broadcast { data, count } => self.broadcast(data, count),
-            DocumentInput::WantedLocally => self.wanted_locally = true,
+            DocumentInput::WantedLocally => {
+                self.wanted_locally = true;
+                // Looked for in storage only, it was asked of nobody: now every peer is asked.
+                let out = self.sync.request_again(doc);
+                self.apply(out, None, doc);
+            }
             DocumentInput::Import {
                 mut document,
                 command,

@@ -340,6 +340,13 @@ impl DocumentSync {
         self.state = next;
         out.state_change = Some(next);
         if next == HandleState::Unavailable {
+            // Not asked, so counted as not having it: a peer that asks before the document
+            // leaves memory hears `doc-unavailable` at once instead of waiting on them.
+            for peer in self.peers.values_mut() {
+                if peer.status == PeerStatus::Unknown {
+                    peer.status = PeerStatus::Unavailable;
+                }
+            }
             return out;
         }
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();

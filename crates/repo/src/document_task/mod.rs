@@ -208,7 +208,11 @@ impl DocumentTask {
     async fn next_wake(&mut self) -> Wake {
         let timeout = self.actor.next_timeout().map(Instant::from_std);
         tokio::select! {
-            event = self.inbox.next() => event.map_or(Wake::Closed, Wake::Event),
+            // Within tokio's task budget, as tokio's own channels are: a steady stream of events
+            // must not keep this task from yielding to the others on its thread.
+            event = tokio::task::coop::cooperative(self.inbox.next()) => {
+                event.map_or(Wake::Closed, Wake::Event)
+            }
             _ = self.shared.local_change.notified() => Wake::LocalChange,
             (save, outcome) = saving_done(&mut self.saving), if self.saving.is_some() => {
                 Wake::Saved(save, Box::new(outcome))

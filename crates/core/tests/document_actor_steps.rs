@@ -1,0 +1,168 @@
+//! One document actor driven input by input, for orders of events a network of nodes does not
+//! produce on its own (the repo's hub and the document's task run apart, so an input can
+//! arrive between an effect and the hub acting on it).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::Automerge;
+use tandem_core::document::{
+    DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, ShareAnswer,
+    ShareQuestion, Start,
+};
+use tandem_core::persistence::Loaded;
+use tandem_core::sync::HandleState;
+use tandem_core::{
+    Access, DocumentId, Message, MessageData, PeerId, PeerMetadata, SessionId, SyncMessage,
+};
+
+fn metadata() -> PeerMetadata {
+    PeerMetadata {
+        storage_id: None,
+        is_ephemeral: true,
+    }
+}
+
+/// Feeds `input`, answering every policy question with "offer it, read and write", until the
+/// actor asks nothing more; every effect along the way.
+fn feed(
+    actor: &mut DocumentActor,
+    doc: &mut Automerge,
+    now: Instant,
+    input: DocumentInput,
+) -> Vec<DocumentEffect> {
+    let mut all = Vec::new();
+    let mut next = Some(input);
+    while let Some(input) = next.take() {
+        for effect in actor.handle(now, input, doc) {
+            if let DocumentEffect::Ask { question, ask, .. } = &effect {
+                let answer = match ask {
+                    ShareQuestion::Announce => ShareAnswer::Announce(true),
+                    ShareQuestion::Access => ShareAnswer::Access(Access::ReadWrite),
+                };
+                next = Some(DocumentInput::Answered {
+                    question: *question,
+                    answer,
+                });
+            }
+            all.push(effect);
+        }
+    }
+    all
+}
+
+/// A document looked for in storage only (the hub's `FindMode::Stored`), offered to one peer
+/// that holds it, after storage said it lacks it: unavailable, and the peer was asked nothing.
+fn missed_in_storage() -> (DocumentActor, Automerge, DocumentId, Instant) {
+    let config = Arc::new(DocumentConfig::new(
+        PeerId::from("server"),
+        SessionId::random(),
+    ));
+    let id = DocumentId::random();
+    let mut doc = Automerge::new();
+    let now = Instant::now();
+    let holder = PeerInfo {
+        peer: PeerId::from("holder"),
+        metadata: metadata(),
+        announce_any: true,
+        granted: Access::ReadWrite,
+        synced_before: false,
+        cluster_node: false,
+    };
+    let mut actor = DocumentActor::new(
+        config,
+        id.clone(),
+        Start::Load {
+            wanted_locally: false,
+        },
+        vec![holder],
+        &doc,
+        now,
+    );
+    let mut effects = actor.start(now, &mut doc);
+    while let Some(i) = effects
+        .iter()
+        .position(|e| matches!(e, DocumentEffect::Ask { .. }))
+    {
+        let DocumentEffect::Ask { question, .. } = effects.remove(i) else {
+            unreachable!()
+        };
+        effects.extend(feed(
+            &mut actor,
+            &mut doc,
+            now,
+            DocumentInput::Answered {
+                question,
+                answer: ShareAnswer::Announce(true),
+            },
+        ));
+    }
+    let loaded = Loaded {
+        ledger: None,
+        found: false,
+        deleted: false,
+    };
+    let effects = feed(&mut actor, &mut doc, now, DocumentInput::Loaded(loaded));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, DocumentEffect::State(HandleState::Unavailable))));
+    assert!(
+        !effects.iter().any(|e| matches!(e, DocumentEffect::Send(_))),
+        "asked a peer: {effects:?}"
+    );
+
+    (actor, doc, id, now)
+}
+
+/// A document looked for in storage only, which storage lacks, is unavailable without asking
+/// the peer it is offered to. A request arriving before the hub takes it out of memory is
+/// answered `doc-unavailable` at once: the asker does not wait out its find timeout on a
+/// server that asked nobody.
+#[test]
+fn a_request_after_a_storage_only_miss_is_answered_at_once() {
+    let (mut actor, mut doc, id, now) = missed_in_storage();
+    let empty = Automerge::new();
+    let request = empty
+        .generate_sync_message(&mut sync::State::new())
+        .expect("a first message");
+    let asker = PeerId::from("asker");
+    let effects = feed(
+        &mut actor,
+        &mut doc,
+        now,
+        DocumentInput::Incoming {
+            from: asker.clone(),
+            metadata: metadata(),
+            granted: Access::ReadWrite,
+            message: Message::Request(SyncMessage {
+                sender_id: asker.clone(),
+                target_id: PeerId::from("server"),
+                document_id: id,
+                data: MessageData::new(request.encode()).expect("not empty"),
+            }),
+        },
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            DocumentEffect::Send(Message::DocUnavailable(m)) if m.target_id == asker
+        )),
+        "the asker was not told: {effects:?}"
+    );
+}
+
+/// The application looking for the document after a storage-only miss: every peer is asked now.
+#[test]
+fn wanted_here_after_a_storage_only_miss_asks_the_peers() {
+    let (mut actor, mut doc, _, now) = missed_in_storage();
+    let effects = feed(&mut actor, &mut doc, now, DocumentInput::WantedLocally);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            DocumentEffect::Send(Message::Request(m) | Message::Sync(m))
+                if m.target_id == PeerId::from("holder")
+        )),
+        "the holder was not asked: {effects:?}"
+    );
+}
