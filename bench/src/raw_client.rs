@@ -179,6 +179,23 @@ impl RawClient {
         self.held.values().map(|h| h.unacknowledged.len()).sum()
     }
 
+    /// Reads and answers frames until this client holds `document_id` at `heads`.
+    pub async fn wait_for_heads(
+        &mut self,
+        document_id: &DocumentId,
+        heads: &[ChangeHash],
+    ) -> Result<(), BenchError> {
+        let mut acknowledged = Vec::new();
+        while self.heads(document_id) != heads {
+            let frame = self
+                .receive()
+                .await
+                .ok_or_else(|| BenchError::Client("closed while syncing".into()))??;
+            self.answer(frame, &mut acknowledged).await?;
+        }
+        Ok(())
+    }
+
     /// Reads and answers frames until the server holds exactly what this client holds.
     pub async fn wait_in_sync(&mut self) -> Result<(), BenchError> {
         let mut acknowledged = Vec::new();

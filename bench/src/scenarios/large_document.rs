@@ -1,5 +1,6 @@
-//! S7: one large document. A client uploads it; a fresh client syncs it in full from the
-//! server's memory; small changes to it make round trips; then the server restarts and a fresh
+//! S7: one large document. A client uploads it; a fresh raw-protocol client (which only
+//! applies what it receives, as automerge's own sync does) syncs it in full from the server's
+//! memory; small changes to it make round trips; then the server restarts and a fresh
 //! client finds it again (storage load plus sync), while two other clients time round trips of
 //! a small document, to show whether the large one holds them up. Automerge's own `load` and an
 //! in-process sync of the same bytes, timed in this run, are the reference.
@@ -12,11 +13,13 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT};
 use tokio::sync::watch;
 
-use crate::client::{acknowledged, connect, has_heads};
+use crate::client::{acknowledged, connect, has_heads, PATIENCE};
+use crate::raw_client::RawClient;
 use crate::report::Measurement;
 use crate::scenarios::{client, percentiles};
 use crate::system::{Launcher, System};
 use crate::BenchError;
+use tandem_core::DocumentId;
 
 /// Which large document.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +175,23 @@ async fn small_trips(
     Ok(samples)
 }
 
+/// How long a raw-protocol client with nothing takes to hold `document_id` at `heads`.
+async fn raw_first_sync(
+    url: &str,
+    document_id: &DocumentId,
+    heads: &[automerge::ChangeHash],
+) -> Result<Duration, BenchError> {
+    let mut fresh = RawClient::join(url, format!("fresh-{}", DocumentId::random())).await?;
+    let started = Instant::now();
+    fresh.hold(document_id.clone(), Automerge::new()).await?;
+    tokio::time::timeout(PATIENCE, fresh.wait_for_heads(document_id, heads))
+        .await
+        .map_err(|_| BenchError::Stuck("syncing the large document".into()))??;
+    let took = started.elapsed();
+    fresh.close().await;
+    Ok(took)
+}
+
 /// Runs S7 for `kind` against `system`.
 pub async fn run(
     launcher: &Launcher,
@@ -196,11 +216,10 @@ pub async fn run(
     let upload = started.elapsed();
 
     // A fresh client syncs it in full from the server's memory.
+    let first_sync = raw_first_sync(&server.url, doc.document_id(), &heads).await?;
     let (reader, _) = connect(&server.url).await?;
-    let started = Instant::now();
     let seen = reader.find(doc.url()).await.map_err(client)?;
     has_heads(&seen, &heads).await?;
-    let first_sync = started.elapsed();
 
     // Small changes to the large document.
     let mut samples = Vec::with_capacity(trips);
@@ -217,7 +236,7 @@ pub async fn run(
         acknowledged(&doc, storage).await?;
     }
     let rss_loaded = server.rss_kib().map(|(now, _)| now);
-    let url = doc.url();
+    let id = doc.document_id().clone();
     reader.shutdown().await;
     writer.shutdown().await;
     server.stop().await?;
@@ -231,16 +250,12 @@ pub async fn run(
         .map_err(|_| BenchError::Client("the small round trips did not start".into()))?;
     // A second of round trips with nothing else going on, as the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (finder, _) = connect(&server.url).await?;
     let find_started = Instant::now();
-    let found = finder.find(url).await.map_err(client)?;
-    has_heads(&found, &heads).await?;
-    let restart_find = find_started.elapsed();
+    let restart_find = raw_first_sync(&server.url, &id, &heads).await?;
     let _ = stop.send(true);
     let small = trips_task
         .await
         .map_err(|e| BenchError::Client(e.to_string()))??;
-    finder.shutdown().await;
     let peak = server.rss_kib().map(|(_, peak)| peak);
     server.stop().await?;
 
