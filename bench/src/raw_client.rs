@@ -18,6 +18,9 @@ use crate::BenchError;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The largest message a raw client takes.
+const MAX_MESSAGE: usize = 256 << 20;
+
 fn failed(e: tokio_tungstenite::tungstenite::Error) -> BenchError {
     BenchError::Client(e.to_string())
 }
@@ -45,7 +48,12 @@ impl RawClient {
     pub async fn join(url: &str, name: String) -> Result<RawClient, BenchError> {
         // Without Nagle's algorithm, as browsers and the tandem and JS clients connect: a small
         // frame written while another is unacknowledged would otherwise wait for its ACK.
-        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        // Room for a large document's first sync (S7 sends 50 MB in one message), as the
+        // servers allow.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(failed)?;
         let me = PeerId::from(name);

@@ -150,12 +150,17 @@ async fn small_trips(
     mut stop: watch::Receiver<bool>,
     started: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Vec<(Instant, Duration)>, BenchError> {
-    let (a, _) = connect(&url).await?;
+    let (a, storage) = connect(&url).await?;
     let (b, _) = connect(&url).await?;
     let (doc, _) = a
         .create_with(|tx| tx.put(ROOT, "n", 0))
         .await
         .map_err(client)?;
+    // Found by B only once the server holds it (samod answers a find that comes first with
+    // "unavailable").
+    if let Some(storage) = &storage {
+        acknowledged(&doc, storage).await?;
+    }
     let seen = b.find(doc.url()).await.map_err(client)?;
     has_heads(&seen, &doc.heads().map_err(client)?).await?;
     let _ = started.send(());
@@ -246,8 +251,16 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let (going, gone) = tokio::sync::oneshot::channel();
     let trips_task = tokio::spawn(small_trips(server.url.clone(), stopped, going));
-    gone.await
-        .map_err(|_| BenchError::Client("the small round trips did not start".into()))?;
+    if gone.await.is_err() {
+        let why = match trips_task.await {
+            Ok(Err(error)) => error.to_string(),
+            Ok(Ok(_)) => "they ended".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        return Err(BenchError::Client(format!(
+            "the small round trips did not start: {why}"
+        )));
+    }
     // A second of round trips with nothing else going on, as the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let find_started = Instant::now();
