@@ -1349,6 +1349,10 @@ impl DocumentActor {
             .map(|(_, since)| *since)
             .min();
         self.unacknowledged_since.retain(|save, _| *save > through);
+        if self.unacknowledged_since.is_empty() {
+            // An emptied map keeps its first node: free it, as most documents wait for nothing.
+            self.unacknowledged_since = BTreeMap::new();
+        }
         if let Some(since) = oldest {
             self.effects.push(DocumentEffect::Acknowledged {
                 waited: self.now.saturating_duration_since(since),
