@@ -193,21 +193,18 @@ impl RawClient {
         document_id: &DocumentId,
         heads: &[ChangeHash],
     ) -> Result<(), BenchError> {
-        let mut acknowledged = Vec::new();
-        while self.heads(document_id) != heads {
-            let frame = self
-                .receive()
-                .await
-                .ok_or_else(|| BenchError::Client("closed while syncing".into()))??;
-            self.answer(frame, &mut acknowledged).await?;
-        }
-        Ok(())
+        self.answer_until(|client| client.heads(document_id) == heads)
+            .await
     }
 
     /// Reads and answers frames until the server holds exactly what this client holds.
     pub async fn wait_in_sync(&mut self) -> Result<(), BenchError> {
+        self.answer_until(RawClient::in_sync).await
+    }
+
+    async fn answer_until(&mut self, done: impl Fn(&RawClient) -> bool) -> Result<(), BenchError> {
         let mut acknowledged = Vec::new();
-        while !self.in_sync() {
+        while !done(self) {
             let frame = self
                 .receive()
                 .await

@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT};
+use tandem_core::DocumentId;
 use tokio::sync::watch;
 
 use crate::client::{acknowledged, connect, has_heads, PATIENCE};
 use crate::raw_client::RawClient;
 use crate::report::Measurement;
+use crate::scenarios::latency::Pair;
 use crate::scenarios::{client, percentiles};
 use crate::system::{Launcher, System};
 use crate::BenchError;
-use tandem_core::DocumentId;
 
 /// Which large document.
 #[derive(Debug, Clone, Copy)]
@@ -150,33 +151,16 @@ async fn small_trips(
     mut stop: watch::Receiver<bool>,
     started: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Vec<(Instant, Duration)>, BenchError> {
-    let (a, storage) = connect(&url).await?;
-    let (b, _) = connect(&url).await?;
-    let (doc, _) = a
-        .create_with(|tx| tx.put(ROOT, "n", 0))
-        .await
-        .map_err(client)?;
-    // Found by B only once the server holds it (samod answers a find that comes first with
-    // "unavailable").
-    if let Some(storage) = &storage {
-        acknowledged(&doc, storage).await?;
-    }
-    let seen = b.find(doc.url()).await.map_err(client)?;
-    has_heads(&seen, &doc.heads().map_err(client)?).await?;
+    let pair = Pair::start(&url).await?;
     let _ = started.send(());
     let mut samples = Vec::new();
     let mut n = 0;
     while !*stop.borrow_and_update() {
         n += 1;
         let sent = Instant::now();
-        doc.change(|tx| tx.put(ROOT, "n", n))
-            .map_err(client)?
-            .map_err(client)?;
-        has_heads(&seen, &doc.heads().map_err(client)?).await?;
-        samples.push((sent, sent.elapsed()));
+        samples.push((sent, pair.trip(n).await?));
     }
-    a.shutdown().await;
-    b.shutdown().await;
+    pair.shutdown().await;
     Ok(samples)
 }
 
