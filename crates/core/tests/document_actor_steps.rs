@@ -8,8 +8,8 @@ use std::time::Instant;
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
 use tandem_core::document::{
-    DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, ShareAnswer,
-    ShareQuestion, Start,
+    DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, PeerInfo, QuestionId,
+    ShareAnswer, ShareQuestion, Start,
 };
 use tandem_core::persistence::Loaded;
 use tandem_core::sync::HandleState;
@@ -22,6 +22,15 @@ fn metadata() -> PeerMetadata {
         storage_id: None,
         is_ephemeral: true,
     }
+}
+
+/// The answer to a policy question: "offer it, read and write".
+fn answered(question: QuestionId, ask: &ShareQuestion) -> DocumentInput {
+    let answer = match ask {
+        ShareQuestion::Announce => ShareAnswer::Announce(true),
+        ShareQuestion::Access => ShareAnswer::Access(Access::ReadWrite),
+    };
+    DocumentInput::Answered { question, answer }
 }
 
 /// Feeds `input`, answering every policy question with "offer it, read and write", until the
@@ -37,14 +46,7 @@ fn feed(
     while let Some(input) = next.take() {
         for effect in actor.handle(now, input, doc) {
             if let DocumentEffect::Ask { question, ask, .. } = &effect {
-                let answer = match ask {
-                    ShareQuestion::Announce => ShareAnswer::Announce(true),
-                    ShareQuestion::Access => ShareAnswer::Access(Access::ReadWrite),
-                };
-                next = Some(DocumentInput::Answered {
-                    question: *question,
-                    answer,
-                });
+                next = Some(answered(*question, ask));
             }
             all.push(effect);
         }
@@ -85,18 +87,10 @@ fn missed_in_storage() -> (DocumentActor, Automerge, DocumentId, Instant) {
         .iter()
         .position(|e| matches!(e, DocumentEffect::Ask { .. }))
     {
-        let DocumentEffect::Ask { question, .. } = effects.remove(i) else {
+        let DocumentEffect::Ask { question, ask, .. } = effects.remove(i) else {
             unreachable!()
         };
-        effects.extend(feed(
-            &mut actor,
-            &mut doc,
-            now,
-            DocumentInput::Answered {
-                question,
-                answer: ShareAnswer::Announce(true),
-            },
-        ));
+        effects.extend(feed(&mut actor, &mut doc, now, answered(question, &ask)));
     }
     let loaded = Loaded {
         ledger: None,
