@@ -57,7 +57,7 @@ impl RawClient {
             .await
             .map_err(failed)?;
         let me = PeerId::from(name);
-        let join = tandem_net_ws::handshake::join(&LocalPeer {
+        let join = tandem_core::network::handshake::join(&LocalPeer {
             peer_id: me.clone(),
             metadata: PeerMetadata {
                 storage_id: None,

@@ -74,8 +74,8 @@ pub use message::{
     RemoteSubscriptionChangeMessage, SyncMessage, PROTOCOL_VERSION,
 };
 pub use network::{
-    Connection, Connections, LocalPeer, MessageSink, MessageStream, NetworkAdapter, NetworkError,
-    RemotePeer,
+    Connection, ConnectionState, Connections, LocalPeer, MessageSink, MessageStream,
+    NetworkAdapter, NetworkError, RemotePeer,
 };
 pub use peer::{PeerId, PeerMetadata, SessionId, StorageId};
 pub use storage::{

@@ -1,5 +1,5 @@
 //! The client side: connect, `join`, wait for `peer`, hand the server to the repo; reconnect
-//! with exponential backoff and jitter whenever the socket ends (§2.4, minus JS's fixed 5 s
+//! with exponential backoff and jitter whenever the socket ends (docs/protocol.md#connections-after-the-handshake, minus JS's fixed 5 s
 //! retry and its endless loop on a refused version).
 
 use std::sync::Arc;
@@ -8,16 +8,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
-use tandem_core::{Connection, Connections, LocalPeer, Message, NetworkAdapter, NetworkError};
+use tandem_core::{
+    Connection, ConnectionState, Connections, LocalPeer, Message, NetworkAdapter, NetworkError,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tracing::{debug, error, info, warn};
 
-use crate::handshake::{join, read_answer, ClientOutcome};
 use crate::server::DEFAULT_MAX_FRAME;
 use crate::socket::{connection, Side};
+use tandem_core::network::handshake::{join, read_answer, reconnect_delay, ClientOutcome};
 
 /// Client tunables.
 #[derive(Debug, Clone)]
@@ -63,19 +65,6 @@ impl Default for ClientConfig {
             grant: tandem_core::Grant::default(),
         }
     }
-}
-
-/// Where a client is, for an "offline / connecting / online" indicator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// Not started yet, or waiting before the next attempt.
-    Offline,
-    /// Connecting and joining.
-    Connecting,
-    /// Joined: the server is a peer of the repo.
-    Online,
-    /// No more attempts: the server refused us (the text says why) or we gave up.
-    Stopped(String),
 }
 
 /// Why a client could not be made.
@@ -204,15 +193,10 @@ async fn run(client: WebSocketClient, local: LocalPeer, repo: mpsc::Sender<Conne
     }
 }
 
-/// The wait before the next attempt: doubling from the initial backoff up to the maximum, then
-/// jittered down by up to half. After a connection that worked, the first retry is quick.
+/// The wait before the next attempt. After a connection that worked, the first retry is quick.
 fn backoff(config: &ClientConfig, failures: u32) -> Duration {
-    let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
-    let full = config
-        .initial_backoff
-        .saturating_mul(doubling)
-        .min(config.max_backoff);
-    full.mul_f64(rand::rng().random_range(0.5..=1.0))
+    let jitter = rand::rng().random_range(0.5..=1.0);
+    reconnect_delay(config.initial_backoff, config.max_backoff, failures, jitter)
 }
 
 async fn connect(

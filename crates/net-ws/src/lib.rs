@@ -1,8 +1,8 @@
 //! # tandem-net-ws
 //!
-//! WebSocket network adapters that JS automerge-repo peers accept as their own (PROTOCOL.md §2):
-//! one binary frame per CBOR message, the `join` / `peer` / `error` handshake, sockets bound to
-//! the peer that joined on them.
+//! WebSocket network adapters that JS automerge-repo peers accept as their own
+//! (docs/protocol.md#websocket-transport): one binary frame per CBOR message, the `join` / `peer` /
+//! `error` handshake, sockets bound to the peer that joined on them.
 //!
 //! - [`WebSocketServer`]: listens on a TCP port, answers health `GET`s on the same port, pings
 //!   every few seconds and drops sockets that stop answering, closes a socket that sends an
@@ -30,14 +30,12 @@
 #![warn(missing_docs)]
 
 mod client;
-pub mod handshake;
 mod http;
 mod server;
 mod socket;
 pub mod tls;
 
-pub use client::{ClientConfig, ClientError, ConnectionState, WebSocketClient};
-pub use handshake::Identity;
+pub use client::{ClientConfig, ClientError, WebSocketClient};
 pub use http::{websocket_accept_key, websocket_upgrade_key, UpgradeRequest};
 /// The rustls version the TLS settings are built with.
 pub use rustls;
@@ -45,3 +43,5 @@ pub use server::{
     AcceptorAdapter, Admission, Authenticate, Authentication, ServerConfig, SocketFault,
     SocketObserver, WebSocketAcceptor, WebSocketServer, CREDENTIALS_EXPIRED, DEFAULT_MAX_FRAME,
 };
+pub use tandem_core::network::handshake::Identity;
+pub use tandem_core::ConnectionState;

@@ -1,4 +1,5 @@
-//! The server side: accept sockets, answer `join`, hand each client to the repo (§2.3).
+//! The server side: accept sockets, answer `join`, hand each client to the repo
+//! (docs/protocol.md#handshake).
 //!
 //! [`WebSocketServer`] listens on a TCP port of its own and also answers plain HTTP `GET`s (for
 //! health probes). [`WebSocketAcceptor`] is the same server without a listener, for applications
@@ -25,9 +26,9 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::handshake::{answer_join, Identity, ServerDecision};
 use crate::http::{websocket_accept_key, UpgradeRequest};
 use crate::socket::{connection, Side};
+use tandem_core::network::handshake::{answer_join, Identity, ServerDecision};
 
 /// The default largest frame a server accepts: 64 MiB. automerge-repo's `ws` server allows
 /// 100 MiB; a whole large document in one sync message fits in 64 MiB, and a hostile client
@@ -551,7 +552,7 @@ impl WebSocketAcceptor {
                 Err(NetworkError::Handshake(reason))
             }
             ServerDecision::Accept { remote, reply } => {
-                // `peer` goes out before anything the repo says (§2.4: a JS client drops replies
+                // `peer` goes out before anything the repo says (docs/protocol.md#handshake: a JS client drops replies
                 // to a peer it has not registered).
                 futures::SinkExt::send(&mut ws, Frame::binary(reply.encode()))
                     .await

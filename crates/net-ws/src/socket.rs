@@ -1,8 +1,7 @@
 //! One established WebSocket, after the handshake, turned into a repo [`Connection`].
 //!
-//! Two tasks per socket. The reader decodes binary frames into messages for the repo, drops
-//! frames that claim another sender than the socket's peer, and notes that the other end is
-//! alive. The writer encodes the repo's messages as binary frames, pings every keepalive
+//! Two tasks per socket. The reader decodes binary frames into messages for the repo (which
+//! sender a message may claim is the hub's decision) and notes that the other end is alive. The writer encodes the repo's messages as binary frames, pings every keepalive
 //! interval, and drops a socket from which nothing (no pong, no frame at all) arrived since the
 //! previous ping. Either task ending ends the other, and the repo sees the peer disconnect.
 

@@ -185,7 +185,7 @@ async fn joined(
     peer: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+    let join = tandem_core::network::handshake::join(&tandem_core::LocalPeer {
         peer_id: PeerId::from(peer),
         metadata: PeerMetadata::default(),
     });
@@ -533,7 +533,7 @@ async fn the_upgrade_hook_refuses_strangers_and_binds_the_identity_it_authentica
     // alice's token, but joining as mallory: refused with `error`.
     let with_token = format!("{url}/?token=alice-secret");
     let (mut ws, _) = tokio_tungstenite::connect_async(&with_token).await.unwrap();
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+    let join = tandem_core::network::handshake::join(&tandem_core::LocalPeer {
         peer_id: PeerId::from("mallory"),
         metadata: PeerMetadata::default(),
     });
@@ -748,7 +748,7 @@ async fn the_handshake_timeout_covers_all_its_stages_together() {
         .await
         .expect("the upgrade was refused");
     tokio::time::sleep(timeout * 3 / 4).await;
-    let join = tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+    let join = tandem_core::network::handshake::join(&tandem_core::LocalPeer {
         peer_id: PeerId::from("dawdler"),
         metadata: PeerMetadata::default(),
     });
@@ -776,8 +776,8 @@ async fn a_client_leaves_a_server_that_goes_silent() {
             peer_id: PeerId::from("frozen-server"),
             metadata: PeerMetadata::default(),
         };
-        let tandem_net_ws::handshake::ServerDecision::Accept { reply, .. } =
-            tandem_net_ws::handshake::answer_join(&local, &join, None)
+        let tandem_core::network::handshake::ServerDecision::Accept { reply, .. } =
+            tandem_core::network::handshake::answer_join(&local, &join, None)
         else {
             panic!("join refused")
         };

@@ -6,11 +6,14 @@
 //! A client that reconnects yields a new `Connection` each time; a server yields one per accepted
 //! socket. The repo holds any number of adapters and treats all their connections alike.
 //!
+//! Transports that frame messages themselves share the `join` / `peer` exchange in [`handshake`].
+//!
 //! With the `test-suite` feature, `conformance` checks an adapter against what the repo relies
 //! on; every transport runs it.
 
 #[cfg(feature = "test-suite")]
 pub mod conformance;
+pub mod handshake;
 
 use std::pin::Pin;
 
@@ -46,6 +49,20 @@ pub enum NetworkError {
     /// Anything else the transport reports (its own error type, rendered).
     #[error("{0}")]
     Other(String),
+}
+
+/// Where a connecting transport (a client) is, for an "offline / connecting / online"
+/// indicator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Not started yet, or waiting before the next attempt.
+    Offline,
+    /// Connecting and joining.
+    Connecting,
+    /// Joined: the server is a peer of the repo.
+    Online,
+    /// No more attempts: the server refused us (the text says why) or we gave up.
+    Stopped(String),
 }
 
 /// Who we are, as a transport presents us in its handshake (`join` or `peer`).

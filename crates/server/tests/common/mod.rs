@@ -11,7 +11,7 @@ pub use server_process::{kill_hard, start_server, terminate, ServerProcess};
 
 /// The `join` frame of a client called `name`.
 pub fn join_as(name: &str) -> Vec<u8> {
-    tandem_net_ws::handshake::join(&tandem_core::LocalPeer {
+    tandem_core::network::handshake::join(&tandem_core::LocalPeer {
         peer_id: name.into(),
         metadata: tandem_core::PeerMetadata::default(),
     })

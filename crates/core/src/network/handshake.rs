@@ -1,10 +1,14 @@
-//! The `join` / `peer` / `error` exchange (PROTOCOL.md §2.2, §2.3), as pure decisions.
+//! The `join` / `peer` / `error` exchange (docs/protocol.md#handshake), as pure decisions.
 //!
-//! The socket code reads the first frame and asks [`answer_join`] what to do; a client builds its
-//! [`join`] and reads the server's answer with [`read_answer`]. Nothing here does IO, so the rules
-//! (which versions are accepted, what an authenticated identity allows) are tested directly.
+//! Every transport that frames messages itself (WebSocket, TCP) runs the same exchange: the
+//! accepting side reads the first message and asks [`answer_join`] what to do; the connecting
+//! side sends its [`join`] and reads the answer with [`read_answer`]. Nothing here does IO, so
+//! the rules (which versions are accepted, what an authenticated identity allows) are tested
+//! directly, once for every transport.
 
-use tandem_core::{
+use std::time::Duration;
+
+use crate::{
     ErrorMessage, JoinMessage, LocalPeer, Message, PeerId, PeerMessage, RemotePeer,
     PROTOCOL_VERSION,
 };
@@ -45,7 +49,7 @@ impl Identity {
     /// Whether a join as `peer` is this identity.
     ///
     /// ```
-    /// use tandem_net_ws::Identity;
+    /// use tandem_core::network::handshake::Identity;
     /// let ada = Identity::Subject("ada".into());
     /// assert!(ada.admits(&"ada".into()) && ada.admits(&"ada/tab-2".into()));
     /// assert!(!ada.admits(&"adam".into()));
@@ -163,10 +167,29 @@ pub fn read_answer(message: &Message) -> ClientOutcome {
     }
 }
 
+/// How long a connecting side waits before its next attempt after `failures` failed ones in a
+/// row: doubling from `initial` up to `max`, then scaled by `jitter` (the caller draws it from
+/// `0.5..=1.0`, so that the clients of a restarted server do not all come back at once).
+///
+/// ```
+/// use std::time::Duration;
+/// use tandem_core::network::handshake::reconnect_delay;
+/// let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
+/// assert_eq!(reconnect_delay(initial, max, 3, 1.0), Duration::from_millis(400));
+/// assert_eq!(reconnect_delay(initial, max, 40, 0.5), Duration::from_millis(500));
+/// ```
+pub fn reconnect_delay(initial: Duration, max: Duration, failures: u32, jitter: f64) -> Duration {
+    let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
+    initial
+        .saturating_mul(doubling)
+        .min(max)
+        .mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_core::PeerMetadata;
+    use crate::PeerMetadata;
 
     fn server() -> LocalPeer {
         LocalPeer {
@@ -217,10 +240,10 @@ mod tests {
             read_answer(&reply),
             ClientOutcome::Refused(UNSUPPORTED_VERSION.to_owned())
         );
-        let not_join = Message::DocUnavailable(tandem_core::DocUnavailableMessage {
+        let not_join = Message::DocUnavailable(crate::DocUnavailableMessage {
             sender_id: PeerId::from("c"),
             target_id: PeerId::from("server"),
-            document_id: tandem_core::DocumentId::random(),
+            document_id: crate::DocumentId::random(),
         });
         assert!(matches!(
             answer_join(&server(), &not_join, None),
