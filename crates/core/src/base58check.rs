@@ -1,5 +1,5 @@
 //! Bitcoin-style Base58Check with no version byte, as automerge-repo uses for document ids and
-//! URL heads (PROTOCOL.md §1.1, §1.2).
+//! URL heads (docs/protocol.md#base58check).
 //!
 //! The payload may have any length, including zero: that is what the JS validators accept.
 

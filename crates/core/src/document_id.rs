@@ -20,8 +20,8 @@ pub enum InvalidDocumentId {
 /// A document's id: bytes (16 random bytes for ids we create) shown as Base58Check text.
 ///
 /// Parsing accepts exactly what automerge-repo's `isValidDocumentId` accepts: any Base58Check
-/// string, whatever the payload length (PROTOCOL.md §1.3). Cloning is cheap; the text form is
-/// computed once.
+/// string, whatever the payload length (docs/protocol.md#document-ids). Cloning is cheap; the text
+/// form is computed once.
 ///
 /// ```
 /// use tandem_core::DocumentId;

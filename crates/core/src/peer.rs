@@ -1,4 +1,5 @@
-//! Who is talking: [`PeerId`], [`StorageId`], [`SessionId`] and [`PeerMetadata`] (PROTOCOL.md §1.5).
+//! Who is talking: [`PeerId`], [`StorageId`], [`SessionId`] and [`PeerMetadata`]
+//! (docs/protocol.md#peer-storage-and-session-ids).
 
 use std::fmt;
 use std::sync::Arc;

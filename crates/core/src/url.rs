@@ -115,7 +115,7 @@ pub fn url_heads(heads: &[ChangeHash]) -> Vec<UrlHead> {
 /// `automerge:<id>`, optionally pinned to heads (`#h1|h2`; `#` alone means no heads).
 ///
 /// Parsing follows `isValidAutomergeUrl` / `parseAutomergeUrl` of automerge-repo 2.5.6
-/// (PROTOCOL.md §1.2–§1.4): a bare document id or `automerge:<uuid>` is not a URL.
+/// (docs/protocol.md#automerge-urls): a bare document id or `automerge:<uuid>` is not a URL.
 ///
 /// ```
 /// use tandem_core::AutomergeUrl;

@@ -1,5 +1,5 @@
 //! Chunk keys and names: for every document and storage tree the JS packages wrote, we compute
-//! exactly the file names they chose (PROTOCOL.md §7.1, §7.2).
+//! exactly the file names they chose (docs/protocol.md#keys-and-chunk-names).
 
 mod common;
 

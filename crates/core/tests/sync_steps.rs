@@ -1,5 +1,5 @@
 //! Steps `DocumentSync`s against each other, message by message, with no runtime: the request /
-//! sync / doc-unavailable rules of PROTOCOL.md §5.2–§5.4.
+//! sync / doc-unavailable rules of docs/protocol.md#synchronisation.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -128,10 +128,10 @@ impl RepoBuilder {
         self
     }
 
-    /// Takes part in remote-heads gossip (PROTOCOL.md §5.8): relays subscriptions and heads
-    /// records between peers, and lets [`Repo::subscribe_to_remotes`] learn the heads of storages
-    /// this repo never meets directly. Off by default, as in automerge-repo; gossip messages are
-    /// ignored while it is off.
+    /// Takes part in remote-heads gossip (docs/protocol.md#remote-heads-gossip): relays
+    /// subscriptions and heads records between peers, and lets [`Repo::subscribe_to_remotes`] learn
+    /// the heads of storages this repo never meets directly. Off by default, as in automerge-repo;
+    /// gossip messages are ignored while it is off.
     pub fn remote_heads_gossip(mut self, enabled: bool) -> Self {
         self.gossip = enabled;
         self

@@ -108,7 +108,8 @@ impl RepoContext {
         }
     }
 
-    /// The next ephemeral count: one per message sent, from 1, for the whole repo (§3.4).
+    /// The next ephemeral count: one per message sent, from 1, for the whole repo
+    /// (docs/protocol.md#ephemeral-messages).
     pub(crate) fn next_ephemeral_count(&self) -> u64 {
         self.ephemeral_count.fetch_add(1, Ordering::Relaxed) + 1
     }

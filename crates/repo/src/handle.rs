@@ -1,4 +1,5 @@
-//! [`DocHandle`]: one document of a repo, shared by everyone who found it (PROTOCOL.md §6.2).
+//! [`DocHandle`]: one document of a repo, shared by everyone who found it
+//! (docs/protocol.md#document-handles).
 
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;

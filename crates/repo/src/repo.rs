@@ -1,4 +1,5 @@
-//! [`Repo`]: the documents of one process, their storage and their peers (PROTOCOL.md §6.3).
+//! [`Repo`]: the documents of one process, their storage and their peers
+//! (docs/protocol.md#document-handles).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! Who gets which documents (PROTOCOL.md §5.5).
+//! Who gets which documents (docs/protocol.md#share-policy).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
-//! Remote-heads gossip (PROTOCOL.md §5.8): a client learns, through a server, which heads
-//! another client's storage holds — a "saved on the other device" indicator.
+//! Remote-heads gossip (docs/protocol.md#remote-heads-gossip): a client learns, through a server,
+//! which heads another client's storage holds — a "saved on the other device" indicator.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! Where a key lives: automerge-repo's NodeFS layout (PROTOCOL.md §7.5), and its inverse.
+//! Where a key lives: automerge-repo's NodeFS layout (docs/protocol.md#nodefs-layout), and its
+//! inverse.
 //!
 //! `[k0, k1, …, kn]` → `k0[0..2] / k0[2..] / k1 / … / kn`. Base58 document ids, the fixed words
 //! of the repo (`snapshot`, `incremental`, `sync-state`, `storage-adapter-id`), hex hashes and

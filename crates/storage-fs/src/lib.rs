@@ -2,7 +2,7 @@
 //!
 //! [`FsStorage`]: file storage that swaps in for a directory written by automerge-repo's
 //! `NodeFSStorageAdapter` (and by the JS sync server), and the other way round: the same key
-//! lives at the same path (PROTOCOL.md §7.5). What differs is safety:
+//! lives at the same path (docs/protocol.md#nodefs-layout). What differs is safety:
 //!
 //! - **Atomic, durable writes.** A value is written to a staging file, made durable, given its
 //!   key's name (a rename over the target, or a link for a new key), and the name is made durable

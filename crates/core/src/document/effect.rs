@@ -68,7 +68,7 @@ pub enum DocumentEffect {
     /// Read the document's chunks (if there is storage) and merge them into the document;
     /// answer with [`Loaded`](super::DocumentInput::Loaded). Feed what arrived meanwhile
     /// before the answer: a peer that asked while the document loaded is then answered as an
-    /// asker (PROTOCOL.md §5.2), not asked in turn.
+    /// asker (docs/protocol.md#request-or-sync), not asked in turn.
     Load,
     /// Perform a save beside the actor; answer with [`Saved`](super::DocumentInput::Saved). One
     /// runs at a time.

@@ -1,5 +1,5 @@
-//! Whether, and how, a document is synced with a peer (PROTOCOL.md §5.5), one policy question
-//! at a time.
+//! Whether, and how, a document is synced with a peer (docs/protocol.md#share-policy), one policy
+//! question at a time.
 //!
 //! A peer is a candidate if the policy announces the document to it, if it asked for the
 //! document on its current connection, or if we look for the document and lack it; `access`

@@ -1,4 +1,5 @@
-//! The encoder: cbor-x's choices for the message shapes of automerge-repo (PROTOCOL.md §4).
+//! The encoder: cbor-x's choices for the message shapes of automerge-repo
+//! (docs/protocol.md#cbor-encoding).
 //!
 //! ciborium writes minimal map headers and narrows floats, so it cannot reproduce JS frames; the
 //! shapes here are few enough that writing the bytes directly is the simplest exact answer.

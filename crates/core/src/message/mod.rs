@@ -1,4 +1,4 @@
-//! The messages peers exchange (PROTOCOL.md §2.2, §3) and their CBOR codec.
+//! The messages peers exchange (docs/protocol.md#messages) and their CBOR codec.
 //!
 //! One WebSocket binary frame carries one message: a CBOR map with a `type` key. [`Message::decode`]
 //! accepts what the JS peers send (and the leniencies of their decoder); [`Message::encode`]

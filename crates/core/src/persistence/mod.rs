@@ -1,5 +1,5 @@
 //! How one document lives in storage, without doing any IO: loading it from its chunks and
-//! deciding what each save writes and removes (PROTOCOL.md §7.3, §7.4).
+//! deciding what each save writes and removes (docs/protocol.md#loading-saving-and-compaction).
 //!
 //! The driver (the repo runtime) reads `load_range([doc, "snapshot"])` and
 //! `load_range([doc, "incremental"])`, hands the chunks to [`load_document`] (or lets

@@ -1,4 +1,4 @@
-//! [`StorageKey`] and the repo's chunk vocabulary (PROTOCOL.md §7.1, §7.2).
+//! [`StorageKey`] and the repo's chunk vocabulary (docs/protocol.md#keys-and-chunk-names).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! One document's synchronisation with its peers (PROTOCOL.md §5.1–§5.4, §5.6–§5.7).
+//! One document's synchronisation with its peers (docs/protocol.md#synchronisation).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -73,10 +73,12 @@ fn check_blooms(message: &sync::Message) -> Result<(), SyncError> {
 pub struct SyncOutput {
     /// Messages to send, each to its `target_id`.
     pub messages: Vec<Message>,
-    /// Sync states to persist, keyed by the peer's storage id (PROTOCOL.md §5.7): only peers that
-    /// advertised a storage id and are not ephemeral appear here.
+    /// Sync states to persist, keyed by the peer's storage id
+    /// (docs/protocol.md#sync-state-persistence): only peers that advertised a storage id and are
+    /// not ephemeral appear here.
     pub sync_states: Vec<(StorageId, Vec<u8>)>,
-    /// Heads a peer with a storage id was learned to hold (for `remote-heads` events, §5.8).
+    /// Heads a peer with a storage id was learned to hold (for `remote-heads` events,
+    /// docs/protocol.md#remote-heads-gossip).
     pub remote_heads: Vec<(StorageId, Vec<ChangeHash>)>,
     /// The handle's new state, when it changed.
     pub state_change: Option<HandleState>,
@@ -114,8 +116,8 @@ struct PeerSync {
 /// The synchronizer of one document: its handle state, and per peer in its sync set an automerge
 /// sync state and a [`PeerStatus`].
 ///
-/// The driver decides *whether* a peer joins the set (share policy, §5.5) and calls
-/// [`add_peer`](Self::add_peer); this type decides *what* is sent. While the handle is
+/// The driver decides *whether* a peer joins the set (share policy, docs/protocol.md#share-policy)
+/// and calls [`add_peer`](Self::add_peer); this type decides *what* is sent. While the handle is
 /// [`Loading`](HandleState::Loading) peers are registered silently; [`finish_loading`]
 /// (Self::finish_loading) starts the conversation with all of them at once, so a document is
 /// declared unavailable only after every peer that could have it was asked.
@@ -129,7 +131,8 @@ pub struct DocumentSync {
     /// unboxed came to 3 KiB for a document's usual one peer.
     peers: BTreeMap<PeerId, Box<PeerSync>>,
     /// Sync states of peers that left, encoded (what survives a reconnect is what the encoding
-    /// keeps: the shared heads), for when they come back (§5.6).
+    /// keeps: the shared heads), for when they come back
+    /// (docs/protocol.md#peers-leaving-and-returning).
     parked: BTreeMap<PeerId, Vec<u8>>,
     /// Peers that sent `sync` or `request` for this document on their current connection: the
     /// share policy lets them sync it when `access` allows, even if it is not announced to them.
@@ -557,7 +560,8 @@ impl DocumentSync {
         out
     }
 
-    /// Generates the next message for `peer`, labelled `request` or `sync` (§5.2).
+    /// Generates the next message for `peer`, labelled `request` or `sync`
+    /// (docs/protocol.md#request-or-sync).
     fn send_to(&mut self, document: &Automerge, peer_id: &PeerId, out: &mut SyncOutput) {
         let ready = self.state == HandleState::Ready;
         let have_heads = !document.get_heads().is_empty();
@@ -594,8 +598,9 @@ impl DocumentSync {
         });
     }
 
-    /// §5.4: while the document is wanted but missing, once every peer in the set is unavailable
-    /// or itself wants it, the askers are told `doc-unavailable` and the handle is unavailable.
+    /// docs/protocol.md#when-a-document-is-unavailable: while the document is wanted but missing,
+    /// once every peer in the set is unavailable or itself wants it, the askers are told
+    /// `doc-unavailable` and the handle is unavailable.
     fn check_unavailable(&mut self) -> SyncOutput {
         let mut out = SyncOutput::default();
         if !matches!(

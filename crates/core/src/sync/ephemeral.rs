@@ -1,4 +1,4 @@
-//! Receive-side filtering of `ephemeral` messages (PROTOCOL.md §3.4).
+//! Receive-side filtering of `ephemeral` messages (docs/protocol.md#ephemeral-messages).
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! Remote-heads gossip (PROTOCOL.md §3.5, §3.6, §5.8): which heads other storages hold of a
+//! Remote-heads gossip (docs/protocol.md#remote-heads-gossip): which heads other storages hold of a
 //! document, relayed through peers that never talk to those storages directly.
 //!
 //! A repo subscribes to storage ids; peers it shares with ("generous" peers: the share policy

@@ -1,4 +1,4 @@
-//! The lifecycle of a document handle (PROTOCOL.md §6.1).
+//! The lifecycle of a document handle (docs/protocol.md#handle-states).
 
 use std::fmt;
 
