@@ -390,7 +390,7 @@ impl DocHandle {
 
     /// Starts sharing presence on this document — who is here and what they are doing — with
     /// `initial` as our state; automerge-repo's `Presence`, and heard by it. Dropping the
-    /// returned [`Presence`] (or [`Presence::stop`]) says goodbye.
+    /// returned [`Presence`](crate::presence::Presence) (or [`Presence::stop`](crate::presence::Presence::stop)) says goodbye.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

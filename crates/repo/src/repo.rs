@@ -396,7 +396,7 @@ impl Repo {
     /// A document from memory, storage or peers, once it is ready. With no storage copy and no
     /// peer to ask it is [`Unavailable`](RepoError::Unavailable) at once; otherwise when every
     /// peer asked has said so, or after the find timeout. A URL with heads gives a read-only
-    /// view at those heads ([`DocHandle::at`]).
+    /// view at those heads ([`DocHandle::view`]).
     pub async fn find(&self, id: impl DocumentRef) -> Result<DocHandle, RepoError> {
         let heads = id.heads()?;
         // Asked again by the application: peers that lacked it may have it now.

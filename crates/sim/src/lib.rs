@@ -21,6 +21,8 @@
 //!
 //! [`Node`]: tandem_core::testing::Node
 
+#![warn(missing_docs)]
+
 mod peer;
 mod rng;
 mod store;

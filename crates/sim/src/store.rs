@@ -22,7 +22,12 @@ pub enum CrashDamage {
     /// The write never happened: the key holds what it held before.
     Dropped(StorageKey),
     /// Only the first `kept` bytes reached the disk (an in-place writer's new file).
-    Torn { key: StorageKey, kept: usize },
+    Torn {
+        /// The key written.
+        key: StorageKey,
+        /// How many bytes of it reached the disk.
+        kept: usize,
+    },
     /// The write had reached the disk after all.
     Survived(StorageKey),
 }

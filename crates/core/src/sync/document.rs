@@ -118,8 +118,8 @@ struct PeerSync {
 ///
 /// The driver decides *whether* a peer joins the set (share policy, docs/protocol.md#share-policy)
 /// and calls [`add_peer`](Self::add_peer); this type decides *what* is sent. While the handle is
-/// [`Loading`](HandleState::Loading) peers are registered silently; [`finish_loading`]
-/// (Self::finish_loading) starts the conversation with all of them at once, so a document is
+/// [`Loading`](HandleState::Loading) peers are registered silently;
+/// [`finish_loading`](Self::finish_loading) starts the conversation with all of them at once, so a document is
 /// declared unavailable only after every peer that could have it was asked.
 #[derive(Debug)]
 pub struct DocumentSync {
