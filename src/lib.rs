@@ -56,6 +56,10 @@ pub use tandem_storage_fs as storage_fs;
 #[cfg(feature = "net-ws")]
 pub use tandem_net_ws as net_ws;
 
+/// TCP and Unix-socket adapters (`tandem-net-tcp`).
+#[cfg(feature = "net-tcp")]
+pub use tandem_net_tcp as net_tcp;
+
 /// The README's Rust example, compiled with the doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
