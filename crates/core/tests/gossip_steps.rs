@@ -247,3 +247,36 @@ fn a_forgotten_document_holds_nothing_and_is_announced_again_when_reopened() {
     let out = server.peer_opened(&subscriber, &documents[0]);
     assert_eq!(targets(&out, "remote-heads-changed"), ["subscriber"]);
 }
+
+#[test]
+fn a_relay_subscribed_itself_keeps_the_subscription_when_its_last_subscriber_leaves() {
+    let relay_id = PeerId::from("relay");
+    let upstream = PeerId::from("upstream");
+    let client = PeerId::from("client");
+    let writer = StorageId::from("writer-storage");
+    let mut relay = RemoteHeadsGossip::new(relay_id.clone());
+    relay.add_generous_peer(upstream.clone());
+
+    // The relay's own application subscribes, then a client subscribes to the same storage
+    // through it.
+    let out = relay.subscribe([writer.clone()]);
+    assert_eq!(targets(&out, "remote-subscription-change"), ["upstream"]);
+    relay.receive_subscription_change(&tandem_core::RemoteSubscriptionChangeMessage {
+        sender_id: client.clone(),
+        target_id: relay_id.clone(),
+        add: Some(vec![writer.clone()]),
+        remove: None,
+    });
+
+    // The client leaves: the relay still wants the writer's heads, so upstream hears nothing.
+    let out = relay.remove_peer(&client);
+    assert!(
+        targets(&out, "remote-subscription-change").is_empty(),
+        "the relay unsubscribed upstream from a storage its own application still wants: {out:?}"
+    );
+    assert!(relay.subscriptions().any(|s| *s == writer));
+
+    // Once the application unsubscribes too, upstream is told.
+    let out = relay.unsubscribe([writer.clone()]);
+    assert_eq!(targets(&out, "remote-subscription-change"), ["upstream"]);
+}

@@ -124,15 +124,19 @@ impl RemoteHeadsGossip {
         out
     }
 
-    /// A peer left: its subscriptions end, and storages nobody wants any more are dropped
-    /// upstream.
+    /// A peer left: its subscriptions end, and storages nobody (neither another peer nor our
+    /// application) wants any more are dropped upstream.
     pub fn remove_peer(&mut self, peer: &PeerId) -> GossipOutput {
         self.generous.remove(peer);
         self.open.remove(peer);
         let mut removed = Vec::new();
+        let ours = &self.ours;
         self.theirs.retain(|storage, subscribers| {
             if subscribers.remove(peer) && subscribers.is_empty() {
-                removed.push(storage.clone());
+                // Upstream keeps sending what our own application subscribed to.
+                if !ours.contains(storage) {
+                    removed.push(storage.clone());
+                }
                 return false;
             }
             true
