@@ -55,6 +55,16 @@ pub struct Cli {
     pub serve: Options,
 }
 
+/// A secret or token from the command line or the environment. An empty one is refused: an
+/// empty `TANDEM_AUTH_JWT_SECRET=` would let in tokens anyone can sign, and an empty cluster
+/// secret would let anyone link as a node.
+fn secret(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
 /// What `tandem-server` can do besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Subcommand {
@@ -100,7 +110,8 @@ pub struct Options {
         long,
         env = "TANDEM_CLUSTER_SECRET",
         hide_env_values = true,
-        requires = "cluster_advertise"
+        requires = "cluster_advertise",
+        value_parser = secret
     )]
     pub cluster_secret: Option<String>,
     /// Largest WebSocket frame accepted, in bytes; a bigger one closes that socket.
@@ -122,7 +133,7 @@ pub struct Options {
     /// Require a JSON Web Token signed with this HS256 secret on every WebSocket (the `token`
     /// query parameter or `Authorization: Bearer`); its claims say which documents (`docs`),
     /// how far (`access`: "write" or "read"), as whom (`sub`) and until when (`exp`).
-    #[arg(long, env = "TANDEM_AUTH_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "TANDEM_AUTH_JWT_SECRET", hide_env_values = true, value_parser = secret)]
     pub auth_jwt_secret: Option<String>,
     /// Require a JSON Web Token signed with the private half of this PEM public key (RS256,
     /// ES256 or EdDSA), as `--auth-jwt-secret` does.
@@ -161,7 +172,7 @@ pub struct Options {
     pub max_ephemeral_burst: u32,
     /// Serve the admin API (`/v1/docs`: read, export, import, delete for good) to requests
     /// carrying `Authorization: Bearer` with this token. Off when not given.
-    #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     pub admin_token: Option<String>,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) may take to save everything and close every socket
     /// (with code 1001) before the process ends anyway.

@@ -37,3 +37,25 @@ fn every_flag_and_its_variable_is_in_the_operations_guide() {
     }
     assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
 }
+
+#[test]
+fn empty_secrets_are_refused() {
+    use clap::Parser;
+    for flag in ["--auth-jwt-secret", "--admin-token"] {
+        let parsed = Cli::try_parse_from(["tandem-server", flag, ""]);
+        let error = parsed.expect_err("an empty secret was taken").to_string();
+        assert!(error.contains("must not be empty"), "{flag}: {error}");
+        assert!(Cli::try_parse_from(["tandem-server", flag, "s3cret"]).is_ok());
+    }
+    let cluster = [
+        "tandem-server",
+        "--postgres",
+        "postgres://localhost/x",
+        "--cluster-advertise",
+        "ws://127.0.0.1:0",
+        "--cluster-secret",
+    ];
+    let empty = Cli::try_parse_from(cluster.iter().copied().chain([""]));
+    assert!(empty.is_err(), "an empty cluster secret was taken");
+    assert!(Cli::try_parse_from(cluster.iter().copied().chain(["s3cret"])).is_ok());
+}

@@ -612,3 +612,32 @@ async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
     );
     terminate(server);
 }
+
+/// `--data-dir data` (a bare relative name, no `./`) is created in the working directory.
+#[test]
+fn a_bare_relative_data_dir_is_created_in_the_working_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        .args(["--port", "0", "--data-dir", "data"])
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start tandem-server");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let server = ServerProcess::of(child);
+    let first = stdout.next().and_then(Result::ok);
+    if !first
+        .as_deref()
+        .is_some_and(|line| line.starts_with("listening on "))
+    {
+        drop(server);
+        let mut why = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
+        panic!("the server did not start: {first:?}\n{why}");
+    }
+    assert!(cwd.path().join("data").is_dir());
+    drop(server);
+}

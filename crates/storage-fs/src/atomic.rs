@@ -252,7 +252,7 @@ pub(crate) fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
             break;
         }
         missing.push(d);
-        cursor = d.parent();
+        cursor = parent_dir(d);
     }
     for d in missing.into_iter().rev() {
         match fs::create_dir(d) {
@@ -262,11 +262,20 @@ pub(crate) fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,
             Err(e) => return Err(e),
         }
-        if let Some(parent) = d.parent() {
+        if let Some(parent) = parent_dir(d) {
             sync_dir(parent)?;
         }
     }
     Ok(())
+}
+
+/// The directory holding `path`: for a bare relative name (`data`), the current directory,
+/// where `Path::parent` says `""`, which no system call takes.
+fn parent_dir(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".")),
+        parent => parent,
+    }
 }
 
 /// fsyncs a directory, making the entries created, renamed or removed in it durable.
@@ -288,6 +297,13 @@ fn process_exists(_pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_relative_name_lives_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("data")), Some(Path::new(".")));
+        assert_eq!(parent_dir(Path::new("a/b")), Some(Path::new("a")));
+        assert_eq!(parent_dir(Path::new("/")), None);
+    }
 
     #[test]
     fn a_staged_file_that_vanishes_during_cleanup_is_not_an_error() {
