@@ -59,6 +59,19 @@ pub(crate) struct ClusterKey {
     me: PeerId,
 }
 
+/// What [`ClusterKey::check`] makes of a bearer token.
+#[derive(Debug)]
+pub(crate) enum LinkCheck {
+    /// A link from another node of the cluster.
+    Node(Admission),
+    /// A link token this node refuses: signed with another secret, expired, or for another
+    /// node. Refused outright rather than taken for a client's token, so that a misconfigured
+    /// cluster fails loudly.
+    Refused(String),
+    /// Not a link token: the connection is a client's.
+    NotALink,
+}
+
 /// A link token: from node `sub`, to node `to`, until `exp`.
 #[derive(Debug, Serialize, Deserialize)]
 struct LinkClaims {
@@ -97,20 +110,35 @@ impl ClusterKey {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    /// What a link token admits: the node it names, as a node. `None` if it is not one.
-    pub(crate) fn admit(&self, token: &str) -> Option<Admission> {
-        let claims = jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &self.validation)
-            .ok()?
-            .claims;
-        if claims.to != self.me.as_str() {
-            return None;
+    /// What a bearer token says about a connection: a link from another node (admitted as that
+    /// node), a link token this node cannot accept, or no link token at all (a client's).
+    pub(crate) fn check(&self, token: &str) -> LinkCheck {
+        match jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &self.validation) {
+            Ok(data) if data.claims.to == self.me.as_str() => LinkCheck::Node(Admission {
+                identity: Some(Identity::Exactly(PeerId::from(data.claims.sub))),
+                grant: Grant::cluster_node(),
+                // Checked at the upgrade only: a link lasts as long as both nodes do.
+                expires_at: None,
+            }),
+            Ok(data) => LinkCheck::Refused(format!(
+                "a link token for node {}, not this one (a stale address in the registry?)",
+                data.claims.to
+            )),
+            Err(error) => {
+                // Read without its signature only to tell a node with another secret from a
+                // client: nothing it says is trusted.
+                let mut unverified = self.validation.clone();
+                unverified.insecure_disable_signature_validation();
+                unverified.validate_exp = false;
+                match jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &unverified) {
+                    Ok(_) => LinkCheck::Refused(format!(
+                        "a link token that does not verify ({error}): is --cluster-secret the \
+                         same on every node?"
+                    )),
+                    Err(_) => LinkCheck::NotALink,
+                }
+            }
         }
-        Some(Admission {
-            identity: Some(Identity::Exactly(PeerId::from(claims.sub))),
-            grant: Grant::cluster_node(),
-            // Checked at the upgrade only: a link lasts as long as both nodes do.
-            expires_at: None,
-        })
     }
 }
 
@@ -322,14 +350,28 @@ mod tests {
             .token_to(b.as_str())
             .unwrap();
         let at_b = ClusterKey::new("secret", b.clone());
-        let admitted = at_b.admit(&token).expect("a node");
+        let LinkCheck::Node(admitted) = at_b.check(&token) else {
+            panic!("a node's token was not admitted");
+        };
         assert!(admitted.grant.cluster_node);
         assert!(matches!(admitted.identity, Some(Identity::Exactly(ref p)) if *p == a));
-        // Signed with another secret, or addressed to another node: nothing.
-        assert!(ClusterKey::new("other", b).admit(&token).is_none());
-        assert!(ClusterKey::new("secret", PeerId::from("node-c"))
-            .admit(&token)
-            .is_none());
-        assert!(at_b.admit("not a token").is_none());
+        // Signed with another secret, or addressed to another node: refused, not a client.
+        assert!(matches!(
+            ClusterKey::new("other", b).check(&token),
+            LinkCheck::Refused(why) if why.contains("--cluster-secret")
+        ));
+        assert!(matches!(
+            ClusterKey::new("secret", PeerId::from("node-c")).check(&token),
+            LinkCheck::Refused(_)
+        ));
+        // A client's token (another audience) or no JWT at all: a client.
+        assert!(matches!(at_b.check("not a token"), LinkCheck::NotALink));
+        let client_token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({ "sub": "ada", "exp": 4_000_000_000u64 }),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(matches!(at_b.check(&client_token), LinkCheck::NotALink));
     }
 }

@@ -18,10 +18,11 @@ use tandem_net_ws::{websocket_accept_key, websocket_upgrade_key, Admission, WebS
 
 use crate::admin::Admin;
 use crate::auth::{token, JwtAuth};
+use crate::cluster::LinkCheck;
 use crate::metrics::{Metrics, Rejection};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// How long to wait before accepting again after `accept` failed (out of file descriptors,
 /// say), rather than spin on the failure.
@@ -161,10 +162,22 @@ async fn any(State(front): State<Front>, mut request: Request) -> Response {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         // Another node of the cluster, with a link token: no client token needed.
-        let node = front.cluster.as_ref().and_then(|key| {
-            let token = authorization?.strip_prefix("Bearer ")?;
-            key.admit(token.trim())
-        });
+        let bearer = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim);
+        let link = match (&front.cluster, bearer) {
+            (Some(key), Some(token)) => key.check(token),
+            _ => LinkCheck::NotALink,
+        };
+        let node = match link {
+            LinkCheck::Node(admission) => Some(admission),
+            LinkCheck::NotALink => None,
+            LinkCheck::Refused(why) => {
+                warn!(%why, "cluster link refused");
+                front.metrics.rejected(Rejection::Auth);
+                return (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response();
+            }
+        };
         let admission = match (&front.auth, node) {
             (_, Some(node)) => node,
             (None, None) => Admission::default(),
