@@ -77,6 +77,7 @@ fn missed_in_storage() -> (DocumentActor, Automerge, DocumentId, Instant) {
         id.clone(),
         Start::Load {
             wanted_locally: false,
+            networks_settling: false,
         },
         vec![holder],
         &doc,
@@ -159,4 +160,76 @@ fn wanted_here_after_a_storage_only_miss_asks_the_peers() {
         )),
         "the holder was not asked: {effects:?}"
     );
+}
+
+/// A document looked for here while client transports make their first attempt, with no peer
+/// yet and nothing in storage: it stays requested until they have, then is unavailable; a peer
+/// that joins meanwhile is asked for it.
+#[test]
+fn a_find_while_networks_settle_waits_for_them() {
+    let config = Arc::new(DocumentConfig::new(
+        PeerId::from("app"),
+        SessionId::random(),
+    ));
+    let start = Start::Load {
+        wanted_locally: true,
+        networks_settling: true,
+    };
+    let missing = || Loaded {
+        ledger: None,
+        found: false,
+        deleted: false,
+    };
+    let now = Instant::now();
+    let state = |effects: &[DocumentEffect]| {
+        effects.iter().rev().find_map(|e| match e {
+            DocumentEffect::State(state) => Some(*state),
+            _ => None,
+        })
+    };
+
+    // Nobody joins: requested until the transports settle, then unavailable.
+    let mut doc = Automerge::new();
+    let mut actor = DocumentActor::new(
+        config.clone(),
+        DocumentId::random(),
+        start,
+        vec![],
+        &doc,
+        now,
+    );
+    actor.start(now, &mut doc);
+    let effects = feed(&mut actor, &mut doc, now, DocumentInput::Loaded(missing()));
+    assert_eq!(state(&effects), Some(HandleState::Requesting));
+    let effects = feed(&mut actor, &mut doc, now, DocumentInput::NetworksSettled);
+    assert_eq!(state(&effects), Some(HandleState::Unavailable));
+
+    // The server joins before they settle: it is asked, and the document stays requested.
+    let mut doc = Automerge::new();
+    let mut actor = DocumentActor::new(config, DocumentId::random(), start, vec![], &doc, now);
+    actor.start(now, &mut doc);
+    feed(&mut actor, &mut doc, now, DocumentInput::Loaded(missing()));
+    let server = PeerInfo {
+        peer: PeerId::from("server"),
+        metadata: metadata(),
+        announce_any: false,
+        granted: Access::ReadWrite,
+        synced_before: false,
+        cluster_node: false,
+    };
+    let effects = feed(
+        &mut actor,
+        &mut doc,
+        now,
+        DocumentInput::PeerConnected(server),
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            DocumentEffect::Send(Message::Request(m)) if m.target_id == PeerId::from("server")
+        )),
+        "the server was not asked: {effects:?}"
+    );
+    let effects = feed(&mut actor, &mut doc, now, DocumentInput::NetworksSettled);
+    assert_ne!(state(&effects), Some(HandleState::Unavailable));
 }

@@ -72,6 +72,8 @@ pub struct TcpClient {
     endpoint: Endpoint,
     config: ClientConfig,
     state: watch::Sender<ConnectionState>,
+    /// Turns `true` once the first attempt has ended (the connection, if any, handed over).
+    first_attempt: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for TcpClient {
@@ -91,6 +93,7 @@ impl TcpClient {
             endpoint,
             config,
             state: watch::channel(ConnectionState::Offline).0,
+            first_attempt: watch::channel(false).0,
         }
     }
 
@@ -109,6 +112,14 @@ impl NetworkAdapter for TcpClient {
             rx.recv().await.map(|c| (c, rx))
         })))
     }
+
+    fn first_attempt(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let mut ended = self.first_attempt.subscribe();
+        // Also resolves if the client stops (the sender goes with it).
+        Some(Box::pin(async move {
+            let _ = ended.wait_for(|ended| *ended).await;
+        }))
+    }
 }
 
 /// Why one attempt ended without a connection.
@@ -124,6 +135,7 @@ async fn run(client: TcpClient, local: LocalPeer, repo: mpsc::Sender<Connection>
         endpoint,
         config,
         state,
+        first_attempt,
     } = client;
     let mut failures: u32 = 0;
     loop {
@@ -140,6 +152,7 @@ async fn run(client: TcpClient, local: LocalPeer, repo: mpsc::Sender<Connection>
                     return; // the repo has stopped
                 }
                 state.send_replace(ConnectionState::Online);
+                first_attempt.send_replace(true);
                 tokio::select! {
                     _ = async { let _ = finished.wait_for(|done| *done).await; } => {}
                     _ = repo.closed() => return,
@@ -160,6 +173,7 @@ async fn run(client: TcpClient, local: LocalPeer, repo: mpsc::Sender<Connection>
                 debug!(%endpoint, failures, "connection attempt timed out");
             }
         }
+        first_attempt.send_replace(true);
         if config.give_up_after.is_some_and(|limit| failures >= limit) {
             warn!(%endpoint, failures, "giving up");
             state.send_replace(ConnectionState::Stopped(format!(

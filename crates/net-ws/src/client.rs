@@ -90,6 +90,8 @@ pub struct WebSocketClient {
     url: String,
     config: ClientConfig,
     state: watch::Sender<ConnectionState>,
+    /// Turns `true` once the first attempt has ended (the connection, if any, handed over).
+    first_attempt: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for WebSocketClient {
@@ -114,6 +116,7 @@ impl WebSocketClient {
             url,
             config,
             state: watch::channel(ConnectionState::Offline).0,
+            first_attempt: watch::channel(false).0,
         })
     }
 
@@ -132,6 +135,14 @@ impl NetworkAdapter for WebSocketClient {
             rx.recv().await.map(|c| (c, rx))
         })))
     }
+
+    fn first_attempt(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let mut ended = self.first_attempt.subscribe();
+        // Also resolves if the client stops (the sender goes with it).
+        Some(Box::pin(async move {
+            let _ = ended.wait_for(|ended| *ended).await;
+        }))
+    }
 }
 
 /// Why one attempt ended without a connection.
@@ -143,7 +154,12 @@ enum Attempt {
 }
 
 async fn run(client: WebSocketClient, local: LocalPeer, repo: mpsc::Sender<Connection>) {
-    let WebSocketClient { url, config, state } = client;
+    let WebSocketClient {
+        url,
+        config,
+        state,
+        first_attempt,
+    } = client;
     let mut failures: u32 = 0;
     loop {
         state.send_replace(ConnectionState::Connecting);
@@ -157,6 +173,7 @@ async fn run(client: WebSocketClient, local: LocalPeer, repo: mpsc::Sender<Conne
                     return; // the repo has stopped
                 }
                 state.send_replace(ConnectionState::Online);
+                first_attempt.send_replace(true);
                 tokio::select! {
                     _ = async { let _ = finished.wait_for(|done| *done).await; } => {}
                     _ = repo.closed() => return,
@@ -177,6 +194,7 @@ async fn run(client: WebSocketClient, local: LocalPeer, repo: mpsc::Sender<Conne
                 debug!(%url, failures, "connection attempt timed out");
             }
         }
+        first_attempt.send_replace(true);
         if config.give_up_after.is_some_and(|limit| failures >= limit) {
             warn!(%url, failures, "giving up");
             state.send_replace(ConnectionState::Stopped(format!(

@@ -25,6 +25,8 @@ pub(crate) enum HubEvent {
     Command(Command),
     /// A connection a transport opened.
     Connected(Connection, NetworkId),
+    /// A transport that connects out started (`true`) or made its first attempt (`false`).
+    NetworkSettling(NetworkId, bool),
     Incoming(ConnectionId, Message, InFlight),
     Disconnected(ConnectionId),
     /// The share policy's answer to `announce(peer, None)`.
@@ -116,6 +118,8 @@ pub(crate) enum DocEvent {
     Stop(oneshot::Sender<()>),
     /// The application looks for this document.
     WantedLocally,
+    /// Every client transport has made its first attempt to connect.
+    NetworksSettled,
     /// `Repo::import_into`: merge this document in.
     Import {
         document: Box<Automerge>,

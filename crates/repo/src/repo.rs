@@ -231,16 +231,70 @@ impl Repo {
                 is_ephemeral: ctx.is_ephemeral,
             },
         };
-        let mut connections = adapter.start(local).await?;
         let network = NetworkId(self.inner.networks_added.fetch_add(1, Ordering::Relaxed));
+        let mut first_attempt = adapter.first_attempt();
+        if first_attempt.is_some() {
+            // Before the caller can look for anything: finds wait for this transport's first
+            // attempt before they give up for want of peers.
+            self.inner
+                .hub
+                .send(HubEvent::NetworkSettling(network, true))
+                .await
+                .map_err(|_| RepoError::Shutdown)?;
+        }
+        let mut connections = match adapter.start(local).await {
+            Ok(connections) => connections,
+            Err(error) => {
+                if first_attempt.is_some() {
+                    let _ = self
+                        .inner
+                        .hub
+                        .send(HubEvent::NetworkSettling(network, false))
+                        .await;
+                }
+                return Err(error.into());
+            }
+        };
         let hub = self.inner.hub.downgrade();
         let task = tokio::spawn(async move {
-            while let Some(connection) = connections.next().await {
+            loop {
+                // The connection first: a transport's first attempt ends after its connection is
+                // on the stream, and the hub must meet the peer before it stops waiting for it.
+                let event = tokio::select! {
+                    biased;
+                    connection = connections.next() => match connection {
+                        Some(connection) => HubEvent::Connected(connection, network),
+                        None => {
+                            if first_attempt.is_some() {
+                                // It stopped for good before its first attempt ended.
+                                if let Some(hub) = hub.upgrade() {
+                                    let _ = hub.send(HubEvent::NetworkSettling(network, false)).await;
+                                }
+                            }
+                            return;
+                        }
+                    },
+                    _ = async {
+                        match first_attempt.as_mut() {
+                            Some(attempt) => attempt.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if first_attempt.is_some() => {
+                        first_attempt = None;
+                        HubEvent::NetworkSettling(network, false)
+                    }
+                };
+                let connected = matches!(event, HubEvent::Connected(..));
                 let Some(hub) = hub.upgrade() else { return };
-                if hub
-                    .send(HubEvent::Connected(connection, network))
-                    .await
-                    .is_err()
+                if hub.send(event).await.is_err() {
+                    return;
+                }
+                if connected
+                    && first_attempt.take().is_some()
+                    && hub
+                        .send(HubEvent::NetworkSettling(network, false))
+                        .await
+                        .is_err()
                 {
                     return;
                 }

@@ -87,6 +87,9 @@ pub enum Start {
     Load {
         /// Found through the application (not only for a peer): any peer may be asked for it.
         wanted_locally: bool,
+        /// Transports that connect out have not all made their first attempt: a document wanted
+        /// here that nobody has yet waits for them before it is unavailable.
+        networks_settling: bool,
     },
     /// Created or imported here: ready at once.
     Created,
@@ -273,8 +276,16 @@ impl DocumentActor {
             Start::Load { .. } => HandleState::Loading,
             Start::Created => HandleState::Ready,
         };
+        let mut sync = DocumentSync::new(document_id.clone(), config.local_peer.clone(), state);
+        if let Start::Load {
+            wanted_locally: true,
+            networks_settling: true,
+        } = start
+        {
+            sync.await_networks();
+        }
         DocumentActor {
-            sync: DocumentSync::new(document_id.clone(), config.local_peer.clone(), state),
+            sync,
             ledger: ChunkLedger::new(document_id.clone()),
             acks: DurableAcks::new(),
             unacknowledged_since: BTreeMap::new(),
@@ -289,7 +300,8 @@ impl DocumentActor {
             wanted_locally: matches!(
                 start,
                 Start::Load {
-                    wanted_locally: true
+                    wanted_locally: true,
+                    ..
                 }
             ),
             deleted: false,
@@ -571,6 +583,10 @@ impl DocumentActor {
             } => self.incoming(from, metadata, granted, message, doc),
             DocumentInput::LocalChange => self.local_change(doc),
             DocumentInput::Broadcast { data, count } => self.broadcast(data, count),
+            DocumentInput::NetworksSettled => {
+                let out = self.sync.networks_settled();
+                self.apply(out, None, doc);
+            }
             DocumentInput::WantedLocally => {
                 self.wanted_locally = true;
                 // Looked for in storage only, it was asked of nobody: now every peer is asked.
@@ -676,6 +692,7 @@ impl DocumentActor {
             | DocumentInput::LocalChange
             | DocumentInput::Broadcast { .. }
             | DocumentInput::WantedLocally
+            | DocumentInput::NetworksSettled
             | DocumentInput::Answered { .. }
             | DocumentInput::SyncStateLoaded { .. }
             | DocumentInput::Loaded(_)

@@ -125,6 +125,10 @@ pub struct HubActor {
     wanted: BTreeSet<DocumentId>,
     /// Which documents' actors know which peers (those not offered everything).
     introductions: Introductions,
+    /// Transports that connect out are making their first attempt ([`HubInput::NetworksSettling`]).
+    networks_settling: bool,
+    /// Actors of documents looked for while they were: told once they have.
+    awaiting_networks: BTreeSet<DocumentActorId>,
     dedup: EphemeralDedup,
     asked: HashMap<HubQuestionId, Asked>,
     policy_changes: HashMap<CommandId, PolicyChange>,
@@ -152,6 +156,8 @@ impl HubActor {
             unloading: HashMap::new(),
             wanted: BTreeSet::new(),
             introductions: Introductions::default(),
+            networks_settling: false,
+            awaiting_networks: BTreeSet::new(),
             dedup: EphemeralDedup::default(),
             asked: HashMap::new(),
             policy_changes: HashMap::new(),
@@ -225,6 +231,10 @@ impl HubActor {
                 self.effects.push(HubEffect::Completed(command));
             }
             HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
+            HubInput::NetworksSettling(settling) => {
+                self.networks_settling = settling;
+                self.release_awaiting();
+            }
             HubInput::Shutdown { command } => {
                 let actors: Vec<DocumentActorId> =
                     std::mem::take(&mut self.documents).into_values().collect();
@@ -376,7 +386,10 @@ impl HubActor {
 
     fn answered(&mut self, question: HubQuestionId, allowed: bool) {
         match self.asked.remove(&question) {
-            Some(Asked::Connected(connection)) => self.announce_known(connection, allowed),
+            Some(Asked::Connected(connection)) => {
+                self.announce_known(connection, allowed);
+                self.release_awaiting();
+            }
             Some(Asked::PolicyChanged {
                 command,
                 connection,
@@ -741,9 +754,41 @@ impl HubActor {
         self.effects.push(HubEffect::Forgotten(document_id.clone()));
     }
 
+    /// Once transports have made their first attempts, and every peer that joined meanwhile
+    /// has been introduced to the documents (the policy answered for it: it may be the one
+    /// that has them), the documents looked for meanwhile stop waiting for peers.
+    fn release_awaiting(&mut self) {
+        if self.networks_settling || self.awaiting_networks.is_empty() {
+            return;
+        }
+        if self
+            .asked
+            .values()
+            .any(|a| matches!(a, Asked::Connected(_)))
+        {
+            return;
+        }
+        for actor in std::mem::take(&mut self.awaiting_networks) {
+            if self.actors.contains_key(&actor) {
+                self.tell(actor, DocumentEvent::NetworksSettled);
+            }
+        }
+    }
+
     fn spawn_loader(&mut self, document_id: DocumentId) -> DocumentActorId {
         let wanted_locally = self.wanted.contains(&document_id);
-        self.spawn(document_id, Start::Load { wanted_locally })
+        let networks_settling = wanted_locally && self.networks_settling;
+        let actor = self.spawn(
+            document_id,
+            Start::Load {
+                wanted_locally,
+                networks_settling,
+            },
+        );
+        if networks_settling {
+            self.awaiting_networks.insert(actor);
+        }
+        actor
     }
 
     fn spawn(&mut self, document_id: DocumentId, start: Start) -> DocumentActorId {
@@ -754,7 +799,8 @@ impl HubActor {
         let any_peer = matches!(
             start,
             Start::Load {
-                wanted_locally: true
+                wanted_locally: true,
+                ..
             }
         );
         let candidates: BTreeSet<ConnectionId> = if any_peer {
@@ -825,6 +871,7 @@ impl HubActor {
     }
 
     fn stopped(&mut self, actor: DocumentActorId) {
+        self.awaiting_networks.remove(&actor);
         let Some(document_id) = self.actors.remove(&actor) else {
             return;
         };

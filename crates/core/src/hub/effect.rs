@@ -33,6 +33,8 @@ pub enum DocumentEvent {
     },
     /// The application looks for the document.
     WantedLocally,
+    /// Every transport that connects out has made its first attempt.
+    NetworksSettled,
     /// The application looks for the document again: if it is unavailable, ask the peers
     /// again. Part of the find `command`, which is answered once this is done.
     RequestAgain(CommandId),

@@ -75,6 +75,11 @@ pub enum HubInput {
         /// Named in the effects.
         command: CommandId,
     },
+    /// Whether transports that connect out (clients) are still making their first attempt. A
+    /// document looked for meanwhile that nobody has yet is not unavailable until they have:
+    /// the peer that has it may be about to join. The driver says `true` when it starts such
+    /// a transport and `false` once none is left making its first attempt.
+    NetworksSettling(bool),
     /// The repo stops: every document is told to stop, then
     /// [`Completed`](super::HubEffect::Completed).
     Shutdown {

@@ -326,7 +326,8 @@ fn a_wanted_document_starts_with_every_peer() {
         Some((
             2,
             Start::Load {
-                wanted_locally: true
+                wanted_locally: true,
+                networks_settling: false,
             }
         ))
     );
@@ -418,4 +419,89 @@ fn a_client_may_not_take_over_a_nodes_link() {
             .any(|e| matches!(e, HubEffect::Accepted { .. })),
         "{again:?}"
     );
+}
+
+/// A document looked for while client transports make their first attempt waits for them, and
+/// for the peer that joined meanwhile to be introduced to it (the policy answered for it)
+/// before it is told to stop waiting.
+#[test]
+fn a_find_while_networks_settle_waits_for_them_and_for_the_peer_that_joined() {
+    let mut hub = hub();
+    step(&mut hub, HubInput::NetworksSettling(true));
+    let wanted = DocumentId::random();
+    let effects = find(&mut hub, &wanted);
+    let (actor, start) = effects
+        .iter()
+        .find_map(|e| match e {
+            HubEffect::Spawn { actor, start, .. } => Some((*actor, *start)),
+            _ => None,
+        })
+        .expect("spawned");
+    assert_eq!(
+        start,
+        Start::Load {
+            wanted_locally: true,
+            networks_settling: true,
+        }
+    );
+
+    // The server joins; the policy has not answered for it yet when the transport settles.
+    let joined = step(
+        &mut hub,
+        HubInput::Connect {
+            command: CommandId(5),
+            peer: PeerId::from("the-server"),
+            metadata: PeerMetadata::default(),
+            grant: Grant::default(),
+        },
+    );
+    let question = joined
+        .iter()
+        .find_map(|e| match e {
+            HubEffect::Ask { question, .. } => Some(*question),
+            _ => None,
+        })
+        .expect("asked");
+    let settled = |effects: &[HubEffect]| {
+        effects.iter().any(|e| {
+            matches!(e, HubEffect::Tell { actor: a, event: DocumentEvent::NetworksSettled } if *a == actor)
+        })
+    };
+    let effects = step(&mut hub, HubInput::NetworksSettling(false));
+    assert!(
+        !settled(&effects),
+        "told before the new peer was introduced"
+    );
+
+    // The answer introduces the peer to the document, then lets it stop waiting.
+    let effects = step(
+        &mut hub,
+        HubInput::Answered {
+            question,
+            allowed: false,
+        },
+    );
+    let introduced = effects.iter().position(|e| {
+        matches!(e, HubEffect::Tell { actor: a, event: DocumentEvent::PeerConnected { .. } } if *a == actor)
+    });
+    let released = effects.iter().position(|e| {
+        matches!(e, HubEffect::Tell { actor: a, event: DocumentEvent::NetworksSettled } if *a == actor)
+    });
+    assert!(
+        matches!((introduced, released), (Some(i), Some(r)) if i < r),
+        "expected the peer, then the release: {effects:?}"
+    );
+
+    // Once settled, a new find does not wait.
+    let other = find(&mut hub, &DocumentId::random());
+    assert!(other.iter().any(|e| matches!(
+        e,
+        HubEffect::Spawn {
+            start: Start::Load {
+                networks_settling: false,
+                ..
+            },
+            ..
+        }
+    )));
 }

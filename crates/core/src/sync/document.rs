@@ -143,6 +143,9 @@ pub struct DocumentSync {
     /// The document's size for its [`Quota`]: what storage held when it was loaded, plus the
     /// encoded size of every change taken from peers since.
     size: u64,
+    /// Transports that connect out have not all made their first attempt: a document nobody
+    /// has yet stays requested, since the peer that has it may be about to join.
+    awaiting_networks: bool,
 }
 
 impl DocumentSync {
@@ -158,7 +161,23 @@ impl DocumentSync {
             asked_by: HashSet::new(),
             read_only: HashSet::new(),
             size: 0,
+            awaiting_networks: false,
         }
+    }
+
+    /// Until [`networks_settled`](Self::networks_settled), the document is not declared
+    /// unavailable for want of peers that have it: transports that connect out are still making
+    /// their first attempt (an application that looks for a document right after starting,
+    /// before its client has joined the server, is not told that nobody has it).
+    pub fn await_networks(&mut self) {
+        self.awaiting_networks = true;
+    }
+
+    /// Every transport that connects out has made its first attempt, joined or not: a document
+    /// still requested that no peer has is unavailable now.
+    pub fn networks_settled(&mut self) -> SyncOutput {
+        self.awaiting_networks = false;
+        self.check_unavailable()
     }
 
     /// The document's size as [`Quota`]s count it.
@@ -606,7 +625,8 @@ impl DocumentSync {
         if !matches!(
             self.state,
             HandleState::Requesting | HandleState::Unavailable
-        ) {
+        ) || self.awaiting_networks
+        {
             return out;
         }
         let nobody_has = self

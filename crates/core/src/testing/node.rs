@@ -633,6 +633,7 @@ impl Node {
                             message,
                         },
                         DocumentEvent::WantedLocally => DocumentInput::WantedLocally,
+                        DocumentEvent::NetworksSettled => DocumentInput::NetworksSettled,
                         DocumentEvent::RequestAgain(_) => {
                             DocumentInput::RequestAgain(self.command())
                         }

@@ -44,6 +44,8 @@ pub(crate) enum Begin {
         after: Option<oneshot::Receiver<()>>,
         /// Found through the repo's API rather than for a peer.
         wanted_locally: bool,
+        /// Client transports are still making their first attempt.
+        networks_settling: bool,
     },
     /// Created or imported here: ready at once, nothing to read.
     Created,
@@ -98,7 +100,14 @@ pub(crate) fn spawn(
         Begin::Load {
             after,
             wanted_locally,
-        } => (Start::Load { wanted_locally }, after),
+            networks_settling,
+        } => (
+            Start::Load {
+                wanted_locally,
+                networks_settling,
+            },
+            after,
+        ),
         Begin::Created => (Start::Created, None),
     };
     let document_id = shared.document_id.clone();
@@ -295,6 +304,7 @@ impl DocumentTask {
             DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Outcome(reply))),
             DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Done(reply))),
             DocEvent::WantedLocally => DocumentInput::WantedLocally,
+            DocEvent::NetworksSettled => DocumentInput::NetworksSettled,
             DocEvent::Import {
                 document,
                 size,

@@ -57,6 +57,8 @@ pub(crate) struct Hub {
     networks: HashMap<ConnectionId, NetworkId>,
     /// Transports removed: a connection of theirs still joining closes once accepted.
     removed_networks: HashSet<NetworkId>,
+    /// Client transports still making their first attempt to connect.
+    settling: HashSet<NetworkId>,
     replies: Pending<Reply>,
     /// The answers of the documents a command told, to wait for together.
     joins: HashMap<CommandId, Vec<BoxFuture<'static, Result<(), RepoError>>>>,
@@ -94,6 +96,7 @@ impl Hub {
             evicting: HashMap::new(),
             networks: HashMap::new(),
             removed_networks: HashSet::new(),
+            settling: HashSet::new(),
             creating: None,
             in_flight: None,
             peers,
@@ -125,6 +128,14 @@ impl Hub {
     fn input(&mut self, event: HubEvent) -> Option<HubInput> {
         Some(match event {
             HubEvent::Command(command) => return self.command_input(command),
+            HubEvent::NetworkSettling(network, settling) => {
+                if settling && !self.removed_networks.contains(&network) {
+                    self.settling.insert(network);
+                } else {
+                    self.settling.remove(&network);
+                }
+                HubInput::NetworksSettling(!self.settling.is_empty())
+            }
             HubEvent::Connected(connection, network) => {
                 let peer = connection.remote.peer_id.clone();
                 let metadata = connection.remote.metadata.clone();
@@ -239,7 +250,11 @@ impl Hub {
                     }
                 }
                 let _ = reply.send(());
-                return None;
+                // A client removed before its first attempt no longer holds finds back.
+                if !self.settling.remove(&network) {
+                    return None;
+                }
+                HubInput::NetworksSettling(!self.settling.is_empty())
             }
             Command::Documents { reply } => {
                 let _ = reply.send(self.actor.documents().map(|(id, _)| id.clone()).collect());
@@ -390,12 +405,16 @@ impl Hub {
                 HandleState::Ready,
                 Begin::Created,
             ),
-            Start::Load { wanted_locally } => (
+            Start::Load {
+                wanted_locally,
+                networks_settling,
+            } => (
                 Automerge::new(),
                 HandleState::Loading,
                 Begin::Load {
                     after: after.and_then(|after| self.stopping.remove(&after)),
                     wanted_locally,
+                    networks_settling,
                 },
             ),
         };
@@ -457,6 +476,7 @@ impl Hub {
                 DocEvent::Incoming(Box::new((link, message, in_flight, granted)))
             }
             DocumentEvent::WantedLocally => DocEvent::WantedLocally,
+            DocumentEvent::NetworksSettled => DocEvent::NetworksSettled,
             DocumentEvent::RequestAgain(command) => {
                 let (done, answer) = oneshot::channel();
                 self.join(command, answer.map(|_| Ok(())).boxed());
