@@ -1,11 +1,14 @@
 // Serves index.html at / and the bundle under /dist/, with node's http module only.
-// `node serve.mjs [port]` (npm start) builds first, then serves on 127.0.0.1 (default port 8080;
-// PORT or the first argument overrides it, 0 picks a free one) and prints the page's URL.
+// `node serve.mjs [port]` (npm start) starts a tandem-server of its own (`cargo run`, documents
+// in memory) unless SERVER names one (SERVER=ws://127.0.0.1:3030), builds the page, serves it on
+// 127.0.0.1 (default port 8080; PORT or the first argument overrides it, 0 picks a free one)
+// and prints the page's URL.
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "./build.mjs";
+import { startServer, stopServer } from "./tandem-server.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const dist = path.join(here, "dist");
@@ -53,9 +56,23 @@ export function serve({ host = "127.0.0.1", port = 0 } = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
+  let sync = process.env.SERVER;
+  let child;
+  if (!sync) {
+    console.log("starting tandem-server (cargo run -p tandem-server -- --memory)…");
+    ({ child, url: sync } = await startServer(
+      "cargo",
+      ["run", "-q", "-p", "tandem-server", "--", "--memory", "--port", "0"],
+      { cwd: path.join(here, "../.."), patience: 600_000 }, // the first run builds it
+    ));
+  }
   await build();
   const { url } = await serve({ port });
-  console.log(`serving the notes page at ${url}`);
-  console.log(`it syncs through ws://127.0.0.1:3030 (start tandem-server first);`);
-  console.log(`another server: ${url}?server=ws://HOST:PORT`);
+  console.log(`open ${url}?server=${sync} (in two windows to see them sync); Ctrl-C stops`);
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.once(signal, async () => {
+      if (child) await stopServer(child);
+      process.exit(0);
+    });
+  }
 }

@@ -6,13 +6,13 @@
 // and Chromium (CHROMIUM, default /usr/bin/chromium).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { build } from "../build.mjs";
 import { serve } from "../serve.mjs";
+import { startServer, stopServer } from "../tandem-server.mjs";
 
 const example = fileURLToPath(new URL("..", import.meta.url));
 const serverBin = process.env.TANDEM_SERVER_BIN
@@ -20,50 +20,6 @@ const serverBin = process.env.TANDEM_SERVER_BIN
   : path.join(example, "../../target/debug/tandem-server");
 const chromiumBin = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const PATIENCE = 15_000; // ms for any one condition; all of them hold within a second or two
-
-/** Starts tandem-server on a free port; resolves to { child, url } once it says where. */
-function startServer() {
-  const child = spawn(serverBin, ["--memory", "--port", "0"], {
-    env: { ...process.env, RUST_LOG: "warn" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  // Stopped even if the test runner exits without running the after hooks.
-  const backstop = () => child.kill("SIGKILL");
-  process.on("exit", backstop);
-  child.on("exit", () => process.off("exit", backstop));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => fail(new Error("tandem-server never said where it listens")), 30_000);
-    const fail = error => {
-      clearTimeout(timer);
-      child.kill("SIGKILL");
-      reject(error);
-    };
-    const early = code => fail(new Error(`tandem-server exited (${code}) before listening`));
-    child.once("error", fail);
-    child.once("exit", early);
-    child.stdout.on("data", chunk => {
-      out += chunk;
-      const match = out.match(/^listening on (\S+)$/m);
-      if (match) {
-        clearTimeout(timer);
-        child.off("exit", early);
-        child.stdout.resume(); // keep the pipe drained
-        resolve({ child, url: match[1] });
-      }
-    });
-  });
-}
-
-/** SIGTERM (a clean shutdown), then SIGKILL if it takes too long. */
-async function stopServer(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise(resolve => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 // --- Reading and driving the page ----------------------------------------------------------
 
@@ -138,7 +94,7 @@ test("two browsers edit one notes document, online and offline", { timeout: 120_
   t.after(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(e => console.error(e));
   });
-  const server = await startServer();
+  const server = await startServer(serverBin, ["--memory", "--port", "0"]);
   cleanups.push(() => stopServer(server.child));
   await build();
   const site = await serve({ host: "127.0.0.1", port: 0 });

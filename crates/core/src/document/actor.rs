@@ -201,7 +201,8 @@ enum Work {
 /// let config = Arc::new(DocumentConfig::new(PeerId::from("me"), SessionId::random()));
 /// let mut doc = Automerge::new();
 /// let now = Instant::now();
-/// let mut actor = DocumentActor::new(config, DocumentId::random(), Start::Load { wanted_locally: true }, Vec::new(), &doc, now);
+/// let start = Start::Load { wanted_locally: true, networks_settling: false };
+/// let mut actor = DocumentActor::new(config, DocumentId::random(), start, Vec::new(), &doc, now);
 /// // A find reads storage first; here it held nothing...
 /// let effects = actor.start(now, &mut doc);
 /// assert!(matches!(effects[..], [DocumentEffect::Load]));
