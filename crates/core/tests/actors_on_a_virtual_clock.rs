@@ -922,3 +922,52 @@ fn a_watching_client_gets_changes_made_after_the_server_unloaded_the_document() 
     network.run_until_quiescent();
     assert_eq!(value(&mut network, watcher, &id, "v"), Some(2));
 }
+
+/// A client repo looks for a document while its transport is still making its first attempt:
+/// the find waits (whether the document is new to memory or was found unavailable before), the
+/// server joins and is asked, and the document arrives. Once the transports have settled, a
+/// find nobody can answer is unavailable again at once.
+#[test]
+fn a_find_while_the_client_is_connecting_waits_for_the_server() {
+    let mut network = Network::new();
+    let server = network.add("server", |_| {});
+    let client = network.add("client", |_| {});
+    let (fresh, seen_before) = (DocumentId::random(), DocumentId::random());
+    for id in [&fresh, &seen_before] {
+        network.node(server).create(id.clone(), doc_with("n", 1));
+        network.node(server).hold(id, true);
+    }
+    // Looked for once with no transport at all: unavailable, and still in memory.
+    network.node(client).find(&seen_before);
+    network.run_until_quiescent();
+    assert_eq!(
+        network.node(client).state(&seen_before),
+        Some(HandleState::Unavailable)
+    );
+
+    network.node(client).networks_settling(true);
+    network.node(client).find(&fresh);
+    network.node(client).find(&seen_before);
+    network.run_until_quiescent();
+    for id in [&fresh, &seen_before] {
+        assert_eq!(
+            network.node(client).state(id),
+            Some(HandleState::Requesting),
+            "gave up before the client's first attempt ended"
+        );
+    }
+    network.link(client, server);
+    network.node(client).networks_settling(false);
+    network.run_until_quiescent();
+    for id in [&fresh, &seen_before] {
+        assert_eq!(value(&mut network, client, id, "n"), Some(1));
+    }
+
+    let nobody_has = DocumentId::random();
+    network.node(client).find(&nobody_has);
+    network.run_until_quiescent();
+    assert_eq!(
+        network.node(client).state(&nobody_has),
+        Some(HandleState::Unavailable)
+    );
+}

@@ -25,8 +25,10 @@ pub(crate) enum HubEvent {
     Command(Command),
     /// A connection a transport opened.
     Connected(Connection, NetworkId),
-    /// A transport that connects out started (`true`) or made its first attempt (`false`).
-    NetworkSettling(NetworkId, bool),
+    /// A transport that connects out started its first attempt to connect.
+    FirstAttemptStarted(NetworkId),
+    /// That attempt ended (after the hub got its connection, if it made one).
+    FirstAttemptEnded(NetworkId),
     Incoming(ConnectionId, Message, InFlight),
     Disconnected(ConnectionId),
     /// The share policy's answer to `announce(peer, None)`.
@@ -118,6 +120,8 @@ pub(crate) enum DocEvent {
     Stop(oneshot::Sender<()>),
     /// The application looks for this document.
     WantedLocally,
+    /// Client transports are making their first attempt to connect.
+    AwaitNetworks,
     /// Every client transport has made its first attempt to connect.
     NetworksSettled,
     /// `Repo::import_into`: merge this document in.

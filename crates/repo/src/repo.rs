@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use automerge::transaction::Transaction;
 use automerge::{Automerge, ReadDoc};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tandem_core::hub::FindMode;
 use tandem_core::sync::HandleState;
 use tandem_core::untrusted::apply_untrusted;
-use tandem_core::{DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageId};
+use tandem_core::{
+    Connection, DocumentId, LocalPeer, NetworkAdapter, PeerId, PeerMetadata, StorageId,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::warn;
@@ -233,69 +235,66 @@ impl Repo {
         };
         let network = NetworkId(self.inner.networks_added.fetch_add(1, Ordering::Relaxed));
         let mut first_attempt = adapter.first_attempt();
+        let mut connections = adapter.start(local).await?;
         if first_attempt.is_some() {
-            // Before the caller can look for anything: finds wait for this transport's first
-            // attempt before they give up for want of peers.
+            // Before the caller can look for anything, and before the hub meets any of its
+            // connections: finds wait for this transport's first attempt before they give up
+            // for want of peers.
             self.inner
                 .hub
-                .send(HubEvent::NetworkSettling(network, true))
+                .send(HubEvent::FirstAttemptStarted(network))
                 .await
                 .map_err(|_| RepoError::Shutdown)?;
         }
-        let mut connections = match adapter.start(local).await {
-            Ok(connections) => connections,
-            Err(error) => {
-                if first_attempt.is_some() {
-                    let _ = self
-                        .inner
-                        .hub
-                        .send(HubEvent::NetworkSettling(network, false))
-                        .await;
-                }
-                return Err(error.into());
-            }
-        };
         let hub = self.inner.hub.downgrade();
         let task = tokio::spawn(async move {
+            enum Next {
+                Connection(Option<Connection>),
+                AttemptEnded,
+            }
             loop {
-                // The connection first: a transport's first attempt ends after its connection is
-                // on the stream, and the hub must meet the peer before it stops waiting for it.
-                let event = tokio::select! {
-                    biased;
-                    connection = connections.next() => match connection {
-                        Some(connection) => HubEvent::Connected(connection, network),
-                        None => {
-                            if first_attempt.is_some() {
-                                // It stopped for good before its first attempt ended.
-                                if let Some(hub) = hub.upgrade() {
-                                    let _ = hub.send(HubEvent::NetworkSettling(network, false)).await;
-                                }
-                            }
-                            return;
-                        }
+                let next = match first_attempt.as_mut() {
+                    Some(attempt) => tokio::select! {
+                        biased;
+                        connection = connections.next() => Next::Connection(connection),
+                        () = attempt => Next::AttemptEnded,
                     },
-                    _ = async {
-                        match first_attempt.as_mut() {
-                            Some(attempt) => attempt.await,
-                            None => std::future::pending().await,
-                        }
-                    }, if first_attempt.is_some() => {
+                    None => Next::Connection(connections.next().await),
+                };
+                let ended = HubEvent::FirstAttemptEnded(network);
+                // The hub meets a connection before it hears that the attempt ended, so that
+                // the documents waiting are introduced to the peer before they stop waiting.
+                let (events, last) = match next {
+                    Next::Connection(Some(connection)) => {
+                        let ended = first_attempt.take().map(|_| ended);
+                        (
+                            [Some(HubEvent::Connected(connection, network)), ended],
+                            false,
+                        )
+                    }
+                    // The transport stopped for good.
+                    Next::Connection(None) => ([first_attempt.take().map(|_| ended), None], true),
+                    Next::AttemptEnded => {
                         first_attempt = None;
-                        HubEvent::NetworkSettling(network, false)
+                        // A connection the attempt made is on the stream already (the trait's
+                        // promise), though it may have come just after this task looked.
+                        match connections.next().now_or_never() {
+                            Some(Some(connection)) => (
+                                [Some(HubEvent::Connected(connection, network)), Some(ended)],
+                                false,
+                            ),
+                            Some(None) => ([Some(ended), None], true),
+                            None => ([Some(ended), None], false),
+                        }
                     }
                 };
-                let connected = matches!(event, HubEvent::Connected(..));
                 let Some(hub) = hub.upgrade() else { return };
-                if hub.send(event).await.is_err() {
-                    return;
+                for event in events.into_iter().flatten() {
+                    if hub.send(event).await.is_err() {
+                        return;
+                    }
                 }
-                if connected
-                    && first_attempt.take().is_some()
-                    && hub
-                        .send(HubEvent::NetworkSettling(network, false))
-                        .await
-                        .is_err()
-                {
+                if last {
                     return;
                 }
             }

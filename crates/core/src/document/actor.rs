@@ -88,7 +88,8 @@ pub enum Start {
         /// Found through the application (not only for a peer): any peer may be asked for it.
         wanted_locally: bool,
         /// Transports that connect out have not all made their first attempt: a document wanted
-        /// here that nobody has yet waits for them before it is unavailable.
+        /// here that nobody has yet waits for them before it is unavailable. Only meant with
+        /// `wanted_locally` (a document loaded for a peer does not wait).
         networks_settling: bool,
     },
     /// Created or imported here: ready at once.
@@ -584,6 +585,7 @@ impl DocumentActor {
             } => self.incoming(from, metadata, granted, message, doc),
             DocumentInput::LocalChange => self.local_change(doc),
             DocumentInput::Broadcast { data, count } => self.broadcast(data, count),
+            DocumentInput::AwaitNetworks => self.sync.await_networks(),
             DocumentInput::NetworksSettled => {
                 let out = self.sync.networks_settled();
                 self.apply(out, None, doc);
@@ -693,6 +695,7 @@ impl DocumentActor {
             | DocumentInput::LocalChange
             | DocumentInput::Broadcast { .. }
             | DocumentInput::WantedLocally
+            | DocumentInput::AwaitNetworks
             | DocumentInput::NetworksSettled
             | DocumentInput::Answered { .. }
             | DocumentInput::SyncStateLoaded { .. }

@@ -60,8 +60,12 @@ pub enum DocumentInput {
     /// The application looks for the document: peers may be asked for it even if the policy
     /// offers them nothing.
     WantedLocally,
-    /// Every transport that connects out has made its first attempt (see
-    /// [`Start::Load`](super::Start::Load)): if nobody has the document, it is unavailable.
+    /// Transports that connect out are making their first attempt: a document nobody has yet
+    /// stays requested until [`NetworksSettled`](Self::NetworksSettled) (for a document already
+    /// in memory; one loaded meanwhile starts so, [`Start::Load`](super::Start::Load)).
+    AwaitNetworks,
+    /// Every transport that connects out has made its first attempt: if nobody has the
+    /// document, it is unavailable.
     NetworksSettled,
     /// The application merges another document's history into this one (`import_into`),
     /// applied as a peer's changes are ([`crate::untrusted`]). Answered with

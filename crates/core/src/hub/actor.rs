@@ -129,6 +129,9 @@ pub struct HubActor {
     networks_settling: bool,
     /// Actors of documents looked for while they were: told once they have.
     awaiting_networks: BTreeSet<DocumentActorId>,
+    /// Connections accepted while they were: the documents waiting are released only once the
+    /// policy has answered for these peers (one may be the peer that has them).
+    joined_while_settling: BTreeSet<ConnectionId>,
     dedup: EphemeralDedup,
     asked: HashMap<HubQuestionId, Asked>,
     policy_changes: HashMap<CommandId, PolicyChange>,
@@ -158,6 +161,7 @@ impl HubActor {
             introductions: Introductions::default(),
             networks_settling: false,
             awaiting_networks: BTreeSet::new(),
+            joined_while_settling: BTreeSet::new(),
             dedup: EphemeralDedup::default(),
             asked: HashMap::new(),
             policy_changes: HashMap::new(),
@@ -262,6 +266,7 @@ impl HubActor {
                 }
             }
             HubInput::DocumentFailed(actor) => {
+                self.awaiting_networks.remove(&actor);
                 if let Some(document_id) = self.actors.remove(&actor) {
                     if self.documents.get(&document_id) == Some(&actor) {
                         self.documents.remove(&document_id);
@@ -370,6 +375,9 @@ impl HubActor {
         self.by_peer.insert(peer.clone(), connection);
         if cluster_node {
             self.nodes.insert(connection);
+        }
+        if self.networks_settling {
+            self.joined_while_settling.insert(connection);
         }
         self.effects.push(HubEffect::Accepted {
             command,
@@ -698,6 +706,10 @@ impl HubActor {
         let newly_wanted = self.wanted.insert(document_id.clone());
         let actor = match self.documents.get(&document_id) {
             Some(&actor) => {
+                if self.networks_settling && self.awaiting_networks.insert(actor) {
+                    // First, so that the request below waits for the transports too.
+                    self.tell(actor, DocumentEvent::AwaitNetworks);
+                }
                 if newly_wanted {
                     // Found here before only for a peer: now every peer may be asked.
                     self.tell(actor, DocumentEvent::WantedLocally);
@@ -758,16 +770,18 @@ impl HubActor {
     /// has been introduced to the documents (the policy answered for it: it may be the one
     /// that has them), the documents looked for meanwhile stop waiting for peers.
     fn release_awaiting(&mut self) {
-        if self.networks_settling || self.awaiting_networks.is_empty() {
+        if self.networks_settling {
             return;
         }
-        if self
+        let joined = &self.joined_while_settling;
+        let introducing = self
             .asked
             .values()
-            .any(|a| matches!(a, Asked::Connected(_)))
-        {
+            .any(|a| matches!(a, Asked::Connected(c) if joined.contains(c)));
+        if introducing {
             return;
         }
+        self.joined_while_settling.clear();
         for actor in std::mem::take(&mut self.awaiting_networks) {
             if self.actors.contains_key(&actor) {
                 self.tell(actor, DocumentEvent::NetworksSettled);

@@ -33,6 +33,9 @@ pub enum DocumentEvent {
     },
     /// The application looks for the document.
     WantedLocally,
+    /// Transports that connect out are making their first attempt: if nobody has the document,
+    /// wait for them before it is unavailable.
+    AwaitNetworks,
     /// Every transport that connects out has made its first attempt.
     NetworksSettled,
     /// The application looks for the document again: if it is unavailable, ask the peers

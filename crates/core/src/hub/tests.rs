@@ -505,3 +505,77 @@ fn a_find_while_networks_settle_waits_for_them_and_for_the_peer_that_joined() {
         }
     )));
 }
+
+/// A peer that joined before the transports began settling, whose policy answer is slow, does
+/// not hold back the documents waiting for them: only peers that joined meanwhile do.
+#[test]
+fn only_peers_joined_while_settling_hold_the_release() {
+    let mut hub = hub();
+    let slow = step(
+        &mut hub,
+        HubInput::Connect {
+            command: CommandId(7),
+            peer: PeerId::from("slow-policy"),
+            metadata: PeerMetadata::default(),
+            grant: Grant::default(),
+        },
+    );
+    assert!(slow.iter().any(|e| matches!(e, HubEffect::Ask { .. })));
+    step(&mut hub, HubInput::NetworksSettling(true));
+    let spawned = find(&mut hub, &DocumentId::random());
+    let actor = spawned
+        .iter()
+        .find_map(|e| match e {
+            HubEffect::Spawn { actor, .. } => Some(*actor),
+            _ => None,
+        })
+        .expect("spawned");
+    let effects = step(&mut hub, HubInput::NetworksSettling(false));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            HubEffect::Tell { actor: a, event: DocumentEvent::NetworksSettled } if *a == actor
+        )),
+        "held back by a peer that joined before: {effects:?}"
+    );
+}
+
+/// A document already in memory, found again while transports settle, is told to wait before
+/// it is asked to request again.
+#[test]
+fn a_document_in_memory_found_while_settling_waits_too() {
+    let mut hub = hub();
+    let id = DocumentId::random();
+    find(&mut hub, &id);
+    step(&mut hub, HubInput::NetworksSettling(true));
+    let effects = step(
+        &mut hub,
+        HubInput::Find {
+            command: CommandId(9),
+            document_id: id.clone(),
+            mode: FindMode::Wanted { again: true },
+        },
+    );
+    let wait = effects.iter().position(|e| {
+        matches!(
+            e,
+            HubEffect::Tell {
+                event: DocumentEvent::AwaitNetworks,
+                ..
+            }
+        )
+    });
+    let again = effects.iter().position(|e| {
+        matches!(
+            e,
+            HubEffect::Tell {
+                event: DocumentEvent::RequestAgain(_),
+                ..
+            }
+        )
+    });
+    assert!(
+        matches!((wait, again), (Some(w), Some(a)) if w < a),
+        "expected the wait, then the request: {effects:?}"
+    );
+}

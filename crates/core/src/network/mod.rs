@@ -176,10 +176,11 @@ pub trait NetworkAdapter: Send + Sync + 'static {
 
     /// For a transport that connects out (a client): resolves once its first attempt to
     /// connect has ended, joined or not, with the connection it made (if any) already on the
-    /// stream [`start`](NetworkAdapter::start) returned. Until then the repo does not declare a
-    /// document it looks for unavailable for want of a peer that has it: the peer may be about
-    /// to join. Asked once, before `start`. `None` (the default): a transport that only accepts
-    /// connections, or whose connections exist at once.
+    /// stream [`start`](NetworkAdapter::start) returned. Until then (or until the stream yields
+    /// a connection, which ends the wait too) the repo does not declare a document it looks for
+    /// unavailable for want of a peer that has it: the peer may be about to join. Asked once,
+    /// before `start`. `None` (the default): a transport that only accepts connections, or
+    /// whose connections exist at once.
     fn first_attempt(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
         None
     }

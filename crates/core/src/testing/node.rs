@@ -387,6 +387,14 @@ impl Node {
         self.run();
     }
 
+    /// Client transports start (`true`) or end (`false`) their first attempt to connect, as
+    /// tandem-repo tells its hub: finds made meanwhile wait for them.
+    pub fn networks_settling(&mut self, settling: bool) {
+        self.steps
+            .push_back(Step::Hub(HubInput::NetworksSettling(settling)));
+        self.run();
+    }
+
     /// The hub unloads `document_id` as if it had gone idle with nobody holding it: it saves and
     /// leaves memory. Whether it was in memory and settled.
     pub fn evict(&mut self, document_id: &DocumentId) -> bool {
@@ -633,6 +641,7 @@ impl Node {
                             message,
                         },
                         DocumentEvent::WantedLocally => DocumentInput::WantedLocally,
+                        DocumentEvent::AwaitNetworks => DocumentInput::AwaitNetworks,
                         DocumentEvent::NetworksSettled => DocumentInput::NetworksSettled,
                         DocumentEvent::RequestAgain(_) => {
                             DocumentInput::RequestAgain(self.command())

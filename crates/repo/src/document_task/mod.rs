@@ -304,6 +304,7 @@ impl DocumentTask {
             DocEvent::Delete(reply) => DocumentInput::Delete(self.command(Reply::Outcome(reply))),
             DocEvent::Stop(reply) => DocumentInput::Stop(self.command(Reply::Done(reply))),
             DocEvent::WantedLocally => DocumentInput::WantedLocally,
+            DocEvent::AwaitNetworks => DocumentInput::AwaitNetworks,
             DocEvent::NetworksSettled => DocumentInput::NetworksSettled,
             DocEvent::Import {
                 document,

@@ -128,12 +128,14 @@ impl Hub {
     fn input(&mut self, event: HubEvent) -> Option<HubInput> {
         Some(match event {
             HubEvent::Command(command) => return self.command_input(command),
-            HubEvent::NetworkSettling(network, settling) => {
-                if settling && !self.removed_networks.contains(&network) {
+            HubEvent::FirstAttemptStarted(network) => {
+                if !self.removed_networks.contains(&network) {
                     self.settling.insert(network);
-                } else {
-                    self.settling.remove(&network);
                 }
+                HubInput::NetworksSettling(!self.settling.is_empty())
+            }
+            HubEvent::FirstAttemptEnded(network) => {
+                self.settling.remove(&network);
                 HubInput::NetworksSettling(!self.settling.is_empty())
             }
             HubEvent::Connected(connection, network) => {
@@ -476,6 +478,7 @@ impl Hub {
                 DocEvent::Incoming(Box::new((link, message, in_flight, granted)))
             }
             DocumentEvent::WantedLocally => DocEvent::WantedLocally,
+            DocumentEvent::AwaitNetworks => DocEvent::AwaitNetworks,
             DocumentEvent::NetworksSettled => DocEvent::NetworksSettled,
             DocumentEvent::RequestAgain(command) => {
                 let (done, answer) = oneshot::channel();
