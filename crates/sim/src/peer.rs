@@ -256,6 +256,13 @@ impl SimPeer {
         self.take_messages()
     }
 
+    /// Its client transports start (`true`) or end (`false`) their first attempt to connect:
+    /// finds made meanwhile wait for them before they give up for want of peers.
+    pub fn networks_settling(&mut self, settling: bool) -> Vec<Message> {
+        self.node.networks_settling(settling);
+        self.take_messages()
+    }
+
     /// The connection to `peer` closed.
     pub fn disconnect(&mut self, peer: &PeerId) -> Vec<Message> {
         if let Some(connection) = self.links.remove(peer) {

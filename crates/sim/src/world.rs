@@ -112,6 +112,8 @@ pub struct Stats {
     pub operations: usize,
     /// Documents that left `Requesting` only by the find timeout after healing.
     pub find_timeouts: usize,
+    /// Finds made while the peer's transports were making their first attempt.
+    pub finds_while_connecting: usize,
 }
 
 impl std::ops::AddAssign<&Stats> for Stats {
@@ -129,6 +131,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.evictions += other.evictions;
         self.operations += other.operations;
         self.find_timeouts += other.find_timeouts;
+        self.finds_while_connecting += other.finds_while_connecting;
     }
 }
 
@@ -190,6 +193,8 @@ pub struct World {
     documents: Vec<DocumentId>,
     /// Changes each store acknowledged, per document.
     acknowledged: BTreeMap<(StorageId, DocumentId), BTreeSet<ChangeHash>>,
+    /// Peers restarted whose client transports are still making their first attempt.
+    settling: BTreeSet<usize>,
     trace: Vec<String>,
     /// What the run did.
     pub stats: Stats,
@@ -246,6 +251,7 @@ impl World {
             syncing: Vec::new(),
             documents: Vec::new(),
             acknowledged: BTreeMap::new(),
+            settling: BTreeSet::new(),
             stats: Stats::default(),
         };
         let pairs: Vec<(usize, usize)> = world.links.keys().copied().collect();
@@ -491,6 +497,9 @@ impl World {
                     return Ok(());
                 };
                 self.stats.operations += 1;
+                if self.settling.contains(&peer) {
+                    self.stats.finds_while_connecting += 1;
+                }
                 self.log(format!("peer {peer} finds {}", short(&id)));
                 let out = self.peers[peer].find(&id);
                 self.after(peer, out);
@@ -584,6 +593,13 @@ impl World {
                 }
             }
             95 => self.restart(peer)?,
+            96 => {
+                // A restarted peer's transports finish their first attempt.
+                let settling: Vec<usize> = self.settling.iter().copied().collect();
+                if let Some(&peer) = self.rng.pick(&settling) {
+                    self.settle(peer);
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -615,10 +631,30 @@ impl World {
             "peer {peer} killed and restarted; unsynced writes: {damage:?}"
         ));
         self.check_acknowledged()?;
+        // In half the restarts, the application looks for documents before its transports have
+        // made their first attempt; those finds wait until `settle`.
+        // A new process: whatever its predecessor's transports were doing is gone.
+        self.settling.remove(&peer);
+        if self.rng.chance(0.5) && self.settling.insert(peer) {
+            self.log(format!(
+                "peer {peer}'s transports are making their first attempt"
+            ));
+            let out = self.peers[peer].networks_settling(true);
+            self.after(peer, out);
+        }
         for (a, b) in pairs {
             self.bring_up(a, b);
         }
         Ok(())
+    }
+
+    /// `peer`'s client transports have made their first attempt.
+    fn settle(&mut self, peer: usize) {
+        if self.settling.remove(&peer) {
+            self.log(format!("peer {peer}'s transports made their first attempt"));
+            let out = self.peers[peer].networks_settling(false);
+            self.after(peer, out);
+        }
     }
 
     /// Every change a store acknowledged is in what a fresh load of that store gives.
@@ -702,6 +738,10 @@ impl World {
     /// without a re-evaluation: seed 4,245.)
     fn heal(&mut self) -> Result<(), Failure> {
         self.log("heal".into());
+        let settling: Vec<usize> = self.settling.iter().copied().collect();
+        for peer in settling {
+            self.settle(peer);
+        }
         for peer in &mut self.peers {
             peer.reset_policy();
         }

@@ -32,7 +32,7 @@ fn seeds_converge_and_lose_nothing() {
         "{count} seeds from {first}: {} operations, {} messages delivered, {} faults \
          ({:.1} per run: {} lost, {} doubled, {} reordered, {} delayed, {} link cuts, {} kills), \
          {} writes torn or dropped, {} corrupt chunks skipped, {} durable saves, {} evictions, \
-         {} finds settled by their timeout",
+         {} finds settled by their timeout, {} finds while transports connected",
         total.operations,
         total.delivered,
         total.faults(),
@@ -48,6 +48,7 @@ fn seeds_converge_and_lose_nothing() {
         total.saves,
         total.evictions,
         total.find_timeouts,
+        total.finds_while_connecting,
     );
     if let (Some(_), Some(failure)) = (env("SIM_SEED"), failures.first()) {
         // A replay: show the whole story, known bug or not.
@@ -86,4 +87,13 @@ fn cluster_nodes_answer_each_other_without_waiting_for_the_find_timeout() {
         let stats = World::new(seed).run().unwrap_or_else(|f| panic!("{f}"));
         assert_eq!(stats.find_timeouts, 0, "seed {seed}");
     }
+}
+
+/// A seed in which two peers that both lacked a document (neither wanting it any more) loaded
+/// it for each other's messages forever: one answered the other's `request` with a `sync` of
+/// its empty document, which the other, loading the document again for it, answered with a
+/// `request`. A peer that lacks a document now sends no `sync` to a peer that lacks it too.
+#[test]
+fn peers_lacking_a_document_do_not_load_it_for_each_other_forever() {
+    World::new(4134).run().unwrap_or_else(|f| panic!("{f}"));
 }

@@ -591,6 +591,12 @@ impl DocumentSync {
         let Some(peer) = self.peers.get_mut(peer_id) else {
             return;
         };
+        if could_request && matches!(peer.status, PeerStatus::Wants | PeerStatus::Unavailable) {
+            // Neither side has the document: a sync message would carry nothing but an empty
+            // document, which the other side answers in kind, and two such peers would answer
+            // each other forever. `doc-unavailable` settles it (check_unavailable).
+            return;
+        }
         let Some(message) = document.generate_sync_message(&mut peer.state) else {
             return;
         };
