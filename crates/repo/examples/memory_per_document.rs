@@ -176,6 +176,7 @@ async fn main() {
         .await
         .unwrap();
     let before_client = live();
+    let pair_shape = sizes();
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
         let (handle, _) = client.create_with(|tx| fill(tx, i)).await.unwrap();
@@ -189,6 +190,7 @@ async fn main() {
     // document, on each side, is half of what the pair holds beyond two documents held alone.
     let pair = per_doc(before_client, count);
     println!("client + server:        {pair:8.0} B/doc");
+    top_sizes(&pair_shape, count);
     println!(
         "a peer, on each side:   {:8.0} B/doc",
         (pair - 2.0 * alone) / 2.0
