@@ -3,6 +3,7 @@
 //! documents a client sent it (both repos in this process).
 //!
 //! `cargo run --release -p tandem-repo --example memory_per_document -- 10000`
+//! (`MEMORY_TRACE_SIZE=308` also prints where the pair's first allocations of 308 bytes come from)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -20,9 +21,33 @@ fn bucket(size: usize) -> &'static AtomicIsize {
     &BY_SIZE[size.min(EXACT)]
 }
 
+/// `MEMORY_TRACE_SIZE=n`: print where the first few allocations of exactly `n` bytes come from
+/// (set by `main`; 0 traces nothing).
+static TRACE_SIZE: AtomicIsize = AtomicIsize::new(0);
+static TRACED: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    /// Set while a backtrace is taken, whose own allocations must not be traced.
+    static TRACING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn trace(size: usize) {
+    if TRACE_SIZE.load(Ordering::Relaxed) != size as isize || TRACING.with(|t| t.replace(true)) {
+        return;
+    }
+    if TRACED.fetch_add(1, Ordering::Relaxed) < 3 {
+        eprintln!(
+            "{size} B from:\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
+    }
+    TRACING.with(|t| t.set(false));
+}
+
 // SAFETY: passes every call to the system allocator unchanged; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        trace(layout.size());
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         bucket(layout.size()).fetch_add(1, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
@@ -177,6 +202,12 @@ async fn main() {
         .unwrap();
     let before_client = live();
     let pair_shape = sizes();
+    if let Some(size) = std::env::var("MEMORY_TRACE_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        TRACE_SIZE.store(size, Ordering::Relaxed);
+    }
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
         let (handle, _) = client.create_with(|tx| fill(tx, i)).await.unwrap();
