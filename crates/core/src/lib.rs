@@ -64,6 +64,7 @@ pub mod sync;
 pub mod testing;
 pub mod untrusted;
 mod url;
+mod vec_map;
 
 pub use access::Access;
 pub use document_id::{DocumentId, InvalidDocumentId};

@@ -1,6 +1,6 @@
 //! The document actor: every decision about one document, as a state machine.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use super::{
 use crate::persistence::{ChunkLedger, Loaded};
 use crate::sync::{DocumentSync, HandleState, SyncOutput};
 use crate::untrusted::{apply_untrusted, OverQuota, Quota};
+use crate::vec_map::VecMap;
 use crate::{
     Access, DocUnavailableMessage, DocumentId, EphemeralMessage, Message, MessageData, PeerId,
     PeerMetadata, SessionId, StorageError, StorageId,
@@ -223,8 +224,9 @@ pub struct DocumentActor {
     /// When the first peer change each save number will make durable arrived (for
     /// [`DocumentEffect::Acknowledged`]).
     unacknowledged_since: BTreeMap<u64, Instant>,
-    /// Connected peers this document knows of (it was told of them, or heard from them).
-    peers: HashMap<PeerId, PeerMetadata>,
+    /// Connected peers this document knows of (it was told of them, or heard from them). A
+    /// sorted vector: one or two as a rule, where a hash map allocated room for three.
+    peers: VecMap<PeerId, PeerMetadata>,
     /// Those of them that are other nodes of the cluster (a handful at most).
     cluster_nodes: Vec<PeerId>,
     /// The heads the last change event ended at.
@@ -291,7 +293,7 @@ impl DocumentActor {
             ledger: ChunkLedger::new(document_id.clone()),
             acks: DurableAcks::new(),
             unacknowledged_since: BTreeMap::new(),
-            peers: HashMap::new(),
+            peers: VecMap::default(),
             cluster_nodes: Vec::new(),
             last_heads: doc.get_heads(),
             save_at: None,

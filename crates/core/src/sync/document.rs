@@ -7,6 +7,7 @@ use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc};
 
 use super::HandleState;
 use crate::untrusted::{apply_untrusted_within, guard, OverQuota, Quota, UntrustedError};
+use crate::vec_map::VecMap;
 use crate::{
     DocUnavailableMessage, DocumentId, Message, MessageData, PeerId, PeerMetadata, StorageId,
     SyncMessage,
@@ -127,9 +128,9 @@ pub struct DocumentSync {
     local_peer: PeerId,
     state: HandleState,
     /// Ordered, so that the messages of one step come out in the same order in every run (a
-    /// seeded simulation replays exactly). Boxed: a map's node has room for 11 entries, which
-    /// unboxed came to 3 KiB for a document's usual one peer.
-    peers: BTreeMap<PeerId, Box<PeerSync>>,
+    /// seeded simulation replays exactly). A sorted vector: a document has one or two peers as
+    /// a rule, and a map node had room for 11. Boxed, so that the vector stays small.
+    peers: VecMap<PeerId, Box<PeerSync>>,
     /// Sync states of peers that left, encoded (what survives a reconnect is what the encoding
     /// keeps: the shared heads), for when they come back
     /// (docs/protocol.md#peers-leaving-and-returning).
@@ -156,7 +157,7 @@ impl DocumentSync {
             document_id,
             local_peer,
             state,
-            peers: BTreeMap::new(),
+            peers: VecMap::default(),
             parked: BTreeMap::new(),
             asked_by: HashSet::new(),
             read_only: HashSet::new(),
@@ -642,7 +643,7 @@ impl DocumentSync {
         if !nobody_has {
             return out;
         }
-        for (peer_id, peer) in &mut self.peers {
+        for (peer_id, peer) in self.peers.iter_mut() {
             if peer.status == PeerStatus::Wants {
                 peer.status = PeerStatus::Unavailable;
                 out.messages

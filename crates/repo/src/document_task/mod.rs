@@ -6,7 +6,7 @@
 //! come back — messages into peers' outboxes, policy questions, storage reads and writes, states
 //! and events onto the handle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +20,7 @@ use tandem_core::document::{
 };
 use tandem_core::hub::DocumentActorId;
 use tandem_core::sync::HandleState;
-use tandem_core::{MessageData, PeerId};
+use tandem_core::MessageData;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, warn};
@@ -35,6 +35,9 @@ use crate::timer::deadline;
 use crate::{RepoError, RepoEvent};
 
 mod effects;
+mod links;
+
+use links::Links;
 
 /// How a task begins.
 pub(crate) enum Begin {
@@ -78,7 +81,7 @@ struct DocumentTask {
     hub: mpsc::WeakSender<HubEvent>,
     actor: DocumentActor,
     /// Outboxes of the peers the actor may send to.
-    links: HashMap<PeerId, PeerLink>,
+    links: Links,
     replies: Pending<Reply>,
     /// The previous task of the document, still saving; loading waits for it.
     after: Option<oneshot::Receiver<()>>,
@@ -111,11 +114,11 @@ pub(crate) fn spawn(
         Begin::Created => (Start::Created, None),
     };
     let document_id = shared.document_id.clone();
-    let mut links = HashMap::new();
+    let mut links = Links::default();
     let peers = peers
         .into_iter()
         .map(|(link, info)| {
-            links.insert(link.peer_id.clone(), link);
+            links.insert(link);
             info
         })
         .collect();
@@ -262,7 +265,7 @@ impl DocumentTask {
             if policy_changed {
                 // Only the outboxes of peers the document syncs with are kept.
                 let actor = &self.actor;
-                self.links.retain(|peer, _| actor.knows_peer(peer));
+                self.links.retain(|peer| actor.knows_peer(peer));
             }
             flow
         }
@@ -272,7 +275,7 @@ impl DocumentTask {
     fn input_for(&mut self, event: DocEvent) -> Option<DocumentInput> {
         let input = match event {
             DocEvent::PeerConnected(link, info) => {
-                self.links.insert(link.peer_id.clone(), link);
+                self.links.insert(link);
                 DocumentInput::PeerConnected(info)
             }
             DocEvent::PeerDisconnected(peer) => {
@@ -288,7 +291,7 @@ impl DocumentTask {
                     granted,
                     message,
                 };
-                self.links.insert(link.peer_id.clone(), link);
+                self.links.insert(link);
                 input
             }
             DocEvent::Broadcast(data) => {
@@ -329,7 +332,7 @@ impl DocumentTask {
                 let peers = peers
                     .into_iter()
                     .map(|(link, info)| {
-                        self.links.entry(link.peer_id.clone()).or_insert(link);
+                        self.links.insert_if_absent(link);
                         info
                     })
                     .collect();
