@@ -134,23 +134,13 @@ impl TcpServer {
 #[async_trait]
 impl NetworkAdapter for TcpServer {
     async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError> {
+        info!(endpoint = ?self.local_endpoint().ok(), "accepting connections");
         let TcpServer { listener, config } = *self;
         let (tx, rx) = mpsc::channel(64);
-        info!(endpoint = ?self_endpoint(&listener), "accepting connections");
         tokio::spawn(accept_loop(listener, Arc::new(config), local, tx));
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|c| (c, rx))
         })))
-    }
-}
-
-fn self_endpoint(listener: &Listener) -> Option<Endpoint> {
-    match listener {
-        Listener::Tcp(listener) => listener
-            .local_addr()
-            .ok()
-            .map(|addr| Endpoint::Tcp(addr.to_string())),
-        Listener::Unix(_, path) => Some(Endpoint::Unix(path.clone())),
     }
 }
 

@@ -8,7 +8,7 @@ use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tandem_core::network::handshake::join;
-use tandem_core::{LocalPeer, Message, PeerMetadata};
+use tandem_core::{LocalPeer, Message, PeerId, PeerMetadata};
 use tandem_net_tcp::{ClientConfig, Endpoint, ServerConfig, TcpClient, TcpServer};
 use tandem_repo::Repo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,12 +34,15 @@ async fn closed_by_server(stream: &mut TcpStream, what: &str) {
         .unwrap_or_else(|_| panic!("the server kept a connection that {what}"));
 }
 
-/// A raw connection that has joined as `name`, with the server's `peer` read.
-async fn joined(addr: &str, name: &str) -> Framed<TcpStream, LengthDelimitedCodec> {
+/// A raw connection that sent a `join` as `name`, and the type of the server's answer.
+async fn join_as(
+    addr: &str,
+    name: &PeerId,
+) -> (Framed<TcpStream, LengthDelimitedCodec>, &'static str) {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
     let local = LocalPeer {
-        peer_id: name.into(),
+        peer_id: name.clone(),
         metadata: PeerMetadata::default(),
     };
     framed
@@ -51,10 +54,14 @@ async fn joined(addr: &str, name: &str) -> Framed<TcpStream, LengthDelimitedCode
         .expect("an answer in time")
         .expect("an answer")
         .expect("a frame");
-    assert_eq!(
-        Message::decode(&answer).expect("a message").type_name(),
-        "peer"
-    );
+    let kind = Message::decode(&answer).expect("a message").type_name();
+    (framed, kind)
+}
+
+/// A raw connection that has joined as `name`, with the server's `peer` read.
+async fn joined(addr: &str, name: &str) -> Framed<TcpStream, LengthDelimitedCodec> {
+    let (framed, kind) = join_as(addr, &PeerId::from(name)).await;
+    assert_eq!(kind, "peer");
     framed
 }
 
@@ -120,27 +127,8 @@ async fn a_misbehaving_connection_is_closed_and_the_others_go_on() {
     closed_by_server(&mut silent, "never joined").await;
 
     // A `join` under the server's own peer id.
-    let mut impostor = Framed::new(
-        TcpStream::connect(addr.as_str()).await.expect("connect"),
-        LengthDelimitedCodec::new(),
-    );
-    let as_server = LocalPeer {
-        peer_id: hub.peer_id().clone(),
-        metadata: PeerMetadata::default(),
-    };
-    impostor
-        .send(Bytes::from(join(&as_server).encode()))
-        .await
-        .expect("write");
-    let answer = tokio::time::timeout(PATIENCE, impostor.next())
-        .await
-        .expect("an answer in time")
-        .expect("an answer")
-        .expect("a frame");
-    assert_eq!(
-        Message::decode(&answer).expect("a message").type_name(),
-        "error"
-    );
+    let (mut impostor, answer) = join_as(&addr, hub.peer_id()).await;
+    assert_eq!(answer, "error");
     closed_by_server(impostor.get_mut(), "joined as the server").await;
 
     // Through all of that, the good client stayed connected and still syncs.

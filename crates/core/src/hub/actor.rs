@@ -773,11 +773,18 @@ impl HubActor {
         if self.networks_settling {
             return;
         }
+        if self.awaiting_networks.is_empty() {
+            // Nothing waits: no scan of the questions pending (a server answers one for every
+            // client that joins).
+            self.joined_while_settling.clear();
+            return;
+        }
         let joined = &self.joined_while_settling;
-        let introducing = self
-            .asked
-            .values()
-            .any(|a| matches!(a, Asked::Connected(c) if joined.contains(c)));
+        let introducing = !joined.is_empty()
+            && self
+                .asked
+                .values()
+                .any(|a| matches!(a, Asked::Connected(c) if joined.contains(c)));
         if introducing {
             return;
         }
