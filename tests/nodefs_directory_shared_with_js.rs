@@ -15,9 +15,7 @@ use tandem::{AutomergeUrl, ChunkKey, DocumentId, StorageAdapter, StorageId, Stor
 async fn load(store: &FsStorage, id: &DocumentId) -> automerge::Automerge {
     let loaded = tandem::persistence::load_document(
         id,
-        tandem::storage::read_document_chunks(store, id)
-            .await
-            .expect("load_range"),
+        store.load_document(id).await.expect("load_document").chunks,
     );
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document.unwrap_or_else(|| panic!("{id} has chunks"))

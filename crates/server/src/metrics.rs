@@ -12,7 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_core::storage::StoredDocument;
+use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tandem_net_ws::SocketObserver;
 use tandem_repo::{Repo, RepoEvent};
 use tokio::sync::Semaphore;
@@ -423,16 +424,26 @@ pub(crate) struct MeteredStorage {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-#[async_trait]
-impl StorageAdapter for MeteredStorage {
-    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+impl MeteredStorage {
+    /// Runs a read, timing it and counting its failure.
+    async fn timed_load<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
         let started = Instant::now();
-        let loaded = self.inner.load(key).await;
+        let loaded = read.await;
         self.metrics
             .storage_load_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.storage_error("load", &loaded);
         loaded
+    }
+}
+
+#[async_trait]
+impl StorageAdapter for MeteredStorage {
+    async fn load(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        self.timed_load(self.inner.load(key)).await
     }
 
     async fn save(&self, key: &StorageKey, value: Vec<u8>) -> Result<(), StorageError> {
@@ -455,13 +466,14 @@ impl StorageAdapter for MeteredStorage {
         &self,
         prefix: &StorageKey,
     ) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-        let started = Instant::now();
-        let loaded = self.inner.load_range(prefix).await;
-        self.metrics
-            .storage_load_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.storage_error("load", &loaded);
-        loaded
+        self.timed_load(self.inner.load_range(prefix)).await
+    }
+
+    async fn load_document(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<StoredDocument, StorageError> {
+        self.timed_load(self.inner.load_document(document_id)).await
     }
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {

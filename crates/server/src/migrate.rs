@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use tandem_core::persistence::load_document;
-use tandem_core::storage::read_document_chunks;
 use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tandem_storage_fs::FsStorage;
 use tandem_storage_postgres::{PostgresError, PostgresStorage};
@@ -172,7 +171,7 @@ async fn heads(
     store: &Store,
     document_id: &DocumentId,
 ) -> Result<Option<Vec<automerge::ChangeHash>>, MigrateError> {
-    let chunks = read_document_chunks(store.adapter(), document_id).await?;
+    let chunks = store.adapter().load_document(document_id).await?.chunks;
     let loaded = load_document(document_id, chunks);
     Ok(loaded.document.map(|doc| doc.get_heads()))
 }

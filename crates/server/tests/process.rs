@@ -341,9 +341,10 @@ async fn two_processes_share_one_directory_and_lose_nothing() {
     assert!(terminate(second).success());
 
     let store = tandem_storage_fs::FsStorage::open(dir.path()).unwrap();
-    let chunks = tandem_core::storage::read_document_chunks(&store, doc.document_id())
+    let chunks = tandem_core::storage::StorageAdapter::load_document(&store, doc.document_id())
         .await
-        .unwrap();
+        .unwrap()
+        .chunks;
     let loaded = tandem_core::persistence::load_document(doc.document_id(), chunks);
     assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
     let union = loaded.document.expect("the document is on disk");

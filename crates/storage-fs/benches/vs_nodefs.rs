@@ -83,9 +83,10 @@ async fn load_all(store: &FsStorage, ids: &[DocumentId]) -> usize {
     let loads = ids.iter().map(|id| async move {
         let loaded = tandem_core::persistence::load_document(
             id,
-            tandem_core::storage::read_document_chunks(store, id)
+            tandem_core::storage::StorageAdapter::load_document(store, id)
                 .await
-                .expect("load_range"),
+                .expect("load_document")
+                .chunks,
         );
         loaded.document.is_some()
     });

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_core::storage::{ChunkKind, StoredDocument};
+use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tokio::sync::Semaphore;
 
 use crate::atomic::{sync_dir, Staging};
@@ -322,6 +323,36 @@ impl StorageAdapter for FsStorage {
             }
             // A prefix naming a file is that one key (NodeFS throws ENOTDIR here).
             PrefixPath::Components(components) => load_tree(&inner.base, &components),
+        })
+        .await
+    }
+
+    /// One blocking job instead of three; a document never stored here (a new one, or a find
+    /// of one that is elsewhere) costs a single failed lookup of its directory.
+    async fn load_document(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<StoredDocument, StorageError> {
+        let key = StorageKey::new([document_id.as_str()]);
+        let directory = self.path_of(&key)?;
+        let tombstone = self.path_of(&StorageKey::tombstone(document_id))?;
+        let snapshots = layout::key_components(&ChunkKind::Snapshot.prefix(document_id))
+            .map_err(|reason| invalid(&key, reason))?;
+        let incrementals = layout::key_components(&ChunkKind::Incremental.prefix(document_id))
+            .map_err(|reason| invalid(&key, reason))?;
+        self.run(&key, move |inner| {
+            if !directory.is_dir() {
+                return Ok(StoredDocument::default());
+            }
+            if read_value(&tombstone)?.is_some() {
+                return Ok(StoredDocument::deleted());
+            }
+            let mut chunks = load_tree(&inner.base, &snapshots)?;
+            chunks.extend(load_tree(&inner.base, &incrementals)?);
+            Ok(StoredDocument {
+                deleted: false,
+                chunks,
+            })
         })
         .await
     }

@@ -69,9 +69,10 @@ fn lay_out(dir: &Path, files: &[Value]) {
 async fn load_document(store: &FsStorage, id: &DocumentId) -> Option<Automerge> {
     let loaded = tandem_core::persistence::load_document(
         id,
-        tandem_core::storage::read_document_chunks(store, id)
+        tandem_core::storage::StorageAdapter::load_document(store, id)
             .await
-            .unwrap(),
+            .unwrap()
+            .chunks,
     );
     assert!(loaded.corrupt.is_empty(), "{id}: {:?}", loaded.corrupt);
     loaded.document

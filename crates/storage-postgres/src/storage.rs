@@ -5,7 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tandem_core::storage::text_key::{decode, encode, PrefixRange};
-use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_core::storage::{ChunkKind, StoredDocument};
+use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tokio_postgres::NoTls;
 use tokio_postgres::Statement;
 
@@ -140,6 +141,9 @@ const REMOVE: &str = "DELETE FROM tandem_entries WHERE key = $1";
 // the comparison bytewise, as `text_key` orders keys.
 const LOAD_RANGE: &str = "SELECT key, value FROM tandem_entries
      WHERE key = $1 OR (key >= $2 AND key < $3)";
+// A document's tombstone and its two chunk ranges, in one round trip.
+const LOAD_DOCUMENT: &str = "SELECT key, value FROM tandem_entries
+     WHERE key = $1 OR (key >= $2 AND key < $3) OR (key >= $4 AND key < $5)";
 const REMOVE_RANGE: &str = "DELETE FROM tandem_entries
      WHERE key = $1 OR (key >= $2 AND key < $3)";
 
@@ -184,6 +188,39 @@ impl StorageAdapter for PostgresStorage {
             .into_iter()
             .map(|row| (decode(row.get(0)), row.get(1)))
             .collect())
+    }
+
+    async fn load_document(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<StoredDocument, StorageError> {
+        let tombstone_key = StorageKey::tombstone(document_id);
+        let tombstone = encode(&tombstone_key)?;
+        let snapshots = PrefixRange::of(&ChunkKind::Snapshot.prefix(document_id))?;
+        let incrementals = PrefixRange::of(&ChunkKind::Incremental.prefix(document_id))?;
+        let (client, statement) = self.prepared(&tombstone_key, LOAD_DOCUMENT).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &tombstone,
+                    &snapshots.from,
+                    &snapshots.to,
+                    &incrementals.from,
+                    &incrementals.to,
+                ],
+            )
+            .await
+            .map_err(|e| failed(&tombstone_key, e))?;
+        let mut stored = StoredDocument::default();
+        for row in rows {
+            let key: &str = row.get(0);
+            if key == tombstone {
+                return Ok(StoredDocument::deleted());
+            }
+            stored.chunks.push((decode(key), row.get(1)));
+        }
+        Ok(stored)
     }
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {

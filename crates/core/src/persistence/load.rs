@@ -132,7 +132,7 @@ pub struct Loaded {
     pub ledger: Option<ChunkLedger>,
     /// Whether storage held any of the document.
     pub found: bool,
-    /// Whether storage holds the document's tombstone ([`crate::storage::is_deleted`]): it was
+    /// Whether storage holds the document's tombstone ([`StoredDocument::deleted`](crate::storage::StoredDocument::deleted)): it was
     /// deleted for good, and nothing is to bring it back.
     pub deleted: bool,
 }

@@ -66,35 +66,55 @@ pub trait StorageAdapter: Send + Sync + 'static {
 
     /// Removes every key starting with `prefix`.
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError>;
+
+    /// What storage holds of one document: whether it was deleted for good
+    /// ([`StorageKey::tombstone`]), and its snapshot and incremental chunks (not its sync states,
+    /// of which a shared document may have one per peer). Every document coming into memory asks
+    /// this, so an adapter that can answer in one trip (one blocking job, one query) overrides
+    /// it; the default reads the tombstone and then each chunk kind.
+    async fn load_document(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<StoredDocument, StorageError> {
+        if self
+            .load(&StorageKey::tombstone(document_id))
+            .await?
+            .is_some()
+        {
+            return Ok(StoredDocument::deleted());
+        }
+        let mut chunks = self
+            .load_range(&ChunkKind::Snapshot.prefix(document_id))
+            .await?;
+        chunks.extend(
+            self.load_range(&ChunkKind::Incremental.prefix(document_id))
+                .await?,
+        );
+        Ok(StoredDocument {
+            deleted: false,
+            chunks,
+        })
+    }
 }
 
-/// A document's snapshot and incremental chunks, for
-/// [`load_document`](crate::persistence::load_document) (whole-document work, which the caller
-/// runs where it likes).
-pub async fn read_document_chunks<S: StorageAdapter + ?Sized>(
-    storage: &S,
-    document_id: &DocumentId,
-) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-    let mut chunks = storage
-        .load_range(&ChunkKind::Snapshot.prefix(document_id))
-        .await?;
-    chunks.extend(
-        storage
-            .load_range(&ChunkKind::Incremental.prefix(document_id))
-            .await?,
-    );
-    Ok(chunks)
+/// What [`StorageAdapter::load_document`] read of a document.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// The document was deleted for good: its tombstone is stored, and `chunks` is empty.
+    pub deleted: bool,
+    /// Its snapshot and incremental chunks, in no particular order, for
+    /// [`load_document`](crate::persistence::load_document).
+    pub chunks: Vec<(StorageKey, Vec<u8>)>,
 }
 
-/// Whether the document was deleted for good ([`StorageKey::tombstone`]).
-pub async fn is_deleted<S: StorageAdapter + ?Sized>(
-    storage: &S,
-    document_id: &DocumentId,
-) -> Result<bool, StorageError> {
-    Ok(storage
-        .load(&StorageKey::tombstone(document_id))
-        .await?
-        .is_some())
+impl StoredDocument {
+    /// A document deleted for good.
+    pub fn deleted() -> Self {
+        StoredDocument {
+            deleted: true,
+            chunks: Vec::new(),
+        }
+    }
 }
 
 /// Removes a document's chunks of every kind (as automerge-repo's `removeDoc` does). With

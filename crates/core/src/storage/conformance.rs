@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use super::{StorageAdapter, StorageKey};
+use super::{StorageAdapter, StorageKey, StoredDocument};
+use crate::DocumentId;
 
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<A: StorageAdapter>(mut fresh: impl FnMut() -> A) {
@@ -20,6 +21,7 @@ pub async fn run_all<A: StorageAdapter>(mut fresh: impl FnMut() -> A) {
     empty_value(&fresh()).await;
     large_value(&fresh()).await;
     load_range_on_prefixes_of_every_length(&fresh()).await;
+    load_document_reads_chunks_and_tombstone(&fresh()).await;
     prefixes_match_whole_parts(&fresh()).await;
     remove_range_on_prefixes_of_every_length(&mut fresh).await;
     many_keys(&fresh()).await;
@@ -220,6 +222,52 @@ async fn load_range_on_prefixes_of_every_length<A: StorageAdapter>(store: &A) {
             "load_range({prefix:?})"
         );
     }
+}
+
+async fn load_document<A: StorageAdapter>(store: &A, id: &str) -> StoredDocument {
+    let document_id = id.parse::<DocumentId>().expect("a valid document id");
+    let mut stored = store
+        .load_document(&document_id)
+        .await
+        .unwrap_or_else(|e| panic!("load_document({id}) failed: {e}"));
+    stored.chunks.sort();
+    stored
+}
+
+async fn load_document_reads_chunks_and_tombstone<A: StorageAdapter>(store: &A) {
+    assert_eq!(
+        load_document(store, DOC_A).await,
+        StoredDocument::default(),
+        "load_document of a document never stored"
+    );
+    let tree = sample_tree();
+    save_all(store, &tree).await;
+    let mut chunks: Vec<_> = tree
+        .iter()
+        .filter(|(k, _)| k.parts()[0] == DOC_A && k.parts()[1] != "sync-state")
+        .cloned()
+        .collect();
+    chunks.sort();
+    assert_eq!(
+        load_document(store, DOC_A).await,
+        StoredDocument {
+            deleted: false,
+            chunks
+        },
+        "load_document: the document's snapshots and incrementals, not its sync states or \
+         another document's chunks"
+    );
+    let document_id = DOC_B.parse::<DocumentId>().expect("a valid document id");
+    save_all(
+        store,
+        &[(StorageKey::tombstone(&document_id), b"deleted".to_vec())],
+    )
+    .await;
+    assert_eq!(
+        load_document(store, DOC_B).await,
+        StoredDocument::deleted(),
+        "load_document of a document with a tombstone"
+    );
 }
 
 async fn prefixes_match_whole_parts<A: StorageAdapter>(store: &A) {

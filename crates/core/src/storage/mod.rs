@@ -8,8 +8,6 @@ mod health;
 mod key;
 pub mod text_key;
 
-pub use adapter::{
-    is_deleted, read_document_chunks, remove_document, StorageAdapter, StorageError,
-};
+pub use adapter::{remove_document, StorageAdapter, StorageError, StoredDocument};
 pub use health::{Outage, StorageHealth, StorageReport, SUMMARY_EVERY};
 pub use key::{content_hash, heads_hash, ChunkKey, ChunkKind, StorageKey, STORAGE_ADAPTER_ID};

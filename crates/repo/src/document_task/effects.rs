@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tandem_core::document::{Changed, DocumentEffect, DocumentInput, ShareAnswer, ShareQuestion};
 use tandem_core::persistence::{load_document, take_in_stored, Loaded};
-use tandem_core::storage::{is_deleted, read_document_chunks, remove_document};
+use tandem_core::storage::remove_document;
 use tandem_core::sync::HandleState;
 use tandem_core::ChunkKey;
 use tokio::sync::mpsc;
@@ -225,21 +225,14 @@ impl DocumentTask {
             return failed;
         };
         let document_id = self.shared.document_id.clone();
-        match is_deleted(storage.as_ref(), &document_id).await {
-            Ok(false) => {}
-            Ok(true) => {
+        let chunks = match storage.load_document(&document_id).await {
+            Ok(stored) if stored.deleted => {
                 return Loaded {
                     deleted: true,
                     ..failed
                 }
             }
-            Err(error) => {
-                warn!(%error, "reading the document's tombstone failed");
-                return failed;
-            }
-        }
-        let chunks = match read_document_chunks(storage.as_ref(), &document_id).await {
-            Ok(chunks) => chunks,
+            Ok(stored) => stored.chunks,
             Err(error) => {
                 warn!(%error, "reading the document from storage failed");
                 return failed;
