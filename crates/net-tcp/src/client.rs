@@ -6,15 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
-use tandem_core::network::handshake::{join, read_answer, reconnect_delay, ClientOutcome};
+use tandem_core::network::handshake::{join, read_answer, ClientOutcome};
 use tandem_core::{
     Connection, ConnectionState, Connections, LocalPeer, Message, NetworkAdapter, NetworkError,
 };
+use tandem_net_client::{Attempt, Dial, Reconnecting, Retry};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
-use tracing::{debug, error, info, warn};
+use tracing::debug;
 
 use crate::framing::{codec, DEFAULT_MAX_FRAME};
 use crate::stream::connection;
@@ -69,19 +69,18 @@ impl Default for ClientConfig {
 /// # Ok(()) }
 /// ```
 pub struct TcpClient {
+    client: Reconnecting<Dialer>,
+}
+
+/// One attempt to reach the server at `endpoint`.
+struct Dialer {
     endpoint: Endpoint,
     config: ClientConfig,
-    state: watch::Sender<ConnectionState>,
-    /// Turns `true` once the first attempt has ended (the connection, if any, handed over).
-    first_attempt: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for TcpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpClient")
-            .field("endpoint", &self.endpoint)
-            .field("state", &*self.state.borrow())
-            .finish()
+        f.debug_tuple("TcpClient").field(&self.client).finish()
     }
 }
 
@@ -89,105 +88,45 @@ impl TcpClient {
     /// A client of the server at `endpoint`. Nothing connects until the repo starts the
     /// adapter.
     pub fn new(endpoint: Endpoint, config: ClientConfig) -> Self {
+        let retry = Retry {
+            initial_backoff: config.initial_backoff,
+            max_backoff: config.max_backoff,
+            give_up_after: config.give_up_after,
+            handshake_timeout: config.handshake_timeout,
+        };
         TcpClient {
-            endpoint,
-            config,
-            state: watch::channel(ConnectionState::Offline).0,
-            first_attempt: watch::channel(false).0,
+            client: Reconnecting::new(Dialer { endpoint, config }, retry),
         }
     }
 
     /// The connection state, now and as it changes.
     pub fn states(&self) -> watch::Receiver<ConnectionState> {
-        self.state.subscribe()
+        self.client.states()
     }
 }
 
 #[async_trait]
 impl NetworkAdapter for TcpClient {
     async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError> {
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(run(*self, local, tx));
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|c| (c, rx))
-        })))
+        Ok(self.client.start(local))
     }
 
     fn first_attempt(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
-        let mut ended = self.first_attempt.subscribe();
-        // Also resolves if the client stops (the sender goes with it).
-        Some(Box::pin(async move {
-            let _ = ended.wait_for(|ended| *ended).await;
-        }))
+        Some(self.client.first_attempt())
     }
 }
 
-/// Why one attempt ended without a connection.
-enum Attempt {
-    /// Try again later.
-    Failed(String),
-    /// The server said no; trying again would get the same answer.
-    Refused(String),
-}
+#[async_trait]
+impl Dial for Dialer {
+    fn target(&self) -> String {
+        self.endpoint.to_string()
+    }
 
-async fn run(client: TcpClient, local: LocalPeer, repo: mpsc::Sender<Connection>) {
-    let TcpClient {
-        endpoint,
-        config,
-        state,
-        first_attempt,
-    } = client;
-    let mut failures: u32 = 0;
-    loop {
-        state.send_replace(ConnectionState::Connecting);
-        let attempt = tokio::time::timeout(
-            config.handshake_timeout,
-            connect(&endpoint, &local, &config),
-        );
-        match attempt.await {
-            Ok(Ok((connection, mut finished))) => {
-                failures = 0;
-                info!(%endpoint, server = %connection.remote.peer_id, "connected");
-                if repo.send(connection).await.is_err() {
-                    return; // the repo has stopped
-                }
-                state.send_replace(ConnectionState::Online);
-                first_attempt.send_replace(true);
-                tokio::select! {
-                    _ = async { let _ = finished.wait_for(|done| *done).await; } => {}
-                    _ = repo.closed() => return,
-                }
-                info!(%endpoint, "disconnected");
-            }
-            Ok(Err(Attempt::Refused(why))) => {
-                error!(%endpoint, %why, "the server refused us; not retrying");
-                state.send_replace(ConnectionState::Stopped(why));
-                return;
-            }
-            Ok(Err(Attempt::Failed(why))) => {
-                failures += 1;
-                debug!(%endpoint, %why, failures, "connection attempt failed");
-            }
-            Err(_) => {
-                failures += 1;
-                debug!(%endpoint, failures, "connection attempt timed out");
-            }
-        }
-        first_attempt.send_replace(true);
-        if config.give_up_after.is_some_and(|limit| failures >= limit) {
-            warn!(%endpoint, failures, "giving up");
-            state.send_replace(ConnectionState::Stopped(format!(
-                "gave up after {failures} failed attempts"
-            )));
-            return;
-        }
-        state.send_replace(ConnectionState::Offline);
-        let jitter = rand::rng().random_range(0.5..=1.0);
-        let wait = reconnect_delay(config.initial_backoff, config.max_backoff, failures, jitter);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = repo.closed() => return,
-        }
+    async fn dial(
+        &self,
+        local: &LocalPeer,
+    ) -> Result<(Connection, watch::Receiver<bool>), Attempt> {
+        connect(&self.endpoint, local, &self.config).await
     }
 }
 

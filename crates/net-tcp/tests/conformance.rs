@@ -15,16 +15,20 @@ fn client_config() -> ClientConfig {
     }
 }
 
+/// `server` and a client of it.
+fn with_client(server: TcpServer) -> AdapterPair {
+    let endpoint = server.local_endpoint().expect("bound");
+    let client = TcpClient::new(endpoint, client_config());
+    (Box::new(server), Box::new(client))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tcp_server_and_client_pass_the_network_conformance_suite() {
     let suite = run_all(|| async {
         let server = TcpServer::bind("127.0.0.1:0", ServerConfig::default())
             .await
             .expect("bind on loopback");
-        let endpoint = server.local_endpoint().expect("bound");
-        let client = TcpClient::new(endpoint, client_config());
-        let pair: AdapterPair = (Box::new(server), Box::new(client));
-        pair
+        with_client(server)
     });
     tokio::time::timeout(PATIENCE, suite)
         .await
@@ -40,10 +44,7 @@ async fn the_unix_socket_server_and_client_pass_the_network_conformance_suite() 
         let path = dir.path().join(format!("tandem-{n}.sock"));
         async move {
             let server = TcpServer::bind_unix(path, ServerConfig::default()).expect("bind");
-            let endpoint = server.local_endpoint().expect("bound");
-            let client = TcpClient::new(endpoint, client_config());
-            let pair: AdapterPair = (Box::new(server), Box::new(client));
-            pair
+            with_client(server)
         }
     });
     tokio::time::timeout(PATIENCE, suite)

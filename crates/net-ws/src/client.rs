@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
 use tandem_core::{
     Connection, ConnectionState, Connections, LocalPeer, Message, NetworkAdapter, NetworkError,
 };
-use tokio::sync::{mpsc, watch};
+use tandem_net_client::{Attempt, Dial, Reconnecting, Retry};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, warn};
 
 use crate::server::DEFAULT_MAX_FRAME;
 use crate::socket::{connection, Side};
-use tandem_core::network::handshake::{join, read_answer, reconnect_delay, ClientOutcome};
+use tandem_core::network::handshake::{join, read_answer, ClientOutcome};
 
 /// Client tunables.
 #[derive(Debug, Clone)]
@@ -87,18 +87,19 @@ pub enum ClientError {
 /// # Ok(()) }
 /// ```
 pub struct WebSocketClient {
+    client: Reconnecting<Dialer>,
+}
+
+/// One attempt to reach the server at `url`.
+struct Dialer {
     url: String,
     config: ClientConfig,
-    state: watch::Sender<ConnectionState>,
-    /// Turns `true` once the first attempt has ended (the connection, if any, handed over).
-    first_attempt: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for WebSocketClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSocketClient")
-            .field("url", &self.url)
-            .field("state", &*self.state.borrow())
+        f.debug_tuple("WebSocketClient")
+            .field(&self.client)
             .finish()
     }
 }
@@ -112,109 +113,46 @@ impl WebSocketClient {
         if !scheme_ok || url.as_str().into_client_request().is_err() {
             return Err(ClientError::InvalidUrl(url));
         }
+        let retry = Retry {
+            initial_backoff: config.initial_backoff,
+            max_backoff: config.max_backoff,
+            give_up_after: config.give_up_after,
+            handshake_timeout: config.handshake_timeout,
+        };
         Ok(WebSocketClient {
-            url,
-            config,
-            state: watch::channel(ConnectionState::Offline).0,
-            first_attempt: watch::channel(false).0,
+            client: Reconnecting::new(Dialer { url, config }, retry),
         })
     }
 
     /// The connection state, now and as it changes.
     pub fn states(&self) -> watch::Receiver<ConnectionState> {
-        self.state.subscribe()
+        self.client.states()
     }
 }
 
 #[async_trait]
 impl NetworkAdapter for WebSocketClient {
     async fn start(self: Box<Self>, local: LocalPeer) -> Result<Connections, NetworkError> {
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(run(*self, local, tx));
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|c| (c, rx))
-        })))
+        Ok(self.client.start(local))
     }
 
     fn first_attempt(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
-        let mut ended = self.first_attempt.subscribe();
-        // Also resolves if the client stops (the sender goes with it).
-        Some(Box::pin(async move {
-            let _ = ended.wait_for(|ended| *ended).await;
-        }))
+        Some(self.client.first_attempt())
     }
 }
 
-/// Why one attempt ended without a connection.
-enum Attempt {
-    /// Try again later.
-    Failed(String),
-    /// The server said no; trying again would get the same answer.
-    Refused(String),
-}
-
-async fn run(client: WebSocketClient, local: LocalPeer, repo: mpsc::Sender<Connection>) {
-    let WebSocketClient {
-        url,
-        config,
-        state,
-        first_attempt,
-    } = client;
-    let mut failures: u32 = 0;
-    loop {
-        state.send_replace(ConnectionState::Connecting);
-        let attempt =
-            tokio::time::timeout(config.handshake_timeout, connect(&url, &local, &config));
-        match attempt.await {
-            Ok(Ok((connection, mut finished))) => {
-                failures = 0;
-                info!(%url, server = %connection.remote.peer_id, "connected");
-                if repo.send(connection).await.is_err() {
-                    return; // the repo has stopped
-                }
-                state.send_replace(ConnectionState::Online);
-                first_attempt.send_replace(true);
-                tokio::select! {
-                    _ = async { let _ = finished.wait_for(|done| *done).await; } => {}
-                    _ = repo.closed() => return,
-                }
-                info!(%url, "disconnected");
-            }
-            Ok(Err(Attempt::Refused(why))) => {
-                error!(%url, %why, "the server refused us; not retrying");
-                state.send_replace(ConnectionState::Stopped(why));
-                return;
-            }
-            Ok(Err(Attempt::Failed(why))) => {
-                failures += 1;
-                debug!(%url, %why, failures, "connection attempt failed");
-            }
-            Err(_) => {
-                failures += 1;
-                debug!(%url, failures, "connection attempt timed out");
-            }
-        }
-        first_attempt.send_replace(true);
-        if config.give_up_after.is_some_and(|limit| failures >= limit) {
-            warn!(%url, failures, "giving up");
-            state.send_replace(ConnectionState::Stopped(format!(
-                "gave up after {failures} failed attempts"
-            )));
-            return;
-        }
-        state.send_replace(ConnectionState::Offline);
-        let wait = backoff(&config, failures);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = repo.closed() => return,
-        }
+#[async_trait]
+impl Dial for Dialer {
+    fn target(&self) -> String {
+        self.url.clone()
     }
-}
 
-/// The wait before the next attempt. After a connection that worked, the first retry is quick.
-fn backoff(config: &ClientConfig, failures: u32) -> Duration {
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    reconnect_delay(config.initial_backoff, config.max_backoff, failures, jitter)
+    async fn dial(
+        &self,
+        local: &LocalPeer,
+    ) -> Result<(Connection, watch::Receiver<bool>), Attempt> {
+        connect(&self.url, local, &self.config).await
+    }
 }
 
 async fn connect(
@@ -281,30 +219,6 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_jitter() {
-        let config = ClientConfig {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            ..ClientConfig::default()
-        };
-        for (failures, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (40, 1000),
-        ] {
-            let wait = backoff(&config, failures).as_millis();
-            assert!(
-                (full / 2..=full).contains(&wait),
-                "after {failures} failures waited {wait} ms, expected {}..={full}",
-                full / 2
-            );
-        }
-    }
 
     #[test]
     fn only_websocket_urls_are_accepted() {
