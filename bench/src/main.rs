@@ -82,6 +82,9 @@ struct RunOptions {
     /// S4 sizes: documents on the server.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
     s4_sizes: Vec<usize>,
+    /// Round trips timed in S2 and S2raw.
+    #[arg(long, default_value_t = 300)]
+    trips: usize,
     /// Every scenario at a tiny size (the smoke test).
     #[arg(long)]
     quick: bool,
@@ -189,7 +192,13 @@ async fn run(options: RunOptions) -> Result<(), String> {
     let (sizes, s4_sizes, trips, readers, changes) = if options.quick {
         (vec![20], vec![20], 10, 3, 5)
     } else {
-        (options.sizes.clone(), options.s4_sizes.clone(), 300, 50, 50)
+        (
+            options.sizes.clone(),
+            options.s4_sizes.clone(),
+            options.trips,
+            50,
+            50,
+        )
     };
     let launcher = Launcher::new(options.js_dir.clone());
     let cap = Duration::from_secs(options.cap_seconds);
