@@ -195,7 +195,13 @@ async fn main() {
         .start()
         .await
         .unwrap();
-    let client = Repo::builder().network(right).start().await.unwrap();
+    // With storage, as the server: a repo compacts a document's memory once it is saved.
+    let client = Repo::builder()
+        .storage(tandem_storage_mem::MemoryStorage::new())
+        .network(right)
+        .start()
+        .await
+        .unwrap();
     client
         .wait_for_any_peer(std::time::Duration::from_secs(10))
         .await
@@ -216,6 +222,7 @@ async fn main() {
     for handle in &handles {
         server.find(handle.document_id()).await.unwrap();
     }
+    client.flush().await.unwrap();
     server.flush().await.unwrap();
     // Both repos hold each document with the other as its peer: what a peer adds to a
     // document, on each side, is half of what the pair holds beyond two documents held alone.
