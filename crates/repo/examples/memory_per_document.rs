@@ -225,7 +225,8 @@ async fn main() {
     client.flush().await.unwrap();
     server.flush().await.unwrap();
     // Both repos hold each document with the other as its peer: what a peer adds to a
-    // document, on each side, is half of what the pair holds beyond two documents held alone.
+    // document, on each side, is half of what the pair holds beyond two documents held alone
+    // (its sync state in memory, and in the in-memory store the sync state saved for it).
     let pair = per_doc(before_client, count);
     println!("client + server:        {pair:8.0} B/doc");
     top_sizes(&pair_shape, count);

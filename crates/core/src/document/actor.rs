@@ -28,7 +28,7 @@ use crate::{
 /// further one.
 const MAX_REFUSALS: u32 = 3;
 
-/// Documents of at most this many stored bytes are compacted in memory when they go quiet
+/// Documents of at most this many stored bytes are compacted in memory once loaded and saved
 /// ([`DocumentActor::compact`]).
 const COMPACT_AT_MOST: u64 = 64 * 1024;
 
@@ -258,6 +258,8 @@ pub struct DocumentActor {
     local_patches: Option<LoggedPatches>,
     /// Someone listens for change events: log patches as changes are applied.
     listening: bool,
+    /// Changes were saved since the document was last compacted ([`Self::compact`]).
+    uncompacted: bool,
     /// Boxed: most documents wait for nothing most of the time.
     waiting: Option<Box<Waiting>>,
     queue: VecDeque<Work>,
@@ -319,6 +321,7 @@ impl DocumentActor {
             logged_patches: None,
             local_patches: None,
             listening: false,
+            uncompacted: false,
             waiting: None,
             queue: peers
                 .into_iter()
@@ -1254,7 +1257,7 @@ impl DocumentActor {
 
     /// Saves what is unsaved as soon as it can: now, or right after the save in flight. The
     /// number of the save that will hold everything so far.
-    fn save_now(&mut self, doc: &Automerge) -> u64 {
+    fn save_now(&mut self, doc: &mut Automerge) -> u64 {
         if self.saving.is_some() {
             self.save_at = Some(self.now);
             return self.acks.next_save();
@@ -1263,7 +1266,7 @@ impl DocumentActor {
     }
 
     /// Plans the next save and hands it to the driver; its number.
-    fn start_save(&mut self, doc: &Automerge) -> u64 {
+    fn start_save(&mut self, doc: &mut Automerge) -> u64 {
         self.save_at = None;
         let number = self.acks.save_started();
         // Without storage there is nothing to plan (a plan can mean serialising the document).
@@ -1288,6 +1291,7 @@ impl DocumentActor {
         if plan.is_none() && sync_states.is_empty() {
             // Nothing new to write: whatever waited is already durable.
             self.landed(number, Ok(()));
+            self.compact_when_quiet(doc);
             return number;
         }
         self.saving = Some(SaveId(number));
@@ -1325,11 +1329,9 @@ impl DocumentActor {
                 if self.ledger.compaction_pending() {
                     self.schedule_save();
                 }
-                let quiet = outcome.result.is_ok()
-                    && self.save_at.is_none()
-                    && self.ledger.saved_heads() == doc.get_heads().as_slice();
-                if quiet {
-                    self.compact(doc);
+                self.uncompacted |= outcome.saved_plan.is_some();
+                if outcome.result.is_ok() {
+                    self.compact_when_quiet(doc);
                 }
             }
             if let Err(error) = &outcome.result {
@@ -1345,13 +1347,28 @@ impl DocumentActor {
         }
     }
 
+    /// Compacts the document ([`Self::compact`]) if changes were saved since it last was and
+    /// nothing is left to save (the peers' sync states often follow the changes in a save of
+    /// their own).
+    fn compact_when_quiet(&mut self, doc: &mut Automerge) {
+        let quiet = self.uncompacted
+            && self.saving.is_none()
+            && self.save_at.is_none()
+            && self.ledger.saved_heads() == doc.get_heads().as_slice();
+        if quiet {
+            self.compact(doc);
+        }
+    }
+
     /// Replaces a small document with a copy of itself. automerge leaves room to grow in every
-    /// column it loads or changes (a small document's 24 columns hold about 8 KiB of it, half
-    /// its memory), and a copy allocates only what is used. Done when the document goes quiet
-    /// (just loaded, or saved with nothing left to save); the next change grows only the columns
-    /// it touches. Large documents keep their room: it is the same few KiB whatever the size,
-    /// while a copy costs time in proportion to it.
-    fn compact(&self, doc: &mut Automerge) {
+    /// column it loads or changes (about 8 KiB of a small document's 15 KiB), and a copy
+    /// allocates only what is used. Done once the document is loaded, and when a save leaves
+    /// nothing to save after changes were saved; the next change grows only the columns it
+    /// touches. The bound is on the stored (compressed) size, which keeps the copy, made on the
+    /// runtime's thread, to tens of microseconds; larger documents keep their room, which is the
+    /// same few KiB whatever their size.
+    fn compact(&mut self, doc: &mut Automerge) {
+        self.uncompacted = false;
         if self.ledger.stored_bytes() <= COMPACT_AT_MOST {
             *doc = doc.clone();
         }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT};
+use tandem_core::document::SaveId;
 use tandem_core::document::{
     DocumentActor, DocumentConfig, DocumentEffect, DocumentInput, SaveOutcome, Start,
 };
-use tandem_core::persistence::{load_document, take_in_stored};
+use tandem_core::persistence::{load_document, take_in_stored, SavePlan};
 use tandem_core::{ChunkKey, DocumentId, PeerId, SessionId};
 
 struct Counting;
@@ -74,47 +75,93 @@ fn document(text_len: usize) -> Automerge {
     doc
 }
 
-/// An actor for `doc`, created here, in a repo with storage; the save its change schedules,
-/// carried out (as the driver would, without a store): how many live bytes the landing of the
-/// save freed, beyond the saved chunk's own.
-fn freed_by_the_save(mut doc: Automerge) -> isize {
-    let mut config = DocumentConfig::new(PeerId::from("here"), SessionId::random());
-    config.storage = true;
-    let now = Instant::now();
-    let mut actor = DocumentActor::new(
-        Arc::new(config),
-        DocumentId::random(),
-        Start::Created,
-        Vec::new(),
-        &doc,
-        now,
-    );
-    actor.start(now, &mut doc);
-    actor.handle(now, DocumentInput::LocalChange, &mut doc);
-    let at = actor.next_timeout().expect("a save is scheduled");
-    let effects = actor.handle(at, DocumentInput::Timeout, &mut doc);
-    let (save, plan) = effects
-        .into_iter()
-        .find_map(|effect| match effect {
+/// A document created here, in a repo with storage, and its actor; saves are carried out as the
+/// driver would, without a store.
+struct Created {
+    actor: DocumentActor,
+    doc: Automerge,
+    now: Instant,
+}
+
+impl Created {
+    fn new(mut doc: Automerge) -> Self {
+        let mut config = DocumentConfig::new(PeerId::from("here"), SessionId::random());
+        config.storage = true;
+        let now = Instant::now();
+        let mut actor = DocumentActor::new(
+            Arc::new(config),
+            DocumentId::random(),
+            Start::Created,
+            Vec::new(),
+            &doc,
+            now,
+        );
+        actor.start(now, &mut doc);
+        Created { actor, doc, now }
+    }
+
+    /// Tells the actor of a local change; the live bytes that freed.
+    fn local_change(&mut self) -> isize {
+        measured(|| {
+            self.actor
+                .handle(self.now, DocumentInput::LocalChange, &mut self.doc);
+        })
+    }
+
+    /// Runs the actor's next timer: the save it starts, if any, and the live bytes that freed.
+    fn timeout(&mut self) -> (Option<(SaveId, Option<SavePlan>)>, isize) {
+        self.now = self.actor.next_timeout().expect("a timer is set");
+        let mut effects = Vec::new();
+        let freed = measured(|| {
+            effects = self
+                .actor
+                .handle(self.now, DocumentInput::Timeout, &mut self.doc);
+        });
+        let save = effects.into_iter().find_map(|effect| match effect {
             DocumentEffect::Save { save, job } => Some((save, job.plan)),
             _ => None,
-        })
-        .expect("the change is saved");
-    let chunk = plan.as_ref().map_or(0, |plan| plan.bytes.capacity()) as isize;
-    let outcome = SaveOutcome {
-        chunk_stored: true,
-        saved_plan: plan,
-        unsaved_sync_states: BTreeMap::new(),
-        result: Ok(()),
-        snapshot_refused: None,
-        retry_after: Duration::ZERO,
-    };
+        });
+        (save, freed)
+    }
+
+    /// Lands `save` as stored: the live bytes that freed, beyond the saved chunk's own.
+    fn land(&mut self, (save, plan): (SaveId, Option<SavePlan>)) -> isize {
+        let chunk = plan.as_ref().map_or(0, |plan| plan.bytes.capacity()) as isize;
+        let outcome = SaveOutcome {
+            chunk_stored: true,
+            saved_plan: plan,
+            unsaved_sync_states: BTreeMap::new(),
+            result: Ok(()),
+            snapshot_refused: None,
+            retry_after: Duration::ZERO,
+        };
+        let freed = measured(|| {
+            self.actor.handle(
+                self.now,
+                DocumentInput::Saved { save, outcome },
+                &mut self.doc,
+            );
+        });
+        freed - chunk
+    }
+}
+
+/// The live bytes `f` freed.
+fn measured(f: impl FnOnce()) -> isize {
     let before = live();
-    actor.handle(at, DocumentInput::Saved { save, outcome }, &mut doc);
-    let after = live();
-    // Nothing is left to save: the document went quiet.
-    assert!(actor.next_timeout().is_none());
-    before - after - chunk
+    f();
+    before - live()
+}
+
+/// How many live bytes the landing of `doc`'s first save freed, beyond the saved chunk's own.
+fn freed_by_the_save(doc: Automerge) -> isize {
+    let mut created = Created::new(doc);
+    created.local_change();
+    let (save, _) = created.timeout();
+    let freed = created.land(save.expect("the change is saved"));
+    // Nothing is left to save.
+    assert!(created.actor.next_timeout().is_none());
+    freed
 }
 
 /// An actor finding `stored` in storage (its one snapshot, read and merged as the driver does):
@@ -164,6 +211,25 @@ fn a_small_document_is_compacted_once_loaded_or_saved_and_a_large_one_is_not() {
         freed >= 4096,
         "a small loaded document gave back {freed} bytes"
     );
+
+    // A change made while the first save runs leaves something to save: the document is
+    // compacted once the second save lands.
+    let mut created = Created::new(document(200));
+    created.local_change();
+    let (first, _) = created.timeout();
+    created
+        .doc
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "count", 4))
+        .expect("a valid transaction");
+    created.local_change();
+    let freed = created.land(first.expect("the change is saved"));
+    assert!(
+        freed.abs() < 1024,
+        "a save with more to come gave back {freed} bytes"
+    );
+    let (second, _) = created.timeout();
+    let freed = created.land(second.expect("the second change is saved"));
+    assert!(freed >= 4096, "the second save gave back {freed} bytes");
 
     // Past 64 KiB stored, the document keeps its room: a copy would cost more than it saves.
     let large = document(300_000);
