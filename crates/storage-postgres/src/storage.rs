@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tandem_core::storage::text_key::{decode, encode, PrefixRange};
-use tandem_core::storage::{ChunkKind, StoredDocument};
+use tandem_core::storage::text_key::{decode, encode, DocumentQuery, PrefixRange};
+use tandem_core::storage::StoredDocument;
 use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tokio_postgres::NoTls;
 use tokio_postgres::Statement;
@@ -194,33 +194,25 @@ impl StorageAdapter for PostgresStorage {
         &self,
         document_id: &DocumentId,
     ) -> Result<StoredDocument, StorageError> {
-        let tombstone_key = StorageKey::tombstone(document_id);
-        let tombstone = encode(&tombstone_key)?;
-        let snapshots = PrefixRange::of(&ChunkKind::Snapshot.prefix(document_id))?;
-        let incrementals = PrefixRange::of(&ChunkKind::Incremental.prefix(document_id))?;
-        let (client, statement) = self.prepared(&tombstone_key, LOAD_DOCUMENT).await?;
+        let query = DocumentQuery::of(document_id)?;
+        let (client, statement) = self.prepared(&query.tombstone_key, LOAD_DOCUMENT).await?;
         let rows = client
             .query(
                 &statement,
                 &[
-                    &tombstone,
-                    &snapshots.from,
-                    &snapshots.to,
-                    &incrementals.from,
-                    &incrementals.to,
+                    &query.tombstone,
+                    &query.snapshots.from,
+                    &query.snapshots.to,
+                    &query.incrementals.from,
+                    &query.incrementals.to,
                 ],
             )
             .await
-            .map_err(|e| failed(&tombstone_key, e))?;
-        let mut stored = StoredDocument::default();
-        for row in rows {
-            let key: &str = row.get(0);
-            if key == tombstone {
-                return Ok(StoredDocument::deleted());
-            }
-            stored.chunks.push((decode(key), row.get(1)));
-        }
-        Ok(stored)
+            .map_err(|e| failed(&query.tombstone_key, e))?;
+        Ok(query.stored(
+            rows.iter()
+                .map(|row| (row.get::<_, &str>(0), row.get::<_, Vec<u8>>(1))),
+        ))
     }
 
     async fn remove_range(&self, prefix: &StorageKey) -> Result<(), StorageError> {

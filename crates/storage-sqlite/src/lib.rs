@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use tandem_core::storage::text_key::{decode, encode, PrefixRange};
-use tandem_core::{StorageAdapter, StorageError, StorageKey};
+use tandem_core::storage::text_key::{decode, encode, DocumentQuery, PrefixRange};
+use tandem_core::storage::StoredDocument;
+use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -178,6 +179,35 @@ impl StorageAdapter for SqliteStorage {
             })?;
             rows.map(|row| row.map(|(key, value)| (decode(&key), value)))
                 .collect()
+        })
+        .await
+    }
+
+    /// One query on the connection's thread: the tombstone's key and both chunk ranges.
+    async fn load_document(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<StoredDocument, StorageError> {
+        let query = DocumentQuery::of(document_id)?;
+        let key = query.tombstone_key.clone();
+        self.with(&key, move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT key, value FROM entries
+                 WHERE key = ?1 OR (key >= ?2 AND key < ?3) OR (key >= ?4 AND key < ?5)",
+            )?;
+            let rows = statement
+                .query_map(
+                    params![
+                        query.tombstone,
+                        query.snapshots.from,
+                        query.snapshots.to,
+                        query.incrementals.from,
+                        query.incrementals.to
+                    ],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(query.stored(rows))
         })
         .await
     }

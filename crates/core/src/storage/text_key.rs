@@ -15,7 +15,8 @@
 //! # Ok::<(), tandem_core::StorageError>(())
 //! ```
 
-use super::{StorageError, StorageKey};
+use super::{StorageError, StorageKey, StoredDocument};
+use crate::{ChunkKind, DocumentId};
 
 const SEPARATOR: char = '\u{1f}';
 /// The character after [`SEPARATOR`]: keys under a prefix sort below `prefix + NEXT`.
@@ -77,6 +78,63 @@ impl PrefixRange {
     /// Whether the stored text `key` is under the prefix.
     pub fn contains(&self, key: &str) -> bool {
         key == self.exact || (key >= self.from.as_str() && key < self.to.as_str())
+    }
+}
+
+/// What a store ordered by text needs to answer
+/// [`load_document`](crate::StorageAdapter::load_document) in one query: the document's
+/// tombstone key and the ranges of its snapshots and incrementals.
+///
+/// ```
+/// use tandem_core::storage::text_key::DocumentQuery;
+/// use tandem_core::DocumentId;
+///
+/// let id: DocumentId = "2kGRUrX8w2KjaHC3xek1kijSVeee".parse()?;
+/// let query = DocumentQuery::of(&id)?;
+/// // SELECT key, value … WHERE key = tombstone OR key IN snapshots OR key IN incrementals:
+/// let rows = vec![(format!("{}", query.snapshots.from) + "00ff", b"chunk".to_vec())];
+/// let stored = query.stored(rows);
+/// assert!(!stored.deleted);
+/// assert_eq!(stored.chunks.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentQuery {
+    /// The tombstone's key (for errors).
+    pub tombstone_key: StorageKey,
+    /// The tombstone's key as text.
+    pub tombstone: String,
+    /// The snapshots' keys.
+    pub snapshots: PrefixRange,
+    /// The incremental chunks' keys.
+    pub incrementals: PrefixRange,
+}
+
+impl DocumentQuery {
+    /// The query for `document_id`.
+    pub fn of(document_id: &DocumentId) -> Result<DocumentQuery, StorageError> {
+        let tombstone_key = StorageKey::tombstone(document_id);
+        Ok(DocumentQuery {
+            tombstone: encode(&tombstone_key)?,
+            tombstone_key,
+            snapshots: PrefixRange::of(&ChunkKind::Snapshot.prefix(document_id))?,
+            incrementals: PrefixRange::of(&ChunkKind::Incremental.prefix(document_id))?,
+        })
+    }
+
+    /// The document, from the rows (key text, value) the query returned.
+    pub fn stored<K: AsRef<str>>(
+        &self,
+        rows: impl IntoIterator<Item = (K, Vec<u8>)>,
+    ) -> StoredDocument {
+        let mut stored = StoredDocument::default();
+        for (key, value) in rows {
+            if key.as_ref() == self.tombstone {
+                return StoredDocument::deleted();
+            }
+            stored.chunks.push((decode(key.as_ref()), value));
+        }
+        stored
     }
 }
 
