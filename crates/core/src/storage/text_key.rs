@@ -92,7 +92,7 @@ impl PrefixRange {
 /// let id: DocumentId = "2kGRUrX8w2KjaHC3xek1kijSVeee".parse()?;
 /// let query = DocumentQuery::of(&id)?;
 /// // SELECT key, value … WHERE key = tombstone OR key IN snapshots OR key IN incrementals:
-/// let rows = vec![(format!("{}", query.snapshots.from) + "00ff", b"chunk".to_vec())];
+/// let rows = vec![(query.snapshots.from.clone() + "00ff", b"chunk".to_vec())];
 /// let stored = query.stored(rows);
 /// assert!(!stored.deleted);
 /// assert_eq!(stored.chunks.len(), 1);
