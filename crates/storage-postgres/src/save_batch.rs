@@ -10,6 +10,8 @@ use deadpool_postgres::Pool;
 use tandem_core::{StorageError, StorageKey};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::describe;
+
 /// Saves waiting for the writer; callers wait for room beyond this.
 const QUEUE: usize = 4096;
 /// Most saves in one statement.
@@ -111,9 +113,9 @@ fn failed(key: &StorageKey, error: &WriteError) -> StorageError {
 /// Why a batch was not written; every save in it is told.
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", describe(.0))]
     Connect(#[from] deadpool_postgres::PoolError),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("PostgreSQL did not answer within {0:?}")]
     TimedOut(std::time::Duration),

@@ -41,7 +41,7 @@ pub enum TestPostgresError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The server refused a statement.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", crate::error::describe(.0))]
     Query(#[from] tokio_postgres::Error),
     /// The server is not ours to stop (it came from `TANDEM_TEST_POSTGRES_URL`): a test that
     /// stops it starts its own ([`TestPostgres::start_own`]).
