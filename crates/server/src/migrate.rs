@@ -70,8 +70,20 @@ enum Store {
 }
 
 impl Store {
-    async fn open(dir: &Option<PathBuf>, postgres: &Option<String>) -> Result<Store, MigrateError> {
-        match (dir, postgres) {
+    /// The source, left as it is: a database with no store is refused, not given tables.
+    async fn source(options: &MigrateOptions) -> Result<Store, MigrateError> {
+        match (&options.from_dir, &options.from_postgres) {
+            (Some(dir), None) => Ok(Store::Dir(FsStorage::open(dir)?)),
+            (None, Some(url)) => Ok(Store::Postgres(
+                PostgresStorage::connect_existing(url).await?,
+            )),
+            _ => Err(MigrateError::Usage),
+        }
+    }
+
+    /// The destination, created or upgraded as a server starting on it would.
+    async fn destination(options: &MigrateOptions) -> Result<Store, MigrateError> {
+        match (&options.to_dir, &options.to_postgres) {
             (Some(dir), None) => Ok(Store::Dir(FsStorage::open(dir)?)),
             (None, Some(url)) => Ok(Store::Postgres(PostgresStorage::connect(url).await?)),
             _ => Err(MigrateError::Usage),
@@ -138,8 +150,8 @@ pub async fn migrate(options: &MigrateOptions) -> Result<Migrated, MigrateError>
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
         });
     }
-    let from = Store::open(&options.from_dir, &options.from_postgres).await?;
-    let to = Store::open(&options.to_dir, &options.to_postgres).await?;
+    let from = Store::source(options).await?;
+    let to = Store::destination(options).await?;
     let mut migrated = Migrated::default();
     let firsts = from.first_parts().await?;
     let total = firsts.len();

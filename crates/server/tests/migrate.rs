@@ -13,12 +13,16 @@ use common::{start_server, terminate};
 use serde_json::Value as Json;
 use tandem_storage_postgres::TestPostgres;
 
-fn migrate(args: &[&OsStr]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+fn run_migrate(args: &[&OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem-server"))
         .arg("migrate")
         .args(args)
         .output()
-        .expect("cannot run tandem-server migrate");
+        .expect("cannot run tandem-server migrate")
+}
+
+fn migrate(args: &[&OsStr]) -> String {
+    let output = run_migrate(args);
     assert!(
         output.status.success(),
         "migrate failed: {}",
@@ -77,4 +81,52 @@ async fn a_js_directory_moves_into_postgres_and_back_with_every_documents_heads(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let read = js::node_json("nodefs-read.mjs", &args);
     assert_eq!(urls_and_heads(&read), expected);
+}
+
+/// A source database with no store in it is refused and left without tables (a mistyped
+/// database name must not be given empty ones); one that does not exist is refused with the
+/// server's own reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_database_without_a_store_is_refused_and_left_as_it_is() {
+    let postgres = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let empty = postgres.database().await.unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let to = dirs.path().join("out");
+
+    // What migrating from `url` says when it fails (it must).
+    let refusal = |url: &str| {
+        let output = run_migrate(&[
+            OsStr::new("--from-postgres"),
+            OsStr::new(url),
+            OsStr::new("--to-dir"),
+            to.as_os_str(),
+        ]);
+        assert!(!output.status.success(), "migrating from {url} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let said = refusal(&empty);
+    assert!(said.contains("holds no tandem store"), "{said}");
+    let (client, connection) = tokio_postgres::connect(&empty, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "reading from the database created tables in it");
+    drop(client);
+    let _ = connection.await;
+
+    let missing = format!(
+        "{}_missing",
+        empty.rsplit_once('?').map_or(empty.as_str(), |(u, _)| u)
+    );
+    let said = refusal(&missing);
+    assert!(said.contains("does not exist"), "{said}");
 }

@@ -3,7 +3,7 @@
 //! Every step runs in one transaction holding an advisory lock, so nodes started together on
 //! an empty database wait for one another instead of racing to create the same tables.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 
 use tandem_core::storage::STORAGE_ADAPTER_ID;
 use tandem_core::StorageId;
@@ -43,16 +43,7 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<i32, PostgresError> {
     transaction
         .batch_execute("CREATE TABLE IF NOT EXISTS tandem_schema (version integer NOT NULL)")
         .await?;
-    let found: i32 = transaction
-        .query_one("SELECT coalesce(max(version), 0) FROM tandem_schema", &[])
-        .await?
-        .get(0);
-    if found > SCHEMA_VERSION {
-        return Err(PostgresError::NewerSchema {
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
+    let found = version(&transaction).await?;
     for (index, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         transaction.batch_execute(step).await?;
         let version = index as i32 + 1;
@@ -75,5 +66,38 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<i32, PostgresError> {
         )
         .await?;
     transaction.commit().await?;
+    Ok(found)
+}
+
+/// The database's schema version, leaving everything as it is; refuses a database with no
+/// store in it and one a newer build has upgraded. Any version this build knows holds the
+/// documents' table, so an older store can be read without upgrading it.
+pub(crate) async fn check(client: &Object) -> Result<i32, PostgresError> {
+    let has_schema: bool = client
+        .query_one("SELECT to_regclass('tandem_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !has_schema {
+        return Err(PostgresError::NoStore);
+    }
+    let found = version(client).await?;
+    if found == 0 {
+        return Err(PostgresError::NoStore);
+    }
+    Ok(found)
+}
+
+/// The version `tandem_schema` records (0 for none); refuses one newer than this build's.
+async fn version(client: &impl GenericClient) -> Result<i32, PostgresError> {
+    let found: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM tandem_schema", &[])
+        .await?
+        .get(0);
+    if found > SCHEMA_VERSION {
+        return Err(PostgresError::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
     Ok(found)
 }

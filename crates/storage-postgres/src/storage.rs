@@ -54,6 +54,27 @@ impl PostgresStorage {
     /// PostgreSQL's `key=value` form) and creates or upgrades the schema. Must be called
     /// within a tokio runtime.
     pub async fn connect(url: &str) -> Result<PostgresStorage, PostgresError> {
+        Self::open(url, Schema::Upgrade).await
+    }
+
+    /// Connects to a database that already holds a store, without creating or upgrading
+    /// anything in it: for reading a store out (`tandem-server migrate --from-postgres`), where
+    /// a mistyped URL must be refused rather than given empty tables.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), tandem_storage_postgres::PostgresError> {
+    /// use tandem_storage_postgres::PostgresStorage;
+    ///
+    /// let store = PostgresStorage::connect_existing("postgres://tandem@db/tandem").await?;
+    /// println!("{} documents", store.first_parts().await?.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_existing(url: &str) -> Result<PostgresStorage, PostgresError> {
+        Self::open(url, Schema::AsItIs).await
+    }
+
+    async fn open(url: &str, schema: Schema) -> Result<PostgresStorage, PostgresError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -80,7 +101,10 @@ impl PostgresStorage {
         };
         let pool = pool_of(POOL_SIZE)?;
         let control = pool_of(CONTROL_POOL_SIZE)?;
-        schema::migrate(&mut control.get().await?).await?;
+        match schema {
+            Schema::Upgrade => schema::migrate(&mut control.get().await?).await?,
+            Schema::AsItIs => schema::check(&control.get().await?).await?,
+        };
         Ok(PostgresStorage {
             saves: SaveBatcher::start(pool_of(WRITER_POOL_SIZE)?),
             pool,
@@ -126,6 +150,14 @@ impl PostgresStorage {
             .map_err(|error| failed(key, error))?;
         Ok((client, statement))
     }
+}
+
+/// What opening a store does to the database's schema.
+enum Schema {
+    /// Creates or upgrades it, as a node starting does.
+    Upgrade,
+    /// Leaves it as it is, and refuses a database with none.
+    AsItIs,
 }
 
 fn failed(key: &StorageKey, error: impl std::error::Error + Send + Sync + 'static) -> StorageError {

@@ -54,6 +54,37 @@ async fn a_database_from_a_newer_build_is_refused() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    match PostgresStorage::connect_existing(&url).await {
+        Err(PostgresError::NewerSchema { .. }) => {}
+        other => panic!("expected a refusal to read it, got {other:?}"),
+    }
+}
+
+/// Reading a store needs one there: an empty database is refused, and left empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_read_needs_a_store_and_changes_nothing() {
+    let server = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = server.database().await.unwrap();
+    match PostgresStorage::connect_existing(&url).await {
+        Err(PostgresError::NoStore) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    let versions: i64 = store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM tandem_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        versions,
+        i64::from(SCHEMA_VERSION),
+        "the refused read wrote a version"
+    );
+    PostgresStorage::connect_existing(&url).await.unwrap();
 }
 
 /// Nodes see each other once each has beaten, stop seeing one that stops beating, and a node
