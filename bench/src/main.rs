@@ -53,7 +53,8 @@ struct Cli {
 struct RunOptions {
     /// Servers to measure, comma-separated: tandem, samod (needs `--features samod`), js; and
     /// tandem-tmpfs (tandem with its data on `/dev/shm`, to tell the disk's share); tandem-auth
-    /// (tandem requiring a token, to tell what access control costs).
+    /// (tandem requiring a token, to tell what access control costs); tandem-postgres (tandem on
+    /// a throwaway PostgreSQL; the `cluster` scenario runs three nodes on it).
     #[arg(long, value_delimiter = ',', default_values_t = default_systems())]
     systems: Vec<String>,
     /// Clients to drive the scenarios, comma-separated: tandem (this process), js (automerge-repo

@@ -1,7 +1,7 @@
 //! What a repo's tasks and a document's handles share: the events they send one another, and
 //! each document's state that its handles and its task both hold ([`HandleShared`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::{Automerge, ChangeHash, Patch};
@@ -90,6 +90,11 @@ pub(crate) enum Command {
     /// The share policy answers differently now. Answered once every document has decided
     /// again.
     SharePolicyChanged {
+        reply: oneshot::Sender<()>,
+    },
+    /// The other cluster nodes alive now: links of nodes not among them close.
+    LiveNodes {
+        nodes: BTreeSet<PeerId>,
         reply: oneshot::Sender<()>,
     },
 }

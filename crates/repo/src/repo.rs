@@ -671,6 +671,34 @@ impl Repo {
             .await
     }
 
+    /// Tells the repo which other cluster nodes are alive now, by the cluster's registry: a
+    /// link admitted as a node ([`Grant::cluster_node`](tandem_core::Grant::cluster_node))
+    /// whose peer is not among them is closed, whichever node dialled it, so that a node that
+    /// stopped saying it is alive is dropped by every other. Links made since the previous call
+    /// are spared once (their node may have registered after the registry was read).
+    /// Connections that are not nodes' are never touched.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tandem_core::PeerId;
+    /// use tandem_repo::Repo;
+    ///
+    /// let repo = Repo::builder().start().await?;
+    /// // The registry lists node-b alone: a link from any other node is closed.
+    /// repo.cluster_nodes_alive([PeerId::from("node-b")]).await?;
+    /// # repo.shutdown().await;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn cluster_nodes_alive(
+        &self,
+        alive: impl IntoIterator<Item = PeerId>,
+    ) -> Result<(), RepoError> {
+        let nodes = alive.into_iter().collect();
+        self.command(|reply| Command::LiveNodes { nodes, reply })
+            .await
+    }
+
     /// Saves every document in memory now. Documents that are not ready have nothing to save
     /// and do not make this fail (unlike JS).
     pub async fn flush(&self) -> Result<(), RepoError> {

@@ -218,7 +218,8 @@ async fn run(
                 live
             }
             Err(error) => {
-                // The links stay as they are: a database outage is not a node's death.
+                // The links stay as they are: a database outage is not a node's death. The
+                // other nodes drop this one if it lasts (they see it silent).
                 if !failing {
                     warn!(%error, "cluster heartbeat failed; retrying every second");
                     failing = true;
@@ -233,6 +234,10 @@ async fn run(
             *ids = now;
             changed
         });
+        // Links this node accepted are the other side's to drop, but a node that stopped
+        // beating cannot: the repo closes them.
+        let alive = live.iter().map(|node| PeerId::from(node.id.as_str()));
+        let _ = repo.cluster_nodes_alive(alive).await;
         reconcile(&repo, &me, &key, &live, &mut links).await;
     }
     for (_, link) in links {

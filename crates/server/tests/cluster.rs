@@ -94,6 +94,21 @@ async fn nodes_link_and_clients_on_different_nodes_see_each_others_changes() {
     a.shutdown().await;
 }
 
+/// Sorts `nodes` by peer id and waits until each is linked with every other; their ids.
+async fn sorted_and_linked(nodes: &mut [(Server, Proxy)]) -> Vec<tandem_core::PeerId> {
+    nodes.sort_by(|a, b| a.0.repo().peer_id().cmp(b.0.repo().peer_id()));
+    let ids: Vec<_> = nodes
+        .iter()
+        .map(|(s, _)| s.repo().peer_id().clone())
+        .collect();
+    for (server, _) in nodes.iter() {
+        for id in ids.iter().filter(|id| *id != server.repo().peer_id()) {
+            server.repo().wait_for_peer(id, PATIENCE).await.unwrap();
+        }
+    }
+    ids
+}
+
 /// A TCP proxy on 127.0.0.1 in front of one node, for the links of the others to it: it can be
 /// cut (every connection through it closes, new ones are refused) and healed.
 struct Proxy {
@@ -153,16 +168,7 @@ async fn a_partitioned_node_converges_after_the_heal_and_loses_nothing() {
         proxy.target.send_replace(Some(server.local_addr()));
         nodes.push((server, proxy));
     }
-    nodes.sort_by(|a, b| a.0.repo().peer_id().cmp(b.0.repo().peer_id()));
-    let ids: Vec<_> = nodes
-        .iter()
-        .map(|(s, _)| s.repo().peer_id().clone())
-        .collect();
-    for (server, _) in &nodes {
-        for id in ids.iter().filter(|id| *id != server.repo().peer_id()) {
-            server.repo().wait_for_peer(id, PATIENCE).await.unwrap();
-        }
-    }
+    let ids = sorted_and_linked(&mut nodes).await;
     let (isolated, isolated_proxy) = &nodes[2];
     let (reachable, _) = &nodes[0];
     let storage = reachable.repo().storage_id().unwrap().clone();
@@ -230,6 +236,87 @@ async fn a_partitioned_node_converges_after_the_heal_and_loses_nothing() {
     assert_eq!(stored.heads().unwrap(), heads);
     reader.shutdown().await;
     fresh.shutdown().await;
+}
+
+/// `url` with its host and port replaced by `address`.
+fn through(url: &str, address: std::net::SocketAddr) -> String {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority..]
+        .find('/')
+        .map_or(url.len(), |i| authority + i);
+    let host = url[authority..end]
+        .rfind('@')
+        .map_or(authority, |i| authority + i + 1);
+    format!("{}{address}{}", &url[..host], &url[end..])
+}
+
+/// The database's address in `url`.
+async fn database_address(url: &str) -> std::net::SocketAddr {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("a TCP host is needed, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let address = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    address
+}
+
+/// A node that cannot reach the database stops beating; every other node drops it, whichever
+/// of them dialled (the node between the others by peer id dials one and is dialled by the
+/// other), and links with it again once it beats again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_is_dropped_and_linked_again_after() {
+    let postgres = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = postgres.database().await.unwrap();
+    let database = database_address(&url).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let proxy = Proxy::start().await;
+        proxy.target.send_replace(Some(database));
+        let server = Server::start(&node_options(&through(&url, proxy.address)))
+            .await
+            .unwrap();
+        nodes.push((server, proxy));
+    }
+    let ids = sorted_and_linked(&mut nodes).await;
+    let (middle, middle_database) = &nodes[1];
+    let silent = middle.repo().peer_id().clone();
+
+    middle_database.cut.send_replace(true);
+    for (server, _) in [&nodes[0], &nodes[2]] {
+        let mut peers = server.repo().peer_changes();
+        tokio::time::timeout(
+            PATIENCE,
+            peers.wait_for(|peers| !peers.contains_key(&silent)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{} kept the silent node", server.repo().peer_id()))
+        .unwrap();
+    }
+    // The two that still beat stay linked.
+    nodes[0]
+        .0
+        .repo()
+        .wait_for_peer(&ids[2], PATIENCE)
+        .await
+        .unwrap();
+
+    middle_database.cut.send_replace(false);
+    for (server, _) in [&nodes[0], &nodes[2]] {
+        server
+            .repo()
+            .wait_for_peer(&silent, PATIENCE)
+            .await
+            .expect("the node was not linked again once it beat again");
+    }
+    for (server, _) in nodes {
+        server.shutdown().await;
+    }
 }
 
 /// Nodes full of clients (`--max-connections`; here no room at all) still take each other's

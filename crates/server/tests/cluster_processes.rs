@@ -14,9 +14,11 @@ use automerge::{transaction::Transactable, ChangeHash, ReadDoc, ROOT};
 use common::{acknowledged, kill_hard, start_server, ServerProcess};
 use js::NodeProcess;
 use serde_json::Value as Json;
+use tandem_core::persistence::load_document;
+use tandem_core::{StorageAdapter, StorageId};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
-use tandem_repo::Repo;
-use tandem_storage_postgres::TestPostgres;
+use tandem_repo::{DocHandle, Repo};
+use tandem_storage_postgres::{PostgresStorage, TestPostgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -74,23 +76,24 @@ async fn rust_client(url: &str) -> Repo {
     repo
 }
 
-/// Writes to the document through node `node` until it is killed (after a few acknowledged
-/// changes, at a moment chosen by the clock, with a change or two not yet acknowledged); then
-/// the same client reconnects through `then` (as a load balancer would send it) and carries
-/// on. The heads acknowledged before the kill, and at the end.
+/// Creates a document through node `url` (so that no other node holds it: what it
+/// acknowledges, only its own commits hold) and writes to it until `node` is killed, after a
+/// few acknowledged changes, at a moment chosen by the clock, with a change or two not yet
+/// acknowledged. The writer, its document and the heads acknowledged before the kill.
 async fn write_until_killed(
     node: &mut ServerProcess,
     url: &str,
-    then: &str,
-    doc_url: &str,
-) -> (Vec<ChangeHash>, Vec<ChangeHash>) {
+) -> (Repo, DocHandle, StorageId, Vec<ChangeHash>) {
     let writer = rust_client(url).await;
     let storage = writer
         .peers()
         .into_values()
         .find_map(|meta| meta.storage_id)
         .expect("the node has storage");
-    let doc = writer.find(doc_url).await.unwrap();
+    let (doc, _) = writer
+        .create_with(|tx| tx.put(ROOT, "rust", -1))
+        .await
+        .unwrap();
     let mut before_kill = Vec::new();
     for i in 0..5i64 {
         doc.change(|tx| tx.put(ROOT, "rust", i)).unwrap().unwrap();
@@ -108,14 +111,16 @@ async fn write_until_killed(
             .unwrap();
     }
     kill_hard(node);
-    let other = WebSocketClient::new(then, ClientConfig::default()).unwrap();
-    writer.add_network(other).await.unwrap();
-    doc.change(|tx| tx.put(ROOT, "rust", 100)).unwrap().unwrap();
-    // The other node shares the store: its acknowledgement is the same storage id's.
-    acknowledged(&doc, &storage).await;
-    let at_end = doc.heads().unwrap();
-    writer.shutdown().await;
-    (before_kill, at_end)
+    (writer, doc, storage, before_kill)
+}
+
+/// Which of `hashes` `doc` lacks.
+fn lacking(doc: &automerge::Automerge, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
+    hashes
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_none())
+        .copied()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,26 +166,45 @@ async fn a_cluster_of_three_serves_js_clients_and_loses_nothing_when_a_node_is_k
     );
     assert_eq!(seen_2["content"], seen_3["content"]);
 
-    // Node 1 dies mid-writes; its client carries on through node 3. Everything acknowledged,
-    // by either node, is there through node 3.
-    let (before_kill, at_end) = write_until_killed(&mut node_1, &url_1, &url_3, &doc_url).await;
-    let acknowledged: Vec<ChangeHash> = before_kill.into_iter().chain(at_end).collect();
-    let reader = rust_client(&url_3).await;
-    let doc = reader.find(doc_url.as_str()).await.unwrap();
-    let missing: Vec<ChangeHash> = doc
-        .with_doc(|d| {
-            acknowledged
-                .iter()
-                .filter(|h| d.get_change_by_hash(h).is_none())
-                .copied()
-                .collect()
-        })
-        .unwrap();
+    // Node 1 dies mid-writes to a document only it holds. What it acknowledged is in the
+    // database, and found through node 3, before its client comes back.
+    let (writer, written, storage, before_kill) = write_until_killed(&mut node_1, &url_1).await;
+    let store = PostgresStorage::connect_existing(&database).await.unwrap();
+    let id = written.document_id().clone();
+    let stored = store.load_document(&id).await.unwrap().chunks;
+    let stored = load_document(&id, stored)
+        .document
+        .expect("the document is stored");
+    let missing = lacking(&stored, &before_kill);
     assert!(
         missing.is_empty(),
-        "acknowledged (by node 1 before its death, or node 3 after), lost: {missing:?}"
+        "acknowledged by node 1, not committed: {missing:?}"
     );
-    let heads: Vec<String> = doc.heads().unwrap().iter().map(|h| h.to_string()).collect();
+    let reader = rust_client(&url_3).await;
+    let found = reader.find(written.url()).await.unwrap();
+    let missing = found.with_doc(|d| lacking(d, &before_kill)).unwrap();
+    assert!(
+        missing.is_empty(),
+        "acknowledged by node 1, not found through node 3: {missing:?}"
+    );
+
+    // Its client carries on through node 3 (as a load balancer would send it), whose
+    // acknowledgement is the same storage id's: the store is shared.
+    let other = WebSocketClient::new(url_3.as_str(), ClientConfig::default()).unwrap();
+    writer.add_network(other).await.unwrap();
+    written
+        .change(|tx| tx.put(ROOT, "rust", 100))
+        .unwrap()
+        .unwrap();
+    acknowledged(&written, &storage).await;
+    let shared = reader.find(doc_url.as_str()).await.unwrap();
+    let heads: Vec<String> = shared
+        .heads()
+        .unwrap()
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    writer.shutdown().await;
     reader.shutdown().await;
 
     // A fourth node joins (node 1's entry lapses meanwhile) and serves the document.

@@ -111,6 +111,13 @@ pub struct HubActor {
     /// The connections that are other nodes of the cluster (a handful), so that an unload
     /// tells them without looking at every client.
     nodes: BTreeSet<ConnectionId>,
+    /// Node connections made since the last [`HubInput::LiveNodes`]: the next one spares them,
+    /// since their node may have registered after the registry it reports was read.
+    nodes_since_live: BTreeSet<ConnectionId>,
+    /// Nodes whose links were closed because the registry stopped listing them: their links
+    /// are refused until it lists them again, so that one cut off from the database does not
+    /// link again and again only to be dropped.
+    dropped_nodes: BTreeSet<PeerId>,
     /// The connections the policy offers everything (nodes too): a document coming into
     /// memory is told of them, and of the peers introduced to it, without looking at every
     /// other connection.
@@ -152,6 +159,8 @@ impl HubActor {
             ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
             nodes: BTreeSet::new(),
+            nodes_since_live: BTreeSet::new(),
+            dropped_nodes: BTreeSet::new(),
             offered: BTreeSet::new(),
             by_peer: HashMap::new(),
             documents: BTreeMap::new(),
@@ -235,6 +244,7 @@ impl HubActor {
                 self.effects.push(HubEffect::Completed(command));
             }
             HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
+            HubInput::LiveNodes(live) => self.live_nodes(&live),
             HubInput::NetworksSettling(settling) => {
                 self.networks_settling = settling;
                 self.release_awaiting();
@@ -331,6 +341,11 @@ impl HubActor {
             self.effects.push(HubEffect::Refused(command));
             return;
         }
+        if grant.cluster_node && self.dropped_nodes.contains(&peer) {
+            debug!(%peer, "a link from a node the registry does not list as alive; refusing it");
+            self.effects.push(HubEffect::Refused(command));
+            return;
+        }
         // A client may not take over a node's link by claiming the node's peer id.
         let node_taken_over = self
             .by_peer
@@ -346,6 +361,7 @@ impl HubActor {
         if let Some(old) = self.by_peer.remove(&peer) {
             info!(%peer, "peer reconnected; closing its previous connection");
             self.nodes.remove(&old);
+            self.nodes_since_live.remove(&old);
             self.offered.remove(&old);
             if let Some(entry) = self.connections.remove(&old) {
                 self.effects.push(HubEffect::Close(old));
@@ -375,6 +391,7 @@ impl HubActor {
         self.by_peer.insert(peer.clone(), connection);
         if cluster_node {
             self.nodes.insert(connection);
+            self.nodes_since_live.insert(connection);
         }
         if self.networks_settling {
             self.joined_while_settling.insert(connection);
@@ -463,6 +480,7 @@ impl HubActor {
 
     fn disconnected(&mut self, connection: ConnectionId) {
         self.nodes.remove(&connection);
+        self.nodes_since_live.remove(&connection);
         self.offered.remove(&connection);
         let Some(entry) = self.connections.remove(&connection) else {
             return; // an older connection of a peer that has since reconnected
@@ -472,6 +490,31 @@ impl HubActor {
         self.effects.push(HubEffect::PeerLeft(entry.peer.clone()));
         self.effects.push(HubEffect::Close(connection));
         self.tell_departure(&entry);
+    }
+
+    /// Closes the links of nodes the registry no longer lists as alive, but for links made
+    /// since the last report, and refuses theirs until it lists them again.
+    fn live_nodes(&mut self, live: &BTreeSet<PeerId>) {
+        self.dropped_nodes.retain(|peer| !live.contains(peer));
+        let spared = std::mem::take(&mut self.nodes_since_live);
+        let gone: Vec<ConnectionId> = self
+            .nodes
+            .iter()
+            .filter(|connection| !spared.contains(connection))
+            .filter(|connection| {
+                self.connections
+                    .get(connection)
+                    .is_some_and(|node| !live.contains(&node.peer))
+            })
+            .copied()
+            .collect();
+        for connection in gone {
+            if let Some(node) = self.connections.get(&connection) {
+                info!(peer = %node.peer, "closing the link of a node no longer alive");
+                self.dropped_nodes.insert(node.peer.clone());
+            }
+            self.disconnected(connection);
+        }
     }
 
     /// Tells the documents that know the peer that it is gone: every document if the policy

@@ -1,5 +1,7 @@
 //! What the driver tells the hub actor.
 
+use std::collections::BTreeSet;
+
 use super::{ConnectionId, DocumentActorId, HubQuestionId};
 use crate::document::CommandId;
 use crate::{DocumentId, Grant, Message, PeerId, PeerMetadata};
@@ -75,6 +77,13 @@ pub enum HubInput {
         /// Named in the effects.
         command: CommandId,
     },
+    /// The other cluster nodes alive now, by the cluster's registry. A link admitted as a
+    /// node ([`Grant::cluster_node`]) whose peer is not among them is closed (a
+    /// [`Close`](super::HubEffect::Close) after its `PeerLeft`), whichever node dialled:
+    /// a node that stopped saying it is alive is dropped by every other, and its links are
+    /// refused until a report lists it again. Links made since the previous report are spared
+    /// once, as their node may have registered after this registry was read.
+    LiveNodes(BTreeSet<PeerId>),
     /// Whether transports that connect out (clients) are still making their first attempt. A
     /// document looked for meanwhile that nobody has yet is not unavailable until they have:
     /// the peer that has it may be about to join. The driver says `true` when it starts such

@@ -29,22 +29,8 @@ fn connect_granted(
     announce_any: bool,
     grant: Grant,
 ) -> ConnectionId {
-    let effects = step(
-        hub,
-        HubInput::Connect {
-            command: CommandId(1),
-            peer: PeerId::from(peer),
-            metadata: PeerMetadata::default(),
-            grant,
-        },
-    );
-    let connection = effects
-        .iter()
-        .find_map(|e| match e {
-            HubEffect::Accepted { connection, .. } => Some(*connection),
-            _ => None,
-        })
-        .expect("accepted");
+    let effects = join_as(hub, peer, grant);
+    let connection = accepted(&effects).expect("accepted");
     let question = effects
         .iter()
         .find_map(|e| match e {
@@ -60,6 +46,27 @@ fn connect_granted(
         },
     );
     connection
+}
+
+/// `peer` asks to join with `grant`; the hub's answer.
+fn join_as(hub: &mut HubActor, peer: &str, grant: Grant) -> Vec<HubEffect> {
+    step(
+        hub,
+        HubInput::Connect {
+            command: CommandId(1),
+            peer: PeerId::from(peer),
+            metadata: PeerMetadata::default(),
+            grant,
+        },
+    )
+}
+
+/// The connection a join's effects accepted.
+fn accepted(effects: &[HubEffect]) -> Option<ConnectionId> {
+    effects.iter().find_map(|e| match e {
+        HubEffect::Accepted { connection, .. } => Some(*connection),
+        _ => None,
+    })
 }
 
 fn incoming(hub: &mut HubActor, connection: ConnectionId, message: Message) -> Vec<HubEffect> {
@@ -419,6 +426,56 @@ fn a_client_may_not_take_over_a_nodes_link() {
             .any(|e| matches!(e, HubEffect::Accepted { .. })),
         "{again:?}"
     );
+}
+
+/// A node the registry no longer lists is dropped, whichever node dialled, and refused until
+/// it is listed again; a link made since the last report is spared once; clients are never
+/// touched.
+#[test]
+fn links_of_nodes_no_longer_alive_are_closed() {
+    let mut hub = hub();
+    let join = |hub: &mut HubActor, peer: &str, grant: Grant| {
+        accepted(&join_as(hub, peer, grant)).expect("accepted")
+    };
+    let live =
+        |names: &[&str]| HubInput::LiveNodes(names.iter().map(|n| PeerId::from(*n)).collect());
+    let closed = |effects: &[HubEffect]| -> Vec<ConnectionId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                HubEffect::Close(connection) => Some(*connection),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = join(&mut hub, "node-a", Grant::cluster_node());
+    let b = join(&mut hub, "node-b", Grant::cluster_node());
+    join(&mut hub, "client", Grant::default());
+    // Both links are new: spared, though neither node is listed yet.
+    assert_eq!(closed(&step(&mut hub, live(&[]))), vec![]);
+    assert_eq!(closed(&step(&mut hub, live(&["node-a", "node-b"]))), vec![]);
+    // node-b falls silent; a link from node-c arrives before the registry lists it.
+    let c = join(&mut hub, "node-c", Grant::cluster_node());
+    let effects = step(&mut hub, live(&["node-a"]));
+    assert_eq!(closed(&effects), vec![b]);
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, HubEffect::PeerLeft(p) if p.as_str() == "node-b")));
+    // node-b links again: refused while it is not listed.
+    let refused = join_as(&mut hub, "node-b", Grant::cluster_node());
+    assert!(
+        matches!(&refused[..], [HubEffect::Refused(_)]),
+        "{refused:?}"
+    );
+    // node-c is listed from then on; node-a falls silent too.
+    assert_eq!(closed(&step(&mut hub, live(&["node-c"]))), vec![a]);
+    assert_eq!(closed(&step(&mut hub, live(&["node-c"]))), vec![]);
+    // The transport's own report of the closed link changes nothing more.
+    assert!(step(&mut hub, HubInput::Disconnected(b)).is_empty());
+    assert_eq!(closed(&step(&mut hub, live(&[]))), vec![c]);
+    // Listed again, node-b is admitted again.
+    step(&mut hub, live(&["node-b"]));
+    join(&mut hub, "node-b", Grant::cluster_node());
 }
 
 /// A document looked for while client transports make their first attempt waits for them, and
