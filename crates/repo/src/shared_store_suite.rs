@@ -1,5 +1,6 @@
 //! Two repos on one store (as two processes would share a database or a file) edit, compact,
-//! reload and restart; a third repo on the store then finds every change either of them made.
+//! reload and restart, in fixed scenarios and in seeded random interleavings; a third repo on
+//! the store then finds every change either of them made.
 //! For stores that several processes may open at once (feature `test-suite`).
 //!
 //! ```
@@ -28,10 +29,14 @@ use tandem_core::{DocumentId, StorageAdapter};
 
 use crate::Repo;
 
-/// Runs both scenarios, each on its own document in the store.
+/// Runs both scenarios and [`interleaved`] with eight seeds, each on its own document in the
+/// store.
 pub async fn run_all<O: OpenStore>(store: &O) {
     taking_turns(store).await;
     writing_at_once(store).await;
+    for seed in 0..8 {
+        interleaved(store, seed).await;
+    }
 }
 
 /// Opens a new handle on the shared store (a new connection, as another process would).
@@ -154,4 +159,99 @@ pub async fn writing_at_once<O: OpenStore>(store: &O) {
         }
     }
     nothing_lost(store, repos, &id, &written).await;
+}
+
+/// What one step of [`interleaved`] does, to one of the two repos or both.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// A few changes, of a few hundred bytes each (enough for saves to compact).
+    Edit(usize),
+    /// Both write at once.
+    BothEdit,
+    /// Saves now.
+    Flush(usize),
+    /// Takes the document out of memory (saved first); the next step loads it from the store,
+    /// with whatever the other wrote meanwhile.
+    Evict(usize),
+    /// Stops and starts again on the store.
+    Restart(usize),
+}
+
+/// A property test in a fixed number of cases: two repos on the store in a random
+/// interleaving of edits (alone or at once), saves, unloads and restarts, drawn from `seed`;
+/// a third then finds every change either made. A failure names its seed, which replays it.
+pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
+    let mut random = SplitMix(seed);
+    let (mut repos, id) = two_repos(store).await;
+    let mut written = Vec::new();
+    let mut steps = Vec::new();
+    for n in 0..40 {
+        let p = (random.next() % 2) as usize;
+        let step = match random.next() % 10 {
+            0..=3 => Step::Edit(p),
+            4 => Step::BothEdit,
+            5 | 6 => Step::Flush(p),
+            7 | 8 => Step::Evict(p),
+            _ => Step::Restart(p),
+        };
+        steps.push(step);
+        match step {
+            Step::Edit(p) => {
+                let name = format!("s{seed}-{p}-{n}");
+                written.extend(edit(&repos[p], &id, &name, &mut random).await);
+            }
+            Step::BothEdit => {
+                let (a, b) = (format!("s{seed}-0-{n}"), format!("s{seed}-1-{n}"));
+                let (mut r0, mut r1) = (SplitMix(random.next()), SplitMix(random.next()));
+                let (from_a, from_b) = tokio::join!(
+                    edit(&repos[0], &id, &a, &mut r0),
+                    edit(&repos[1], &id, &b, &mut r1)
+                );
+                written.extend(from_a);
+                written.extend(from_b);
+            }
+            Step::Flush(p) => repos[p].flush().await.unwrap(),
+            Step::Evict(p) => repos[p].evict(&id).await.unwrap(),
+            Step::Restart(p) => {
+                let fresh = open(store).await;
+                std::mem::replace(&mut repos[p], fresh).shutdown().await;
+            }
+        }
+    }
+    eprintln!("interleaved seed {seed}: {steps:?}");
+    nothing_lost(store, repos, &id, &written).await;
+}
+
+/// One to four changes named `{name}-{k}` through `repo`; the keys written.
+async fn edit(repo: &Repo, id: &DocumentId, name: &str, random: &mut SplitMix) -> Vec<String> {
+    let handle = repo.find(id).await.unwrap();
+    let count = 1 + random.next() % 4;
+    let mut written = Vec::new();
+    for k in 0..count {
+        let key = format!("{name}-{k}");
+        // Incompressible, so that chunks grow and saves compact.
+        let value: String = (0..300)
+            .map(|_| char::from(b'a' + (random.next() % 26) as u8))
+            .collect();
+        handle
+            .change(|tx| tx.put(ROOT, key.as_str(), value))
+            .unwrap()
+            .unwrap();
+        written.push(key);
+    }
+    written
+}
+
+/// A small seeded generator (SplitMix64): the same seed draws the same steps on every
+/// machine.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }

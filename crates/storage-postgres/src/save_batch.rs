@@ -66,19 +66,26 @@ impl SaveBatcher {
     }
 }
 
+/// `first` and the saves already waiting behind it, up to [`MAX_BATCH`] saves and about
+/// [`MAX_BATCH_BYTES`]: one statement's worth.
+fn gather(first: PendingSave, pending: &mut mpsc::Receiver<PendingSave>) -> Vec<PendingSave> {
+    let mut bytes = first.value.len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match pending.try_recv() {
+            Ok(save) => {
+                bytes += save.value.len();
+                batch.push(save);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 async fn write_batches(pool: Pool, mut pending: mpsc::Receiver<PendingSave>) {
     while let Some(first) = pending.recv().await {
-        let mut bytes = first.value.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match pending.try_recv() {
-                Ok(save) => {
-                    bytes += save.value.len();
-                    batch.push(save);
-                }
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut pending);
         match write(&pool, &batch).await {
             Ok(()) => answer(batch, |_| Ok(())),
             // One bad value must not fail the saves it happened to share a batch with. (A lost
@@ -155,4 +162,79 @@ async fn write_now(pool: &Pool, batch: &[PendingSave]) -> Result<(), WriteError>
     let statement = client.prepare_cached(UPSERT_MANY).await?;
     client.execute(&statement, &[&keys, &values]).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(n: usize, size: usize) -> PendingSave {
+        let key = StorageKey::new([format!("doc{n}").as_str()]);
+        PendingSave {
+            stored: format!("doc{n}"),
+            key,
+            value: vec![1; size],
+            done: oneshot::channel().0,
+        }
+    }
+
+    /// Saves waiting together go in one statement, up to its bounds on count and bytes.
+    #[tokio::test]
+    async fn waiting_saves_are_gathered_up_to_the_bounds() {
+        let (queue, mut waiting) = mpsc::channel(QUEUE);
+        for n in 0..600 {
+            queue.send(pending(n, 10)).await.unwrap();
+        }
+        let first = waiting.recv().await.unwrap();
+        assert_eq!(gather(first, &mut waiting).len(), MAX_BATCH);
+        let first = waiting.recv().await.unwrap();
+        assert_eq!(gather(first, &mut waiting).len(), 600 - MAX_BATCH);
+
+        let large = MAX_BATCH_BYTES / 3 + 1;
+        for n in 0..5 {
+            queue.send(pending(n, large)).await.unwrap();
+        }
+        let first = waiting.recv().await.unwrap();
+        assert_eq!(gather(first, &mut waiting).len(), 3);
+        let first = waiting.recv().await.unwrap();
+        assert_eq!(gather(first, &mut waiting).len(), 2);
+    }
+
+    /// A value PostgreSQL refuses fails its own save only, not the others of its batch.
+    #[cfg(feature = "test-server")]
+    #[tokio::test]
+    async fn a_refused_value_fails_only_its_own_save() {
+        let server = crate::TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+        let url = server.database().await.unwrap();
+        let store = crate::PostgresStorage::connect(&url).await.unwrap();
+        let batcher = SaveBatcher::start(store.pool().clone());
+        // On this one thread, every save is queued before the writer first runs: one batch.
+        let saves: Vec<_> = (0..20)
+            .map(|n| {
+                let batcher = batcher.clone();
+                // A text may not hold NUL: PostgreSQL refuses the key (SQLSTATE 22021).
+                let stored = if n == 7 {
+                    "bad\0key".to_owned()
+                } else {
+                    format!("doc{n}")
+                };
+                let key = StorageKey::new([format!("doc{n}").as_str()]);
+                tokio::spawn(async move { batcher.save(&key, stored, vec![n as u8]).await })
+            })
+            .collect();
+        for (n, save) in saves.into_iter().enumerate() {
+            let outcome = save.await.unwrap();
+            assert_eq!(outcome.is_err(), n == 7, "save {n}: {outcome:?}");
+        }
+        let client = store.pool().get().await.unwrap();
+        let count: i64 = client
+            .query_one(
+                "SELECT count(*) FROM tandem_entries WHERE key LIKE 'doc%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 19);
+    }
 }

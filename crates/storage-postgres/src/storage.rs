@@ -257,3 +257,76 @@ impl StorageAdapter for PostgresStorage {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "test-server"))]
+mod tests {
+    use super::*;
+    use crate::TestPostgres;
+
+    /// The plan PostgreSQL makes for `query` with `parameters`.
+    async fn plan(
+        store: &PostgresStorage,
+        query: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> String {
+        let client = store.pool().get().await.unwrap();
+        let rows = client
+            .query(&format!("EXPLAIN {query}"), parameters)
+            .await
+            .unwrap();
+        let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        lines.join("\n")
+    }
+
+    /// The statements loads run read index ranges, never the whole table, with the
+    /// parameters the store gives them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_read_index_ranges_not_the_table() {
+        let server = TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+        let url = server.database().await.unwrap();
+        let store = PostgresStorage::connect(&url).await.unwrap();
+        let ids: Vec<DocumentId> = (0..2000).map(|_| DocumentId::random()).collect();
+        let saves: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let key = StorageKey::new([id.to_string().as_str(), "incremental", "ab"]);
+                let store = store.clone();
+                tokio::spawn(async move { store.save(&key, vec![7; 64]).await })
+            })
+            .collect();
+        for saved in saves {
+            saved.await.unwrap().unwrap();
+        }
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute("ANALYZE tandem_entries")
+            .await
+            .unwrap();
+
+        let id = &ids[42];
+        let PrefixRange { exact, from, to } =
+            PrefixRange::of(&StorageKey::new([id.to_string().as_str()])).unwrap();
+        let query = DocumentQuery::of(id).unwrap();
+        let plans = [
+            plan(&store, LOAD_RANGE, &[&exact, &from, &to]).await,
+            plan(&store, REMOVE_RANGE, &[&exact, &from, &to]).await,
+            plan(
+                &store,
+                LOAD_DOCUMENT,
+                &[
+                    &query.tombstone,
+                    &query.snapshots.from,
+                    &query.snapshots.to,
+                    &query.incrementals.from,
+                    &query.incrementals.to,
+                ],
+            )
+            .await,
+        ];
+        for plan in plans {
+            assert!(plan.contains("Index"), "{plan}");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
+        assert_eq!(store.load_document(id).await.unwrap().chunks.len(), 1);
+    }
+}
