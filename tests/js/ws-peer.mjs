@@ -269,13 +269,24 @@ switch (command) {
     const [url, docUrl, bytes] = args
     const repo = await client(url)
     const handle = await repo.find(docUrl)
+    // The server's answer is its first sync message after ours carrying the change went out
+    // (one already on its way, from the find, would say nothing about the change).
+    const network = repo.networkSubsystem
+    const send = network.send.bind(network)
+    let changed = false
+    let sent = false
+    network.send = message => {
+      if (changed && message.type === "sync" && message.documentId === handle.documentId) sent = true
+      return send(message)
+    }
     const next = new Promise(resolve => {
-      repo.networkSubsystem.on("message", message => {
-        if (message.documentId === handle.documentId && message.type === "sync") {
+      network.on("message", message => {
+        if (sent && message.documentId === handle.documentId && message.type === "sync") {
           resolve(A.decodeSyncMessage(message.data).heads)
         }
       })
     })
+    changed = true
     handle.change(d => { d.oversize = "y".repeat(Number(bytes)) })
     out({ server: await next, mine: A.getHeads(handle.doc()) })
     await repo.shutdown()
