@@ -179,8 +179,10 @@ enum Step {
 
 /// A property test in a fixed number of cases: two repos on the store in a random
 /// interleaving of edits (alone or at once), saves, unloads and restarts, drawn from `seed`;
-/// a third then finds every change either made. A failure names its seed, which replays it.
+/// a third then finds every change either made. A failure's output names its seed, which
+/// replays its steps (the timing of saves within them may differ).
 pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
+    eprintln!("shared store: interleaved steps from seed {seed}");
     let mut random = SplitMix(seed);
     let (mut repos, id) = two_repos(store).await;
     let mut written = Vec::new();
@@ -218,7 +220,7 @@ pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
             }
         }
     }
-    eprintln!("interleaved seed {seed}: {steps:?}");
+    eprintln!("seed {seed}'s steps: {steps:?}");
     nothing_lost(store, repos, &id, &written).await;
 }
 

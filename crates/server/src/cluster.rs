@@ -202,6 +202,7 @@ async fn run(
     let mut beats = tokio::time::interval(HEARTBEAT);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut beating = Beating::default();
     loop {
         tokio::select! {
             _ = beats.tick() => {}
@@ -220,6 +221,7 @@ async fn run(
             Err(error) => {
                 // The links stay as they are: a database outage is not a node's death. The
                 // other nodes drop this one if it lasts (they see it silent).
+                beating.failed();
                 if !failing {
                     warn!(%error, "cluster heartbeat failed; retrying every second");
                     failing = true;
@@ -234,14 +236,39 @@ async fn run(
             *ids = now;
             changed
         });
-        // Links this node accepted are the other side's to drop, but a node that stopped
-        // beating cannot: the repo closes them.
-        let alive = live.iter().map(|node| PeerId::from(node.id.as_str()));
-        let _ = repo.cluster_nodes_alive(alive).await;
-        reconcile(&repo, &me, &key, &live, &mut links).await;
+        let may_drop = beating.succeeded(tokio::time::Instant::now().into_std());
+        if may_drop {
+            // Links this node accepted are the other side's to drop, but a node that stopped
+            // beating cannot: the repo closes them.
+            let alive = live.iter().map(|node| PeerId::from(node.id.as_str()));
+            let _ = repo.cluster_nodes_alive(alive).await;
+        }
+        reconcile(&repo, &me, &key, &live, may_drop, &mut links).await;
     }
     for (_, link) in links {
         let _ = repo.remove_network(link.network).await;
+    }
+}
+
+/// Whether this node may take the registry's word that a node is gone: only once its own
+/// heartbeat has worked for the whole silence window. Until then (after the database was
+/// unreachable, or at start), other nodes' last beats may be old only because nobody could
+/// write one, and dropping them would cut every link just as the database returns.
+#[derive(Debug, Default)]
+struct Beating {
+    since: Option<std::time::Instant>,
+}
+
+impl Beating {
+    /// A heartbeat failed.
+    fn failed(&mut self) {
+        self.since = None;
+    }
+
+    /// A heartbeat worked at `now`: whether nodes the registry does not list may be dropped.
+    fn succeeded(&mut self, now: std::time::Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        now.duration_since(since) >= ALIVE_WITHIN
     }
 }
 
@@ -270,13 +297,14 @@ async fn count_links(
     }
 }
 
-/// Dials the live nodes this node should dial and drops the links of nodes no longer alive
-/// (or whose link gave up).
+/// Dials the live nodes this node should dial and drops the links whose link gave up, and,
+/// if `may_drop`, those of nodes no longer alive.
 async fn reconcile(
     repo: &Repo,
     me: &PeerId,
     key: &ClusterKey,
     live: &[LiveNode],
+    may_drop: bool,
     links: &mut BTreeMap<String, Link>,
 ) {
     let ours: BTreeMap<&str, &LiveNode> = live
@@ -289,7 +317,7 @@ async fn reconcile(
         .filter(|(id, link)| {
             let gave_up = matches!(*link.state.borrow(), ConnectionState::Stopped(_));
             match ours.get(id.as_str()) {
-                None => true,
+                None => gave_up || may_drop,
                 Some(node) => gave_up || node.advertise != link.advertise,
             }
         })
@@ -342,6 +370,20 @@ async fn dial(repo: &Repo, key: &ClusterKey, node: &LiveNode) -> Result<Link, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_dropped_only_after_a_whole_window_of_heartbeats() {
+        let start = std::time::Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let mut beating = Beating::default();
+        assert!(!beating.succeeded(at(0)), "at start");
+        assert!(!beating.succeeded(at(4)));
+        assert!(beating.succeeded(at(5)));
+        beating.failed();
+        assert!(!beating.succeeded(at(20)), "just after an outage");
+        assert!(!beating.succeeded(at(24)));
+        assert!(beating.succeeded(at(25)));
+    }
 
     #[test]
     fn port_zero_in_the_advertised_url_becomes_the_bound_port() {

@@ -123,10 +123,7 @@ async fn a_source_database_without_a_store_is_refused_and_left_as_it_is() {
     drop(client);
     let _ = connection.await;
 
-    let missing = format!(
-        "{}_missing",
-        empty.rsplit_once('?').map_or(empty.as_str(), |(u, _)| u)
-    );
+    let missing = postgres.url_of("tandem_test_never_created");
     let said = refusal(&missing);
     assert!(said.contains("does not exist"), "{said}");
 }

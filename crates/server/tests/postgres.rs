@@ -174,6 +174,18 @@ async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_un
     // a node holds in memory is no promise about changes its client did not write.)
     for (client, doc) in docs.iter().enumerate() {
         let reported = doc.remote_heads(&storage).expect("reported before").heads;
+        // A sync message may name heads before the changes behind them arrive.
+        let mut changes = Box::pin(doc.changes());
+        tokio::time::timeout(PATIENCE, async {
+            while !doc
+                .with_doc(|d| reported.iter().all(|h| d.get_change_by_hash(h).is_some()))
+                .unwrap()
+            {
+                futures::StreamExt::next(&mut changes).await;
+            }
+        })
+        .await
+        .expect("the reported heads' changes never arrived");
         let as_reported = doc.with_doc(|d| d.fork_at(&reported)).unwrap().unwrap();
         let acknowledged: Vec<String> = (1..=20)
             .map(|n| format!("during-{client}-{n}"))

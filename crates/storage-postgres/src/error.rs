@@ -1,6 +1,9 @@
 //! What can go wrong reaching the database.
 
 /// Connecting to PostgreSQL or preparing its schema failed.
+///
+/// Its text ends with its causes' ([`tokio_postgres::Error`]'s own names only the kind of
+/// failure), so a reporter that also prints the source chain shows them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     /// The connection URL is not one PostgreSQL accepts.

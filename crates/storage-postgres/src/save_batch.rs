@@ -207,11 +207,11 @@ mod tests {
         let server = crate::TestPostgres::start().unwrap_or_else(|error| panic!("{error}"));
         let url = server.database().await.unwrap();
         let store = crate::PostgresStorage::connect(&url).await.unwrap();
-        let batcher = SaveBatcher::start(store.pool().clone());
-        // On this one thread, every save is queued before the writer first runs: one batch.
-        let saves: Vec<_> = (0..20)
+        // Every save waits in the queue before the writer starts: one batch.
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        let outcomes: Vec<_> = (0..20)
             .map(|n| {
-                let batcher = batcher.clone();
+                let (done, outcome) = oneshot::channel();
                 // A text may not hold NUL: PostgreSQL refuses the key (SQLSTATE 22021).
                 let stored = if n == 7 {
                     "bad\0key".to_owned()
@@ -219,11 +219,20 @@ mod tests {
                     format!("doc{n}")
                 };
                 let key = StorageKey::new([format!("doc{n}").as_str()]);
-                tokio::spawn(async move { batcher.save(&key, stored, vec![n as u8]).await })
+                let save = PendingSave {
+                    key,
+                    stored,
+                    value: vec![n as u8],
+                    done,
+                };
+                assert!(queue.try_send(save).is_ok());
+                outcome
             })
             .collect();
-        for (n, save) in saves.into_iter().enumerate() {
-            let outcome = save.await.unwrap();
+        drop(queue);
+        write_batches(store.pool().clone(), waiting).await;
+        for (n, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = outcome.await.unwrap();
             assert_eq!(outcome.is_err(), n == 7, "save {n}: {outcome:?}");
         }
         let client = store.pool().get().await.unwrap();

@@ -135,7 +135,8 @@ impl TestPostgres {
         }
     }
 
-    fn url_of(&self, database: &str) -> String {
+    /// The URL of `database` on this server (whether or not it exists).
+    pub fn url_of(&self, database: &str) -> String {
         match &self.server {
             Server::Own(own) => format!("postgres://tandem@127.0.0.1:{}/{database}", own.port),
             Server::Given(url) => with_database(url, database),

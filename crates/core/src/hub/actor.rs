@@ -73,6 +73,10 @@ struct PolicyChange {
     answers: Vec<(ConnectionId, bool)>,
 }
 
+/// How many reports of the live nodes a dropped node's links are refused for, unless one lists
+/// it again: longer than a dialling node takes to give up on a link that keeps being refused.
+pub(crate) const REFUSED_FOR_REPORTS: u8 = 10;
+
 /// The repo's routing decisions: which connections are up and who is behind them, which
 /// document actor is in memory for which document, which documents each peer has been introduced
 /// to, which ephemeral messages were seen, what a message from a peer is allowed to claim.
@@ -113,11 +117,13 @@ pub struct HubActor {
     nodes: BTreeSet<ConnectionId>,
     /// Node connections made since the last [`HubInput::LiveNodes`]: the next one spares them,
     /// since their node may have registered after the registry it reports was read.
-    nodes_since_live: BTreeSet<ConnectionId>,
-    /// Nodes whose links were closed because the registry stopped listing them: their links
-    /// are refused until it lists them again, so that one cut off from the database does not
-    /// link again and again only to be dropped.
-    dropped_nodes: BTreeSet<PeerId>,
+    unreported_nodes: BTreeSet<ConnectionId>,
+    /// Nodes whose links were closed because the registry stopped listing them, with how many
+    /// more reports may pass before they are forgotten: their links are refused meanwhile (or
+    /// until the registry lists them again), so that a node cut off from the database does not
+    /// link again and again only to be dropped. Forgotten in the end, as a node that died
+    /// never comes back under its id.
+    refused_nodes: BTreeMap<PeerId, u8>,
     /// The connections the policy offers everything (nodes too): a document coming into
     /// memory is told of them, and of the peers introduced to it, without looking at every
     /// other connection.
@@ -159,8 +165,8 @@ impl HubActor {
             ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
             nodes: BTreeSet::new(),
-            nodes_since_live: BTreeSet::new(),
-            dropped_nodes: BTreeSet::new(),
+            unreported_nodes: BTreeSet::new(),
+            refused_nodes: BTreeMap::new(),
             offered: BTreeSet::new(),
             by_peer: HashMap::new(),
             documents: BTreeMap::new(),
@@ -244,7 +250,7 @@ impl HubActor {
                 self.effects.push(HubEffect::Completed(command));
             }
             HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
-            HubInput::LiveNodes(live) => self.live_nodes(&live),
+            HubInput::LiveNodes(live) => self.close_nodes_not_alive(&live),
             HubInput::NetworksSettling(settling) => {
                 self.networks_settling = settling;
                 self.release_awaiting();
@@ -341,8 +347,8 @@ impl HubActor {
             self.effects.push(HubEffect::Refused(command));
             return;
         }
-        if grant.cluster_node && self.dropped_nodes.contains(&peer) {
-            debug!(%peer, "a link from a node the registry does not list as alive; refusing it");
+        if grant.cluster_node && self.refused_nodes.contains_key(&peer) {
+            info!(%peer, "refusing a link from a node the registry does not list as alive");
             self.effects.push(HubEffect::Refused(command));
             return;
         }
@@ -361,7 +367,7 @@ impl HubActor {
         if let Some(old) = self.by_peer.remove(&peer) {
             info!(%peer, "peer reconnected; closing its previous connection");
             self.nodes.remove(&old);
-            self.nodes_since_live.remove(&old);
+            self.unreported_nodes.remove(&old);
             self.offered.remove(&old);
             if let Some(entry) = self.connections.remove(&old) {
                 self.effects.push(HubEffect::Close(old));
@@ -391,7 +397,7 @@ impl HubActor {
         self.by_peer.insert(peer.clone(), connection);
         if cluster_node {
             self.nodes.insert(connection);
-            self.nodes_since_live.insert(connection);
+            self.unreported_nodes.insert(connection);
         }
         if self.networks_settling {
             self.joined_while_settling.insert(connection);
@@ -480,7 +486,7 @@ impl HubActor {
 
     fn disconnected(&mut self, connection: ConnectionId) {
         self.nodes.remove(&connection);
-        self.nodes_since_live.remove(&connection);
+        self.unreported_nodes.remove(&connection);
         self.offered.remove(&connection);
         let Some(entry) = self.connections.remove(&connection) else {
             return; // an older connection of a peer that has since reconnected
@@ -493,10 +499,14 @@ impl HubActor {
     }
 
     /// Closes the links of nodes the registry no longer lists as alive, but for links made
-    /// since the last report, and refuses theirs until it lists them again.
-    fn live_nodes(&mut self, live: &BTreeSet<PeerId>) {
-        self.dropped_nodes.retain(|peer| !live.contains(peer));
-        let spared = std::mem::take(&mut self.nodes_since_live);
+    /// since the last report, and refuses theirs until it lists them again (or for
+    /// [`REFUSED_FOR_REPORTS`]).
+    fn close_nodes_not_alive(&mut self, live: &BTreeSet<PeerId>) {
+        self.refused_nodes.retain(|peer, reports_left| {
+            *reports_left = reports_left.saturating_sub(1);
+            *reports_left > 0 && !live.contains(peer)
+        });
+        let spared = std::mem::take(&mut self.unreported_nodes);
         let gone: Vec<ConnectionId> = self
             .nodes
             .iter()
@@ -511,7 +521,8 @@ impl HubActor {
         for connection in gone {
             if let Some(node) = self.connections.get(&connection) {
                 info!(peer = %node.peer, "closing the link of a node no longer alive");
-                self.dropped_nodes.insert(node.peer.clone());
+                self.refused_nodes
+                    .insert(node.peer.clone(), REFUSED_FOR_REPORTS);
             }
             self.disconnected(connection);
         }

@@ -476,6 +476,16 @@ fn links_of_nodes_no_longer_alive_are_closed() {
     // Listed again, node-b is admitted again.
     step(&mut hub, live(&["node-b"]));
     join(&mut hub, "node-b", Grant::cluster_node());
+    // node-c, never listed again, is forgotten after enough reports (it may have died).
+    let refused = join_as(&mut hub, "node-c", Grant::cluster_node());
+    assert!(
+        matches!(&refused[..], [HubEffect::Refused(_)]),
+        "{refused:?}"
+    );
+    for _ in 1..actor::REFUSED_FOR_REPORTS {
+        step(&mut hub, live(&["node-b"]));
+    }
+    join(&mut hub, "node-c", Grant::cluster_node());
 }
 
 /// A document looked for while client transports make their first attempt waits for them, and
