@@ -504,19 +504,25 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on ctrl-c, or SIGTERM on Unix: the signals [`run`] should stop on.
+/// Resolves on ctrl-c, or on Unix SIGTERM or SIGHUP: the signals [`run`] should stop on.
+/// SIGHUP stops in order too (there is nothing to reload), so that a server whose terminal
+/// closes saves everything and leaves its cluster instead of dying at once.
 pub async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hangup)) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = hangup.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

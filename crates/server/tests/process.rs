@@ -1,5 +1,5 @@
-//! The `tandem-server` binary as a user runs it: starts, serves, stops on SIGTERM with exit 0,
-//! and serves what it stored after a restart.
+//! The `tandem-server` binary as a user runs it: starts, serves, stops on SIGTERM or SIGHUP
+//! with exit 0, and serves what it stored after a restart.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
-use common::{acknowledged, kill_hard, start_server, terminate, ServerProcess};
+use common::{acknowledged, kill_hard, start_server, stop_with, terminate, ServerProcess};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 
@@ -72,7 +72,9 @@ async fn documents_survive_a_clean_restart_of_the_binary() {
         .unwrap();
     assert_eq!(kept, "\"yes\"");
     carol.shutdown().await;
-    assert!(terminate(server).success());
+    // SIGHUP (a closing terminal) stops it in order too: exit 0, not death by the signal.
+    let status = stop_with(server, "HUP");
+    assert!(status.success(), "exit status {status:?}");
 }
 
 /// A client writes and records every change the server acknowledged (its storage holds our

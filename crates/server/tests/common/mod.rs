@@ -7,7 +7,7 @@ use std::time::Duration;
 mod server_process;
 
 #[allow(unused_imports)]
-pub use server_process::{kill_hard, start_server, terminate, ServerProcess};
+pub use server_process::{kill_hard, start_server, stop_with, terminate, ServerProcess};
 
 /// The `join` frame of a client called `name`.
 pub fn join_as(name: &str) -> Vec<u8> {

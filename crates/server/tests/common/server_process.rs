@@ -60,10 +60,16 @@ pub fn start_server(args: &[&OsStr]) -> (ServerProcess, String) {
 }
 
 /// Stops the server with SIGTERM; its exit status.
-pub fn terminate(mut server: ServerProcess) -> std::process::ExitStatus {
+pub fn terminate(server: ServerProcess) -> std::process::ExitStatus {
+    stop_with(server, "TERM")
+}
+
+/// Sends `signal` (a name `kill` takes: TERM, HUP) and waits for the process to end.
+pub fn stop_with(mut server: ServerProcess, signal: &str) -> std::process::ExitStatus {
     let mut child = server.0.take().expect("running");
+    let pid = child.id().to_string();
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([format!("-{signal}").as_str(), &pid])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -71,9 +77,14 @@ pub fn terminate(mut server: ServerProcess) -> std::process::ExitStatus {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    rx.recv_timeout(PATIENCE)
-        .expect("the server did not stop after SIGTERM")
-        .expect("wait")
+    match rx.recv_timeout(PATIENCE) {
+        Ok(waited) => waited.expect("wait"),
+        Err(_) => {
+            // Not left running (holding the test's output open) after the test fails.
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the server did not stop after SIG{signal}")
+        }
+    }
 }
 
 /// Kills the server with SIGKILL (`kill -9`).
