@@ -81,6 +81,27 @@ async fn nodes_link_and_clients_on_different_nodes_see_each_others_changes() {
         wait_for_value(&doc, "m", n).await;
     }
 
+    // Documents only node a's clients use stay out of node b's memory: node a tells node b
+    // it holds them, and node b, with no client asking, declines. (Messages on the link are
+    // handled in order, so once node b has relayed the next change of the shared document,
+    // it has handled what node a said of the others.)
+    let mut only_a = Vec::new();
+    for _ in 0..5 {
+        let (own, _) = alice
+            .create_with(|tx| tx.put(ROOT, "own", 1))
+            .await
+            .unwrap();
+        acknowledged(&own, a.repo().storage_id().unwrap()).await;
+        only_a.push(own.document_id().clone());
+    }
+    doc.change(|tx| tx.put(ROOT, "n", 6)).unwrap().unwrap();
+    wait_for_value(&theirs, "n", 6).await;
+    let held_by_b = b.repo().documents().await.unwrap();
+    assert!(
+        only_a.iter().all(|id| !held_by_b.contains(id)),
+        "node b holds documents no client of its uses"
+    );
+
     // A node that leaves is dropped by the other at once.
     let mut peers = a.repo().peer_changes();
     let b_id = b.repo().peer_id().clone();
