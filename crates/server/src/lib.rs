@@ -504,31 +504,54 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on ctrl-c, or on Unix SIGTERM or SIGHUP: the signals [`run`] should stop on.
-/// SIGHUP stops in order too (there is nothing to reload), so that a server whose terminal
+/// Resolves on ctrl-c, or on Unix SIGINT, SIGTERM or SIGHUP: the signals [`run`] should stop
+/// on. SIGHUP stops in order too (there is nothing to reload), so that a server whose terminal
 /// closes saves everything and leaves its cluster instead of dying at once.
-pub async fn stop_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled: call
+/// it before the server starts, so that a signal sent as soon as the server says it listens is
+/// not met by the default action (which ends the process at once). Needs a tokio runtime.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), tandem_server::ServerError> {
+/// use clap::Parser;
+/// use tandem_server::{run, stop_signal, Options};
+///
+/// let options = Options::parse_from(["tandem-server", "--port", "0", "--memory"]);
+/// // The argument is made before the server starts: signals are handled from then on.
+/// run(options, stop_signal()).await
+/// # }
+/// ```
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(mut term), Ok(mut hangup)) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                    _ = hangup.recv() => {}
+        let handlers = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ]
+        .map(signal);
+        async move {
+            match handlers {
+                [Ok(mut interrupt), Ok(mut term), Ok(mut hangup)] => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                        _ = hangup.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
