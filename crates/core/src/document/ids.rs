@@ -30,4 +30,9 @@ impl Counter {
         self.0 += 1;
         self.0
     }
+
+    /// The last number given (0 before the first).
+    pub(crate) fn last(&self) -> u64 {
+        self.0
+    }
 }

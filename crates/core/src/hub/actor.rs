@@ -115,9 +115,10 @@ pub struct HubActor {
     /// The connections that are other nodes of the cluster (a handful), so that an unload
     /// tells them without looking at every client.
     nodes: BTreeSet<ConnectionId>,
-    /// Node connections made since the last [`HubInput::LiveNodes`]: the next one spares them,
-    /// since their node may have registered after the registry it reports was read.
-    unreported_nodes: BTreeSet<ConnectionId>,
+    /// The last connection made before the last [`HubInput::LiveNodes`] (connection ids only
+    /// grow): the next report spares node links made after it, since their node may have
+    /// registered after the registry it reports was read.
+    last_reported_connection: ConnectionId,
     /// Nodes whose links were closed because the registry stopped listing them, with how many
     /// more reports may pass before they are forgotten: their links are refused meanwhile (or
     /// until the registry lists them again), so that a node cut off from the database does not
@@ -165,7 +166,7 @@ impl HubActor {
             ephemeral_rate: EphemeralRate::default(),
             connections: BTreeMap::new(),
             nodes: BTreeSet::new(),
-            unreported_nodes: BTreeSet::new(),
+            last_reported_connection: ConnectionId(0),
             refused_nodes: BTreeMap::new(),
             offered: BTreeSet::new(),
             by_peer: HashMap::new(),
@@ -367,7 +368,6 @@ impl HubActor {
         if let Some(old) = self.by_peer.remove(&peer) {
             info!(%peer, "peer reconnected; closing its previous connection");
             self.nodes.remove(&old);
-            self.unreported_nodes.remove(&old);
             self.offered.remove(&old);
             if let Some(entry) = self.connections.remove(&old) {
                 self.effects.push(HubEffect::Close(old));
@@ -397,7 +397,6 @@ impl HubActor {
         self.by_peer.insert(peer.clone(), connection);
         if cluster_node {
             self.nodes.insert(connection);
-            self.unreported_nodes.insert(connection);
         }
         if self.networks_settling {
             self.joined_while_settling.insert(connection);
@@ -486,7 +485,6 @@ impl HubActor {
 
     fn disconnected(&mut self, connection: ConnectionId) {
         self.nodes.remove(&connection);
-        self.unreported_nodes.remove(&connection);
         self.offered.remove(&connection);
         let Some(entry) = self.connections.remove(&connection) else {
             return; // an older connection of a peer that has since reconnected
@@ -506,11 +504,14 @@ impl HubActor {
             *reports_left = reports_left.saturating_sub(1);
             *reports_left > 0 && !live.contains(peer)
         });
-        let spared = std::mem::take(&mut self.unreported_nodes);
+        let reported_through = std::mem::replace(
+            &mut self.last_reported_connection,
+            ConnectionId(self.connection_ids.last()),
+        );
         let gone: Vec<ConnectionId> = self
             .nodes
             .iter()
-            .filter(|connection| !spared.contains(connection))
+            .filter(|connection| **connection <= reported_through)
             .filter(|connection| {
                 self.connections
                     .get(connection)
