@@ -233,3 +233,75 @@ fn a_find_while_networks_settle_waits_for_them() {
     let effects = feed(&mut actor, &mut doc, now, DocumentInput::NetworksSettled);
     assert_ne!(state(&effects), Some(HandleState::Unavailable));
 }
+
+/// A change over the quota is reported ([`DocumentEffect::Refused`], which the server counts)
+/// before the answer to the message that carried it goes out: whoever hears the answer finds
+/// the refusal already counted.
+#[test]
+fn a_refused_change_is_reported_before_the_answer() {
+    use automerge::transaction::Transactable;
+    let mut config = DocumentConfig::new(PeerId::from("server"), SessionId::random());
+    config.quota.max_change_bytes = Some(1000);
+    let id = DocumentId::random();
+    let mut doc = Automerge::new();
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(automerge::ROOT, "n", 1))
+        .expect("a valid transaction");
+    let now = Instant::now();
+    let mut actor = DocumentActor::new(
+        Arc::new(config),
+        id.clone(),
+        Start::Created,
+        Vec::new(),
+        &doc,
+        now,
+    );
+    actor.start(now, &mut doc);
+    let writer = PeerId::from("writer");
+    let mut theirs = doc.fork();
+    theirs
+        .transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(automerge::ROOT, "big", "y".repeat(5000))
+        })
+        .expect("a valid transaction");
+    let mut state = sync::State::new();
+    for _ in 0..5 {
+        let Some(message) = theirs.generate_sync_message(&mut state) else {
+            break;
+        };
+        let effects = feed(
+            &mut actor,
+            &mut doc,
+            now,
+            DocumentInput::Incoming {
+                from: writer.clone(),
+                metadata: metadata(),
+                granted: Access::ReadWrite,
+                message: Message::Sync(SyncMessage {
+                    sender_id: writer.clone(),
+                    target_id: PeerId::from("server"),
+                    document_id: id.clone(),
+                    data: MessageData::new(message.encode()).expect("not empty"),
+                }),
+            },
+        );
+        let to_writer = |e: &DocumentEffect| matches!(e, DocumentEffect::Send(Message::Sync(m)) if m.target_id == writer);
+        if let Some(refused) = effects
+            .iter()
+            .position(|e| matches!(e, DocumentEffect::Refused { .. }))
+        {
+            let answer = effects.iter().position(to_writer).expect("an answer");
+            assert!(refused < answer, "answered before reporting: {effects:?}");
+            return;
+        }
+        for effect in effects.iter().filter(|e| to_writer(e)) {
+            let DocumentEffect::Send(Message::Sync(m)) = effect else {
+                unreachable!()
+            };
+            let answer = sync::Message::decode(m.data.as_bytes()).expect("a sync message");
+            theirs
+                .receive_sync_message(&mut state, answer)
+                .expect("the answer applies");
+        }
+    }
+    panic!("the change was never refused");
+}
