@@ -25,6 +25,8 @@
 use std::time::Duration;
 
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tandem_core::{DocumentId, StorageAdapter};
 
 use crate::Repo;
@@ -183,13 +185,14 @@ enum Step {
 /// replays its steps (the timing of saves within them may differ).
 pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
     eprintln!("shared store: interleaved steps from seed {seed}");
-    let mut random = SplitMix(seed);
+    // ChaCha8: the same steps from a seed on every platform and version.
+    let mut random = ChaCha8Rng::seed_from_u64(seed);
     let (mut repos, id) = two_repos(store).await;
     let mut written = Vec::new();
     let mut steps = Vec::new();
     for n in 0..40 {
-        let p = (random.next() % 2) as usize;
-        let step = match random.next() % 10 {
+        let p = random.random_range(0..2);
+        let step = match random.random_range(0..10) {
             0..=3 => Step::Edit(p),
             4 => Step::BothEdit,
             5 | 6 => Step::Flush(p),
@@ -204,7 +207,10 @@ pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
             }
             Step::BothEdit => {
                 let (a, b) = (format!("s{seed}-0-{n}"), format!("s{seed}-1-{n}"));
-                let (mut r0, mut r1) = (SplitMix(random.next()), SplitMix(random.next()));
+                let (mut r0, mut r1) = (
+                    ChaCha8Rng::seed_from_u64(random.random()),
+                    ChaCha8Rng::seed_from_u64(random.random()),
+                );
                 let (from_a, from_b) = tokio::join!(
                     edit(&repos[0], &id, &a, &mut r0),
                     edit(&repos[1], &id, &b, &mut r1)
@@ -225,15 +231,15 @@ pub async fn interleaved<O: OpenStore>(store: &O, seed: u64) {
 }
 
 /// One to four changes named `{name}-{k}` through `repo`; the keys written.
-async fn edit(repo: &Repo, id: &DocumentId, name: &str, random: &mut SplitMix) -> Vec<String> {
+async fn edit(repo: &Repo, id: &DocumentId, name: &str, random: &mut ChaCha8Rng) -> Vec<String> {
     let handle = repo.find(id).await.unwrap();
-    let count = 1 + random.next() % 4;
+    let count = random.random_range(1..=4);
     let mut written = Vec::new();
     for k in 0..count {
         let key = format!("{name}-{k}");
         // Incompressible, so that chunks grow and saves compact.
         let value: String = (0..300)
-            .map(|_| char::from(b'a' + (random.next() % 26) as u8))
+            .map(|_| char::from(random.random_range(b'a'..=b'z')))
             .collect();
         handle
             .change(|tx| tx.put(ROOT, key.as_str(), value))
@@ -242,18 +248,4 @@ async fn edit(repo: &Repo, id: &DocumentId, name: &str, random: &mut SplitMix) -
         written.push(key);
     }
     written
-}
-
-/// A small seeded generator (SplitMix64): the same seed draws the same steps on every
-/// machine.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
