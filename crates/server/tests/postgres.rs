@@ -157,7 +157,6 @@ async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_un
             for doc in &docs {
                 acknowledged(doc, &storage).await;
             }
-            docs[0].heads().unwrap()
         }
     };
     write("before", 20).await;
