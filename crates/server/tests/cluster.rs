@@ -130,8 +130,9 @@ async fn sorted_and_linked(nodes: &mut [(Server, Proxy)]) -> Vec<tandem_core::Pe
     ids
 }
 
-/// A TCP proxy on 127.0.0.1 in front of one node, for the links of the others to it: it can be
-/// cut (every connection through it closes, new ones are refused) and healed.
+/// A TCP proxy on 127.0.0.1 in front of one node (for the links of the others to it) or of the
+/// database (for one node's connections): it can be cut (every connection through it closes,
+/// new ones are refused) and healed.
 struct Proxy {
     address: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<bool>,
