@@ -39,6 +39,12 @@ async fn a_client_syncs_through_the_axum_route() {
         .wait_for_peer(server.peer_id(), PATIENCE)
         .await
         .unwrap();
+    // The server's repo takes the client in a moment after the client sees it; until then its
+    // find would ask nobody.
+    server
+        .wait_for_peer(client.peer_id(), PATIENCE)
+        .await
+        .unwrap();
     let (doc, _) = client
         .create_with(|tx| tx.put(ROOT, "via", "axum"))
         .await

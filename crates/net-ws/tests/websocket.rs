@@ -640,8 +640,10 @@ async fn wss_with_a_self_signed_certificate() {
     let mut states = trusting.states();
     let alice = Repo::builder().network(trusting).start().await.unwrap();
     online(&mut states).await;
-    alice
-        .wait_for_peer(server.peer_id(), PATIENCE)
+    // The server's peer message reaches alice before the server's repo has taken her in: wait
+    // for that side too, or its find could ask nobody.
+    server
+        .wait_for_peer(alice.peer_id(), PATIENCE)
         .await
         .unwrap();
     let (doc, _) = alice
