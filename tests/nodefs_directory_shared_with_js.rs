@@ -2,11 +2,9 @@
 //! through `NodeFSStorageAdapter`, tandem's `FsStorage` reads at the same heads and content; what
 //! tandem writes, Node reads through NodeFS — even with a crashed write's staging file left over.
 
-mod common;
-
+use crate::common::{doc_to_json, node_json};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT};
-use common::{doc_to_json, node_json};
 use serde_json::{json, Value as Json};
 use tandem::storage_fs::FsStorage;
 use tandem::{AutomergeUrl, ChunkKey, DocumentId, StorageAdapter, StorageId, StorageKey};

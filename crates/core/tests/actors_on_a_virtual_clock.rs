@@ -2,15 +2,13 @@
 //! (`tandem_core::testing`): unloading, durable acknowledgement, share-policy changes. Each test
 //! runs the network until it is quiet and then looks, so a bug has no timing to hide behind.
 
-mod common;
-
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::common::virtual_clock::{doc_with, value};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ReadDoc, ROOT};
-use common::virtual_clock::{doc_with, value};
 use tandem_core::sync::HandleState;
 use tandem_core::testing::{Network, NodeEvent, Policy, Saves};
 use tandem_core::{Access, DocumentId, PeerId};

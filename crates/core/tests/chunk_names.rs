@@ -1,10 +1,8 @@
 //! Chunk keys and names: for every document and storage tree the JS packages wrote, we compute
 //! exactly the file names they chose (docs/protocol.md#keys-and-chunk-names).
 
-mod common;
-
+use crate::common::{fixture, hex_of};
 use automerge::{Automerge, ChangeHash};
-use common::{fixture, hex_of};
 use serde_json::Value;
 use tandem_core::{content_hash, heads_hash, ChunkKey, ChunkKind, DocumentId, StorageKey};
 

@@ -2,13 +2,11 @@
 //! cluster nodes; clients connect to either. A document open on both nodes stays in sync
 //! through them, and a node holds only the documents its own clients use.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::virtual_clock::{doc_with, value};
 use automerge::transaction::Transactable;
 use automerge::ROOT;
-use common::virtual_clock::{doc_with, value};
 use tandem_core::document::DocumentConfig;
 use tandem_core::testing::{LinkId, Network, Policy, SharedStore};
 use tandem_core::DocumentId;

@@ -1,10 +1,8 @@
 //! The codec on hostile and unusual input: what the JS decoder tolerates we tolerate, what is
 //! broken is a typed error (never a panic), and what we write follows cbor-x's rules.
 
-mod common;
-
+use crate::common::{fixture, hex_of};
 use automerge::ChangeHash;
-use common::{fixture, hex_of};
 use proptest::prelude::*;
 use tandem_core::*;
 

@@ -1,6 +1,7 @@
 //! Every input the fuzz targets (`fuzz/`) found a crash with, replayed in the normal suite.
 //! Inputs live in `tests/fixtures/fuzz/<target>/`.
 
+#[path = "peer_messages_driver/mod.rs"]
 mod peer_messages_driver;
 
 use std::path::PathBuf;

@@ -1,9 +1,7 @@
 //! Document ids, URLs and heads agree with what automerge-repo 2.5.6 computed and accepted.
 
-mod common;
-
+use crate::common::fixture;
 use automerge::ChangeHash;
-use common::fixture;
 use serde_json::Value;
 use tandem_core::{url_heads, AutomergeUrl, DocumentId, InvalidUrl, UrlHead};
 

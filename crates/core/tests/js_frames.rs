@@ -1,9 +1,7 @@
 //! Every frame the JS packages put on the wire decodes into the right message with the right field
 //! values, and every frame a JS repo produced re-encodes to the very same bytes.
 
-mod common;
-
-use common::{fixture, hex_of, normalize_captured, normalize_ours, to_js_json};
+use crate::common::{fixture, hex_of, normalize_captured, normalize_ours, to_js_json};
 use serde_json::Value;
 use tandem_core::{DecodeError, Message};
 

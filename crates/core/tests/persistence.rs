@@ -2,13 +2,11 @@
 //! heads, corrupt chunks cost only themselves, the compaction rule makes the decisions JS made,
 //! and two processes compacting one store lose nothing.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{fixture, hex_of};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, Automerge, ChangeHash, ReadDoc, ROOT};
-use common::{fixture, hex_of};
 use proptest::prelude::*;
 use serde_json::Value;
 use tandem_core::persistence::{load_document, should_compact, ChunkLedger, SavePlan};

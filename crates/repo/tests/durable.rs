@@ -1,12 +1,10 @@
 //! Durable acknowledgement: a server with storage acknowledges a peer's change only once it is
 //! saved, while other peers hear of the change at once.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::{link, wait_for_heads, PATIENCE};
 use automerge::{transaction::Transactable, ROOT};
-use common::{link, wait_for_heads, PATIENCE};
 use futures::StreamExt;
 use tandem_repo::network::memory::Link;
 use tandem_repo::{AskOnly, DocHandle, Repo};

@@ -1,10 +1,8 @@
 //! `Repo::events`: documents coming into memory, turning unavailable, deleted, leaving memory.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::{Stream, StreamExt};
 use tandem_core::DocumentId;
 use tandem_repo::{Repo, RepoError, RepoEvent};

@@ -1,13 +1,11 @@
 //! Memory stays bounded: documents nobody holds are saved and unloaded after the idle time.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
-use common::*;
 use futures::{Stream, StreamExt};
 use tandem_repo::{Repo, RepoEvent};
 use tandem_storage_mem::MemoryStorage;

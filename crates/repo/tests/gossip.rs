@@ -1,10 +1,8 @@
 //! Remote-heads gossip (docs/protocol.md#remote-heads-gossip): a client learns, through a server,
 //! which heads another client's storage holds — a "saved on the other device" indicator.
 
-mod common;
-
+use crate::common::{link, wait_for_heads, PATIENCE};
 use automerge::{transaction::Transactable, ChangeHash, ROOT};
-use common::{link, wait_for_heads, PATIENCE};
 use futures::StreamExt;
 use tandem_repo::{AskOnly, DocHandle, Repo};
 use tandem_storage_mem::MemoryStorage;

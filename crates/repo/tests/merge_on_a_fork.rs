@@ -1,14 +1,12 @@
 //! A large document arriving from a peer is merged on a fork: the handle's document stays
 //! readable and writable meanwhile, and what the application writes meanwhile is kept.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ReadDoc, ROOT};
-use common::*;
 use tandem_repo::Repo;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,10 @@
 //! What a repo keeps in storage: across restarts, under compaction, despite corruption.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
-use common::*;
 use tandem_core::{ChunkKey, ChunkKind, StorageAdapter, StorageKey};
 use tandem_repo::{HandleState, Repo};
 use tandem_storage_mem::MemoryStorage;

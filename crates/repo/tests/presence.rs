@@ -1,12 +1,10 @@
 //! Presence between two repos: each sees the other's state and its updates, and a peer that
 //! stops is forgotten at once (the goodbye), one that vanishes after the time to live.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Map, Value};
 use tandem_core::PeerId;
 use tandem_repo::presence::{PeerPresence, PresenceConfig};

@@ -1,8 +1,6 @@
 //! Share policy: who is offered what, and who may have it at all.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

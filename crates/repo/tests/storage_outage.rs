@@ -1,14 +1,12 @@
 //! Storage that fails (a full disk): saves of every document retry under one backoff, the
 //! observer hears the outage start and end once, and saving resumes by itself.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::common::PATIENCE;
 use async_trait::async_trait;
 use automerge::{transaction::Transactable, ROOT};
-use common::PATIENCE;
 use tandem_core::{ChunkKey, DocumentId, StorageAdapter, StorageError, StorageKey};
 use tandem_repo::{Repo, RepoObserver};
 use tandem_storage_mem::testing::FullStorage;

@@ -1,10 +1,8 @@
 //! Documents crossing more than one hop: a chain, and a star of 20 concurrent writers.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
-use common::*;
 use tandem_repo::{AskOnly, Repo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,8 @@
 //! Two repos over an in-memory link: find, concurrent edits of every data type, ephemeral.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{ObjType, Patch, PatchAction, ReadDoc, ScalarValue, ROOT};
-use common::*;
 use futures::StreamExt;
 use tandem_repo::{ChangeOrigin, HandleState, Repo};
 

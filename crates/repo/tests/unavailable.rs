@@ -1,12 +1,10 @@
 //! Documents nobody has: how fast a find gives up, and how it recovers when someone turns up.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::ROOT;
-use common::*;
 use futures::StreamExt;
 use tandem_core::DocumentId;
 use tandem_repo::{FindProgress, HandleState, Repo, RepoError};

@@ -2,11 +2,9 @@
 //! that look ready while nothing saves or syncs them, nor finds that wait forever; the rest of
 //! the repo goes on.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::ROOT;
-use common::*;
 use tandem_core::sync::HandleState;
 use tandem_core::DocumentId;
 use tandem_repo::{HandleError, Repo, RepoError};

@@ -1,13 +1,11 @@
 //! Servers on one PostgreSQL database form a cluster: they find each other in the database,
 //! link, and a client on any node sees what clients on the others write.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{acknowledged, client_of};
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use clap::Parser;
-use common::{acknowledged, client_of};
 use futures::StreamExt;
 use tandem_repo::DocHandle;
 use tandem_server::{Options, Server};

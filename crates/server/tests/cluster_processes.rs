@@ -3,16 +3,12 @@
 //! created, a node killed with `kill -9` mid-writes loses nothing it acknowledged, and a node
 //! that joins later serves.
 
-mod common;
-#[path = "../../../tests/common/mod.rs"]
-mod js;
-
 use std::ffi::OsStr;
 use std::time::Duration;
 
+use crate::common::{acknowledged, kill_hard, start_server, ServerProcess};
+use crate::js::NodeProcess;
 use automerge::{transaction::Transactable, ChangeHash, ReadDoc, ROOT};
-use common::{acknowledged, kill_hard, start_server, ServerProcess};
-use js::NodeProcess;
 use serde_json::Value as Json;
 use tandem_core::persistence::load_document;
 use tandem_core::{StorageAdapter, StorageId};

@@ -1,12 +1,10 @@
 //! The HTTP front: health and readiness, and a WebSocket upgrade on any path.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{client_built, client_of, join_as, nothing_to_sync};
 use clap::Parser;
-use common::{client_built, client_of, join_as, nothing_to_sync};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 use tandem_server::{Options, Server};

@@ -2,14 +2,10 @@
 //! PostgreSQL, where a server on that database serves every document with its heads, and back
 //! into a directory the JS packages read with the same heads.
 
-mod common;
-#[path = "../../../tests/common/mod.rs"]
-mod js;
-
 use std::ffi::OsStr;
 use std::process::Command;
 
-use common::{start_server, terminate};
+use crate::common::{start_server, terminate};
 use serde_json::Value as Json;
 use tandem_storage_postgres::TestPostgres;
 
@@ -46,7 +42,7 @@ async fn a_js_directory_moves_into_postgres_and_back_with_every_documents_heads(
     let database = postgres.database().await.unwrap();
     let dirs = tempfile::tempdir().unwrap();
     let (from, back) = (dirs.path().join("js"), dirs.path().join("back"));
-    let written = js::node_json("nodefs-write.mjs", &[from.to_str().unwrap(), "5"]);
+    let written = crate::js::node_json("nodefs-write.mjs", &[from.to_str().unwrap(), "5"]);
     let expected = urls_and_heads(&written);
 
     let report = migrate(&[
@@ -60,7 +56,7 @@ async fn a_js_directory_moves_into_postgres_and_back_with_every_documents_heads(
     // A server on the database serves each document to a JS client with its heads.
     let (server, url) = start_server(&[OsStr::new("--postgres"), OsStr::new(&database)]);
     for (doc_url, heads) in &expected {
-        let mut node = js::NodeProcess::start("ws-peer.mjs", &["find", &url, doc_url]);
+        let mut node = crate::js::NodeProcess::start("ws-peer.mjs", &["find", &url, doc_url]);
         let found = node
             .next_json_async(std::time::Duration::from_secs(30))
             .await;
@@ -79,7 +75,7 @@ async fn a_js_directory_moves_into_postgres_and_back_with_every_documents_heads(
     let mut args = vec![back.to_str().unwrap().to_owned()];
     args.extend(expected.iter().map(|(url, _)| url.clone()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let read = js::node_json("nodefs-read.mjs", &args);
+    let read = crate::js::node_json("nodefs-read.mjs", &args);
     assert_eq!(urls_and_heads(&read), expected);
 }
 

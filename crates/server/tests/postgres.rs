@@ -2,13 +2,11 @@
 //! goes away under load makes the nodes of a cluster on it not-ready, never acknowledging what
 //! was not committed, until it comes back and they recover by themselves.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{acknowledged, client_of};
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use clap::Parser;
-use common::{acknowledged, client_of};
 use tandem_core::StorageId;
 use tandem_repo::{DocHandle, Repo};
 use tandem_server::{Options, Server};

@@ -1,14 +1,12 @@
 //! The `tandem-server` binary as a user runs it: starts, serves, stops on SIGTERM or SIGHUP
 //! with exit 0, and serves what it stored after a restart.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::{acknowledged, kill_hard, start_server, stop_with, terminate, ServerProcess};
 use automerge::{transaction::Transactable, ReadDoc, ROOT};
-use common::{acknowledged, kill_hard, start_server, stop_with, terminate, ServerProcess};
 use tandem_net_ws::{ClientConfig, WebSocketClient};
 use tandem_repo::Repo;
 
@@ -394,7 +392,7 @@ async fn a_change_automerge_panics_on_is_logged_and_the_server_serves_on() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
-    ws.send(Frame::binary(common::join_as("mallory")))
+    ws.send(Frame::binary(crate::common::join_as("mallory")))
         .await
         .unwrap();
     let poisoned = automerge::sync::Message {
@@ -552,7 +550,7 @@ async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = start(dir.path());
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    ws.send(Frame::binary(common::join_as("flooder")))
+    ws.send(Frame::binary(crate::common::join_as("flooder")))
         .await
         .unwrap();
     let server_id = match tokio::time::timeout(PATIENCE, ws.next()).await {
@@ -564,7 +562,7 @@ async fn a_flood_of_made_up_ids_leaves_nothing_behind() {
     };
     let before = rss(&server);
 
-    let empty = common::nothing_to_sync();
+    let empty = crate::common::nothing_to_sync();
     let (mut sink, mut stream) = ws.split();
     let sending = tokio::spawn(async move {
         for _ in 0..IDS {

@@ -1,0 +1,7 @@
+//! Every integration test of this package in one binary: one link and one executable
+//! instead of one per file, which keeps a clean build's disk use down.
+
+mod axum;
+mod conformance;
+mod first_attempt;
+mod websocket;
