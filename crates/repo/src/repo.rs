@@ -676,7 +676,7 @@ impl Repo {
     /// whose peer is not among them is closed, whichever node dialled it, so that a node that
     /// stopped saying it is alive is dropped by every other. Links made since the previous call
     /// are spared once (their node may have registered after the registry was read).
-    /// Connections that are not nodes' are never touched.
+    /// Connections that are not nodes' are never touched. Returns once those links are closed.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -251,7 +251,10 @@ impl HubActor {
                 self.effects.push(HubEffect::Completed(command));
             }
             HubInput::SharePolicyChanged { command } => self.share_policy_changed(command),
-            HubInput::LiveNodes(live) => self.close_nodes_not_alive(&live),
+            HubInput::LiveNodes { nodes, command } => {
+                self.close_nodes_not_alive(&nodes);
+                self.effects.push(HubEffect::Completed(command));
+            }
             HubInput::NetworksSettling(settling) => {
                 self.networks_settling = settling;
                 self.release_awaiting();

@@ -82,8 +82,14 @@ pub enum HubInput {
     /// [`Close`](super::HubEffect::Close) after its `PeerLeft`), whichever node dialled:
     /// a node that stopped saying it is alive is dropped by every other, and its links are
     /// refused until a report lists it again. Links made since the previous report are spared
-    /// once, as their node may have registered after this registry was read.
-    LiveNodes(BTreeSet<PeerId>),
+    /// once, as their node may have registered after this registry was read. Completed once
+    /// the links are closed.
+    LiveNodes {
+        /// The nodes the registry lists.
+        nodes: BTreeSet<PeerId>,
+        /// Named in the effects.
+        command: CommandId,
+    },
     /// Whether transports that connect out (clients) are still making their first attempt. A
     /// document looked for meanwhile that nobody has yet is not unavailable until they have:
     /// the peer that has it may be about to join. The driver says `true` when it starts such

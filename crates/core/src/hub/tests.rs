@@ -437,8 +437,10 @@ fn links_of_nodes_no_longer_alive_are_closed() {
     let join = |hub: &mut HubActor, peer: &str, grant: Grant| {
         accepted(&join_as(hub, peer, grant)).expect("accepted")
     };
-    let live =
-        |names: &[&str]| HubInput::LiveNodes(names.iter().map(|n| PeerId::from(*n)).collect());
+    let live = |names: &[&str]| HubInput::LiveNodes {
+        nodes: names.iter().map(|n| PeerId::from(*n)).collect(),
+        command: CommandId(7),
+    };
     let closed = |effects: &[HubEffect]| -> Vec<ConnectionId> {
         effects
             .iter()
@@ -461,6 +463,10 @@ fn links_of_nodes_no_longer_alive_are_closed() {
     assert!(effects
         .iter()
         .any(|e| matches!(e, HubEffect::PeerLeft(p) if p.as_str() == "node-b")));
+    assert!(
+        matches!(effects.last(), Some(HubEffect::Completed(CommandId(7)))),
+        "completed once the links are closed: {effects:?}"
+    );
     // node-b links again: refused while it is not listed.
     let refused = join_as(&mut hub, "node-b", Grant::cluster_node());
     assert!(

@@ -244,10 +244,10 @@ impl Hub {
             Command::SharePolicyChanged { reply } => HubInput::SharePolicyChanged {
                 command: self.command(Reply::Unit(reply)),
             },
-            Command::LiveNodes { nodes, reply } => {
-                let _ = reply.send(());
-                HubInput::LiveNodes(nodes)
-            }
+            Command::LiveNodes { nodes, reply } => HubInput::LiveNodes {
+                nodes,
+                command: self.command(Reply::Unit(reply)),
+            },
             Command::RemoveNetwork { network, reply } => {
                 self.removed_networks.insert(network);
                 for (connection, _) in self.networks.iter().filter(|(_, n)| **n == network) {
