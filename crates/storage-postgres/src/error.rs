@@ -1,5 +1,7 @@
 //! What can go wrong reaching the database.
 
+use tandem_core::{StorageError, StorageKey};
+
 /// Connecting to PostgreSQL or preparing its schema failed.
 ///
 /// Its text ends with its causes' ([`tokio_postgres::Error`]'s own names only the kind of
@@ -54,6 +56,14 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A failed read, write or removal of `key`, saying its causes (see [`describe`]).
+pub(crate) fn failed(key: &StorageKey, error: &(dyn std::error::Error + 'static)) -> StorageError {
+    StorageError::Io {
+        key: key.clone(),
+        source: std::io::Error::other(describe(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,7 +81,11 @@ mod tests {
             describe(&error),
             "db error: FATAL: database \"x\" does not exist"
         );
-        let wrapped = PostgresError::TimedOut;
-        assert_eq!(describe(&wrapped), "PostgreSQL did not answer in time");
+        let key = StorageKey::new(["doc", "snapshot", "h"]);
+        let failure = failed(&key, &error).to_string();
+        assert!(
+            failure.contains("db error: FATAL: database \"x\" does not exist"),
+            "{failure}"
+        );
     }
 }

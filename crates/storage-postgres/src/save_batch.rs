@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use tandem_core::{StorageError, StorageKey};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::describe;
+use crate::error::{describe, failed};
 
 /// Saves waiting for the writer; callers wait for room beyond this.
 const QUEUE: usize = 4096;
@@ -107,13 +107,6 @@ fn answer(batch: Vec<PendingSave>, outcome: impl Fn(&StorageKey) -> Result<(), S
     for save in batch {
         // A caller that stopped waiting does not need to know.
         let _ = save.done.send(outcome(&save.key));
-    }
-}
-
-fn failed(key: &StorageKey, error: &WriteError) -> StorageError {
-    StorageError::Io {
-        key: key.clone(),
-        source: std::io::Error::other(error.to_string()),
     }
 }
 

@@ -10,6 +10,7 @@ use tandem_core::{DocumentId, StorageAdapter, StorageError, StorageKey};
 use tokio_postgres::NoTls;
 use tokio_postgres::Statement;
 
+use crate::error::failed;
 use crate::save_batch::SaveBatcher;
 use crate::{schema, PostgresError};
 
@@ -143,11 +144,11 @@ impl PostgresStorage {
         key: &StorageKey,
         sql: &str,
     ) -> Result<(Object, Statement), StorageError> {
-        let client = self.pool.get().await.map_err(|error| failed(key, error))?;
+        let client = self.pool.get().await.map_err(|error| failed(key, &error))?;
         let statement = client
             .prepare_cached(sql)
             .await
-            .map_err(|error| failed(key, error))?;
+            .map_err(|error| failed(key, &error))?;
         Ok((client, statement))
     }
 }
@@ -158,13 +159,6 @@ enum Schema {
     Upgrade,
     /// Leaves it as it is, and refuses a database with none.
     AsItIs,
-}
-
-fn failed(key: &StorageKey, error: impl std::error::Error + Send + Sync + 'static) -> StorageError {
-    StorageError::Io {
-        key: key.clone(),
-        source: std::io::Error::other(error),
-    }
 }
 
 const LOAD: &str = "SELECT value FROM tandem_entries WHERE key = $1";
@@ -187,7 +181,7 @@ impl StorageAdapter for PostgresStorage {
         let row = client
             .query_opt(&statement, &[&stored])
             .await
-            .map_err(|e| failed(key, e))?;
+            .map_err(|e| failed(key, &e))?;
         Ok(row.map(|row| row.get(0)))
     }
 
@@ -202,7 +196,7 @@ impl StorageAdapter for PostgresStorage {
         client
             .execute(&statement, &[&stored])
             .await
-            .map_err(|e| failed(key, e))?;
+            .map_err(|e| failed(key, &e))?;
         Ok(())
     }
 
@@ -215,7 +209,7 @@ impl StorageAdapter for PostgresStorage {
         let rows = client
             .query(&statement, &[&exact, &from, &to])
             .await
-            .map_err(|e| failed(prefix, e))?;
+            .map_err(|e| failed(prefix, &e))?;
         Ok(rows
             .into_iter()
             .map(|row| (decode(row.get(0)), row.get(1)))
@@ -240,7 +234,7 @@ impl StorageAdapter for PostgresStorage {
                 ],
             )
             .await
-            .map_err(|e| failed(&query.tombstone_key, e))?;
+            .map_err(|e| failed(&query.tombstone_key, &e))?;
         Ok(query.stored(
             rows.iter()
                 .map(|row| (row.get::<_, &str>(0), row.get::<_, Vec<u8>>(1))),
@@ -253,7 +247,7 @@ impl StorageAdapter for PostgresStorage {
         client
             .execute(&statement, &[&exact, &from, &to])
             .await
-            .map_err(|e| failed(prefix, e))?;
+            .map_err(|e| failed(prefix, &e))?;
         Ok(())
     }
 }
