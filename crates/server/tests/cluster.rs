@@ -14,7 +14,8 @@ use tandem_storage_postgres::TestPostgres;
 const PATIENCE: Duration = Duration::from_secs(30);
 const SECRET: &str = "cluster-secret";
 
-fn node_options(url: &str) -> Options {
+/// A cluster node's options on the database at `url`.
+pub(crate) fn node_options(url: &str) -> Options {
     Options::parse_from([
         "tandem-server",
         "--port",

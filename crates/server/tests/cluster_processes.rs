@@ -6,9 +6,9 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use crate::common::{acknowledged, kill_hard, start_server, ServerProcess};
+use crate::common::{acknowledged, kill_hard, lacking, start_server, ServerProcess};
 use crate::js::NodeProcess;
-use automerge::{transaction::Transactable, ChangeHash, ReadDoc, ROOT};
+use automerge::{transaction::Transactable, ChangeHash, ROOT};
 use serde_json::Value as Json;
 use tandem_core::persistence::load_document;
 use tandem_core::{StorageAdapter, StorageId};
@@ -108,15 +108,6 @@ async fn write_until_killed(
     }
     kill_hard(node);
     (writer, doc, storage, before_kill)
-}
-
-/// Which of `hashes` `doc` lacks.
-fn lacking(doc: &automerge::Automerge, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
-    hashes
-        .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_none())
-        .copied()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,17 +94,7 @@ async fn a_database_restart_under_load_loses_nothing_and_acknowledges_nothing_un
     // Crashed and restarted: a server of its own, even with TANDEM_TEST_POSTGRES_URL set.
     let postgres = TestPostgres::start_own().unwrap_or_else(|error| panic!("{error}"));
     let url = postgres.database().await.unwrap();
-    let node_options = Options::parse_from([
-        "tandem-server",
-        "--port",
-        "0",
-        "--postgres",
-        &url,
-        "--cluster-advertise",
-        "ws://127.0.0.1:0",
-        "--cluster-secret",
-        "secret",
-    ]);
+    let node_options = crate::cluster::node_options(&url);
     let nodes = [
         Server::start(&node_options).await.unwrap(),
         Server::start(&node_options).await.unwrap(),

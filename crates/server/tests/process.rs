@@ -177,13 +177,7 @@ async fn missing_after_restart(
     let found = reader.find(doc).await;
     let missing = found.map(|found| {
         found
-            .with_doc(|d| {
-                heads
-                    .iter()
-                    .filter(|h| d.get_change_by_hash(h).is_none())
-                    .copied()
-                    .collect()
-            })
+            .with_doc(|d| crate::common::lacking(d, heads))
             .unwrap()
     });
     reader.shutdown().await;

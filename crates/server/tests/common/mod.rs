@@ -68,3 +68,16 @@ pub async fn client_built(
         .unwrap();
     client
 }
+
+/// Which of `hashes` `doc` lacks.
+pub fn lacking(
+    doc: &automerge::Automerge,
+    hashes: &[automerge::ChangeHash],
+) -> Vec<automerge::ChangeHash> {
+    use automerge::ReadDoc;
+    hashes
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_none())
+        .copied()
+        .collect()
+}
