@@ -273,10 +273,10 @@ switch (command) {
     // (one already on its way, from the find, would say nothing about the change).
     const network = repo.networkSubsystem
     const send = network.send.bind(network)
-    let changed = false
+    // Nothing is sent before the change below: it is made before this task yields.
     let sent = false
     network.send = message => {
-      if (changed && message.type === "sync" && message.documentId === handle.documentId) sent = true
+      if (message.type === "sync" && message.documentId === handle.documentId) sent = true
       return send(message)
     }
     const next = new Promise(resolve => {
@@ -286,7 +286,6 @@ switch (command) {
         }
       })
     })
-    changed = true
     handle.change(d => { d.oversize = "y".repeat(Number(bytes)) })
     out({ server: await next, mine: A.getHeads(handle.doc()) })
     await repo.shutdown()
