@@ -103,21 +103,8 @@ async fn a_source_database_without_a_store_is_refused_and_left_as_it_is() {
 
     let said = refusal(&empty);
     assert!(said.contains("holds no tandem store"), "{said}");
-    let (client, connection) = tokio_postgres::connect(&empty, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    let tables: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tables = TestPostgres::tables_in(&empty).await.unwrap();
     assert_eq!(tables, 0, "reading from the database created tables in it");
-    drop(client);
-    let _ = connection.await;
 
     let missing = postgres.url_of("tandem_test_never_created");
     let said = refusal(&missing);

@@ -110,6 +110,23 @@ impl TestPostgres {
         Ok(self.url_of(&name))
     }
 
+    /// How many tables the database at `url` holds in its `public` schema: for a test's check
+    /// that something left a database as it was.
+    pub async fn tables_in(url: &str) -> Result<i64, TestPostgresError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let tables = client
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            )
+            .await?
+            .get(0);
+        drop(client);
+        let _ = connection.await;
+        Ok(tables)
+    }
+
     /// Stops the server as a crash would (`immediate`: no checkpoint; the next start replays
     /// the log), keeping its data and port.
     pub fn crash(&self) -> Result<(), TestPostgresError> {

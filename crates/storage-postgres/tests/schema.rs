@@ -69,21 +69,8 @@ async fn connecting_to_read_needs_a_store_and_changes_nothing() {
         Err(PostgresError::NoStore) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    let tables: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tables = TestPostgres::tables_in(&url).await.unwrap();
     assert_eq!(tables, 0, "the refused read created tables");
-    drop(client);
-    let _ = connection.await;
     let store = PostgresStorage::connect(&url).await.unwrap();
     let versions: i64 = store
         .pool()
